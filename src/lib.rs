@@ -1,0 +1,4 @@
+//! roster: declarative Bitrix24 workgroup membership. `run()` sequences
+//! load → fetch → plan → render → apply; the modules below own one step each.
+
+pub mod sandbox;

@@ -1,0 +1,4 @@
+//! Emulators of the portals roster talks to, served over real HTTP. Shares no wire code with
+//! `provider`: each side implements the documented format on its own.
+
+pub mod bitrix24;

@@ -1,4 +1,6 @@
 //! roster: declarative Bitrix24 workgroup membership. `run()` sequences
 //! load → fetch → plan → render → apply; the modules below own one step each.
 
+pub mod model;
 pub mod sandbox;
+pub mod spec;

@@ -1,0 +1,99 @@
+//! The domain: group and user identities, roles, desired and current membership. Plain data,
+//! provider-neutral, ordered (`BTreeMap`) so everything derived from it is deterministic.
+//! No I/O and no wire formats here: providers convert their JSON into these types by hand.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A workgroup's ID on the portal (Bitrix24 `GROUP_ID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct GroupId(pub u64);
+
+/// A portal user's ID (Bitrix24 `USER_ID`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct UserId(pub u64);
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A member's role in a group. Ordered from most to least privileged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The group's single owner (Bitrix24 `A`). roster never removes or demotes it.
+    Owner,
+    /// Bitrix24 `E`.
+    Moderator,
+    /// Bitrix24 `K`.
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Moderator => "moderator",
+            Role::Member => "member",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the YAML file declares for one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredGroup {
+    pub id: GroupId,
+    /// Optional label, shown in plans.
+    pub name: Option<String>,
+    /// The declared owner, if any: checked against the portal, never changed.
+    pub owner: Option<UserId>,
+    /// Declared members with their role (moderator or member; never owner).
+    pub members: BTreeMap<UserId, Role>,
+    /// When true, members present on the portal but not declared are removed (owners never).
+    pub prune: bool,
+    /// 1-based line of the group in its source file, for messages about it.
+    pub line: usize,
+}
+
+/// The whole desired state: every declared group, by ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    pub groups: BTreeMap<GroupId, DesiredGroup>,
+}
+
+/// One group's members as the portal reports them (owner included, with `Role::Owner`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CurrentGroup {
+    pub members: BTreeMap<UserId, Role>,
+}
+
+impl CurrentGroup {
+    pub fn owner(&self) -> Option<UserId> {
+        self.members
+            .iter()
+            .find(|(_, role)| **role == Role::Owner)
+            .map(|(user, _)| *user)
+    }
+}
+
+/// The portal's current membership for the groups roster looked at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CurrentState {
+    pub groups: BTreeMap<GroupId, CurrentGroup>,
+}

@@ -97,3 +97,21 @@ impl CurrentGroup {
 pub struct CurrentState {
     pub groups: BTreeMap<GroupId, CurrentGroup>,
 }
+
+/// What became of one planned change when it was carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpStatus {
+    /// The portal confirmed the change.
+    Done,
+    /// The portal answered without error but did not make the change (for example it
+    /// silently skipped the user); `reason` says what is known.
+    NotDone { reason: String },
+    /// The call carrying the change failed; `error` is the API or transport error.
+    Failed { error: String },
+}
+
+impl OpStatus {
+    pub fn is_done(&self) -> bool {
+        matches!(self, OpStatus::Done)
+    }
+}

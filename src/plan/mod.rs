@@ -1,0 +1,219 @@
+//! The planner: `diff(desired, current) -> Plan`, a pure function. No I/O, no clock, no
+//! provider knowledge. The one safety rule lives here: a group's owner is never removed or
+//! demoted; where the desired state asks for that, the plan carries a visible `Skipped` entry
+//! instead of a change.
+//!
+//! Entries are sorted by group, then user, so the same inputs always give a byte-identical plan.
+
+use crate::model::{CurrentGroup, CurrentState, DesiredState, GroupId, Role, UserId};
+
+/// One change roster would make to a group's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Add the user with this role (moderator or member).
+    Add { user: UserId, role: Role },
+    /// Change an existing member's role.
+    SetRole { user: UserId, from: Role, to: Role },
+    /// Remove a member (never the owner) who currently has this role.
+    Remove { user: UserId, role: Role },
+}
+
+impl Change {
+    pub fn user(&self) -> UserId {
+        match *self {
+            Change::Add { user, .. }
+            | Change::SetRole { user, .. }
+            | Change::Remove { user, .. } => user,
+        }
+    }
+}
+
+/// What the desired state asked of a protected member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// Not declared, and the group prunes.
+    Remove,
+    /// Declared with a lesser role.
+    Demote(Role),
+}
+
+/// Why a wanted change is not planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The user is the group's owner: roster never removes or demotes owners.
+    Owner,
+}
+
+/// A change the desired state asks for that roster will not make, shown so nobody wonders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Skipped {
+    pub user: UserId,
+    pub wanted: Wanted,
+    pub reason: SkipReason,
+}
+
+/// One line of a group's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Change(Change),
+    Skipped(Skipped),
+}
+
+impl Entry {
+    pub fn user(&self) -> UserId {
+        match self {
+            Entry::Change(c) => c.user(),
+            Entry::Skipped(s) => s.user,
+        }
+    }
+}
+
+/// The declared owner differs from the portal's. Reported, never changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerMismatch {
+    pub declared: UserId,
+    pub actual: Option<UserId>,
+}
+
+/// The plan for one declared group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPlan {
+    pub id: GroupId,
+    pub name: Option<String>,
+    /// Sorted by user.
+    pub entries: Vec<Entry>,
+    pub owner_mismatch: Option<OwnerMismatch>,
+}
+
+impl GroupPlan {
+    pub fn changes(&self) -> impl Iterator<Item = &Change> {
+        self.entries.iter().filter_map(|e| match e {
+            Entry::Change(c) => Some(c),
+            Entry::Skipped(_) => None,
+        })
+    }
+}
+
+/// Counts of a plan's entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub remove: usize,
+    pub skipped: usize,
+}
+
+impl Summary {
+    pub fn has_changes(&self) -> bool {
+        self.add + self.change + self.remove > 0
+    }
+}
+
+/// Every declared group's plan, sorted by group ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub groups: Vec<GroupPlan>,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for e in self.groups.iter().flat_map(|g| &g.entries) {
+            match e {
+                Entry::Change(Change::Add { .. }) => s.add += 1,
+                Entry::Change(Change::SetRole { .. }) => s.change += 1,
+                Entry::Change(Change::Remove { .. }) => s.remove += 1,
+                Entry::Skipped(_) => s.skipped += 1,
+            }
+        }
+        s
+    }
+}
+
+/// Compute the plan that takes `current` to `desired`. A declared group missing from `current`
+/// is planned as empty: the shell fetches every declared group and fails before planning when
+/// the portal does not have one.
+pub fn diff(desired: &DesiredState, current: &CurrentState) -> Plan {
+    let empty = CurrentGroup::default();
+    let groups = desired
+        .groups
+        .values()
+        .map(|want| {
+            let have = current.groups.get(&want.id).unwrap_or(&empty);
+            let mut entries = Vec::new();
+            // Merge the two sorted member maps, user by user.
+            let mut users: Vec<UserId> = want
+                .members
+                .keys()
+                .chain(have.members.keys())
+                .copied()
+                .collect();
+            users.sort_unstable();
+            users.dedup();
+            for user in users {
+                let declared_owner = want.owner == Some(user);
+                let entry = match (
+                    have.members.get(&user).copied(),
+                    want.members.get(&user).copied(),
+                ) {
+                    (None, None) => None,
+                    (None, Some(role)) => Some(Entry::Change(Change::Add { user, role })),
+                    (Some(Role::Owner), Some(role)) => Some(Entry::Skipped(Skipped {
+                        user,
+                        wanted: Wanted::Demote(role),
+                        reason: SkipReason::Owner,
+                    })),
+                    (Some(from), Some(to)) if from != to => {
+                        Some(Entry::Change(Change::SetRole { user, from, to }))
+                    }
+                    (Some(_), Some(_)) => None,
+                    (Some(_), None) if declared_owner || !want.prune => None,
+                    (Some(Role::Owner), None) => Some(Entry::Skipped(Skipped {
+                        user,
+                        wanted: Wanted::Remove,
+                        reason: SkipReason::Owner,
+                    })),
+                    (Some(role), None) => Some(Entry::Change(Change::Remove { user, role })),
+                };
+                entries.extend(entry);
+            }
+            let owner_mismatch = want.owner.and_then(|declared| {
+                let actual = have.owner();
+                (actual != Some(declared)).then_some(OwnerMismatch { declared, actual })
+            });
+            GroupPlan {
+                id: want.id,
+                name: want.name.clone(),
+                entries,
+                owner_mismatch,
+            }
+        })
+        .collect();
+    Plan { groups }
+}
+
+/// The membership that results from carrying out every change of `plan` on `current`: the
+/// planner's own model of a successful apply. Tests use it to state what a plan means.
+pub fn applied(current: &CurrentState, plan: &Plan) -> CurrentState {
+    let mut next = current.clone();
+    for g in &plan.groups {
+        let members = &mut next.groups.entry(g.id).or_default().members;
+        for change in g.changes() {
+            match *change {
+                Change::Add { user, role } => {
+                    members.insert(user, role);
+                }
+                Change::SetRole { user, to, .. } => {
+                    members.insert(user, to);
+                }
+                Change::Remove { user, .. } => {
+                    members.remove(&user);
+                }
+            }
+        }
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests;

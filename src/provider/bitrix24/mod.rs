@@ -1,0 +1,433 @@
+//! The Bitrix24 provider: reads memberships with `sonet_group.user.get` and writes with
+//! `sonet_group.user.add/update/delete`, always through `batch` (up to 50 commands a request).
+//!
+//! Writes are coalesced: per group one `add` with every new user, one `update` per target role,
+//! one `delete` with every removed user (the methods take arrays of `USER_ID`). Each command's
+//! result array is checked user by user, so a user the portal silently skipped is reported as
+//! not done rather than counted as success.
+//!
+//! Errors keep "the API said no" (`ApiError`: method, code, description, HTTP status) apart from
+//! "the HTTP call failed" (`TransportError`). The webhook code never appears in either.
+
+pub mod webhook;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+use crate::model::{CurrentGroup, CurrentState, GroupId, OpStatus, Role, UserId};
+use crate::plan::Change;
+use crate::provider::FetchError;
+pub use webhook::{Secret, Webhook, WebhookError};
+use wire::Command;
+
+/// Bitrix24's limit on commands per `batch`.
+pub const BATCH_MAX: usize = 50;
+
+/// The portal answered with an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{method}: {} ({description}){}", if code.is_empty() { "error" } else { code }, status.map(|s| format!(" [HTTP {s}]")).unwrap_or_default())]
+pub struct ApiError {
+    pub method: String,
+    /// The `error` field; often empty for `sonet_group.*` methods.
+    pub code: String,
+    pub description: String,
+    /// The HTTP status, for top-level errors (`None` inside a batch's `result_error`).
+    pub status: Option<u16>,
+}
+
+/// The HTTP exchange itself failed: no connection, a timeout, or an answer that is not the
+/// documented JSON envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{method}: {detail}")]
+pub struct TransportError {
+    pub method: String,
+    pub status: Option<u16>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+impl CallError {
+    /// Worth another try later: rate limits, operating-time limits, server hiccups, transport
+    /// failures. Never answers that mean "no" (auth, permission, validation).
+    fn is_transient(&self) -> bool {
+        match self {
+            CallError::Api(e) => {
+                matches!(
+                    e.code.as_str(),
+                    "QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT"
+                ) || matches!(e.status, Some(502..=504))
+            }
+            CallError::Transport(e) => !matches!(e.status, Some(s) if (400..500).contains(&s)),
+        }
+    }
+}
+
+/// How persistent the client is.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with ±25 % jitter.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+            timeout: Duration::from_secs(70),
+        }
+    }
+}
+
+/// A Bitrix24 portal reached through an incoming webhook.
+pub struct Client {
+    http: reqwest::Client,
+    webhook: Webhook,
+    options: Options,
+}
+
+/// The outcome of one command inside a batch.
+type CommandResult = Result<Value, ApiError>;
+
+impl Client {
+    pub fn new(webhook: Webhook, options: Options) -> Result<Client, TransportError> {
+        // rustls needs a process-wide crypto provider; installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            // A portal that moved answers 302; following it blindly could send the code elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TransportError {
+                method: "client".into(),
+                status: None,
+                detail: e.without_url().to_string(),
+            })?;
+        Ok(Client {
+            http,
+            webhook,
+            options,
+        })
+    }
+
+    pub fn webhook(&self) -> &Webhook {
+        &self.webhook
+    }
+
+    /// One HTTP call of `method` with a JSON body, retried while the failure is transient.
+    async fn call(&self, method: &str, body: &Value) -> Result<Value, CallError> {
+        let mut attempt = 1;
+        loop {
+            match self.call_once(method, body).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && attempt < self.options.max_attempts => {
+                    let delay = backoff(&self.options, attempt);
+                    warn!(%method, attempt, delay_ms = delay.as_millis() as u64, "retrying after: {e}");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn call_once(&self, method: &str, body: &Value) -> Result<Value, CallError> {
+        let started = std::time::Instant::now();
+        let transport = |status: Option<u16>, detail: String| TransportError {
+            method: method.to_owned(),
+            status,
+            detail,
+        };
+        let response = self
+            .http
+            .post(self.webhook.method_url(method))
+            .json(body)
+            .send()
+            .await
+            // without_url(): reqwest puts the URL, and so the webhook code, in its messages.
+            .map_err(|e| transport(None, e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport(Some(status), e.without_url().to_string()))?;
+        debug!(%method, status, bytes = bytes.len(), ms = started.elapsed().as_millis() as u64, "response");
+        let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
+        match parsed {
+            Ok(v) => {
+                if let Some(e) = wire::error_body(&v) {
+                    return Err(ApiError {
+                        method: method.to_owned(),
+                        code: e.code,
+                        description: e.description,
+                        status: Some(status),
+                    }
+                    .into());
+                }
+                if status != 200 {
+                    return Err(transport(
+                        Some(status),
+                        format!("HTTP {status} without an error body"),
+                    )
+                    .into());
+                }
+                v.get("result")
+                    .cloned()
+                    .ok_or_else(|| transport(Some(status), "answer has no `result`".into()).into())
+            }
+            Err(_) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let snippet: String = text.chars().take(200).collect();
+                Err(transport(
+                    Some(status),
+                    format!("HTTP {status}, not JSON: {snippet:?}"),
+                )
+                .into())
+            }
+        }
+    }
+
+    /// Run up to `BATCH_MAX` commands in one `batch` request (`halt=0`), returning each
+    /// command's own result or error, in order.
+    async fn batch(&self, cmds: &[Command]) -> Result<Vec<CommandResult>, CallError> {
+        assert!(cmds.len() <= BATCH_MAX, "callers chunk batches");
+        let cmd: serde_json::Map<String, Value> = cmds
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("c{i}"), Value::String(c.to_cmd())))
+            .collect();
+        debug!(commands = cmds.len(), "batch");
+        let result = self
+            .call("batch", &json!({ "halt": 0, "cmd": cmd }))
+            .await?;
+        Ok(cmds
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let name = format!("c{i}");
+                if let Some(e) =
+                    wire::section(&result, "result_error", &name).and_then(wire::error_body)
+                {
+                    return Err(ApiError {
+                        method: c.method.to_owned(),
+                        code: e.code,
+                        description: e.description,
+                        status: None,
+                    });
+                }
+                wire::section(&result, "result", &name)
+                    .cloned()
+                    .ok_or_else(|| ApiError {
+                        method: c.method.to_owned(),
+                        code: String::new(),
+                        description: "the batch answer has no result for this command".into(),
+                        status: None,
+                    })
+            })
+            .collect())
+    }
+
+    /// Read the members of `groups` (`sonet_group.user.get`, 50 groups a batch). Every group
+    /// that cannot be read is reported, not just the first.
+    pub async fn fetch(&self, groups: &[GroupId]) -> Result<CurrentState, FetchError> {
+        let mut state = CurrentState::default();
+        let mut failed = Vec::new();
+        for chunk in groups.chunks(BATCH_MAX) {
+            let cmds: Vec<Command> = chunk
+                .iter()
+                .map(|g| Command::new("sonet_group.user.get").param("ID", g.0))
+                .collect();
+            let results = self.batch(&cmds).await?;
+            for (g, r) in chunk.iter().zip(results) {
+                match r.map_err(|e| e.to_string()).and_then(|v| members(&v)) {
+                    Ok(members) => {
+                        state.groups.insert(*g, members);
+                    }
+                    Err(e) => failed.push((*g, e)),
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(state)
+        } else {
+            Err(FetchError::Groups(failed))
+        }
+    }
+
+    /// Carry out `changes`; one status per change, in input order.
+    pub async fn execute(&self, changes: &[(GroupId, Change)]) -> Vec<OpStatus> {
+        let writes = coalesce(changes);
+        // Every command's verdict on each change it carried; a change is done when all agree.
+        let mut verdicts: Vec<Vec<OpStatus>> = vec![Vec::new(); changes.len()];
+        for chunk in writes.chunks(BATCH_MAX) {
+            let cmds: Vec<Command> = chunk.iter().map(|w| w.command.clone()).collect();
+            match self.batch(&cmds).await {
+                Ok(results) => {
+                    for (w, r) in chunk.iter().zip(results) {
+                        judge(w, r, &mut verdicts);
+                    }
+                }
+                Err(e) => {
+                    for w in chunk {
+                        for &(i, _) in &w.carries {
+                            verdicts[i].push(OpStatus::Failed {
+                                error: e.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        verdicts
+            .into_iter()
+            .map(|v| {
+                v.into_iter()
+                    .find(|s| !s.is_done())
+                    .unwrap_or(OpStatus::Done)
+            })
+            .collect()
+    }
+}
+
+fn backoff(options: &Options, attempt: u32) -> Duration {
+    let exp = options
+        .base_delay
+        .saturating_mul(1 << (attempt - 1).min(16));
+    let capped = exp.min(options.max_delay);
+    capped.mul_f64(0.75 + fastrand::f64() * 0.5)
+}
+
+/// `[{"USER_ID":"1","ROLE":"A"},…]` into members. Rows with roles other than A/E/K (which the
+/// method does not return) are ignored.
+fn members(v: &Value) -> Result<CurrentGroup, String> {
+    let rows = v
+        .as_array()
+        .ok_or_else(|| format!("sonet_group.user.get: expected a list of members, got {v}"))?;
+    let mut group = CurrentGroup::default();
+    for row in rows {
+        let user = row.get("USER_ID").and_then(wire::id);
+        let role = match row.get("ROLE").and_then(Value::as_str) {
+            Some("A") => Some(Role::Owner),
+            Some("E") => Some(Role::Moderator),
+            Some("K") => Some(Role::Member),
+            _ => None,
+        };
+        match (user, role) {
+            (Some(u), Some(r)) => {
+                group.members.insert(UserId(u), r);
+            }
+            _ => debug!(%row, "ignoring membership row"),
+        }
+    }
+    Ok(group)
+}
+
+/// What a write command is for, to judge its result. The derived order is the execution order
+/// within a group: add, promote to moderator, set member, delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Add,
+    Update(Role),
+    Delete,
+}
+
+/// One coalesced write command and the changes (index, user) it carries.
+#[derive(Debug, Clone)]
+struct Write {
+    kind: Kind,
+    command: Command,
+    carries: Vec<(usize, UserId)>,
+}
+
+/// Coalesce changes into the fewest commands: per group an add, an update per target role and a
+/// delete, in that order (a new moderator is added, then promoted).
+fn coalesce(changes: &[(GroupId, Change)]) -> Vec<Write> {
+    let mut per_group: BTreeMap<GroupId, BTreeMap<Kind, Vec<(usize, UserId)>>> = BTreeMap::new();
+    for (i, (g, change)) in changes.iter().enumerate() {
+        let slots = per_group.entry(*g).or_default();
+        match *change {
+            Change::Add { user, role } => {
+                slots.entry(Kind::Add).or_default().push((i, user));
+                if role == Role::Moderator {
+                    slots
+                        .entry(Kind::Update(Role::Moderator))
+                        .or_default()
+                        .push((i, user));
+                }
+            }
+            Change::SetRole { user, to, .. } => {
+                slots.entry(Kind::Update(to)).or_default().push((i, user))
+            }
+            Change::Remove { user, .. } => slots.entry(Kind::Delete).or_default().push((i, user)),
+        }
+    }
+    let mut writes = Vec::new();
+    for (g, slots) in per_group {
+        for (kind, carries) in slots {
+            let users = carries.iter().map(|(_, u)| u.0);
+            let command = match kind {
+                Kind::Add => Command::new("sonet_group.user.add"),
+                Kind::Update(_) => Command::new("sonet_group.user.update"),
+                Kind::Delete => Command::new("sonet_group.user.delete"),
+            }
+            .param("GROUP_ID", g.0)
+            .list("USER_ID", users);
+            let command = match kind {
+                Kind::Update(Role::Moderator) => command.param("ROLE", "E"),
+                Kind::Update(_) => command.param("ROLE", "K"),
+                _ => command,
+            };
+            writes.push(Write {
+                kind,
+                command,
+                carries,
+            });
+        }
+    }
+    writes
+}
+
+/// Record a command's verdict for every change it carried.
+fn judge(w: &Write, result: CommandResult, verdicts: &mut [Vec<OpStatus>]) {
+    let confirmed: Result<BTreeSet<u64>, String> = match result {
+        Ok(v) => wire::id_list(&v)
+            .map(|ids| ids.into_iter().collect())
+            .ok_or_else(|| format!("{}: unexpected result {v}", w.command.method)),
+        Err(e) => Err(e.to_string()),
+    };
+    for &(i, user) in &w.carries {
+        let status = match &confirmed {
+            Ok(ids) if ids.contains(&user.0) => OpStatus::Done,
+            Ok(_) => OpStatus::NotDone {
+                reason: match w.kind {
+                    Kind::Add => "the portal did not add the user (it skips users who do not exist or already have a pending request, invitation or ban in the group)".into(),
+                    Kind::Update(r) => format!("the portal did not make the user {r} (it skips the owner, users who already have the role and non-members)"),
+                    Kind::Delete => "the portal did not remove the user (it skips the owner and users who are not in the group)".into(),
+                },
+            },
+            Err(e) => OpStatus::Failed { error: e.clone() },
+        };
+        verdicts[i].push(status);
+    }
+}
+
+#[cfg(test)]
+mod tests;

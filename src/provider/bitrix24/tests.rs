@@ -1,0 +1,154 @@
+//! Unit tests of write coalescing and result judging (no network: the round trips against the
+//! sandbox live in tests/it).
+
+use serde_json::json;
+
+use super::*;
+
+fn cmds(changes: &[(GroupId, Change)]) -> Vec<String> {
+    coalesce(changes)
+        .iter()
+        .map(|w| w.command.to_cmd().replace("%5B", "[").replace("%5D", "]"))
+        .collect()
+}
+
+#[test]
+fn one_command_per_group_and_kind_in_dependency_order() {
+    let g = GroupId(15);
+    let u = UserId;
+    let changes = [
+        (
+            g,
+            Change::Remove {
+                user: u(30),
+                role: Role::Member,
+            },
+        ),
+        (
+            g,
+            Change::Add {
+                user: u(10),
+                role: Role::Moderator,
+            },
+        ),
+        (
+            g,
+            Change::Add {
+                user: u(22),
+                role: Role::Member,
+            },
+        ),
+        (
+            g,
+            Change::SetRole {
+                user: u(21),
+                from: Role::Moderator,
+                to: Role::Member,
+            },
+        ),
+        (
+            g,
+            Change::SetRole {
+                user: u(23),
+                from: Role::Member,
+                to: Role::Moderator,
+            },
+        ),
+        (
+            GroupId(7),
+            Change::Remove {
+                user: u(5),
+                role: Role::Moderator,
+            },
+        ),
+        (
+            g,
+            Change::Remove {
+                user: u(31),
+                role: Role::Moderator,
+            },
+        ),
+    ];
+    assert_eq!(
+        cmds(&changes),
+        [
+            "sonet_group.user.delete?GROUP_ID=7&USER_ID[0]=5",
+            "sonet_group.user.add?GROUP_ID=15&USER_ID[0]=10&USER_ID[1]=22",
+            "sonet_group.user.update?GROUP_ID=15&USER_ID[0]=10&USER_ID[1]=23&ROLE=E",
+            "sonet_group.user.update?GROUP_ID=15&USER_ID[0]=21&ROLE=K",
+            "sonet_group.user.delete?GROUP_ID=15&USER_ID[0]=30&USER_ID[1]=31",
+        ]
+    );
+}
+
+#[test]
+fn silently_skipped_users_are_not_done() {
+    let changes = [
+        (
+            GroupId(1),
+            Change::Add {
+                user: UserId(2),
+                role: Role::Member,
+            },
+        ),
+        (
+            GroupId(1),
+            Change::Add {
+                user: UserId(3),
+                role: Role::Member,
+            },
+        ),
+    ];
+    let writes = coalesce(&changes);
+    let mut verdicts = vec![Vec::new(); 2];
+    judge(&writes[0], Ok(json!(["2"])), &mut verdicts);
+    assert_eq!(verdicts[0], [OpStatus::Done]);
+    assert!(matches!(verdicts[1][0], OpStatus::NotDone { .. }));
+}
+
+#[test]
+fn command_errors_fail_every_change_they_carry() {
+    let changes = [(
+        GroupId(1),
+        Change::Remove {
+            user: UserId(2),
+            role: Role::Member,
+        },
+    )];
+    let writes = coalesce(&changes);
+    let mut verdicts = vec![Vec::new()];
+    let err = ApiError {
+        method: "sonet_group.user.delete".into(),
+        code: String::new(),
+        description: "No permissions to update users role".into(),
+        status: None,
+    };
+    judge(&writes[0], Err(err), &mut verdicts);
+    match &verdicts[0][0] {
+        OpStatus::Failed { error } => {
+            assert_eq!(
+                error,
+                "sonet_group.user.delete: error (No permissions to update users role)"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn transient_errors_are_the_retryable_ones() {
+    let api = |code: &str, status| {
+        CallError::Api(ApiError {
+            method: "batch".into(),
+            code: code.into(),
+            description: String::new(),
+            status: Some(status),
+        })
+    };
+    assert!(api("QUERY_LIMIT_EXCEEDED", 503).is_transient());
+    assert!(api("OPERATION_TIME_LIMIT", 429).is_transient());
+    assert!(api("", 502).is_transient());
+    assert!(!api("NO_AUTH_FOUND", 401).is_transient());
+    assert!(!api("INTERNAL_SERVER_ERROR", 500).is_transient());
+    assert!(!api("insufficient_scope", 403).is_transient());
+}

@@ -1,0 +1,41 @@
+//! Providers: the portals roster can manage, one closed enum. Each provider's module is the only
+//! place that knows its API's wire format; the rest of roster sees `model` types only.
+
+pub mod bitrix24;
+
+use crate::model::{CurrentState, DesiredState, GroupId, OpStatus};
+use crate::plan::Change;
+
+/// A connected portal.
+pub enum Provider {
+    Bitrix24(bitrix24::Client),
+}
+
+impl Provider {
+    /// Read the current members of every declared group.
+    pub async fn fetch(&self, desired: &DesiredState) -> Result<CurrentState, FetchError> {
+        let ids: Vec<GroupId> = desired.groups.keys().copied().collect();
+        match self {
+            Provider::Bitrix24(c) => c.fetch(&ids).await,
+        }
+    }
+
+    /// Carry out changes; the result has one status per input, in the same order. A failure
+    /// never stops the other changes.
+    pub async fn execute(&self, changes: &[(GroupId, Change)]) -> Vec<OpStatus> {
+        match self {
+            Provider::Bitrix24(c) => c.execute(changes).await,
+        }
+    }
+}
+
+/// Reading the current state failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Some groups could not be read (each with its reason).
+    #[error("could not read {} group(s):\n{}", .0.len(), .0.iter().map(|(g, e)| format!("  group {g}: {e}")).collect::<Vec<_>>().join("\n"))]
+    Groups(Vec<(GroupId, String)>),
+    /// The portal could not be reached or answered with an error for the whole request.
+    #[error(transparent)]
+    Call(#[from] bitrix24::CallError),
+}

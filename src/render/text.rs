@@ -1,0 +1,115 @@
+//! The human-readable plan and apply report, Terraform-style: `+` add, `~` role change,
+//! `-` remove, `!` skipped. Groups with nothing to say are left out.
+
+use std::fmt::Write;
+
+use super::Style;
+use crate::model::Role;
+use crate::plan::{Change, Entry, GroupPlan, Plan, Summary, Wanted};
+
+const GREEN: &str = "32";
+const YELLOW: &str = "33";
+const RED: &str = "31";
+const CYAN: &str = "36";
+const BOLD: &str = "1";
+
+/// `group 15 "Marketing"`
+pub fn group_title(id: crate::model::GroupId, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("group {id} {n:?}"),
+        None => format!("group {id}"),
+    }
+}
+
+/// The symbol and description of one plan entry, e.g. (`~`, `member -> moderator`).
+pub fn describe_entry(entry: &Entry) -> (char, String) {
+    match entry {
+        Entry::Change(Change::Add { role, .. }) => ('+', role.to_string()),
+        Entry::Change(Change::SetRole { from, to, .. }) => ('~', format!("{from} -> {to}")),
+        Entry::Change(Change::Remove { role, .. }) => ('-', role.to_string()),
+        Entry::Skipped(s) => {
+            let why = match s.wanted {
+                Wanted::Remove => "not declared; owners are never removed".to_owned(),
+                Wanted::Demote(r) => format!("declared as {r}; owners are never demoted"),
+            };
+            ('!', format!("{}  skipped: owner ({why})", Role::Owner))
+        }
+    }
+}
+
+fn color_of(symbol: char) -> &'static str {
+    match symbol {
+        '+' => GREEN,
+        '~' => YELLOW,
+        '-' => RED,
+        _ => CYAN,
+    }
+}
+
+fn write_group(out: &mut String, g: &GroupPlan, style: Style) {
+    let _ = writeln!(
+        out,
+        "  {}",
+        style.paint(BOLD, &group_title(g.id, g.name.as_deref()))
+    );
+    let width = g
+        .entries
+        .iter()
+        .map(|e| e.user().to_string().len())
+        .max()
+        .unwrap_or(0);
+    for e in &g.entries {
+        let (symbol, text) = describe_entry(e);
+        let line = format!("{symbol} {:<width$}  {text}", e.user().to_string());
+        let _ = writeln!(out, "    {}", style.paint(color_of(symbol), &line));
+    }
+    if let Some(m) = g.owner_mismatch {
+        let actual = m
+            .actual
+            .map_or("no owner".to_owned(), |a| format!("user {a}"));
+        let line = format!(
+            "! owner differs: the file declares user {}, the portal has {actual} (owners are never changed)",
+            m.declared
+        );
+        let _ = writeln!(out, "    {}", style.paint(CYAN, &line));
+    }
+}
+
+/// The summary line: `Plan: 3 to add, 1 to change, 2 to remove, 1 skipped.` or `No changes.`
+pub fn summary_line(s: &Summary) -> String {
+    if s.has_changes() {
+        format!(
+            "Plan: {} to add, {} to change, {} to remove, {} skipped.",
+            s.add, s.change, s.remove, s.skipped
+        )
+    } else if s.skipped > 0 {
+        format!("No changes. {} skipped.", s.skipped)
+    } else {
+        "No changes.".to_owned()
+    }
+}
+
+/// The whole plan as text, ending with the summary line.
+pub fn plan(plan: &Plan, style: Style) -> String {
+    let mut out = String::new();
+    let shown: Vec<&GroupPlan> = plan
+        .groups
+        .iter()
+        .filter(|g| !g.entries.is_empty() || g.owner_mismatch.is_some())
+        .collect();
+    let summary = plan.summary();
+    if !shown.is_empty() {
+        let lead = if summary.has_changes() {
+            "roster will make these changes:"
+        } else {
+            "roster found nothing to change; for information:"
+        };
+        let _ = writeln!(out, "{lead}\n");
+        for g in shown {
+            write_group(&mut out, g, style);
+            out.push('\n');
+        }
+    }
+    let _ = writeln!(out, "{}", style.paint(BOLD, &summary_line(&summary)));
+    out
+}

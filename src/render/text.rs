@@ -113,3 +113,36 @@ pub fn plan(plan: &Plan, style: Style) -> String {
     let _ = writeln!(out, "{}", style.paint(BOLD, &summary_line(&summary)));
     out
 }
+
+/// The apply report: one line per change with its outcome, then a summary line.
+pub fn report(report: &crate::apply::Report, style: Style) -> String {
+    use crate::model::OpStatus;
+    let mut out = String::new();
+    for o in &report.outcomes {
+        let entry = Entry::Change(o.change);
+        let (symbol, what) = describe_entry(&entry);
+        let subject = format!(
+            "{}: {symbol} user {} {what}",
+            group_title(o.group, o.group_name.as_deref()),
+            o.change.user()
+        );
+        let line = match &o.status {
+            OpStatus::Done => style.paint(GREEN, &format!("{:<9}{subject}", "done")),
+            OpStatus::NotDone { reason } => {
+                style.paint(RED, &format!("{:<9}{subject}: {reason}", "not done"))
+            }
+            OpStatus::Failed { error } => {
+                style.paint(RED, &format!("{:<9}{subject}: {error}", "failed"))
+            }
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    let summary = format!(
+        "Apply: {} done, {} failed, {} skipped.",
+        report.done(),
+        report.not_done(),
+        report.skipped
+    );
+    let _ = writeln!(out, "{}", style.paint(BOLD, &summary));
+    out
+}

@@ -1,0 +1,100 @@
+//! The command line, as clap types only. Parsing happens in `main.rs`; meaning in `crate::run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Declarative Bitrix24 workgroup membership: plan and apply who belongs to which group.
+#[derive(Debug, Parser)]
+#[command(name = "roster", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Colour in text output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a desired-state file without contacting any portal.
+    Validate {
+        /// The desired-state YAML file.
+        file: PathBuf,
+    },
+    /// Show what apply would change. Changes nothing.
+    Plan(PlanArgs),
+    /// Make the portal match the file (after showing the plan and asking).
+    Apply(ApplyArgs),
+    /// The built-in Bitrix24 emulator.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PortalArgs {
+    /// The portal: a Bitrix24 webhook URL `https://HOST/rest/USER_ID/CODE/`, or `sandbox:PATH`
+    /// to run the built-in sandbox on the state file PATH.
+    #[arg(long, env = "ROSTER_PORTAL", hide_env_values = true)]
+    pub portal: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The desired-state YAML file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Exit 2 when the plan has changes (0 none, 1 error).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The desired-state YAML file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    /// Apply without asking (required when stdin is not a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Serve the sandbox portal over HTTP until interrupted; every change is written to the
+    /// state file.
+    Serve {
+        /// The sandbox state file (YAML), e.g. examples/sandbox.yaml.
+        #[arg(long)]
+        state: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8024")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}

@@ -1,0 +1,301 @@
+//! The CLI as a user runs it: the real binary in a temp dir against the sandbox over real HTTP,
+//! checking exit codes, stdout, stderr and the portal state afterwards.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use roster::sandbox::bitrix24::Sandbox;
+
+use crate::support::{EXAMPLE_CODE, Workspace};
+
+const PORTAL: &str = "--portal=sandbox:portal.yaml";
+
+#[test]
+fn plan_shows_adds_a_role_change_a_removal_and_a_skipped_owner() {
+    let ws = Workspace::with_example_portal();
+    let before = ws.read("portal.yaml");
+    let run = ws.roster(&["plan", "groups.yaml", PORTAL]);
+    insta::assert_snapshot!(run.transcript(), @"");
+    assert_eq!(
+        ws.read("portal.yaml"),
+        before,
+        "plan must not change the portal"
+    );
+}
+
+#[test]
+fn detailed_exitcode_before_and_after_apply() {
+    let ws = Workspace::with_example_portal();
+    let before = ws.roster(&["plan", "groups.yaml", PORTAL, "--detailed-exitcode"]);
+    assert_eq!(before.code, 2, "{}", before.transcript());
+
+    let apply = ws.roster(&["apply", "groups.yaml", PORTAL, "--auto-approve"]);
+    insta::assert_snapshot!(apply.transcript(), @"");
+
+    let after = ws.roster(&["plan", "groups.yaml", PORTAL, "--detailed-exitcode"]);
+    assert_eq!(after.code, 0, "{}", after.transcript());
+    assert!(after.stdout.contains("No changes."), "{}", after.stdout);
+    assert!(
+        after.stdout.contains("skipped: owner"),
+        "the owner stays visible: {}",
+        after.stdout
+    );
+
+    assert_eq!(
+        ws.portal_group("portal.yaml", 15),
+        ["1=A", "10=E", "21=K", "22=K"]
+    );
+    assert_eq!(
+        ws.portal_group("portal.yaml", 27)[..3],
+        ["22=A".to_owned(), "23=E".into(), "31=K".into()]
+    );
+    assert!(
+        ws.portal_group("portal.yaml", 27)
+            .contains(&"30=K".to_owned())
+    );
+    assert_eq!(ws.portal_group("portal.yaml", 42), ["1=A", "22=K", "23=K"]);
+}
+
+#[test]
+fn detailed_exitcode_is_1_on_error() {
+    let ws = Workspace::with_example_portal();
+    ws.write(
+        "missing.yaml",
+        "version: 1\ngroups:\n  - id: 99\n    members: [10]\n  - id: 15\n",
+    );
+    let run = ws.roster(&["plan", "missing.yaml", PORTAL, "--detailed-exitcode"]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(
+        run.stderr
+            .contains("group 99: sonet_group.user.get: error (Socialnetwork group not found)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn the_owner_is_never_removed_or_demoted() {
+    let ws = Workspace::with_example_portal();
+    // Group 42's owner is user 1: list them as a moderator in one group, leave them out of another.
+    ws.write(
+        "owners.yaml",
+        "version: 1\ngroups:\n  - id: 42\n    moderators: [1]\n  - id: 15\n    members: []\n",
+    );
+    let plan = ws.roster(&["plan", "owners.yaml", PORTAL]);
+    assert!(
+        plan.stdout.contains(
+            "! 1   owner  skipped: owner (declared as moderator; owners are never demoted)"
+        ) || plan.stdout.contains(
+            "! 1  owner  skipped: owner (declared as moderator; owners are never demoted)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("skipped: owner (not declared; owners are never removed)"),
+        "{}",
+        plan.stdout
+    );
+    let apply = ws.roster(&["apply", "owners.yaml", PORTAL, "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{}", apply.transcript());
+    assert_eq!(ws.portal_group("portal.yaml", 42), ["1=A"]);
+    assert_eq!(ws.portal_group("portal.yaml", 15), ["1=A"]);
+}
+
+#[test]
+fn apply_without_a_terminal_refuses_and_changes_nothing() {
+    let ws = Workspace::with_example_portal();
+    let before = ws.read("portal.yaml");
+    let run = ws.roster(&["apply", "groups.yaml", PORTAL]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("pass --auto-approve"), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("Plan: 3 to add, 1 to change, 1 to remove, 1 skipped."),
+        "the plan is shown: {}",
+        run.stdout
+    );
+    assert_eq!(ws.read("portal.yaml"), before);
+}
+
+#[test]
+fn a_skipped_user_is_reported_and_the_rest_still_applies() {
+    let ws = Workspace::with_example_portal();
+    // User 40 has a pending request in group 27, so the portal silently skips adding them.
+    ws.write(
+        "pending.yaml",
+        "version: 1\ngroups:\n  - id: 27\n    moderators: [23]\n    members: [31, 40, 21]\n",
+    );
+    let run = ws.roster(&["apply", "pending.yaml", PORTAL, "--auto-approve"]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(
+        run.stdout.contains("done     group 27: + user 21 member"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("not done group 27: + user 40 member: the portal did not add the user"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("Apply: 1 done, 1 failed, 1 skipped."),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        ws.portal_group("portal.yaml", 27)
+            .contains(&"21=K".to_owned())
+    );
+}
+
+#[test]
+fn json_plan_is_versioned() {
+    let ws = Workspace::with_example_portal();
+    let run = ws.roster(&["plan", "groups.yaml", PORTAL, "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["format_version"], "1");
+    assert_eq!(v["has_changes"], true);
+    assert_eq!(
+        v["summary"],
+        serde_json::json!({"add": 3, "change": 1, "remove": 1, "skipped": 1})
+    );
+    assert_eq!(
+        v["groups"][0]["entries"][0],
+        serde_json::json!({"action": "skip", "user": 1, "role": "owner", "wanted": "remove", "reason": "owner"})
+    );
+}
+
+#[test]
+fn invalid_file_exits_1_with_positions() {
+    let ws = Workspace::with_example_portal();
+    ws.write(
+        "bad.yaml",
+        "version: 1\ngroups:\n  - id: 15\n    members: [21, 21, x]\n    owners: 1\n  - id: -2\n",
+    );
+    let run = ws.roster(&["validate", "bad.yaml"]);
+    insta::assert_snapshot!(run.transcript(), @"");
+    let syntax = ws.write("syntax.yaml", "version: 1\ngroups: [\n");
+    let run = ws.roster(&["validate", syntax.to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("syntax.yaml:3:1: invalid YAML"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A bad file must not cause a single request: count them at a running sandbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_file_makes_no_request() {
+    let ws = Workspace::with_example_portal();
+    ws.write(
+        "bad.yaml",
+        "version: 1\ngroups:\n  - id: 15\n    members: [0]\n",
+    );
+    let sandbox = Sandbox::start(
+        &ws.path("portal.yaml"),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    )
+    .await
+    .unwrap();
+    let portal = format!("--portal={}", sandbox.webhook_url().unwrap());
+    let ws = std::sync::Arc::new(ws);
+    let ws2 = ws.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        (
+            ws2.roster(&["plan", "bad.yaml", &portal]),
+            ws2.roster(&["apply", "bad.yaml", &portal, "--auto-approve"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((run.0.code, run.1.code), (1, 1));
+    assert!(
+        run.0.stderr.contains(
+            "bad.yaml:4:15: groups[0].members[0]: user ID must be a positive integer, found 0"
+        ),
+        "{}",
+        run.0.stderr
+    );
+    assert_eq!(sandbox.stats().http_requests, 0);
+    sandbox.shutdown().await.unwrap();
+}
+
+/// The webhook code is a secret: not in output, logs at -vv, or errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webhook_code_never_appears() {
+    let ws = Workspace::with_example_portal();
+    let sandbox = Sandbox::start(
+        &ws.path("portal.yaml"),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    )
+    .await
+    .unwrap();
+    let url = sandbox.webhook_url().unwrap();
+    assert!(url.contains(EXAMPLE_CODE));
+    let wrong = url.replace(EXAMPLE_CODE, "wrongcode1234");
+    let ws = std::sync::Arc::new(ws);
+    let ws2 = ws.clone();
+    let runs = tokio::task::spawn_blocking(move || {
+        vec![
+            ws2.roster(&["plan", "groups.yaml", &format!("--portal={url}"), "-vv"]),
+            ws2.roster(&[
+                "apply",
+                "groups.yaml",
+                &format!("--portal={url}"),
+                "-vv",
+                "--auto-approve",
+            ]),
+            ws2.roster(&["plan", "groups.yaml", &format!("--portal={wrong}"), "-vv"]),
+            ws2.roster(&[
+                "plan",
+                "groups.yaml",
+                "--portal=https://acme.example/rest/1/bad!code/",
+            ]),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.code).collect::<Vec<_>>(),
+        [0, 0, 1, 1]
+    );
+    assert!(
+        runs[2].stderr.contains("NO_AUTH_FOUND"),
+        "{}",
+        runs[2].stderr
+    );
+    assert!(
+        runs[0].stderr.contains("DEBUG"),
+        "-vv logs something: {}",
+        runs[0].stderr
+    );
+    for r in &runs {
+        for secret in [EXAMPLE_CODE, "wrongcode1234", "bad!code"] {
+            assert!(
+                !r.stdout.contains(secret) && !r.stderr.contains(secret),
+                "{secret} leaked:\n{}",
+                r.transcript()
+            );
+        }
+    }
+    sandbox.shutdown().await.unwrap();
+}
+
+#[test]
+fn usage_errors_exit_1() {
+    let ws = Workspace::with_example_portal();
+    let run = ws.roster(&["plan"]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    let run = ws.roster(&["plan", "groups.yaml", "--portal=nonsense"]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(
+        run.stderr.contains("invalid Bitrix24 webhook URL"),
+        "{}",
+        run.stderr
+    );
+}

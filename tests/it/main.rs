@@ -1,0 +1,5 @@
+//! The one integration-test binary: the real `roster` binary against the sandbox over real
+//! HTTP, and the sandbox's conformance to the documented Bitrix24 API.
+
+mod cli;
+mod support;

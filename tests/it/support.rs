@@ -1,0 +1,104 @@
+//! Test helpers: run the real `roster` binary, make sandbox state files in temp dirs, read the
+//! sandbox state back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const EXAMPLE_CODE: &str = "sandboxcode0001";
+
+/// A temp dir holding a copy of examples/sandbox.yaml (or a given state) and desired files.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn with_example_portal() -> Workspace {
+        let ws = Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::copy(repo("examples/sandbox.yaml"), ws.path("portal.yaml")).unwrap();
+        std::fs::copy(repo("examples/groups.yaml"), ws.path("groups.yaml")).unwrap();
+        ws
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap()
+    }
+
+    /// `roster ARGS…` run in this workspace with no terminal on stdin.
+    pub fn roster(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ROSTER_PORTAL")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Run::from(out)
+    }
+
+    /// A group's relations in the sandbox state file as `USER=ROLE`, in file order.
+    pub fn portal_group(&self, state: &str, group: u64) -> Vec<String> {
+        let v: serde_norway::Value = serde_norway::from_str(&self.read(state)).unwrap();
+        let groups = v["groups"].as_sequence().unwrap();
+        let g = groups
+            .iter()
+            .find(|g| g["id"].as_u64() == Some(group))
+            .unwrap_or_else(|| panic!("group {group} not in state"));
+        g["members"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}={}",
+                    m["user"].as_u64().unwrap(),
+                    m["role"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(o.stdout).unwrap(),
+            stderr: String::from_utf8(o.stderr).unwrap(),
+        }
+    }
+}
+
+impl Run {
+    /// Exit code, stdout and stderr in one string, for snapshots.
+    pub fn transcript(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}

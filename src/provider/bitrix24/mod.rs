@@ -9,6 +9,7 @@
 //! Errors keep "the API said no" (`ApiError`: method, code, description, HTTP status) apart from
 //! "the HTTP call failed" (`TransportError`). The webhook code never appears in either.
 
+pub mod limits;
 pub mod webhook;
 pub mod wire;
 

@@ -1,0 +1,224 @@
+//! Client-side limits that keep the portal from ever having to say no: a leaky bucket matching
+//! the portal's request-intensity limit, and per-method operating-time tracking.
+//!
+//! Time comes from `tokio::time`, so tests run these on a paused clock that they advance by hand
+//! (`#[tokio::test(start_paused = true)]`): no real sleeps.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A portal's leaky bucket: `burst` requests at once, draining `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateProfile {
+    pub burst: f64,
+    pub per_second: f64,
+}
+
+impl RateProfile {
+    /// Bitrix24 cloud plans other than Enterprise.
+    pub const CLOUD: RateProfile = RateProfile {
+        burst: 50.0,
+        per_second: 2.0,
+    };
+    /// Bitrix24 Enterprise.
+    pub const ENTERPRISE: RateProfile = RateProfile {
+        burst: 250.0,
+        per_second: 5.0,
+    };
+
+    /// `cloud`, `enterprise`, `BURST/PER_SECOND` (e.g. `50/2`) or `off`.
+    pub fn parse(s: &str) -> Result<Option<RateProfile>, String> {
+        match s {
+            "cloud" => Ok(Some(Self::CLOUD)),
+            "enterprise" => Ok(Some(Self::ENTERPRISE)),
+            "off" | "none" => Ok(None),
+            other => {
+                let bad = || {
+                    format!(
+                        "invalid rate profile {other:?}: expected cloud, enterprise, off or BURST/PER_SECOND"
+                    )
+                };
+                let (b, r) = other.split_once('/').ok_or_else(bad)?;
+                let burst: f64 = b.trim().parse().map_err(|_| bad())?;
+                let per_second: f64 = r.trim().parse().map_err(|_| bad())?;
+                if burst < 1.0 || per_second <= 0.0 {
+                    return Err(bad());
+                }
+                Ok(Some(RateProfile { burst, per_second }))
+            }
+        }
+    }
+}
+
+/// The client's model of the portal's bucket: its level after the requests we sent.
+#[derive(Debug)]
+pub struct Bucket {
+    profile: RateProfile,
+    state: Mutex<Level>,
+}
+
+#[derive(Debug)]
+struct Level {
+    level: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    pub fn new(profile: RateProfile) -> Bucket {
+        Bucket {
+            profile,
+            state: Mutex::new(Level {
+                level: 0.0,
+                at: Instant::now(),
+            }),
+        }
+    }
+
+    /// Reserve room for one request; returns how long to wait before sending it. Reservations
+    /// are taken in call order, so concurrent callers queue fairly.
+    pub fn reserve(&self) -> Duration {
+        let mut s = self.state.lock().expect("bucket lock");
+        let now = Instant::now();
+        let drained = (now - s.at).as_secs_f64() * self.profile.per_second;
+        s.level = (s.level - drained).max(0.0);
+        s.at = now;
+        // Room for one more when level <= burst - 1; otherwise wait until it drains to that.
+        let excess = s.level + 1.0 - self.profile.burst;
+        s.level += 1.0;
+        if excess > 0.0 {
+            Duration::from_secs_f64(excess / self.profile.per_second)
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// The portal said the bucket is full (503): believe it, so later reservations wait.
+    pub fn mark_full(&self) {
+        let mut s = self.state.lock().expect("bucket lock");
+        let now = Instant::now();
+        let drained = (now - s.at).as_secs_f64() * self.profile.per_second;
+        s.level = (s.level - drained).max(self.profile.burst);
+        s.at = now;
+    }
+}
+
+/// Per-method operating time as the portal reports it (`time.operating`, seconds used in the
+/// last 10 minutes, and `time.operating_reset_at`, a unix time). A method close to the limit
+/// is paused until its reset.
+#[derive(Debug)]
+pub struct Operating {
+    /// Seconds of budget per method per 10 minutes (480 on cloud portals).
+    limit_s: f64,
+    /// Pause a method once it has used this much less than the limit.
+    margin_s: f64,
+    state: Mutex<BTreeMap<String, Usage>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    operating_s: f64,
+    /// When the budget frees up, in our clock.
+    reset: Option<Instant>,
+}
+
+impl Operating {
+    pub fn new(limit_s: f64, margin_s: f64) -> Operating {
+        Operating {
+            limit_s,
+            margin_s,
+            state: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Record what a response said about `method`. `reset_in` is `operating_reset_at` minus the
+    /// portal's `time.finish`, so clock skew between us and the portal does not matter.
+    pub fn observe(&self, method: &str, operating_s: f64, reset_in: Option<Duration>) {
+        let reset = reset_in.map(|d| Instant::now() + d);
+        self.state
+            .lock()
+            .expect("operating lock")
+            .insert(method.to_owned(), Usage { operating_s, reset });
+    }
+
+    /// How long `method` must wait before its next call (zero when under budget).
+    pub fn wait_for(&self, method: &str) -> Duration {
+        let mut state = self.state.lock().expect("operating lock");
+        let Some(u) = state.get(method).copied() else {
+            return Duration::ZERO;
+        };
+        if u.operating_s < self.limit_s - self.margin_s {
+            return Duration::ZERO;
+        }
+        let now = Instant::now();
+        match u.reset {
+            Some(reset) if reset > now => reset - now,
+            _ => {
+                // Reset time passed (or unknown): assume the oldest minute expired.
+                state.remove(method);
+                Duration::ZERO
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn burst_then_steady_rate() {
+        let b = Bucket::new(RateProfile::CLOUD);
+        for _ in 0..50 {
+            assert_eq!(b.reserve(), Duration::ZERO);
+        }
+        // The 51st waits one drain interval, the 52nd two.
+        assert_eq!(b.reserve(), Duration::from_millis(500));
+        assert_eq!(b.reserve(), Duration::from_millis(1000));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // 52 reserved, 20 drained in 10 s: level 32, so 18 more fit at once.
+        for _ in 0..18 {
+            assert_eq!(b.reserve(), Duration::ZERO);
+        }
+        assert_eq!(b.reserve(), Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_503_fills_the_model() {
+        let b = Bucket::new(RateProfile::ENTERPRISE);
+        b.mark_full();
+        assert_eq!(b.reserve(), Duration::from_millis(200));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // Level 251 drained by 5: 246, so four fit.
+        for _ in 0..4 {
+            assert_eq!(b.reserve(), Duration::ZERO);
+        }
+        assert_eq!(b.reserve(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn profiles() {
+        assert_eq!(RateProfile::parse("cloud"), Ok(Some(RateProfile::CLOUD)));
+        assert_eq!(
+            RateProfile::parse("250/5"),
+            Ok(Some(RateProfile::ENTERPRISE))
+        );
+        assert_eq!(RateProfile::parse("off"), Ok(None));
+        assert!(RateProfile::parse("0/2").is_err());
+        assert!(RateProfile::parse("fast").is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn operating_budget_pauses_a_method_until_reset() {
+        let o = Operating::new(480.0, 5.0);
+        o.observe("batch", 100.0, Some(Duration::from_secs(30)));
+        assert_eq!(o.wait_for("batch"), Duration::ZERO);
+        o.observe("batch", 476.0, Some(Duration::from_secs(30)));
+        assert_eq!(o.wait_for("batch"), Duration::from_secs(30));
+        assert_eq!(o.wait_for("user.get"), Duration::ZERO);
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(o.wait_for("batch"), Duration::ZERO);
+    }
+}

@@ -1,0 +1,790 @@
+//! The emulated REST methods (reference §1, §2): each takes the caller, the parsed PHP
+//! parameters and the portal state, and returns a PHP result value or a REST error. Checks run
+//! in the order the reference lists them, with its exact texts.
+//!
+//! Pure: no HTTP, no clock, no file I/O; `batch` and the envelope live elsewhere.
+//!
+//! Parameter keys: `user.get` lowercases them as the server does (`array_change_key_case`);
+//! the `sonet_group.*` handlers upper-case them, so the documented upper-case keys work and
+//! other spellings (`group_id`) are accepted too — a deliberate leniency, since the server
+//! reads them upper-case only after its own normalisation in some handlers.
+
+use super::params::{self, Params, Value, list, obj, s};
+use super::state::{BareEmail, Group, Initiator, Member, PastEnd, Portal, Role, State, User};
+
+/// Page size of every list method (`IRestService::LIST_LIMIT`).
+pub const PAGE: i64 = 50;
+
+/// Fixed dates reported for groups (the state file keeps none).
+const GROUP_DATE: &str = "2024-01-01T00:00:00+00:00";
+
+/// Who is calling: the webhook's user.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub user: i64,
+    pub admin: bool,
+}
+
+/// A successful call: the handler's result plus the navigation keys the server lifts to the
+/// top level of the envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub result: Value,
+    pub total: Option<i64>,
+    pub next: Option<i64>,
+}
+
+impl Output {
+    fn plain(result: Value) -> Self {
+        Output {
+            result,
+            total: None,
+            next: None,
+        }
+    }
+}
+
+/// A REST error: HTTP status, `error` code and `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub description: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &str, description: &str) -> Self {
+        ApiError {
+            status,
+            code: code.to_owned(),
+            description: description.to_owned(),
+        }
+    }
+
+    /// `new RestException('text')`: empty code, HTTP 400.
+    fn sonet(description: &str) -> Self {
+        ApiError::new(400, "", description)
+    }
+
+    pub fn method_not_found() -> Self {
+        ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
+    }
+}
+
+/// The methods this emulator knows (lowercase), `batch` excluded.
+pub const METHODS: &[&str] = &[
+    "sonet_group.get",
+    "sonet_group.user.get",
+    "sonet_group.user.add",
+    "sonet_group.user.invite",
+    "sonet_group.user.update",
+    "sonet_group.user.delete",
+    "sonet_group.setowner",
+    "user.get",
+    "user.current",
+];
+
+pub fn is_known(method: &str) -> bool {
+    METHODS.contains(&method)
+}
+
+/// Run one method (lowercase name) against `state`.
+pub fn call(
+    state: &mut State,
+    caller: Caller,
+    method: &str,
+    params: &Params,
+) -> Result<Output, ApiError> {
+    // The server takes `start` out of the parameters itself (`intval`).
+    let start = params::get(params, "start").map(Value::intval).unwrap_or(0);
+    let rest: Params = params
+        .iter()
+        .filter(|(k, _)| k != "start")
+        .cloned()
+        .collect();
+    match method {
+        "sonet_group.get" => sonet_group_get(state, caller, &upper(&rest), start),
+        "sonet_group.user.get" => group_user_get(state, caller, &upper(&rest)),
+        "sonet_group.user.add" => group_user_add(state, caller, &upper(&rest)),
+        "sonet_group.user.invite" => group_user_invite(state, caller, &upper(&rest)),
+        "sonet_group.user.update" => group_user_update(state, caller, &upper(&rest)),
+        "sonet_group.user.delete" => group_user_delete(state, caller, &upper(&rest)),
+        "sonet_group.setowner" => set_owner(state, caller, &upper(&rest)),
+        "user.get" => user_get(state, &params::change_key_case(&rest, false), start),
+        "user.current" => user_current(state, caller),
+        _ => Err(ApiError::method_not_found()),
+    }
+}
+
+fn upper(p: &Params) -> Params {
+    params::change_key_case(p, true)
+}
+
+fn int_param(p: &Params, key: &str) -> i64 {
+    params::get(p, key).map(Value::intval).unwrap_or(0)
+}
+
+/// `USER_ID` as an int, a numeric string or an array of them. Returns the positive IDs with
+/// the value as it arrived (for `invite`, which echoes its input), or `None` when nothing
+/// usable is left (→ `Wrong user IDs`).
+fn user_ids(p: &Params) -> Option<Vec<(i64, Value)>> {
+    let v = params::get(p, "USER_ID")?;
+    if v.is_empty_php() {
+        return None;
+    }
+    let items: Vec<Value> = match v {
+        Value::Arr(a) => a.iter().map(|(_, v)| v.clone()).collect(),
+        other => vec![other.clone()],
+    };
+    let ids: Vec<(i64, Value)> = items
+        .into_iter()
+        .map(|v| (v.intval(), v))
+        .filter(|(id, _)| *id > 0)
+        .collect();
+    if ids.is_empty() { None } else { Some(ids) }
+}
+
+fn yn(b: bool) -> Value {
+    s(if b { "Y" } else { "N" })
+}
+
+/// Can `caller` see `group` (the CHECK_PERMISSIONS rule)? Admins see everything.
+fn sees(caller: Caller, g: &Group) -> bool {
+    caller.admin || g.visible_to(caller.user)
+}
+
+// ---------------------------------------------------------------------------------------------
+// sonet_group.get
+
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    Num(i64),
+    Text(String),
+}
+
+fn group_field(state: &State, g: &Group, name: &str) -> Option<Field> {
+    let _ = state;
+    Some(match name {
+        "ID" => Field::Num(g.id),
+        "NAME" => Field::Text(g.name.clone()),
+        "DESCRIPTION" => Field::Text(g.description.clone()),
+        "OWNER_ID" => Field::Num(g.owner().unwrap_or(0)),
+        "ACTIVE" => Field::Text(yn_str(g.active)),
+        "VISIBLE" => Field::Text(yn_str(g.visible)),
+        "OPENED" => Field::Text(yn_str(g.opened)),
+        "CLOSED" => Field::Text("N".to_owned()),
+        "PROJECT" => Field::Text(yn_str(g.project)),
+        "SITE_ID" => Field::Text("s1".to_owned()),
+        "SUBJECT_ID" => Field::Num(1),
+        _ => return None,
+    })
+}
+
+fn yn_str(b: bool) -> String {
+    if b { "Y" } else { "N" }.to_owned()
+}
+
+/// The prefixes `checkGroupFilter` accepts; keys with any other prefix are dropped.
+const GROUP_FILTER_PREFIXES: &[&str] = &[
+    "", "!", "<", "<=", ">", ">=", "><", "!><", "?", "=", "!=", "%", "!%",
+];
+
+/// Split `>=ID` into (`>=`, `ID`): the prefix is the leading run of non-word characters.
+fn split_prefix(key: &str) -> (&str, &str) {
+    let cut = key
+        .find(|c: char| c.is_alphanumeric() || c == '_')
+        .unwrap_or(key.len());
+    (&key[..cut], &key[cut..])
+}
+
+fn cmp_field(f: &Field, v: &Value) -> std::cmp::Ordering {
+    match f {
+        Field::Num(n) => n.cmp(&v.intval()),
+        Field::Text(t) => t.to_lowercase().cmp(&v.to_php_string().to_lowercase()),
+    }
+}
+
+fn eq_field(f: &Field, v: &Value) -> bool {
+    match v {
+        Value::Arr(a) => a.iter().any(|(_, x)| eq_field(f, x)),
+        _ => cmp_field(f, v).is_eq(),
+    }
+}
+
+fn contains_ci(hay: &Field, needle: &Value) -> bool {
+    let h = match hay {
+        Field::Num(n) => n.to_string(),
+        Field::Text(t) => t.to_lowercase(),
+    };
+    h.contains(&needle.to_php_string().to_lowercase())
+}
+
+fn group_filter_match(f: &Field, op: &str, v: &Value) -> bool {
+    use std::cmp::Ordering::*;
+    let between = || match v {
+        Value::Arr(a) if a.len() >= 2 => {
+            cmp_field(f, &a[0].1) != Less && cmp_field(f, &a[1].1) != Greater
+        }
+        _ => false,
+    };
+    match op {
+        "" | "=" => eq_field(f, v),
+        "!" | "!=" => !eq_field(f, v),
+        "<" => cmp_field(f, v) == Less,
+        "<=" => cmp_field(f, v) != Greater,
+        ">" => cmp_field(f, v) == Greater,
+        ">=" => cmp_field(f, v) != Less,
+        "><" => between(),
+        "!><" => !between(),
+        "%" | "?" => contains_ci(f, v),
+        "!%" => !contains_ci(f, v),
+        _ => true,
+    }
+}
+
+fn group_json(g: &Group) -> Value {
+    let members = g.members.iter().filter(|m| m.role.is_member()).count();
+    obj([
+        ("ID", s(g.id.to_string())),
+        ("SITE_ID", s("s1")),
+        ("NAME", s(g.name.clone())),
+        ("DESCRIPTION", s(g.description.clone())),
+        ("DATE_CREATE", s(GROUP_DATE)),
+        ("DATE_UPDATE", s(GROUP_DATE)),
+        ("ACTIVE", yn(g.active)),
+        ("VISIBLE", yn(g.visible)),
+        ("OPENED", yn(g.opened)),
+        ("CLOSED", s("N")),
+        ("SUBJECT_ID", s("1")),
+        ("OWNER_ID", s(g.owner().unwrap_or(0).to_string())),
+        ("KEYWORDS", s("")),
+        ("NUMBER_OF_MEMBERS", s(members.to_string())),
+        ("DATE_ACTIVITY", s(GROUP_DATE)),
+        ("SUBJECT_NAME", s("Workgroups")),
+        ("PROJECT", yn(g.project)),
+    ])
+}
+
+fn sonet_group_get(
+    state: &State,
+    caller: Caller,
+    p: &Params,
+    start: i64,
+) -> Result<Output, ApiError> {
+    let mut filters: Vec<(String, String, Value)> = Vec::new();
+    if let Some(Value::Arr(f)) = params::get(p, "FILTER") {
+        for (k, v) in f {
+            let (op, field) = split_prefix(k);
+            let field = field.to_uppercase();
+            if !GROUP_FILTER_PREFIXES.contains(&op) || field == "CHECK_PERMISSIONS" {
+                continue;
+            }
+            filters.push((op.to_owned(), field, v.clone()));
+        }
+    }
+    if let Some(gid) = params::get(p, "GROUP_ID") {
+        filters.push(("=".to_owned(), "ID".to_owned(), Value::Int(gid.intval())));
+    }
+    // IS_ADMIN=Y skips the permission check, for admins only; everyone else (admins too,
+    // without IS_ADMIN) sees visible groups and groups they belong to.
+    let is_admin_mode =
+        caller.admin && params::get(p, "IS_ADMIN").is_some_and(|v| v.to_php_string() == "Y");
+    let mut rows: Vec<&Group> = state
+        .groups
+        .iter()
+        .filter(|g| is_admin_mode || g.visible_to(caller.user))
+        .filter(|g| {
+            filters
+                .iter()
+                .all(|(op, field, v)| match group_field(state, g, field) {
+                    Some(f) => group_filter_match(&f, op, v),
+                    None => true, // unknown fields are ignored
+                })
+        })
+        .collect();
+
+    // ORDER: default {"ID":"DESC"}; unknown fields ignored; ties fall back to ID ascending.
+    let mut order: Vec<(String, bool)> = Vec::new();
+    match params::get(p, "ORDER") {
+        Some(Value::Arr(o)) if !o.is_empty() => {
+            for (k, v) in o {
+                let desc = v.to_php_string().eq_ignore_ascii_case("desc");
+                order.push((k.to_uppercase(), desc));
+            }
+        }
+        _ => order.push(("ID".to_owned(), true)),
+    }
+    rows.sort_by(|a, b| {
+        for (field, desc) in &order {
+            let (Some(fa), Some(fb)) = (group_field(state, a, field), group_field(state, b, field))
+            else {
+                continue;
+            };
+            let ord = match (&fa, &fb) {
+                (Field::Num(x), Field::Num(y)) => x.cmp(y),
+                (Field::Text(x), Field::Text(y)) => x.to_lowercase().cmp(&y.to_lowercase()),
+                _ => std::cmp::Ordering::Equal,
+            };
+            let ord = if *desc { ord.reverse() } else { ord };
+            if ord.is_ne() {
+                return ord;
+            }
+        }
+        a.id.cmp(&b.id)
+    });
+
+    let total = rows.len() as i64;
+    if start < 0 {
+        // nTopCount: the first page, no navigation.
+        let page: Vec<Value> = rows
+            .iter()
+            .take(PAGE as usize)
+            .map(|g| group_json(g))
+            .collect();
+        return Ok(Output {
+            result: list(page),
+            total: Some(page_len(&rows)),
+            next: None,
+        });
+    }
+    // Legacy navigation: page = floor(start/50)+1.
+    let pages = (total + PAGE - 1) / PAGE;
+    let mut page_no = start / PAGE + 1;
+    if page_no > pages && state.portal.sonet_group_get_past_end == PastEnd::LastPage {
+        page_no = pages.max(1);
+    }
+    let from = ((page_no - 1) * PAGE) as usize;
+    let page: Vec<Value> = rows
+        .iter()
+        .skip(from)
+        .take(PAGE as usize)
+        .map(|g| group_json(g))
+        .collect();
+    let next = if page_no * PAGE < total {
+        Some(page_no * PAGE)
+    } else {
+        None
+    };
+    Ok(Output {
+        result: list(page),
+        total: Some(total),
+        next,
+    })
+}
+
+fn page_len(rows: &[&Group]) -> i64 {
+    rows.len().min(PAGE as usize) as i64
+}
+
+// ---------------------------------------------------------------------------------------------
+// sonet_group.user.*
+
+fn group_user_get(state: &State, caller: Caller, p: &Params) -> Result<Output, ApiError> {
+    let gid = int_param(p, "ID");
+    if gid <= 0 {
+        return Err(ApiError::sonet("Wrong socialnetwork group ID"));
+    }
+    let g = state
+        .group(gid)
+        .filter(|g| sees(caller, g))
+        .ok_or_else(|| ApiError::sonet("Socialnetwork group not found"))?;
+    let rows = g
+        .members
+        .iter()
+        .filter(|m| m.role.is_member())
+        .filter(|m| state.user(m.user).is_some_and(|u| u.active))
+        .map(|m| {
+            obj([
+                ("USER_ID", s(m.user.to_string())),
+                ("ROLE", s(m.role.code())),
+            ])
+        });
+    Ok(Output::plain(list(rows)))
+}
+
+fn group_user_add(state: &mut State, caller: Caller, p: &Params) -> Result<Output, ApiError> {
+    let gid = int_param(p, "GROUP_ID");
+    if gid <= 0 {
+        return Err(ApiError::sonet("Wrong group ID"));
+    }
+    if !caller.admin {
+        return Err(ApiError::sonet("No permissions to add users"));
+    }
+    let ids = user_ids(p).ok_or_else(|| ApiError::sonet("Wrong user IDs"))?;
+    if state.group(gid).is_none() {
+        return Err(ApiError::sonet("Socialnetwork group not found"));
+    }
+    let mut added = Vec::new();
+    for (id, _) in ids {
+        let exists = state.user(id).is_some();
+        let Some(g) = state.group_mut(gid) else { break };
+        if !exists || g.relation(id).is_some() {
+            continue;
+        }
+        g.members.push(Member {
+            user: id,
+            role: Role::K,
+            initiated_by: None,
+        });
+        added.push(s(id.to_string()));
+    }
+    Ok(Output::plain(list(added)))
+}
+
+fn group_user_invite(state: &mut State, caller: Caller, p: &Params) -> Result<Output, ApiError> {
+    let gid = int_param(p, "GROUP_ID");
+    if gid <= 0 {
+        return Err(ApiError::sonet("Wrong group ID"));
+    }
+    let ids = user_ids(p).ok_or_else(|| ApiError::sonet("Wrong user IDs"))?;
+    let g = state
+        .group(gid)
+        .filter(|g| sees(caller, g))
+        .ok_or_else(|| ApiError::sonet("Socialnetwork group not found"))?;
+    // INITIATE_PERMS is taken as K (members may invite); admins always may.
+    let may_invite = caller.admin || g.relation(caller.user).is_some_and(|m| m.role.is_member());
+    let mut invited = Vec::new();
+    for (id, raw) in ids {
+        let exists = state.user(id).is_some();
+        let Some(g) = state.group_mut(gid) else { break };
+        if !may_invite || id == caller.user || !exists || g.relation(id).is_some() {
+            continue;
+        }
+        g.members.push(Member {
+            user: id,
+            role: Role::Z,
+            initiated_by: Some(Initiator::G),
+        });
+        invited.push(raw);
+    }
+    Ok(Output::plain(list(invited)))
+}
+
+fn group_user_update(state: &mut State, caller: Caller, p: &Params) -> Result<Output, ApiError> {
+    let gid = int_param(p, "GROUP_ID");
+    if gid <= 0 {
+        return Err(ApiError::sonet("Wrong group ID"));
+    }
+    if !caller.admin {
+        return Err(ApiError::sonet("No permissions to update users role"));
+    }
+    let role = match params::get(p, "ROLE").map(Value::to_php_string).as_deref() {
+        Some("E") => Role::E,
+        Some("K") => Role::K,
+        _ => return Err(ApiError::sonet("Incorrect role code")),
+    };
+    let ids = user_ids(p).ok_or_else(|| ApiError::sonet("Wrong user IDs"))?;
+    let g = state
+        .group_mut(gid)
+        .ok_or_else(|| ApiError::sonet("Socialnetwork group not found"))?;
+    let mut changed = Vec::new();
+    for (id, _) in ids {
+        let Some(m) = g.members.iter_mut().find(|m| m.user == id) else {
+            continue;
+        };
+        if m.role == Role::A || m.role == role {
+            continue;
+        }
+        m.role = role;
+        m.initiated_by = None;
+        changed.push(s(id.to_string()));
+    }
+    Ok(Output::plain(list(changed)))
+}
+
+fn group_user_delete(state: &mut State, caller: Caller, p: &Params) -> Result<Output, ApiError> {
+    let gid = int_param(p, "GROUP_ID");
+    if gid <= 0 {
+        return Err(ApiError::sonet("Wrong group ID"));
+    }
+    if !caller.admin {
+        return Err(ApiError::sonet("No permissions to update users role"));
+    }
+    let ids = user_ids(p).ok_or_else(|| ApiError::sonet("Wrong user IDs"))?;
+    let g = state
+        .group_mut(gid)
+        .ok_or_else(|| ApiError::sonet("Socialnetwork group not found"))?;
+    let mut removed = Vec::new();
+    for (id, _) in ids {
+        let Some(pos) = g.members.iter().position(|m| m.user == id) else {
+            continue;
+        };
+        if g.members[pos].role == Role::A {
+            continue;
+        }
+        g.members.remove(pos);
+        removed.push(s(id.to_string()));
+    }
+    Ok(Output::plain(list(removed)))
+}
+
+fn set_owner(state: &mut State, caller: Caller, p: &Params) -> Result<Output, ApiError> {
+    let err = |portal: &Portal, text: &str| ApiError::new(400, &portal.setowner_error_code, text);
+    let gid = int_param(p, "GROUP_ID");
+    let Some(g) = state.group(gid).filter(|g| gid > 0 && sees(caller, g)) else {
+        return Err(err(&state.portal, "Invalid workgroup/project ID"));
+    };
+    let uid = int_param(p, "USER_ID");
+    if uid <= 0 {
+        return Err(err(&state.portal, "Invalid user ID"));
+    }
+    let owner = g.owner();
+    if !caller.admin && owner != Some(caller.user) {
+        return Err(err(
+            &state.portal,
+            "Insufficient permissions to complete the operation.",
+        ));
+    }
+    if !state.user(uid).is_some_and(|u| u.active) {
+        return Err(err(&state.portal, "Cannot complete operation."));
+    }
+    if owner == Some(uid) {
+        return Ok(Output::plain(Value::Bool(true)));
+    }
+    let Some(g) = state.group_mut(gid) else {
+        return Err(ApiError::sonet("Cannot complete operation."));
+    };
+    for m in g.members.iter_mut() {
+        if m.role == Role::A {
+            m.role = Role::K;
+        }
+    }
+    match g.members.iter_mut().find(|m| m.user == uid) {
+        Some(m) => {
+            m.role = Role::A;
+            m.initiated_by = None;
+        }
+        None => g.members.push(Member {
+            user: uid,
+            role: Role::A,
+            initiated_by: None,
+        }),
+    }
+    Ok(Output::plain(Value::Bool(true)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// user.get / user.current
+
+fn user_json(u: &User) -> Value {
+    obj([
+        ("ID", s(u.id.to_string())),
+        ("ACTIVE", Value::Bool(u.active)),
+        ("NAME", s(u.name.clone())),
+        ("LAST_NAME", s(u.last_name.clone())),
+        ("EMAIL", s(u.email.clone())),
+        ("USER_TYPE", s("employee")),
+    ])
+}
+
+/// The user fields this emulator stores; filter keys on other fields are ignored.
+const USER_FIELDS: &[&str] = &["ID", "ACTIVE", "NAME", "LAST_NAME", "EMAIL", "USER_TYPE"];
+
+fn user_field(u: &User, name: &str) -> Option<Field> {
+    Some(match name {
+        "ID" => Field::Num(u.id),
+        "ACTIVE" => Field::Text(yn_str(u.active)),
+        "NAME" => Field::Text(u.name.clone()),
+        "LAST_NAME" => Field::Text(u.last_name.clone()),
+        "EMAIL" => Field::Text(u.email.clone()),
+        "USER_TYPE" => Field::Text("employee".to_owned()),
+        _ => return None,
+    })
+}
+
+/// SQL LIKE, case-insensitive: `%` any run, `_` one character.
+fn like(text: &str, pattern: &str) -> bool {
+    fn go(t: &[char], p: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('%') => (0..=t.len()).any(|i| go(&t[i..], &p[1..])),
+            Some('_') => !t.is_empty() && go(&t[1..], &p[1..]),
+            Some(c) => t.first() == Some(c) && go(&t[1..], &p[1..]),
+        }
+    }
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    go(&t, &p)
+}
+
+/// Normalise a filter value for boolean fields: `true`/`1`/`Y` → `Y`.
+fn bool_value(v: &Value) -> Value {
+    match v {
+        Value::Bool(b) => s(if *b { "Y" } else { "N" }),
+        Value::Int(1) => s("Y"),
+        Value::Int(0) => s("N"),
+        Value::Str(x) if x == "true" || x == "1" => s("Y"),
+        Value::Str(x) if x == "false" || x == "0" => s("N"),
+        Value::Arr(a) => Value::Arr(a.iter().map(|(k, v)| (k.clone(), bool_value(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+fn in_list(f: &Field, v: &Value) -> bool {
+    match v {
+        Value::Arr(_) => eq_field(f, v),
+        other => other
+            .to_php_string()
+            .split(',')
+            .any(|x| eq_field(f, &s(x.trim()))),
+    }
+}
+
+fn user_filter_match(portal: &Portal, field: &str, f: &Field, op: &str, v: &Value) -> bool {
+    use std::cmp::Ordering::*;
+    let text = match f {
+        Field::Num(n) => n.to_string(),
+        Field::Text(t) => t.clone(),
+    };
+    let pat = v.to_php_string();
+    match op {
+        "" => match (f, field) {
+            (Field::Num(_), _) | (_, "ACTIVE" | "USER_TYPE") => eq_field(f, v),
+            (_, "EMAIL") if portal.user_get_bare_email == BareEmail::Exact => eq_field(f, v),
+            _ => match v {
+                Value::Arr(a) => a.iter().any(|(_, x)| like(&text, &x.to_php_string())),
+                _ => like(&text, &pat),
+            },
+        },
+        "=" => eq_field(f, v),
+        "!" | "!=" => !eq_field(f, v),
+        "<" => cmp_field(f, v) == Less,
+        "<=" => cmp_field(f, v) != Greater,
+        ">" => cmp_field(f, v) == Greater,
+        ">=" => cmp_field(f, v) != Less,
+        "@" => in_list(f, v),
+        "!@" => !in_list(f, v),
+        "%" => contains_ci(f, v),
+        "!%" => !contains_ci(f, v),
+        "=%" | "%=" => like(&text, &pat),
+        "!=%" | "!%=" => !like(&text, &pat),
+        _ => true,
+    }
+}
+
+fn user_get(state: &State, p: &Params, start: i64) -> Result<Output, ApiError> {
+    // Legacy quirk: without an array FILTER, the top-level params are the filter.
+    let filter: Vec<(String, Value)> = match params::get(p, "filter") {
+        Some(Value::Arr(f)) => f.clone(),
+        _ => p.clone(),
+    };
+    let mut conds: Vec<(String, String, Value)> = Vec::new();
+    for (k, v) in &filter {
+        let (op, field) = split_prefix(k);
+        let field = field.to_uppercase();
+        let known_op = matches!(
+            op,
+            "" | ">="
+                | ">"
+                | "<="
+                | "<"
+                | "@"
+                | "!@"
+                | "%"
+                | "=%"
+                | "%="
+                | "!%"
+                | "!=%"
+                | "!%="
+                | "="
+                | "!="
+                | "!"
+        );
+        if !known_op || !USER_FIELDS.contains(&field.as_str()) {
+            continue;
+        }
+        let v = if field == "ACTIVE" {
+            bool_value(v)
+        } else {
+            v.clone()
+        };
+        conds.push((op.to_owned(), field, v));
+    }
+    let mut rows: Vec<&User> = state
+        .users
+        .iter()
+        .filter(|u| {
+            conds
+                .iter()
+                .all(|(op, field, v)| match user_field(u, field) {
+                    Some(f) => user_filter_match(&state.portal, field, &f, op, v),
+                    None => true,
+                })
+        })
+        .collect();
+    // SORT + ORDER only together; otherwise ID ASC.
+    let sort = params::get(p, "sort").map(Value::to_php_string);
+    let order = params::get(p, "order").map(Value::to_php_string);
+    if let (Some(field), Some(dir)) = (sort, order) {
+        let field = field.to_uppercase();
+        let desc = dir.eq_ignore_ascii_case("desc");
+        rows.sort_by(|a, b| {
+            let ord = match (user_field(a, &field), user_field(b, &field)) {
+                (Some(Field::Num(x)), Some(Field::Num(y))) => x.cmp(&y),
+                (Some(Field::Text(x)), Some(Field::Text(y))) => {
+                    x.to_lowercase().cmp(&y.to_lowercase())
+                }
+                _ => a.id.cmp(&b.id),
+            };
+            let ord = if desc { ord.reverse() } else { ord };
+            ord.then(a.id.cmp(&b.id))
+        });
+    } else {
+        rows.sort_by_key(|u| u.id);
+    }
+    let fast = start < 0;
+    let offset = start.max(0) as usize;
+    let page: Vec<Value> = rows
+        .iter()
+        .skip(offset)
+        .take(PAGE as usize)
+        .map(|u| user_json(u))
+        .collect();
+    if page.is_empty() {
+        // prepareUserGetResult returns early: no `total` key at all.
+        return Ok(Output::plain(list([])));
+    }
+    let count = page.len() as i64;
+    let (total, next) = if fast {
+        (0, None)
+    } else {
+        let total = rows.len() as i64;
+        let next = (start + count < total).then_some(start + count);
+        (total, next)
+    };
+    Ok(Output {
+        result: list(page),
+        total: Some(total),
+        next,
+    })
+}
+
+fn user_current(state: &State, caller: Caller) -> Result<Output, ApiError> {
+    let u = state
+        .user(caller.user)
+        .ok_or_else(|| ApiError::new(401, "NO_AUTH_FOUND", "Wrong authorization data"))?;
+    Ok(Output::plain(user_json(u)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_matches_sql_semantics() {
+        assert!(like("Ivan", "Iv%"));
+        assert!(like("ivan", "IV%"));
+        assert!(!like("Ivan", "Iv"));
+        assert!(like("a_b@x.com", "a_b@x.com"));
+        assert!(like("axb@x.com", "a_b@x.com"));
+        assert!(!like("ab@x.com", "a_b@x.com"));
+    }
+
+    #[test]
+    fn prefixes_split() {
+        assert_eq!(split_prefix(">=ID"), (">=", "ID"));
+        assert_eq!(split_prefix("ID"), ("", "ID"));
+        assert_eq!(split_prefix("!><ID"), ("!><", "ID"));
+        assert_eq!(split_prefix("~ID"), ("~", "ID"));
+    }
+}

@@ -1,0 +1,377 @@
+//! HTTP side of the emulator: routing `/rest/{user}/{code}/{method}[.json][/]`, webhook auth,
+//! merging query string and body into PHP params, the success/error envelope with its `time`
+//! object, the leaky bucket, and persisting state changes before the response is sent.
+//!
+//! Method semantics live in `methods`/`batch`; this module must not interpret parameters
+//! beyond what the server layer does (`start` is handled by `methods::call`).
+//!
+//! Pipeline per request: count → leaky bucket (503, before auth, like the portal's balancer)
+//! → auth (401) → method lookup (404) → execute on a copy of the state → if the copy differs,
+//! write it atomically, then make it current (a failed write answers 500 and changes nothing).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::batch::{self, CmdResult};
+use super::limits::{Clock, LeakyBucket};
+use super::methods::{self, ApiError, Caller, Output};
+use super::params::{self, Params, Value, obj, s};
+use super::state::{self, State};
+use super::{SandboxError, Stats};
+
+/// State shared by all request handlers.
+pub struct Shared {
+    path: PathBuf,
+    state: Mutex<State>,
+    bucket: Mutex<Option<LeakyBucket>>,
+    clock: Arc<dyn Clock>,
+    http_requests: AtomicU64,
+    commands: AtomicU64,
+    rejected_503: AtomicU64,
+    rejected_429: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn new(path: PathBuf, st: State, clock: Arc<dyn Clock>) -> Self {
+        let bucket = st
+            .portal
+            .rate_limit
+            .map(|r| LeakyBucket::new(r.burst, r.per_second, clock.monotonic()));
+        Shared {
+            path,
+            state: Mutex::new(st),
+            bucket: Mutex::new(bucket),
+            clock,
+            http_requests: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            rejected_503: AtomicU64::new(0),
+            rejected_429: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            http_requests: self.http_requests.load(Ordering::Relaxed),
+            commands: self.commands.load(Ordering::Relaxed),
+            rejected_503: self.rejected_503.load(Ordering::Relaxed),
+            rejected_429: self.rejected_429.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Every accepted change is already on disk (written before its response); nothing to do.
+    pub fn flush(&self) -> Result<(), SandboxError> {
+        Ok(())
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+async fn handle(
+    AxState(sh): AxState<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    sh.http_requests.fetch_add(1, Ordering::Relaxed);
+    let (status, body) = process(&sh, &uri, &headers, &body);
+    respond(status, body)
+}
+
+fn respond(status: u16, body: Vec<u8>) -> Response {
+    let mut resp = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
+}
+
+fn error_body(e: &ApiError) -> (u16, Vec<u8>) {
+    let v = obj([
+        ("error", s(e.code.clone())),
+        ("error_description", s(e.description.clone())),
+    ]);
+    (e.status, serde_json::to_vec(&v).unwrap_or_default())
+}
+
+/// The route parts: webhook user, webhook code, lowercase method name.
+fn parse_path(path: &str) -> Option<(String, String, String)> {
+    let rest = path.strip_prefix("/rest/")?;
+    let mut parts = rest.splitn(3, '/');
+    let user = parts.next()?.to_owned();
+    let code = parts.next()?.to_owned();
+    let method = params::urldecode(parts.next().unwrap_or("")).to_lowercase();
+    let method = method.trim_end_matches('/');
+    let method = method.strip_suffix(".json").unwrap_or(method).to_owned();
+    Some((user, code, method))
+}
+
+/// Query string and body merged into PHP params; the body wins.
+fn request_params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Params {
+    let mut p = params::parse_str(uri.query().unwrap_or(""));
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let body_params: Params = if ctype.starts_with("application/json") {
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(j @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
+                match Value::from_json(&j) {
+                    Value::Arr(a) => a,
+                    _ => Vec::new(),
+                }
+            }
+            // A JSON body that does not parse is treated as empty.
+            _ => Vec::new(),
+        }
+    } else if ctype.starts_with("application/x-www-form-urlencoded") {
+        params::parse_str(&String::from_utf8_lossy(body))
+    } else if ctype.starts_with("multipart/form-data") {
+        // The boundary is case-sensitive: cut it from the original header text.
+        let original = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let boundary = ctype.find("boundary=").map(|i| {
+            let b = &original[i + "boundary=".len()..];
+            let b = b.split(';').next().unwrap_or("").trim().trim_matches('"');
+            b.to_owned()
+        });
+        boundary
+            .and_then(|b| params::parse_multipart(body, &b))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    for (k, v) in body_params {
+        params::set_key(&mut p, k, v);
+    }
+    p
+}
+
+/// Format unix seconds as ISO-8601 with offset, like PHP `date('c')` in UTC.
+pub fn iso8601(unix: f64) -> String {
+    let secs = unix.floor() as i64;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// The eight-field `time` object.
+pub struct TimeInfo {
+    pub start: f64,
+    pub finish: f64,
+    pub processing: f64,
+    pub operating: f64,
+    pub operating_reset_at: i64,
+}
+
+impl TimeInfo {
+    pub fn to_value(&self) -> Value {
+        obj([
+            ("start", Value::Float(self.start)),
+            ("finish", Value::Float(self.finish)),
+            ("duration", Value::Float(self.finish - self.start)),
+            ("processing", Value::Float(self.processing)),
+            ("date_start", s(iso8601(self.start))),
+            ("date_finish", s(iso8601(self.finish))),
+            ("operating_reset_at", Value::Int(self.operating_reset_at)),
+            ("operating", Value::Float(self.operating)),
+        ])
+    }
+}
+
+/// Operating-budget window: 10 one-minute buckets.
+const OPERATING_WINDOW_S: i64 = 600;
+
+fn success_body(out: &Output, time: &TimeInfo) -> Vec<u8> {
+    let mut env = vec![("result".to_owned(), out.result.clone())];
+    if let Some(n) = out.next {
+        env.push(("next".to_owned(), Value::Int(n)));
+    }
+    if let Some(t) = out.total {
+        env.push(("total".to_owned(), Value::Int(t)));
+    }
+    env.push(("time".to_owned(), time.to_value()));
+    serde_json::to_vec(&Value::Arr(env)).unwrap_or_default()
+}
+
+fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Vec<u8>) {
+    let start = sh.clock.unix();
+    // Leaky bucket: one unit per HTTP request (a batch is one request).
+    {
+        let mut bucket = lock(&sh.bucket);
+        if let Some(b) = bucket.as_mut()
+            && !b.try_acquire(sh.clock.monotonic())
+        {
+            sh.rejected_503.fetch_add(1, Ordering::Relaxed);
+            return error_body(&ApiError::new(
+                503,
+                "QUERY_LIMIT_EXCEEDED",
+                "Too many requests",
+            ));
+        }
+    }
+    let mut current = lock(&sh.state);
+    let unauthorized = || {
+        error_body(&ApiError::new(
+            401,
+            "NO_AUTH_FOUND",
+            "Wrong authorization data",
+        ))
+    };
+    let Some((user, code, method)) = parse_path(uri.path()) else {
+        return error_body(&ApiError::method_not_found());
+    };
+    let Ok(uid) = user.parse::<i64>() else {
+        return unauthorized();
+    };
+    let caller = match current.user(uid) {
+        Some(u)
+            if u.active
+                && current
+                    .webhooks
+                    .iter()
+                    .any(|w| w.user == uid && w.code == code) =>
+        {
+            Caller {
+                user: uid,
+                admin: u.admin,
+            }
+        }
+        _ => return unauthorized(),
+    };
+    if method != "batch" && !methods::is_known(&method) {
+        return error_body(&ApiError::method_not_found());
+    }
+    let p = request_params(uri, headers, body);
+    let mut next = current.clone();
+    let (status, out_body) = if method == "batch" {
+        let bp = params::change_key_case(&p, false);
+        let mut exec = |m: &str, sp: &Params| -> CmdResult {
+            sh.commands.fetch_add(1, Ordering::Relaxed);
+            let c0 = sh.clock.unix();
+            let outcome = methods::call(&mut next, caller, m, sp);
+            let c1 = sh.clock.unix();
+            let time = outcome.is_ok().then(|| {
+                TimeInfo {
+                    start: c0,
+                    finish: c1,
+                    processing: c1 - c0,
+                    operating: 0.0,
+                    operating_reset_at: c0 as i64 + OPERATING_WINDOW_S,
+                }
+                .to_value()
+            });
+            CmdResult { outcome, time }
+        };
+        let result = batch::run(&bp, &mut exec);
+        let finish = sh.clock.unix();
+        let out = Output {
+            result,
+            total: None,
+            next: None,
+        };
+        let t = TimeInfo {
+            start,
+            finish,
+            processing: finish - start,
+            operating: 0.0,
+            operating_reset_at: start as i64 + OPERATING_WINDOW_S,
+        };
+        (200, success_body(&out, &t))
+    } else {
+        sh.commands.fetch_add(1, Ordering::Relaxed);
+        let t0 = sh.clock.unix();
+        match methods::call(&mut next, caller, &method, &p) {
+            Ok(out) => {
+                let finish = sh.clock.unix();
+                let t = TimeInfo {
+                    start,
+                    finish,
+                    processing: finish - t0,
+                    operating: 0.0,
+                    operating_reset_at: start as i64 + OPERATING_WINDOW_S,
+                };
+                (200, success_body(&out, &t))
+            }
+            Err(e) => error_body(&e),
+        }
+    };
+    if next != *current {
+        if let Err(e) = state::save(&sh.path, &next) {
+            tracing::error!(error = %e, "sandbox could not persist state");
+            return error_body(&ApiError::new(
+                500,
+                "INTERNAL_SERVER_ERROR",
+                "Internal server error",
+            ));
+        }
+        *current = next;
+    }
+    (status, out_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso8601(0.0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(iso8601(1_773_850_553.26), "2026-03-18T16:15:53+00:00");
+        assert_eq!(iso8601(951_782_400.0), "2000-02-29T00:00:00+00:00");
+    }
+
+    #[test]
+    fn paths() {
+        let p = |x: &str| parse_path(x);
+        assert_eq!(
+            p("/rest/1/abc/User.Get.json/"),
+            Some(("1".into(), "abc".into(), "user.get".into()))
+        );
+        assert_eq!(
+            p("/rest/1/abc/batch"),
+            Some(("1".into(), "abc".into(), "batch".into()))
+        );
+        assert_eq!(p("/other"), None);
+    }
+}

@@ -1,0 +1,605 @@
+//! The emulated portal's state and its YAML file: types, loading with validation, and the
+//! atomic write-back. It owns the file format; it must not know HTTP or any REST method.
+//!
+//! # State file shape (YAML, read with `serde_norway`, unknown keys rejected)
+//!
+//! ```yaml
+//! portal:                                   # optional; every key below is optional
+//!   rate_limit: { burst: 50, per_second: 2 } # default (cloud); `null` disables; enterprise 250/5
+//!   setowner_error_code: ""                 # `error` of sonet_group.setowner failures: "" or "0"
+//!   sonet_group_get_past_end: last_page     # `start` past the end: last_page | empty
+//!   user_get_bare_email: like               # user.get FILTER {EMAIL: ..} without prefix: like | exact
+//!   latency_ms: 0                           # phase 2: added to every HTTP response
+//!   command_ms: 0                           # phase 2: processing time charged per command
+//!   operating_limit_s: 480                  # phase 2: per-method budget over 10 one-minute buckets
+//!   batch_billing: per_command              # phase 2: per_command | batch
+//!   faults: { seed: 1, rate_503: 0.0, rate_429: 0.0, rate_500: 0.0 }   # phase 2, default off
+//! users:
+//!   - { id: 1, email: admin@example.com, name: Ada, last_name: Admin, active: true, admin: true }
+//!   - { id: 10, email: bo@example.com, name: Bo, last_name: Berg }  # active: true, admin: false
+//! groups:
+//!   - id: 15
+//!     name: Marketing
+//!     # optional: visible (true), opened (false), description (""), project (false), active (true)
+//!     members:            # relation rows in relation-ID (creation) order; exactly one A
+//!       - { user: 1, role: A }
+//!       - { user: 10, role: K }
+//!       - { user: 30, role: Z, initiated_by: U }   # pending: U = user asked, G = group invited
+//!       - { user: 40, role: T }                     # banned
+//! webhooks:
+//!   - { user: 1, code: sandboxcode0001 }
+//! ```
+//!
+//! Write-back keeps every list in file order (new relation rows are appended) and writes keys
+//! in the order shown above; optional keys are written only when they differ from the default,
+//! except `active` on users, which is always written. Comments are not preserved.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::SandboxError;
+
+/// The whole state file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    #[serde(default)]
+    pub portal: Portal,
+    #[serde(default)]
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// Portal-wide settings, including the knobs for behaviour the reference leaves UNCONFIRMED.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Portal {
+    /// Leaky bucket; `None` (YAML `null`) disables it. Missing key = cloud default 50/2.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: Option<RateLimit>,
+    /// The `error` code of `sonet_group.setowner` failures (reference §0: `""` or `"0"`).
+    #[serde(default)]
+    pub setowner_error_code: String,
+    /// What `sonet_group.get` returns for a `start` past the last page.
+    #[serde(default)]
+    pub sonet_group_get_past_end: PastEnd,
+    /// How `user.get` matches a FILTER `EMAIL` key without prefix.
+    #[serde(default)]
+    pub user_get_bare_email: BareEmail,
+    /// Milliseconds added to every HTTP response.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Processing time charged per executed command, in milliseconds.
+    #[serde(default)]
+    pub command_ms: u64,
+    /// Operating budget per (webhook, method) over the last 10 one-minute buckets, seconds.
+    #[serde(default = "default_operating_limit")]
+    pub operating_limit_s: f64,
+    /// How a batch is charged to the operating budget.
+    #[serde(default)]
+    pub batch_billing: BatchBilling,
+    /// Random error injection, decided before anything is executed.
+    #[serde(default)]
+    pub faults: Option<Faults>,
+}
+
+impl Default for Portal {
+    fn default() -> Self {
+        Portal {
+            rate_limit: default_rate_limit(),
+            setowner_error_code: String::new(),
+            sonet_group_get_past_end: PastEnd::default(),
+            user_get_bare_email: BareEmail::default(),
+            latency_ms: 0,
+            command_ms: 0,
+            operating_limit_s: default_operating_limit(),
+            batch_billing: BatchBilling::default(),
+            faults: None,
+        }
+    }
+}
+
+fn default_rate_limit() -> Option<RateLimit> {
+    Some(RateLimit {
+        burst: 50.0,
+        per_second: 2.0,
+    })
+}
+
+fn default_operating_limit() -> f64 {
+    480.0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub burst: f64,
+    pub per_second: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PastEnd {
+    /// Legacy `CDBResult::NavStart` clamps the page number to the last page [inferred].
+    #[default]
+    LastPage,
+    Empty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BareEmail {
+    /// SQL LIKE without added wildcards: case-insensitive, `%` and `_` are wildcards.
+    #[default]
+    Like,
+    /// Case-insensitive equality.
+    Exact,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchBilling {
+    /// The docs: the outer batch is free, each sub-command is charged to its own method.
+    #[default]
+    PerCommand,
+    /// JSSDK's measurement: the whole batch is charged to the method `batch`.
+    Batch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub rate_503: f64,
+    #[serde(default)]
+    pub rate_429: f64,
+    #[serde(default)]
+    pub rate_500: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub id: i64,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub last_name: String,
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub members: Vec<Member>,
+    #[serde(default = "yes")]
+    pub visible: bool,
+    #[serde(default)]
+    pub opened: bool,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub project: bool,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub user: i64,
+    pub role: Role,
+    #[serde(default)]
+    pub initiated_by: Option<Initiator>,
+}
+
+/// Relation roles (reference §1.1). `T` is banned, `Z` pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Role {
+    A,
+    E,
+    K,
+    T,
+    Z,
+}
+
+impl Role {
+    pub fn code(self) -> &'static str {
+        match self {
+            Role::A => "A",
+            Role::E => "E",
+            Role::K => "K",
+            Role::T => "T",
+            Role::Z => "Z",
+        }
+    }
+
+    /// `'<=ROLE' => 'K'`: owner, moderator, member.
+    pub fn is_member(self) -> bool {
+        matches!(self, Role::A | Role::E | Role::K)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Initiator {
+    U,
+    G,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub user: i64,
+    pub code: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl State {
+    pub fn user(&self, id: i64) -> Option<&User> {
+        self.users.iter().find(|u| u.id == id)
+    }
+
+    pub fn group(&self, id: i64) -> Option<&Group> {
+        self.groups.iter().find(|g| g.id == id)
+    }
+
+    pub fn group_mut(&mut self, id: i64) -> Option<&mut Group> {
+        self.groups.iter_mut().find(|g| g.id == id)
+    }
+}
+
+impl Group {
+    pub fn owner(&self) -> Option<i64> {
+        self.members
+            .iter()
+            .find(|m| m.role == Role::A)
+            .map(|m| m.user)
+    }
+
+    pub fn relation(&self, user: i64) -> Option<&Member> {
+        self.members.iter().find(|m| m.user == user)
+    }
+
+    /// Visible to `user` without admin rights: `VISIBLE=Y` or a member (role ≤ K).
+    pub fn visible_to(&self, user: i64) -> bool {
+        self.visible || self.relation(user).is_some_and(|m| m.role.is_member())
+    }
+}
+
+/// Read, parse and validate the state file.
+pub fn load(path: &Path) -> Result<State, SandboxError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SandboxError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let state: State = serde_norway::from_str(&text).map_err(|e| {
+        let loc = e.location();
+        SandboxError::Parse {
+            path: path.to_owned(),
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+            message: e.to_string(),
+        }
+    })?;
+    validate(&state).map_err(|message| SandboxError::Invalid {
+        path: path.to_owned(),
+        message,
+    })?;
+    Ok(state)
+}
+
+/// Check the invariants the emulator relies on; the message names the offending item.
+pub fn validate(s: &State) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for u in &s.users {
+        if u.id <= 0 {
+            return Err(format!("user id {} must be positive", u.id));
+        }
+        if !seen.insert(u.id) {
+            return Err(format!("duplicate user id {}", u.id));
+        }
+    }
+    let mut gseen = std::collections::BTreeSet::new();
+    for g in &s.groups {
+        if g.id <= 0 {
+            return Err(format!("group id {} must be positive", g.id));
+        }
+        if !gseen.insert(g.id) {
+            return Err(format!("duplicate group id {}", g.id));
+        }
+        let owners = g.members.iter().filter(|m| m.role == Role::A).count();
+        if owners != 1 {
+            return Err(format!(
+                "group {} has {owners} owners (role A); exactly one is required",
+                g.id
+            ));
+        }
+        let mut mseen = std::collections::BTreeSet::new();
+        for m in &g.members {
+            if s.user(m.user).is_none() {
+                return Err(format!(
+                    "group {}: member user {} does not exist",
+                    g.id, m.user
+                ));
+            }
+            if !mseen.insert(m.user) {
+                return Err(format!("group {}: user {} has two relations", g.id, m.user));
+            }
+            if m.initiated_by.is_some() && m.role != Role::Z {
+                return Err(format!(
+                    "group {}: user {}: initiated_by is only allowed on role Z",
+                    g.id, m.user
+                ));
+            }
+        }
+    }
+    let mut wseen = std::collections::BTreeSet::new();
+    for w in &s.webhooks {
+        if s.user(w.user).is_none() {
+            return Err(format!(
+                "webhook {}: user {} does not exist",
+                w.code, w.user
+            ));
+        }
+        if w.code.is_empty() {
+            return Err(format!("webhook of user {} has an empty code", w.user));
+        }
+        if !wseen.insert((w.user, w.code.clone())) {
+            return Err(format!("duplicate webhook {} for user {}", w.code, w.user));
+        }
+    }
+    if let Some(r) = s.portal.rate_limit
+        && (r.burst < 1.0 || r.per_second < 0.0)
+    {
+        return Err("portal.rate_limit needs burst >= 1 and per_second >= 0".to_owned());
+    }
+    if !matches!(s.portal.setowner_error_code.as_str(), "" | "0") {
+        return Err("portal.setowner_error_code must be \"\" or \"0\"".to_owned());
+    }
+    if let Some(f) = s.portal.faults {
+        let sum = f.rate_503 + f.rate_429 + f.rate_500;
+        if [f.rate_503, f.rate_429, f.rate_500]
+            .iter()
+            .any(|r| *r < 0.0)
+            || sum > 1.0
+        {
+            return Err("portal.faults rates must be >= 0 and sum to at most 1".to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Write `state` to `path` atomically: a temp file in the same directory, flushed, renamed.
+pub fn save(path: &Path, state: &State) -> Result<(), SandboxError> {
+    let err = |source: std::io::Error| SandboxError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir: PathBuf = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(err)?;
+    tmp.write_all(render(state).as_bytes()).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+/// Render the state as YAML in the documented shape (deterministic).
+pub fn render(s: &State) -> String {
+    let mut o = String::new();
+    let p = &s.portal;
+    let d = Portal::default();
+    o.push_str("portal:\n");
+    match p.rate_limit {
+        Some(r) => {
+            let _ = writeln!(
+                o,
+                "  rate_limit: {{ burst: {}, per_second: {} }}",
+                num(r.burst),
+                num(r.per_second)
+            );
+        }
+        None => o.push_str("  rate_limit: null\n"),
+    }
+    if p.setowner_error_code != d.setowner_error_code {
+        let _ = writeln!(
+            o,
+            "  setowner_error_code: {}",
+            scalar(&p.setowner_error_code)
+        );
+    }
+    if p.sonet_group_get_past_end != d.sonet_group_get_past_end {
+        o.push_str("  sonet_group_get_past_end: empty\n");
+    }
+    if p.user_get_bare_email != d.user_get_bare_email {
+        o.push_str("  user_get_bare_email: exact\n");
+    }
+    if p.latency_ms != 0 {
+        let _ = writeln!(o, "  latency_ms: {}", p.latency_ms);
+    }
+    if p.command_ms != 0 {
+        let _ = writeln!(o, "  command_ms: {}", p.command_ms);
+    }
+    if p.operating_limit_s != d.operating_limit_s {
+        let _ = writeln!(o, "  operating_limit_s: {}", num(p.operating_limit_s));
+    }
+    if p.batch_billing != d.batch_billing {
+        o.push_str("  batch_billing: batch\n");
+    }
+    if let Some(f) = p.faults {
+        let _ = writeln!(
+            o,
+            "  faults: {{ seed: {}, rate_503: {}, rate_429: {}, rate_500: {} }}",
+            f.seed,
+            num(f.rate_503),
+            num(f.rate_429),
+            num(f.rate_500)
+        );
+    }
+    o.push_str(if s.users.is_empty() {
+        "users: []\n"
+    } else {
+        "users:\n"
+    });
+    for u in &s.users {
+        let _ = write!(
+            o,
+            "  - {{ id: {}, email: {}, name: {}, last_name: {}, active: {}",
+            u.id,
+            scalar(&u.email),
+            scalar(&u.name),
+            scalar(&u.last_name),
+            u.active
+        );
+        if u.admin {
+            o.push_str(", admin: true");
+        }
+        o.push_str(" }\n");
+    }
+    o.push_str(if s.groups.is_empty() {
+        "groups: []\n"
+    } else {
+        "groups:\n"
+    });
+    for g in &s.groups {
+        let _ = writeln!(o, "  - id: {}", g.id);
+        let _ = writeln!(o, "    name: {}", scalar(&g.name));
+        if !g.visible {
+            o.push_str("    visible: false\n");
+        }
+        if g.opened {
+            o.push_str("    opened: true\n");
+        }
+        if !g.description.is_empty() {
+            let _ = writeln!(o, "    description: {}", scalar(&g.description));
+        }
+        if g.project {
+            o.push_str("    project: true\n");
+        }
+        if !g.active {
+            o.push_str("    active: false\n");
+        }
+        o.push_str("    members:\n");
+        for m in &g.members {
+            let _ = write!(o, "      - {{ user: {}, role: {}", m.user, m.role.code());
+            match m.initiated_by {
+                Some(Initiator::U) => o.push_str(", initiated_by: U"),
+                Some(Initiator::G) => o.push_str(", initiated_by: G"),
+                None => {}
+            }
+            o.push_str(" }\n");
+        }
+    }
+    o.push_str(if s.webhooks.is_empty() {
+        "webhooks: []\n"
+    } else {
+        "webhooks:\n"
+    });
+    for w in &s.webhooks {
+        let _ = writeln!(o, "  - {{ user: {}, code: {} }}", w.user, scalar(&w.code));
+    }
+    o
+}
+
+fn num(f: f64) -> String {
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{}", f as i64)
+    } else {
+        format!("{f}")
+    }
+}
+
+/// A string as a YAML flow scalar: plain when unambiguous, else JSON-style double-quoted.
+fn scalar(s: &str) -> String {
+    let plain_ok = !s.is_empty()
+        && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && !s.ends_with(' ')
+        && !s.contains("  ")
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '_' | '-' | '+' | ' '))
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n"
+        );
+    if plain_ok {
+        s.to_owned()
+    } else {
+        serde_json::to_string(s).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"portal:
+  rate_limit: { burst: 50, per_second: 2 }
+users:
+  - { id: 1, email: admin@example.com, name: Ada, last_name: Admin, active: true, admin: true }
+  - { id: 10, email: "bo,o@example.com", name: "Yes", last_name: "O'Neil \"x\"", active: false }
+groups:
+  - id: 15
+    name: "Marketing: EU"
+    visible: false
+    members:
+      - { user: 1, role: A }
+      - { user: 10, role: Z, initiated_by: U }
+webhooks:
+  - { user: 1, code: sandboxcode0001 }
+"#;
+
+    #[test]
+    fn render_round_trips() {
+        let s: State = serde_norway::from_str(SAMPLE).unwrap();
+        validate(&s).unwrap();
+        let text = render(&s);
+        let back: State = serde_norway::from_str(&text).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(render(&back), text);
+    }
+
+    #[test]
+    fn validation_messages() {
+        let mut s: State = serde_norway::from_str(SAMPLE).unwrap();
+        s.groups[0].members.push(Member {
+            user: 1,
+            role: Role::K,
+            initiated_by: None,
+        });
+        assert_eq!(
+            validate(&s).unwrap_err(),
+            "group 15: user 1 has two relations"
+        );
+        s.groups[0].members[0].role = Role::K;
+        assert!(validate(&s).unwrap_err().contains("0 owners"));
+    }
+
+    #[test]
+    fn rate_limit_null_disables_and_missing_defaults() {
+        let s: State = serde_norway::from_str("portal: { rate_limit: null }\nusers: []").unwrap();
+        assert_eq!(s.portal.rate_limit, None);
+        let s: State = serde_norway::from_str("users: []").unwrap();
+        assert_eq!(s.portal.rate_limit, default_rate_limit());
+    }
+}

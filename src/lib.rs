@@ -286,12 +286,27 @@ async fn serve(state: &Path, listen: SocketAddr) -> Result<Exit> {
         sandbox.addr(),
         state.display()
     ))?;
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
+    shutdown_signal().await?;
     sandbox
         .shutdown()
         .await
         .context("cannot shut the sandbox down cleanly")?;
     Ok(Exit::Success)
+}
+
+/// Ctrl-C, or SIGTERM from a service manager or CI runner.
+async fn shutdown_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C"),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")
 }

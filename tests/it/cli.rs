@@ -14,7 +14,26 @@ fn plan_shows_adds_a_role_change_a_removal_and_a_skipped_owner() {
     let ws = Workspace::with_example_portal();
     let before = ws.read("portal.yaml");
     let run = ws.roster(&["plan", "groups.yaml", PORTAL]);
-    insta::assert_snapshot!(run.transcript(), @"");
+    insta::assert_snapshot!(run.transcript(), @r#"
+    exit: 0
+    --- stdout
+    roster will make these changes:
+
+      group 15 "Marketing"
+        ! 1   owner  skipped: owner (not declared; owners are never removed)
+        ~ 10  member -> moderator
+        + 22  member
+        - 30  member
+
+      group 27 "Engineering"
+        + 30  member
+
+      group 42 "Sales"
+        + 23  member
+
+    Plan: 3 to add, 1 to change, 1 to remove, 1 skipped.
+    --- stderr
+    "#);
     assert_eq!(
         ws.read("portal.yaml"),
         before,
@@ -29,7 +48,33 @@ fn detailed_exitcode_before_and_after_apply() {
     assert_eq!(before.code, 2, "{}", before.transcript());
 
     let apply = ws.roster(&["apply", "groups.yaml", PORTAL, "--auto-approve"]);
-    insta::assert_snapshot!(apply.transcript(), @"");
+    insta::assert_snapshot!(apply.transcript(), @r#"
+    exit: 0
+    --- stdout
+    roster will make these changes:
+
+      group 15 "Marketing"
+        ! 1   owner  skipped: owner (not declared; owners are never removed)
+        ~ 10  member -> moderator
+        + 22  member
+        - 30  member
+
+      group 27 "Engineering"
+        + 30  member
+
+      group 42 "Sales"
+        + 23  member
+
+    Plan: 3 to add, 1 to change, 1 to remove, 1 skipped.
+
+    done     group 15 "Marketing": ~ user 10 member -> moderator
+    done     group 15 "Marketing": + user 22 member
+    done     group 15 "Marketing": - user 30 member
+    done     group 27 "Engineering": + user 30 member
+    done     group 42 "Sales": + user 23 member
+    Apply: 5 done, 0 failed, 1 skipped.
+    --- stderr
+    "#);
 
     let after = ws.roster(&["plan", "groups.yaml", PORTAL, "--detailed-exitcode"]);
     assert_eq!(after.code, 0, "{}", after.transcript());
@@ -177,7 +222,16 @@ fn invalid_file_exits_1_with_positions() {
         "version: 1\ngroups:\n  - id: 15\n    members: [21, 21, x]\n    owners: 1\n  - id: -2\n",
     );
     let run = ws.roster(&["validate", "bad.yaml"]);
-    insta::assert_snapshot!(run.transcript(), @"");
+    insta::assert_snapshot!(run.transcript(), @r#"
+    exit: 1
+    --- stdout
+    --- stderr
+    error: bad.yaml:4:19: groups[0].members[1]: user 21 is listed twice in this group (first under `members` on line 4)
+    error: bad.yaml:4:23: groups[0].members[2]: user ID must be a positive integer, found "x"
+    error: bad.yaml:5:5: groups[0].owners: unknown field `owners`; expected one of: id, name, owner, moderators, members, prune
+    error: bad.yaml:6:9: groups[1].id: group ID must be a positive integer, found -2
+    bad.yaml: 4 problem(s); nothing was sent to any portal
+    "#);
     let syntax = ws.write("syntax.yaml", "version: 1\ngroups: [\n");
     let run = ws.roster(&["validate", syntax.to_str().unwrap()]);
     assert_eq!(run.code, 1);
@@ -298,4 +352,83 @@ fn usage_errors_exit_1() {
         "{}",
         run.stderr
     );
+}
+
+/// `roster sandbox serve` as a user runs it: a real process on a loopback port, answering the
+/// request styles of curl and the official SDKs (JSON POST, form POST, GET query).
+#[test]
+fn sandbox_serve_answers_json_form_and_query_requests() {
+    use std::io::{BufRead, BufReader};
+    let ws = Workspace::with_example_portal();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args([
+            "sandbox",
+            "serve",
+            "--state",
+            "portal.yaml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(ws.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve prints the webhook URL").unwrap();
+        if let Some(url) = line.strip_prefix("webhook URL: ") {
+            break url.to_owned();
+        }
+    };
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with(&format!("/rest/1/{EXAMPLE_CODE}/")),
+        "{url}"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let http = crate::support::http();
+        // JSON POST, like the PHP SDK.
+        let r = http
+            .post(format!("{url}sonet_group.user.get.json"))
+            .json(&serde_json::json!({"ID": 15}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["result"][0], serde_json::json!({"USER_ID": "1", "ROLE": "A"}));
+        assert!(v["time"]["duration"].is_number() && v["time"]["date_start"].is_string(), "{v}");
+        // Form POST with PHP arrays, like CRest.
+        let r = http
+            .post(format!("{url}sonet_group.user.add"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("GROUP_ID=42&USER_ID%5B%5D=31&USER_ID%5B%5D=22")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["result"], serde_json::json!(["31"]), "22 is already a member: skipped");
+        // GET query, like curl; and the documented error for a missing group.
+        let r = http.get(format!("{url}sonet_group.user.get?ID=999")).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v, serde_json::json!({"error": "", "error_description": "Socialnetwork group not found"}));
+        let r = http.get(url.replace(EXAMPLE_CODE, "nope") + "user.current").send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v, serde_json::json!({"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}));
+    });
+    // The change is already on disk while the server runs.
+    assert!(
+        ws.portal_group("portal.yaml", 42)
+            .contains(&"31=K".to_owned())
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

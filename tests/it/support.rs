@@ -102,3 +102,9 @@ impl Run {
         )
     }
 }
+
+/// A plain HTTP client for raw requests (rustls needs its crypto provider chosen first).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

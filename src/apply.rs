@@ -1,9 +1,11 @@
 //! Apply: carry out a plan's changes through a provider and collect every change's outcome into
 //! a `Report`. No rendering and no prompting here; the shell does both.
 
+use std::collections::BTreeMap;
+
 use crate::model::{GroupId, OpStatus};
 use crate::plan::{Change, Plan};
-use crate::provider::Provider;
+use crate::provider::{OnProgress, Provider};
 
 /// One change and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,11 +16,13 @@ pub struct Outcome {
     pub status: OpStatus,
 }
 
-/// Every change's outcome, in plan order, plus the skipped entries' count.
+/// Every change's outcome, in plan order, plus the skipped entries' count and the retries the
+/// provider needed (rate limits, server hiccups) while applying.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     pub outcomes: Vec<Outcome>,
     pub skipped: usize,
+    pub retries: u64,
 }
 
 impl Report {
@@ -33,24 +37,27 @@ impl Report {
     }
 }
 
+/// A plan's changes in order, each with its group.
+pub fn changes(plan: &Plan) -> Vec<(GroupId, Change)> {
+    plan.groups
+        .iter()
+        .flat_map(|g| g.changes().map(|c| (g.id, *c)))
+        .collect()
+}
+
 /// Execute every change in `plan`. Failures do not stop the other changes.
-pub async fn apply(plan: &Plan, provider: &Provider) -> Report {
-    let mut changes = Vec::new();
-    let mut names = Vec::new();
-    for g in &plan.groups {
-        for c in g.changes() {
-            changes.push((g.id, *c));
-            names.push(g.name.clone());
-        }
-    }
-    let statuses = provider.execute(&changes).await;
+pub async fn apply(plan: &Plan, provider: &Provider, on_progress: OnProgress<'_>) -> Report {
+    let retries_before = provider.counters().retries;
+    let names: BTreeMap<GroupId, &Option<String>> =
+        plan.groups.iter().map(|g| (g.id, &g.name)).collect();
+    let changes = changes(plan);
+    let statuses = provider.execute(&changes, on_progress).await;
     let outcomes = changes
         .into_iter()
-        .zip(names)
         .zip(statuses)
-        .map(|(((group, change), group_name), status)| Outcome {
+        .map(|((group, change), status)| Outcome {
             group,
-            group_name,
+            group_name: names[&group].clone(),
             change,
             status,
         })
@@ -58,5 +65,6 @@ pub async fn apply(plan: &Plan, provider: &Provider) -> Report {
     Report {
         outcomes,
         skipped: plan.summary().skipped,
+        retries: provider.counters().retries - retries_before,
     }
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::provider::bitrix24::RateProfile;
+
 /// Declarative Bitrix24 workgroup membership: plan and apply who belongs to which group.
 #[derive(Debug, Parser)]
 #[command(name = "roster", version, about)]
@@ -45,6 +47,18 @@ pub struct PortalArgs {
     /// to run the built-in sandbox on the state file PATH.
     #[arg(long, env = "ROSTER_PORTAL", hide_env_values = true)]
     pub portal: String,
+    /// The portal's request limit, which roster keeps to so the portal never has to refuse:
+    /// `cloud` (burst 50, 2/s), `enterprise` (250, 5/s), `BURST/PER_SECOND`, or `off`.
+    #[arg(long, env = "ROSTER_RATE_LIMIT", default_value = "cloud", value_parser = parse_rate)]
+    pub rate_limit: Rate,
+}
+
+/// A parsed `--rate-limit` (`None`: no client-side pacing).
+#[derive(Debug, Clone, Copy)]
+pub struct Rate(pub Option<RateProfile>);
+
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    RateProfile::parse(s).map(Rate)
 }
 
 #[derive(Debug, Args)]

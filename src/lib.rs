@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod provider;
 pub mod render;
 pub mod sandbox;
@@ -22,6 +23,7 @@ use anyhow::{Context, Result, bail};
 
 use cli::{ApplyArgs, Cli, ColorChoice, Command, Format, PlanArgs, SandboxCommand};
 use model::DesiredState;
+use progress::Progress;
 use provider::Provider;
 use provider::bitrix24::{self, Webhook};
 use render::Style;
@@ -160,7 +162,8 @@ struct Connection {
 }
 
 impl Connection {
-    async fn open(portal: &str) -> Result<Connection> {
+    async fn open(args: &cli::PortalArgs) -> Result<Connection> {
+        let portal = args.portal.as_str();
         let (webhook, sandbox) = match parse_portal(portal)? {
             Portal::Webhook(w) => (w, None),
             Portal::Sandbox(path) => {
@@ -177,7 +180,11 @@ impl Connection {
             }
         };
         tracing::info!(portal = %webhook.display(), "connecting");
-        let client = bitrix24::Client::new(webhook, bitrix24::Options::default())?;
+        let options = bitrix24::Options {
+            rate: args.rate_limit.0,
+            ..bitrix24::Options::default()
+        };
+        let client = bitrix24::Client::new(webhook, options)?;
         Ok(Connection {
             provider: Provider::Bitrix24(client),
             sandbox,
@@ -199,8 +206,8 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
     let Some(desired) = load(&args.file)? else {
         return Ok(Exit::Failure);
     };
-    let conn = Connection::open(&args.portal.portal).await?;
-    let fetched = conn.provider.fetch(&desired).await;
+    let conn = Connection::open(&args.portal).await?;
+    let fetched = fetch(&conn.provider, &desired).await;
     conn.close().await?;
     let current = fetched.context("cannot read the portal's current membership")?;
     let plan = plan::diff(&desired, &current);
@@ -219,7 +226,7 @@ async fn apply(args: ApplyArgs, style: Style) -> Result<Exit> {
     let Some(desired) = load(&args.file)? else {
         return Ok(Exit::Failure);
     };
-    let conn = Connection::open(&args.portal.portal).await?;
+    let conn = Connection::open(&args.portal).await?;
     let result = apply_connected(&args, &desired, &conn, style).await;
     conn.close().await?;
     result
@@ -231,9 +238,7 @@ async fn apply_connected(
     conn: &Connection,
     style: Style,
 ) -> Result<Exit> {
-    let current = conn
-        .provider
-        .fetch(desired)
+    let current = fetch(&conn.provider, desired)
         .await
         .context("cannot read the portal's current membership")?;
     let plan = plan::diff(desired, &current);
@@ -244,13 +249,27 @@ async fn apply_connected(
     if !args.auto_approve && !confirm()? {
         return Ok(Exit::Failure);
     }
-    let report = apply::apply(&plan, &conn.provider).await;
+    let total = conn.provider.command_count(&apply::changes(&plan));
+    let progress = Progress::start("applying", total);
+    let report = apply::apply(&plan, &conn.provider, &|n| progress.inc(n)).await;
+    progress.finish();
     emit(&format!("\n{}", render::text::report(&report, style)))?;
     Ok(if report.all_done() {
         Exit::Success
     } else {
         Exit::Failure
     })
+}
+
+/// Read the declared groups' members, with progress for large files.
+async fn fetch(
+    provider: &Provider,
+    desired: &DesiredState,
+) -> Result<model::CurrentState, provider::FetchError> {
+    let progress = Progress::start("reading", desired.groups.len());
+    let result = provider.fetch(desired, &|n| progress.inc(n)).await;
+    progress.finish();
+    result
 }
 
 /// Ask on the terminal; refuse when there is none.

@@ -6,25 +6,51 @@ pub mod bitrix24;
 use crate::model::{CurrentState, DesiredState, GroupId, OpStatus};
 use crate::plan::Change;
 
+/// A progress callback: called with the number of items finished since the last call.
+pub type OnProgress<'a> = &'a (dyn Fn(usize) + Sync);
+
 /// A connected portal.
 pub enum Provider {
     Bitrix24(bitrix24::Client),
 }
 
 impl Provider {
-    /// Read the current members of every declared group.
-    pub async fn fetch(&self, desired: &DesiredState) -> Result<CurrentState, FetchError> {
+    /// Read the current members of every declared group. `on_progress` is told how many
+    /// groups each step finished.
+    pub async fn fetch(
+        &self,
+        desired: &DesiredState,
+        on_progress: OnProgress<'_>,
+    ) -> Result<CurrentState, FetchError> {
         let ids: Vec<GroupId> = desired.groups.keys().copied().collect();
         match self {
-            Provider::Bitrix24(c) => c.fetch(&ids).await,
+            Provider::Bitrix24(c) => c.fetch(&ids, on_progress).await,
         }
     }
 
     /// Carry out changes; the result has one status per input, in the same order. A failure
-    /// never stops the other changes.
-    pub async fn execute(&self, changes: &[(GroupId, Change)]) -> Vec<OpStatus> {
+    /// never stops the other changes. `on_progress` counts provider commands.
+    pub async fn execute(
+        &self,
+        changes: &[(GroupId, Change)],
+        on_progress: OnProgress<'_>,
+    ) -> Vec<OpStatus> {
         match self {
-            Provider::Bitrix24(c) => c.execute(changes).await,
+            Provider::Bitrix24(c) => c.execute(changes, on_progress).await,
+        }
+    }
+
+    /// How many provider commands carrying out `changes` takes (for progress totals).
+    pub fn command_count(&self, changes: &[(GroupId, Change)]) -> usize {
+        match self {
+            Provider::Bitrix24(_) => bitrix24::command_count(changes),
+        }
+    }
+
+    /// Requests sent and retries made so far.
+    pub fn counters(&self) -> bitrix24::Counters {
+        match self {
+            Provider::Bitrix24(c) => c.counters(),
         }
     }
 }

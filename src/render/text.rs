@@ -137,12 +137,19 @@ pub fn report(report: &crate::apply::Report, style: Style) -> String {
         };
         let _ = writeln!(out, "{line}");
     }
-    let summary = format!(
+    let mut summary = format!(
         "Apply: {} done, {} failed, {} skipped.",
         report.done(),
         report.not_done(),
         report.skipped
     );
+    if report.retries > 0 {
+        let _ = write!(
+            summary,
+            " {} retried after transient errors.",
+            report.retries
+        );
+    }
     let _ = writeln!(out, "{}", style.paint(BOLD, &summary));
     out
 }

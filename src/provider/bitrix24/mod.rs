@@ -14,14 +14,19 @@ pub mod webhook;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
-use tracing::{debug, warn};
+use tokio::sync::watch;
+use tracing::{debug, info};
 
 use crate::model::{CurrentGroup, CurrentState, GroupId, OpStatus, Role, UserId};
 use crate::plan::Change;
-use crate::provider::FetchError;
+use crate::provider::{FetchError, OnProgress};
+pub use limits::RateProfile;
+use limits::{Bucket, Operating};
 pub use webhook::{Secret, Webhook, WebhookError};
 use wire::Command;
 
@@ -74,15 +79,23 @@ impl CallError {
     }
 }
 
-/// How persistent the client is.
+/// How the client paces and retries.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Attempts per request, the first included.
+    /// Attempts per request (and per command inside a batch), the first included.
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt, with ±25 % jitter.
     pub base_delay: Duration,
     pub max_delay: Duration,
     pub timeout: Duration,
+    /// The portal's request-intensity limit, mirrored client-side (`None`: no pacing).
+    pub rate: Option<RateProfile>,
+    /// Batch requests in flight at once (still never more than the bucket allows).
+    pub concurrency: usize,
+    /// The portal's operating-time budget per method per 10 minutes, and how close to it a
+    /// method may get before roster pauses it until `operating_reset_at`.
+    pub operating_limit_s: f64,
+    pub operating_margin_s: f64,
 }
 
 impl Default for Options {
@@ -92,8 +105,21 @@ impl Default for Options {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(20),
             timeout: Duration::from_secs(70),
+            rate: Some(RateProfile::CLOUD),
+            concurrency: 4,
+            operating_limit_s: 480.0,
+            operating_margin_s: 10.0,
         }
     }
+}
+
+/// What the client did, for reports and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// HTTP requests sent, retries included.
+    pub requests: u64,
+    /// Requests and batch commands sent again after a transient failure.
+    pub retries: u64,
 }
 
 /// A Bitrix24 portal reached through an incoming webhook.
@@ -101,6 +127,10 @@ pub struct Client {
     http: reqwest::Client,
     webhook: Webhook,
     options: Options,
+    bucket: Option<Bucket>,
+    operating: Operating,
+    requests: AtomicU64,
+    retries: AtomicU64,
 }
 
 /// The outcome of one command inside a batch.
@@ -125,7 +155,11 @@ impl Client {
         Ok(Client {
             http,
             webhook,
+            bucket: options.rate.map(Bucket::new),
+            operating: Operating::new(options.operating_limit_s, options.operating_margin_s),
             options,
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
         })
     }
 
@@ -133,21 +167,83 @@ impl Client {
         &self.webhook
     }
 
-    /// One HTTP call of `method` with a JSON body, retried while the failure is transient.
-    async fn call(&self, method: &str, body: &Value) -> Result<Value, CallError> {
+    pub fn counters(&self) -> Counters {
+        Counters {
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// One HTTP call of `method` with a JSON body, paced by the bucket and the operating-time
+    /// budget of `method` and of `sub_methods` (a batch's commands), retried while the failure
+    /// is transient. Returns the whole answer (`result` and `time`).
+    async fn call(
+        &self,
+        method: &str,
+        sub_methods: &BTreeSet<&str>,
+        body: &Value,
+    ) -> Result<Value, CallError> {
         let mut attempt = 1;
         loop {
+            let pause = std::iter::once(method)
+                .chain(sub_methods.iter().copied())
+                .map(|m| self.operating.wait_for(m))
+                .max()
+                .unwrap_or_default();
+            if !pause.is_zero() {
+                info!(%method, secs = pause.as_secs(), "pausing until the operating-time budget resets");
+                tokio::time::sleep(pause).await;
+            }
+            if let Some(bucket) = &self.bucket {
+                tokio::time::sleep(bucket.reserve()).await;
+            }
+            self.requests.fetch_add(1, Ordering::Relaxed);
             match self.call_once(method, body).await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    if let Some(t) = v.get("time") {
+                        self.observe_time(method, t);
+                    }
+                    return Ok(v);
+                }
                 Err(e) if e.is_transient() && attempt < self.options.max_attempts => {
-                    let delay = backoff(&self.options, attempt);
-                    warn!(%method, attempt, delay_ms = delay.as_millis() as u64, "retrying after: {e}");
+                    let mut delay = backoff(&self.options, attempt);
+                    if let CallError::Api(api) = &e {
+                        match api.code.as_str() {
+                            "QUERY_LIMIT_EXCEEDED" => {
+                                if let Some(b) = &self.bucket {
+                                    b.mark_full();
+                                }
+                            }
+                            "OPERATION_TIME_LIMIT" => {
+                                delay = delay.max(self.operating.wait_for(method));
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    info!(%method, attempt, delay_ms = delay.as_millis() as u64, "retrying after: {e}");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Feed a `time` object's `operating` / `operating_reset_at` to the operating-time tracker.
+    fn observe_time(&self, method: &str, time: &Value) {
+        let Some(operating) = time.get("operating").and_then(Value::as_f64) else {
+            return;
+        };
+        let reset = time.get("operating_reset_at").and_then(Value::as_f64);
+        let finish = time.get("finish").and_then(Value::as_f64);
+        let reset_in = match (reset, finish) {
+            (Some(reset), Some(finish)) if reset > finish => {
+                Some(Duration::from_secs_f64(reset - finish))
+            }
+            _ => None,
+        };
+        self.operating.observe(method, operating, reset_in);
     }
 
     async fn call_once(&self, method: &str, body: &Value) -> Result<Value, CallError> {
@@ -190,9 +286,10 @@ impl Client {
                     )
                     .into());
                 }
-                v.get("result")
-                    .cloned()
-                    .ok_or_else(|| transport(Some(status), "answer has no `result`".into()).into())
+                if v.get("result").is_none() {
+                    return Err(transport(Some(status), "answer has no `result`".into()).into());
+                }
+                Ok(v)
             }
             Err(_) => {
                 let text = String::from_utf8_lossy(&bytes);
@@ -208,24 +305,31 @@ impl Client {
 
     /// Run up to `BATCH_MAX` commands in one `batch` request (`halt=0`), returning each
     /// command's own result or error, in order.
-    async fn batch(&self, cmds: &[Command]) -> Result<Vec<CommandResult>, CallError> {
+    async fn batch(&self, cmds: &[&Command]) -> Result<Vec<CommandResult>, CallError> {
         assert!(cmds.len() <= BATCH_MAX, "callers chunk batches");
-        let cmd: serde_json::Map<String, Value> = cmds
+        let names: Vec<String> = (0..cmds.len()).map(|i| format!("c{i}")).collect();
+        let cmd: serde_json::Map<String, Value> = names
             .iter()
-            .enumerate()
-            .map(|(i, c)| (format!("c{i}"), Value::String(c.to_cmd())))
+            .zip(cmds)
+            .map(|(n, c)| (n.clone(), Value::String(c.to_cmd())))
             .collect();
+        let methods: BTreeSet<&str> = cmds.iter().map(|c| c.method).collect();
         debug!(commands = cmds.len(), "batch");
-        let result = self
-            .call("batch", &json!({ "halt": 0, "cmd": cmd }))
+        let answer = self
+            .call("batch", &methods, &json!({ "halt": 0, "cmd": cmd }))
             .await?;
+        let result = &answer["result"];
+        for (c, name) in cmds.iter().zip(&names) {
+            if let Some(t) = wire::section(result, "result_time", name) {
+                self.observe_time(c.method, t);
+            }
+        }
         Ok(cmds
             .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let name = format!("c{i}");
+            .zip(&names)
+            .map(|(c, name)| {
                 if let Some(e) =
-                    wire::section(&result, "result_error", &name).and_then(wire::error_body)
+                    wire::section(result, "result_error", name).and_then(wire::error_body)
                 {
                     return Err(ApiError {
                         method: c.method.to_owned(),
@@ -234,7 +338,7 @@ impl Client {
                         status: None,
                     });
                 }
-                wire::section(&result, "result", &name)
+                wire::section(result, "result", name)
                     .cloned()
                     .ok_or_else(|| ApiError {
                         method: c.method.to_owned(),
@@ -246,24 +350,114 @@ impl Client {
             .collect())
     }
 
+    /// Run one chunk of commands (≤ `BATCH_MAX`) as a batch, sending again the commands that
+    /// failed transiently inside it (`QUERY_LIMIT_EXCEEDED`, `OPERATION_TIME_LIMIT` in
+    /// `result_error`) together with every later command of the same group, so a group's
+    /// commands still run in order.
+    async fn run_chunk(
+        &self,
+        chunk: &[(GroupId, Command)],
+    ) -> Result<Vec<CommandResult>, CallError> {
+        let mut results: Vec<Option<CommandResult>> = vec![None; chunk.len()];
+        let mut pending: Vec<usize> = (0..chunk.len()).collect();
+        let mut attempt = 1;
+        while !pending.is_empty() {
+            let cmds: Vec<&Command> = pending.iter().map(|&i| &chunk[i].1).collect();
+            let answers = self.batch(&cmds).await?;
+            let mut again = Vec::new();
+            let mut tainted = BTreeSet::new();
+            for (&i, answer) in pending.iter().zip(answers) {
+                let group = chunk[i].0;
+                let transient = matches!(&answer, Err(e) if matches!(e.code.as_str(), "QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT"));
+                if tainted.contains(&group) || (transient && attempt < self.options.max_attempts) {
+                    tainted.insert(group);
+                    again.push(i);
+                } else {
+                    results[i] = Some(answer);
+                }
+            }
+            if !again.is_empty() {
+                self.retries
+                    .fetch_add(again.len() as u64, Ordering::Relaxed);
+                let delay = backoff(&self.options, attempt);
+                info!(
+                    commands = again.len(),
+                    attempt, "re-sending commands the portal deferred"
+                );
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            pending = again;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every command settled"))
+            .collect())
+    }
+
+    /// Run commands in chunks of `BATCH_MAX`, up to `concurrency` chunks at once. A chunk that
+    /// starts with the same group the previous chunk ended with waits for it, so a group's
+    /// commands (add before promote) keep their order. Results come back in input order.
+    async fn run_all(
+        &self,
+        commands: &[(GroupId, Command)],
+        on_progress: OnProgress<'_>,
+    ) -> Vec<Result<CommandResult, CallError>> {
+        let chunks: Vec<&[(GroupId, Command)]> = commands.chunks(BATCH_MAX).collect();
+        let (done_tx, done_rx): (Vec<_>, Vec<_>) =
+            chunks.iter().map(|_| watch::channel(false)).unzip();
+        let tasks = chunks.iter().enumerate().map(|(i, chunk)| {
+            let after = (i > 0 && chunks[i - 1].last().map(|c| c.0) == chunk.first().map(|c| c.0))
+                .then(|| done_rx[i - 1].clone());
+            let done = &done_tx[i];
+            async move {
+                if let Some(mut rx) = after {
+                    let _ = rx.wait_for(|d| *d).await;
+                }
+                let out = self.run_chunk(chunk).await;
+                let _ = done.send(true);
+                on_progress(chunk.len());
+                (i, out)
+            }
+        });
+        let mut finished: Vec<(usize, Result<Vec<CommandResult>, CallError>)> = stream::iter(tasks)
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        finished.sort_by_key(|(i, _)| *i);
+        finished
+            .into_iter()
+            .zip(&chunks)
+            .flat_map(|((_, out), chunk)| match out {
+                Ok(results) => results.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => vec![Err(e); chunk.len()],
+            })
+            .collect()
+    }
+
     /// Read the members of `groups` (`sonet_group.user.get`, 50 groups a batch). Every group
     /// that cannot be read is reported, not just the first.
-    pub async fn fetch(&self, groups: &[GroupId]) -> Result<CurrentState, FetchError> {
+    pub async fn fetch(
+        &self,
+        groups: &[GroupId],
+        on_progress: OnProgress<'_>,
+    ) -> Result<CurrentState, FetchError> {
+        let cmds: Vec<(GroupId, Command)> = groups
+            .iter()
+            .map(|g| (*g, Command::new("sonet_group.user.get").param("ID", g.0)))
+            .collect();
         let mut state = CurrentState::default();
         let mut failed = Vec::new();
-        for chunk in groups.chunks(BATCH_MAX) {
-            let cmds: Vec<Command> = chunk
-                .iter()
-                .map(|g| Command::new("sonet_group.user.get").param("ID", g.0))
-                .collect();
-            let results = self.batch(&cmds).await?;
-            for (g, r) in chunk.iter().zip(results) {
-                match r.map_err(|e| e.to_string()).and_then(|v| members(&v)) {
-                    Ok(members) => {
-                        state.groups.insert(*g, members);
-                    }
-                    Err(e) => failed.push((*g, e)),
+        for (g, r) in groups.iter().zip(self.run_all(&cmds, on_progress).await) {
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => return Err(e.into()),
+            };
+            match r.map_err(|e| e.to_string()).and_then(|v| members(&v)) {
+                Ok(members) => {
+                    state.groups.insert(*g, members);
                 }
+                Err(e) => failed.push((*g, e)),
             }
         }
         if failed.is_empty() {
@@ -274,25 +468,26 @@ impl Client {
     }
 
     /// Carry out `changes`; one status per change, in input order.
-    pub async fn execute(&self, changes: &[(GroupId, Change)]) -> Vec<OpStatus> {
+    pub async fn execute(
+        &self,
+        changes: &[(GroupId, Change)],
+        on_progress: OnProgress<'_>,
+    ) -> Vec<OpStatus> {
         let writes = coalesce(changes);
+        let cmds: Vec<(GroupId, Command)> = writes
+            .iter()
+            .map(|w| (w.group, w.command.clone()))
+            .collect();
         // Every command's verdict on each change it carried; a change is done when all agree.
         let mut verdicts: Vec<Vec<OpStatus>> = vec![Vec::new(); changes.len()];
-        for chunk in writes.chunks(BATCH_MAX) {
-            let cmds: Vec<Command> = chunk.iter().map(|w| w.command.clone()).collect();
-            match self.batch(&cmds).await {
-                Ok(results) => {
-                    for (w, r) in chunk.iter().zip(results) {
-                        judge(w, r, &mut verdicts);
-                    }
-                }
+        for (w, r) in writes.iter().zip(self.run_all(&cmds, on_progress).await) {
+            match r {
+                Ok(r) => judge(w, r, &mut verdicts),
                 Err(e) => {
-                    for w in chunk {
-                        for &(i, _) in &w.carries {
-                            verdicts[i].push(OpStatus::Failed {
-                                error: e.to_string(),
-                            });
-                        }
+                    for &(i, _) in &w.carries {
+                        verdicts[i].push(OpStatus::Failed {
+                            error: e.to_string(),
+                        });
                     }
                 }
             }
@@ -341,6 +536,11 @@ fn members(v: &Value) -> Result<CurrentGroup, String> {
     Ok(group)
 }
 
+/// How many commands `changes` coalesce into.
+pub fn command_count(changes: &[(GroupId, Change)]) -> usize {
+    coalesce(changes).len()
+}
+
 /// What a write command is for, to judge its result. The derived order is the execution order
 /// within a group: add, promote to moderator, set member, delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -353,6 +553,7 @@ enum Kind {
 /// One coalesced write command and the changes (index, user) it carries.
 #[derive(Debug, Clone)]
 struct Write {
+    group: GroupId,
     kind: Kind,
     command: Command,
     carries: Vec<(usize, UserId)>,
@@ -397,6 +598,7 @@ fn coalesce(changes: &[(GroupId, Change)]) -> Vec<Write> {
                 _ => command,
             };
             writes.push(Write {
+                group: g,
                 kind,
                 command,
                 carries,

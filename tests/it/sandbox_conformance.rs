@@ -400,7 +400,7 @@ async fn php_form_arrays_and_key_mangling() {
                 .body("GROUP_ID=42&USER_ID%5B%5D=31&USER_ID[]=+23"),
         )
         .await;
-    assert_eq!(r.body["result"], json!(["31", "23"]));
+    assert_eq!(r.body["result"], json!(["23", "31"]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -508,6 +508,8 @@ async fn group_get_filters() {
             vec!["42", "27", "15"],
         ),
         (json!({"GROUP_ID": 15}), vec!["15"]),
+        (json!({"GROUP_ID": 0}), vec!["42", "27", "15"]),
+        (json!({"FILTER": {"1ID": 27}}), vec!["42", "27", "15"]),
         (
             json!({"FILTER": {"ID": 27}, "ORDER": {"ID": "ASC"}}),
             vec!["27"],
@@ -519,8 +521,12 @@ async fn group_get_filters() {
             assert_eq!(ids(&b), *want, "{style:?} {p}");
         }
     }
+    // An explicit empty ORDER (JSON only: a form cannot encode it) means no ORDER BY.
+    let b = e
+        .ok(Style::Json, "sonet_group.get", json!({"ORDER": {}}))
+        .await;
+    assert_eq!(ids(&b), ["15", "27", "42"]);
 }
-
 fn many_groups(n: i64, past_end: &str) -> String {
     let mut y = format!(
         "portal: {{ rate_limit: null{past_end} }}\nusers:\n  - {{ id: 1, email: a@example.com, name: A, last_name: B, admin: true }}\ngroups:\n"
@@ -659,14 +665,23 @@ async fn group_user_add_success_and_skips() {
             )
             .await;
         assert_eq!(b["result"], json!([]));
+        // Existing users in ID order, once each (the intranet user lookup), as strings.
         let b = e
             .ok(
                 style,
                 "sonet_group.user.add",
-                json!({"GROUP_ID": "42", "USER_ID": "23"}),
+                json!({"GROUP_ID": "42", "USER_ID": ["31", 23, 31, "x", -5]}),
             )
             .await;
-        assert_eq!(b["result"], json!(["23"]));
+        assert_eq!(b["result"], json!(["23", "31"]));
+        let b = e
+            .ok(
+                style,
+                "sonet_group.user.add",
+                json!({"GROUP_ID": 42, "USER_ID": "30"}),
+            )
+            .await;
+        assert_eq!(b["result"], json!(["30"]));
         assert_eq!(
             e.members(15).await,
             pairs(&[
@@ -679,7 +694,13 @@ async fn group_user_add_success_and_skips() {
         );
         assert_eq!(
             e.members(42).await,
-            pairs(&[("1", "A"), ("22", "K"), ("23", "K")])
+            pairs(&[
+                ("1", "A"),
+                ("22", "K"),
+                ("23", "K"),
+                ("31", "K"),
+                ("30", "K")
+            ])
         );
     }
 }
@@ -700,11 +721,21 @@ async fn group_user_add_errors_in_order() {
         for bad in [
             json!({"GROUP_ID": 1234}),
             json!({"GROUP_ID": 15, "USER_ID": 0}),
-            json!({"GROUP_ID": 15, "USER_ID": [-1, "x"]}),
+            json!({"GROUP_ID": 15, "USER_ID": "abc"}),
+            json!({"GROUP_ID": 15, "USER_ID": -3}),
         ] {
             let r = e.call(style, "sonet_group.user.add", bad.clone()).await;
             assert_err(&r, 400, "", "Wrong user IDs");
         }
+        // An array is only checked for being non-empty; bad entries match nobody.
+        let r = e
+            .call(
+                style,
+                "sonet_group.user.add",
+                json!({"GROUP_ID": 15, "USER_ID": [-1, "x"]}),
+            )
+            .await;
+        assert_eq!((r.status, &r.body["result"]), (200, &json!([])));
         let r = e
             .call(
                 style,
@@ -774,15 +805,18 @@ async fn group_user_invite_errors_and_permissions() {
             )
             .await;
         assert_err(&r, 400, "", "Socialnetwork group not found");
-        let r = e
-            .call_as(
-                (22, "dicode"),
-                style,
-                "sonet_group.user.invite",
-                json!({"GROUP_ID": 99, "USER_ID": 31}),
-            )
-            .await;
-        assert_err(&r, 400, "", "Socialnetwork group not found");
+        // CHECK_PERMISSIONS applies to everyone here, admins included.
+        for who in [(22, "dicode"), (1, "admincode")] {
+            let r = e
+                .call_as(
+                    who,
+                    style,
+                    "sonet_group.user.invite",
+                    json!({"GROUP_ID": 99, "USER_ID": 31}),
+                )
+                .await;
+            assert_err(&r, 400, "", "Socialnetwork group not found");
+        }
         // A non-member may see group 15 but not invite: nothing happens.
         let r = e
             .call_as(
@@ -807,9 +841,10 @@ async fn group_user_update_skips_owner() {
             .ok(
                 style,
                 "sonet_group.user.update",
-                json!({"GROUP_ID": 15, "USER_ID": [1, 10, "21", 999], "ROLE": "E"}),
+                json!({"GROUP_ID": 15, "USER_ID": ["21", 999, 1, 10], "ROLE": "E"}),
             )
             .await;
+        // Relation order, not input order; the owner is skipped.
         assert_eq!(b["result"], json!(["10", "21"]), "{style:?}");
         // Already in that role: nothing; owner only: nothing.
         let b = e
@@ -906,7 +941,7 @@ async fn group_user_delete_skips_owner_and_removes_pending() {
             .ok(
                 style,
                 "sonet_group.user.delete",
-                json!({"GROUP_ID": 15, "USER_ID": [1, 10, 40, 999]}),
+                json!({"GROUP_ID": 15, "USER_ID": [40, 1, 999, 10]}),
             )
             .await;
         assert_eq!(b["result"], json!(["10", "40"]), "{style:?}");
@@ -1069,6 +1104,11 @@ async fn setowner_errors() {
                 "sonet_group.setowner",
                 json!({"GROUP_ID": 27, "USER_ID": 0}),
             )
+            .await;
+        assert_err(&r, 400, "", "Invalid user ID");
+        // USER_ID is checked before the group is looked up.
+        let r = e
+            .call(style, "sonet_group.setowner", json!({"GROUP_ID": 1234}))
             .await;
         assert_err(&r, 400, "", "Invalid user ID");
         let r = e

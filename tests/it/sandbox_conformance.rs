@@ -3,10 +3,16 @@
 //! (status and exact body) in all three request styles, batch, the leaky bucket, persistence
 //! and state-file validation.
 //!
+//! Phase-2 load realism (latency, command time, operating budget, faults) runs on a
+//! `ManualClock`, whose sleeps only move virtual time, so those tests wait for nothing.
+//!
 //! The request encoders here are written for the tests and share nothing with roster's client.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
+use roster::sandbox::bitrix24::limits::{Clock, ManualClock};
 use roster::sandbox::bitrix24::{Sandbox, SandboxError, Stats};
 use serde_json::{Value, json};
 
@@ -1729,4 +1735,259 @@ async fn bind_error_is_reported() {
     std::fs::write(&path, PORTAL).unwrap();
     let err = Sandbox::start(&path, e.sb().addr()).await.err().unwrap();
     assert!(matches!(err, SandboxError::Bind { .. }), "{err:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 2: load realism (latency, command time, operating budget, faults), on a driven clock
+
+/// 2026-03-18T16:15:53Z, the documented example's `start`.
+const T0: f64 = 1_773_850_553.0;
+
+async fn env_clock(portal_settings: &str) -> (Env, Arc<ManualClock>) {
+    let yaml = PORTAL.replace(
+        "  rate_limit: null\n",
+        &format!("  rate_limit: null\n{portal_settings}"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portal.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let sb = Sandbox::start_with_clock(&path, "127.0.0.1:0".parse().unwrap(), clock.clone())
+        .await
+        .unwrap();
+    let e = Env {
+        _dir: dir,
+        path,
+        sb: Some(sb),
+        http: client(),
+    };
+    (e, clock)
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap()
+}
+
+#[tokio::test]
+async fn latency_and_command_time_move_the_clock() {
+    let (e, clock) = env_clock("  latency_ms: 250\n  command_ms: 100\n").await;
+    let b = e.ok(Style::Json, "user.current", json!({})).await;
+    assert_eq!(clock.monotonic(), Duration::from_millis(350));
+    let t = &b["time"];
+    assert_eq!(f(&t["start"]), T0);
+    assert_eq!(f(&t["processing"]), 0.1);
+    assert_eq!(f(&t["finish"]), T0 + 0.1);
+    assert_eq!(f(&t["operating"]), 0.1);
+    assert_eq!(t["operating_reset_at"], json!(T0 as i64 + 600));
+    assert_eq!(t["date_start"], "2026-03-18T16:15:53+00:00");
+    // A batch is charged per command; the sub-results follow one another.
+    let b = e
+        .ok(
+            Style::Json,
+            "batch",
+            json!({"cmd": ["user.current", "user.get", "user.current"]}),
+        )
+        .await;
+    assert_eq!(clock.monotonic(), Duration::from_millis(350 + 250 + 300));
+    let times = b["result"]["result_time"].as_array().unwrap();
+    let start = T0 + 0.35;
+    for (i, t) in times.iter().enumerate() {
+        assert!(
+            (f(&t["start"]) - (start + 0.1 * i as f64)).abs() < 1e-6,
+            "{t}"
+        );
+        assert!((f(&t["processing"]) - 0.1).abs() < 1e-9);
+    }
+    // The third user.current call overall: 3 × 0.1 s on the user.current budget.
+    assert!(
+        (f(&times[2]["operating"]) - 0.3).abs() < 1e-9,
+        "{}",
+        times[2]
+    );
+    assert!(
+        (f(&times[1]["operating"]) - 0.1).abs() < 1e-9,
+        "user.get has its own"
+    );
+    assert!((f(&b["time"]["processing"]) - 0.3).abs() < 1e-6);
+    // Errors get the latency too, but no command time.
+    let r = e
+        .raw(
+            e.http
+                .get(format!("http://{}/rest/1/bad/user.current", e.sb().addr())),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(clock.monotonic(), Duration::from_millis(900 + 250));
+}
+
+#[tokio::test]
+async fn operating_limit_blocks_a_method_until_its_buckets_expire() {
+    let (e, clock) = env_clock("  command_ms: 1000\n  operating_limit_s: 2\n").await;
+    for expect in [1.0, 2.0] {
+        let b = e.ok(Style::Form, "user.current", json!({})).await;
+        assert_eq!(f(&b["time"]["operating"]), expect);
+        assert_eq!(b["time"]["operating_reset_at"], json!(T0 as i64 + 600));
+    }
+    // The call that reached the budget finished; the next one is refused, before executing.
+    let before = e.sb().stats();
+    for style in STYLES {
+        let r = e.call(style, "user.current", json!({})).await;
+        assert_err(
+            &r,
+            429,
+            "OPERATION_TIME_LIMIT",
+            "Method is blocked due to operation time limit.",
+        );
+    }
+    let after = e.sb().stats();
+    assert_eq!(
+        (
+            after.rejected_429 - before.rejected_429,
+            after.commands - before.commands
+        ),
+        (3, 0)
+    );
+    // Other methods have their own budget.
+    e.ok(Style::Json, "user.get", json!({})).await;
+    // The bucket opened at T0 expires at T0 + 600.
+    let now = clock.unix();
+    clock.advance(Duration::from_secs_f64(T0 + 600.0 - now));
+    let b = e.ok(Style::Json, "user.current", json!({})).await;
+    assert_eq!(f(&b["time"]["operating"]), 1.0);
+}
+
+#[tokio::test]
+async fn batch_billing_per_command() {
+    let (e, _clock) = env_clock("  command_ms: 1000\n  operating_limit_s: 2\n").await;
+    let b = e
+        .ok(
+            Style::Json,
+            "batch",
+            json!({"cmd": ["user.current", "user.current", "user.current", "user.get"]}),
+        )
+        .await;
+    let r = &b["result"];
+    assert_eq!(r["result"].as_object().unwrap().len(), 3, "{r}");
+    assert_eq!(
+        r["result_error"],
+        json!({"2": {"error": "OPERATION_TIME_LIMIT", "error_description": "Method is blocked due to operation time limit."}})
+    );
+    assert_eq!(f(&r["result_time"]["0"]["operating"]), 1.0);
+    assert_eq!(f(&r["result_time"]["1"]["operating"]), 2.0);
+    assert_eq!(f(&r["result_time"]["3"]["operating"]), 1.0);
+    // The outer batch is not billed, and never refused as a whole.
+    assert!(f(&b["time"]["operating"]) < 1e-6);
+    e.ok(Style::Json, "batch", json!({"cmd": ["user.get"]}))
+        .await;
+    let r = e.call(Style::Json, "user.current", json!({})).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(e.sb().stats().rejected_429, 1);
+}
+
+#[tokio::test]
+async fn batch_billing_whole_batch() {
+    let (e, _clock) =
+        env_clock("  command_ms: 1000\n  operating_limit_s: 3\n  batch_billing: batch\n").await;
+    for expect in [2.0, 4.0] {
+        let b = e
+            .ok(
+                Style::Json,
+                "batch",
+                json!({"cmd": ["user.current", "user.get"]}),
+            )
+            .await;
+        // Every sub-result carries the same batch-wide operating value.
+        for t in b["result"]["result_time"].as_array().unwrap() {
+            assert_eq!(f(&t["operating"]), expect);
+        }
+        assert_eq!(f(&b["time"]["operating"]), expect);
+    }
+    let r = e
+        .call(Style::Json, "batch", json!({"cmd": ["user.current"]}))
+        .await;
+    assert_err(
+        &r,
+        429,
+        "OPERATION_TIME_LIMIT",
+        "Method is blocked due to operation time limit.",
+    );
+    // Plain calls of the same methods are billed separately.
+    e.ok(Style::Json, "user.current", json!({})).await;
+}
+
+#[tokio::test]
+async fn injected_faults_answer_before_anything_runs() {
+    let cases = [
+        (
+            "rate_503: 1.0",
+            503,
+            "QUERY_LIMIT_EXCEEDED",
+            "Too many requests",
+        ),
+        (
+            "rate_429: 1.0",
+            429,
+            "OPERATION_TIME_LIMIT",
+            "Method is blocked due to operation time limit.",
+        ),
+        (
+            "rate_500: 1.0",
+            500,
+            "INTERNAL_SERVER_ERROR",
+            "Internal server error",
+        ),
+    ];
+    for (rate, status, code, text) in cases {
+        let (e, _clock) = env_clock(&format!("  faults: {{ seed: 1, {rate} }}\n")).await;
+        let before = std::fs::read(&e.path).unwrap();
+        for style in STYLES {
+            let r = e
+                .call(
+                    style,
+                    "sonet_group.user.add",
+                    json!({"GROUP_ID": 15, "USER_ID": 31}),
+                )
+                .await;
+            assert_err(&r, status, code, text);
+        }
+        // Even a wrong webhook gets the fault: it comes before auth.
+        let r = e
+            .raw(
+                e.http
+                    .get(format!("http://{}/rest/1/bad/user.current", e.sb().addr())),
+            )
+            .await;
+        assert_eq!(r.status, status);
+        assert_eq!(std::fs::read(&e.path).unwrap(), before, "nothing executed");
+        let st = e.sb().stats();
+        assert_eq!(st.http_requests, 4);
+        assert_eq!(st.commands, 0);
+        assert_eq!(st.rejected_503, if status == 503 { 4 } else { 0 });
+        assert_eq!(st.rejected_429, if status == 429 { 4 } else { 0 });
+    }
+}
+
+#[tokio::test]
+async fn injected_faults_are_seeded_and_counted() {
+    let settings = "  faults: { seed: 42, rate_503: 0.3, rate_429: 0.2, rate_500: 0.1 }\n";
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let (e, _clock) = env_clock(settings).await;
+        let mut statuses = Vec::new();
+        for _ in 0..60 {
+            statuses.push(e.call(Style::Get, "user.current", json!({})).await.status);
+        }
+        let count = |s: u16| statuses.iter().filter(|x| **x == s).count() as u64;
+        let st = e.sb().stats();
+        assert_eq!(st.rejected_503, count(503));
+        assert_eq!(st.rejected_429, count(429));
+        assert_eq!(st.commands, count(200));
+        assert_eq!(st.http_requests, 60);
+        for s in [200, 503, 429, 500] {
+            assert!(count(s) > 0, "no {s} in {statuses:?}");
+        }
+        assert_eq!(count(200) + count(503) + count(429) + count(500), 60);
+        runs.push(statuses);
+    }
+    assert_eq!(runs[0], runs[1], "same seed, same faults");
 }

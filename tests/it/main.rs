@@ -2,4 +2,5 @@
 //! HTTP, and the sandbox's conformance to the documented Bitrix24 API.
 
 mod cli;
+mod sandbox_conformance;
 mod support;

@@ -4,10 +4,16 @@
 //!
 //! Pure: no HTTP, no clock, no file I/O; `batch` and the envelope live elsewhere.
 //!
-//! Parameter keys: `user.get` lowercases them as the server does (`array_change_key_case`);
-//! the `sonet_group.*` handlers upper-case them, so the documented upper-case keys work and
-//! other spellings (`group_id`) are accepted too — a deliberate leniency, since the server
-//! reads them upper-case only after its own normalisation in some handlers.
+//! Parameter keys: `user.get` normalises case itself (`array_change_key_case`), so any case
+//! works there, as on the portal. The real `sonet_group.*` handlers read `$arFields['GROUP_ID']`
+//! verbatim, i.e. only the documented upper-case keys work; this emulator deliberately also
+//! accepts other spellings (`group_id`) by upper-casing top-level keys first. A client that
+//! relies on that leniency would break on a real portal, so roster must send upper-case keys.
+//!
+//! Fidelity notes (source: `CSocNetLogRestService`, see the reference): `USER_ID` as a scalar
+//! must be `intval > 0`, as an array only non-empty; `add` returns existing users once each in ID
+//! order (the intranet user lookup); `update`/`delete` walk relations in relation order;
+//! `invite` and `sonet_group.get` (without `IS_ADMIN=Y`) apply CHECK_PERMISSIONS to admins too.
 
 use super::params::{self, Params, Value, list, obj, s};
 use super::state::{BareEmail, Group, Initiator, Member, PastEnd, Portal, Role, State, User};
@@ -124,24 +130,17 @@ fn int_param(p: &Params, key: &str) -> i64 {
     params::get(p, key).map(Value::intval).unwrap_or(0)
 }
 
-/// `USER_ID` as an int, a numeric string or an array of them. Returns the positive IDs with
-/// the value as it arrived (for `invite`, which echoes its input), or `None` when nothing
-/// usable is left (→ `Wrong user IDs`).
+/// `USER_ID` as an int, a numeric string or an array of them, checked as the handlers do:
+/// a scalar must be `intval > 0`, an array must be non-empty (its elements are not checked;
+/// bad ones simply match nobody). `None` means `Wrong user IDs`. Each entry keeps the value
+/// as it arrived, for `invite`, which echoes its input.
 fn user_ids(p: &Params) -> Option<Vec<(i64, Value)>> {
-    let v = params::get(p, "USER_ID")?;
-    if v.is_empty_php() {
-        return None;
+    match params::get(p, "USER_ID").unwrap_or(&Value::Null) {
+        Value::Arr(a) if a.is_empty() => None,
+        Value::Arr(a) => Some(a.iter().map(|(_, v)| (v.intval(), v.clone())).collect()),
+        v if v.intval() <= 0 => None,
+        v => Some(vec![(v.intval(), v.clone())]),
     }
-    let items: Vec<Value> = match v {
-        Value::Arr(a) => a.iter().map(|(_, v)| v.clone()).collect(),
-        other => vec![other.clone()],
-    };
-    let ids: Vec<(i64, Value)> = items
-        .into_iter()
-        .map(|v| (v.intval(), v))
-        .filter(|(id, _)| *id > 0)
-        .collect();
-    if ids.is_empty() { None } else { Some(ids) }
 }
 
 fn yn(b: bool) -> Value {
@@ -162,8 +161,7 @@ enum Field {
     Text(String),
 }
 
-fn group_field(state: &State, g: &Group, name: &str) -> Option<Field> {
-    let _ = state;
+fn group_field(g: &Group, name: &str) -> Option<Field> {
     Some(match name {
         "ID" => Field::Num(g.id),
         "NAME" => Field::Text(g.name.clone()),
@@ -274,16 +272,20 @@ fn sonet_group_get(
     let mut filters: Vec<(String, String, Value)> = Vec::new();
     if let Some(Value::Arr(f)) = params::get(p, "FILTER") {
         for (k, v) in f {
-            let (op, field) = split_prefix(k);
-            let field = field.to_uppercase();
+            // checkGroupFilter: `^([^a-zA-Z]*)(.*)`.
+            let cut = k.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(k.len());
+            let (op, field) = (&k[..cut], k[cut..].to_uppercase());
             if !GROUP_FILTER_PREFIXES.contains(&op) || field == "CHECK_PERMISSIONS" {
                 continue;
             }
             filters.push((op.to_owned(), field, v.clone()));
         }
     }
-    if let Some(gid) = params::get(p, "GROUP_ID") {
-        filters.push(("=".to_owned(), "ID".to_owned(), Value::Int(gid.intval())));
+    if let Some(gid) = params::get(p, "GROUP_ID")
+        .map(Value::intval)
+        .filter(|g| *g > 0)
+    {
+        filters.push(("=".to_owned(), "ID".to_owned(), Value::Int(gid)));
     }
     // IS_ADMIN=Y skips the permission check, for admins only; everyone else (admins too,
     // without IS_ADMIN) sees visible groups and groups they belong to.
@@ -296,17 +298,18 @@ fn sonet_group_get(
         .filter(|g| {
             filters
                 .iter()
-                .all(|(op, field, v)| match group_field(state, g, field) {
+                .all(|(op, field, v)| match group_field(g, field) {
                     Some(f) => group_filter_match(&f, op, v),
                     None => true, // unknown fields are ignored
                 })
         })
         .collect();
 
-    // ORDER: default {"ID":"DESC"}; unknown fields ignored; ties fall back to ID ascending.
+    // ORDER: {"ID":"DESC"} unless an array is given (an empty one means no order); unknown
+    // fields are ignored; ties fall back to ID ascending.
     let mut order: Vec<(String, bool)> = Vec::new();
     match params::get(p, "ORDER") {
-        Some(Value::Arr(o)) if !o.is_empty() => {
+        Some(Value::Arr(o)) => {
             for (k, v) in o {
                 let desc = v.to_php_string().eq_ignore_ascii_case("desc");
                 order.push((k.to_uppercase(), desc));
@@ -316,8 +319,7 @@ fn sonet_group_get(
     }
     rows.sort_by(|a, b| {
         for (field, desc) in &order {
-            let (Some(fa), Some(fb)) = (group_field(state, a, field), group_field(state, b, field))
-            else {
+            let (Some(fa), Some(fb)) = (group_field(a, field), group_field(b, field)) else {
                 continue;
             };
             let ord = match (&fa, &fb) {
@@ -414,11 +416,20 @@ fn group_user_add(state: &mut State, caller: Caller, p: &Params) -> Result<Outpu
     if state.group(gid).is_none() {
         return Err(ApiError::sonet("Socialnetwork group not found"));
     }
+    // The intranet user lookup (`@ID`) keeps existing users only, once each, in ID order.
+    let mut wanted: Vec<i64> = ids
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| state.user(*id).is_some())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
     let mut added = Vec::new();
-    for (id, _) in ids {
-        let exists = state.user(id).is_some();
-        let Some(g) = state.group_mut(gid) else { break };
-        if !exists || g.relation(id).is_some() {
+    let Some(g) = state.group_mut(gid) else {
+        return Err(ApiError::sonet("Socialnetwork group not found"));
+    };
+    for id in wanted {
+        if g.relation(id).is_some() {
             continue;
         }
         g.members.push(Member {
@@ -437,9 +448,10 @@ fn group_user_invite(state: &mut State, caller: Caller, p: &Params) -> Result<Ou
         return Err(ApiError::sonet("Wrong group ID"));
     }
     let ids = user_ids(p).ok_or_else(|| ApiError::sonet("Wrong user IDs"))?;
+    // CHECK_PERMISSIONS is applied here even to admins.
     let g = state
         .group(gid)
-        .filter(|g| sees(caller, g))
+        .filter(|g| g.visible_to(caller.user))
         .ok_or_else(|| ApiError::sonet("Socialnetwork group not found"))?;
     // INITIATE_PERMS is taken as K (members may invite); admins always may.
     let may_invite = caller.admin || g.relation(caller.user).is_some_and(|m| m.role.is_member());
@@ -477,17 +489,16 @@ fn group_user_update(state: &mut State, caller: Caller, p: &Params) -> Result<Ou
     let g = state
         .group_mut(gid)
         .ok_or_else(|| ApiError::sonet("Socialnetwork group not found"))?;
+    // The handler walks the group's relations (relation order), not the input list.
+    let wanted: Vec<i64> = ids.iter().map(|(id, _)| *id).collect();
     let mut changed = Vec::new();
-    for (id, _) in ids {
-        let Some(m) = g.members.iter_mut().find(|m| m.user == id) else {
-            continue;
-        };
+    for m in g.members.iter_mut().filter(|m| wanted.contains(&m.user)) {
         if m.role == Role::A || m.role == role {
             continue;
         }
         m.role = role;
         m.initiated_by = None;
-        changed.push(s(id.to_string()));
+        changed.push(s(m.user.to_string()));
     }
     Ok(Output::plain(list(changed)))
 }
@@ -504,30 +515,32 @@ fn group_user_delete(state: &mut State, caller: Caller, p: &Params) -> Result<Ou
     let g = state
         .group_mut(gid)
         .ok_or_else(|| ApiError::sonet("Socialnetwork group not found"))?;
+    // Relation order, as in update; the owner is kept.
+    let wanted: Vec<i64> = ids.iter().map(|(id, _)| *id).collect();
     let mut removed = Vec::new();
-    for (id, _) in ids {
-        let Some(pos) = g.members.iter().position(|m| m.user == id) else {
-            continue;
-        };
-        if g.members[pos].role == Role::A {
-            continue;
+    g.members.retain(|m| {
+        let drop = wanted.contains(&m.user) && m.role != Role::A;
+        if drop {
+            removed.push(s(m.user.to_string()));
         }
-        g.members.remove(pos);
-        removed.push(s(id.to_string()));
-    }
+        !drop
+    });
     Ok(Output::plain(list(removed)))
 }
 
 fn set_owner(state: &mut State, caller: Caller, p: &Params) -> Result<Output, ApiError> {
     let err = |portal: &Portal, text: &str| ApiError::new(400, &portal.setowner_error_code, text);
     let gid = int_param(p, "GROUP_ID");
-    let Some(g) = state.group(gid).filter(|g| gid > 0 && sees(caller, g)) else {
+    if gid <= 0 {
         return Err(err(&state.portal, "Invalid workgroup/project ID"));
-    };
+    }
     let uid = int_param(p, "USER_ID");
     if uid <= 0 {
         return Err(err(&state.portal, "Invalid user ID"));
     }
+    let Some(g) = state.group(gid).filter(|g| sees(caller, g)) else {
+        return Err(err(&state.portal, "Invalid workgroup/project ID"));
+    };
     let owner = g.owner();
     if !caller.admin && owner != Some(caller.user) {
         return Err(err(

@@ -462,6 +462,9 @@ mod tests {
         check("a[.b]=1", json!({"a":{".b":"1"}}));
         check("a[b=1", json!({"a_b":"1"}));
         check(" x=1", json!({"x":"1"}));
+        // The pair splits at the first `=`, even inside brackets: `FILTER[` then has no `]`.
+        check("FILTER[=EMAIL]=x", json!({"FILTER_":"EMAIL]=x"}));
+        check("FILTER[%3DEMAIL]=x", json!({"FILTER":{"=EMAIL":"x"}}));
         check("=1&[a]=2", json!([]));
     }
 

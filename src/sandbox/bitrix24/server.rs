@@ -1,17 +1,26 @@
 //! HTTP side of the emulator: routing `/rest/{user}/{code}/{method}[.json][/]`, webhook auth,
 //! merging query string and body into PHP params, the success/error envelope with its `time`
-//! object, the leaky bucket, and persisting state changes before the response is sent.
+//! object, the limits, and persisting state changes before the response is sent.
 //!
 //! Method semantics live in `methods`/`batch`; this module must not interpret parameters
 //! beyond what the server layer does (`start` is handled by `methods::call`).
 //!
-//! Pipeline per request: count → leaky bucket (503, before auth, like the portal's balancer)
-//! → auth (401) → method lookup (404) → execute on a copy of the state → if the copy differs,
-//! write it atomically, then make it current (a failed write answers 500 and changes nothing).
+//! Pipeline per request: count → injected fault (503/429/500, before anything else runs)
+//! → leaky bucket (503, before auth, like the portal's balancer) → auth (401) → method lookup
+//! (404) → operating budget (429) → execute on a copy of the state → if the copy differs, write
+//! it atomically, then make it current (a failed write answers 500 and changes nothing)
+//! → wait `latency_ms` plus the simulated command time → respond.
+//!
+//! Simulated command time (`command_ms`): each executed command is charged `command_ms` on top
+//! of its measured time, both to the operating budget and in `processing`/`finish` of its
+//! `time` object, and the response is delayed by the total through [`Clock::sleep`] after the
+//! state lock is released (so concurrent requests overlap, as on a portal). With the real
+//! clock that is a real wait; with a `ManualClock` it only moves virtual time.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,17 +29,21 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::batch::{self, CmdResult};
-use super::limits::{Clock, LeakyBucket};
+use super::limits::{Clock, Dice, LeakyBucket, OperatingBudget};
 use super::methods::{self, ApiError, Caller, Output};
 use super::params::{self, Params, Value, obj, s};
-use super::state::{self, State};
+use super::state::{self, BatchBilling, Portal, State};
 use super::{SandboxError, Stats};
 
 /// State shared by all request handlers.
 pub struct Shared {
     path: PathBuf,
+    /// Portal settings as loaded; requests never change them.
+    portal: Portal,
     state: Mutex<State>,
     bucket: Mutex<Option<LeakyBucket>>,
+    operating: Mutex<OperatingBudget>,
+    dice: Mutex<Dice>,
     clock: Arc<dyn Clock>,
     http_requests: AtomicU64,
     commands: AtomicU64,
@@ -48,10 +61,14 @@ impl Shared {
             .portal
             .rate_limit
             .map(|r| LeakyBucket::new(r.burst, r.per_second, clock.monotonic()));
+        let dice = Dice::new(st.portal.faults.map_or(0, |f| f.seed));
         Shared {
             path,
+            portal: st.portal.clone(),
             state: Mutex::new(st),
             bucket: Mutex::new(bucket),
+            operating: Mutex::new(OperatingBudget::default()),
+            dice: Mutex::new(dice),
             clock,
             http_requests: AtomicU64::new(0),
             commands: AtomicU64::new(0),
@@ -86,7 +103,11 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     sh.http_requests.fetch_add(1, Ordering::Relaxed);
-    let (status, body) = process(&sh, &uri, &headers, &body);
+    let (status, body, work) = process(&sh, &uri, &headers, &body);
+    let wait = work + Duration::from_millis(sh.portal.latency_ms);
+    if !wait.is_zero() {
+        sh.clock.sleep(wait).await;
+    }
     respond(status, body)
 }
 
@@ -219,9 +240,6 @@ impl TimeInfo {
     }
 }
 
-/// Operating-budget window: 10 one-minute buckets.
-const OPERATING_WINDOW_S: i64 = 600;
-
 fn success_body(out: &Output, time: &TimeInfo) -> Vec<u8> {
     let mut env = vec![("result".to_owned(), out.result.clone())];
     if let Some(n) = out.next {
@@ -234,8 +252,58 @@ fn success_body(out: &Output, time: &TimeInfo) -> Vec<u8> {
     serde_json::to_vec(&Value::Arr(env)).unwrap_or_default()
 }
 
-fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Vec<u8>) {
-    let start = sh.clock.unix();
+fn error_parts(e: &ApiError) -> (u16, Vec<u8>, Duration) {
+    let (status, body) = error_body(e);
+    (status, body, Duration::ZERO)
+}
+
+fn operation_time_limit() -> ApiError {
+    ApiError::new(
+        429,
+        "OPERATION_TIME_LIMIT",
+        "Method is blocked due to operation time limit.",
+    )
+}
+
+/// Set `operating`/`operating_reset_at` in a `time` object.
+fn set_operating(time: &mut Value, operating: f64, reset_at: i64) {
+    if let Value::Arr(fields) = time {
+        params::set_key(fields, "operating".to_owned(), Value::Float(operating));
+        params::set_key(
+            fields,
+            "operating_reset_at".to_owned(),
+            Value::Int(reset_at),
+        );
+    }
+}
+
+/// Handle one request; returns status, body and the simulated work time to wait before
+/// answering (the latency is added by the caller).
+fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Vec<u8>, Duration) {
+    let portal = &sh.portal;
+    // Injected faults come first: nothing is executed or counted against any limit.
+    if let Some(f) = portal.faults {
+        let roll = lock(&sh.dice).roll();
+        if roll < f.rate_503 {
+            sh.rejected_503.fetch_add(1, Ordering::Relaxed);
+            return error_parts(&ApiError::new(
+                503,
+                "QUERY_LIMIT_EXCEEDED",
+                "Too many requests",
+            ));
+        }
+        if roll < f.rate_503 + f.rate_429 {
+            sh.rejected_429.fetch_add(1, Ordering::Relaxed);
+            return error_parts(&operation_time_limit());
+        }
+        if roll < f.rate_503 + f.rate_429 + f.rate_500 {
+            return error_parts(&ApiError::new(
+                500,
+                "INTERNAL_SERVER_ERROR",
+                "Internal server error",
+            ));
+        }
+    }
     // Leaky bucket: one unit per HTTP request (a batch is one request).
     {
         let mut bucket = lock(&sh.bucket);
@@ -243,23 +311,24 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
             && !b.try_acquire(sh.clock.monotonic())
         {
             sh.rejected_503.fetch_add(1, Ordering::Relaxed);
-            return error_body(&ApiError::new(
+            return error_parts(&ApiError::new(
                 503,
                 "QUERY_LIMIT_EXCEEDED",
                 "Too many requests",
             ));
         }
     }
+    let start = sh.clock.unix();
     let mut current = lock(&sh.state);
     let unauthorized = || {
-        error_body(&ApiError::new(
+        error_parts(&ApiError::new(
             401,
             "NO_AUTH_FOUND",
             "Wrong authorization data",
         ))
     };
     let Some((user, code, method)) = parse_path(uri.path()) else {
-        return error_body(&ApiError::method_not_found());
+        return error_parts(&ApiError::method_not_found());
     };
     let Ok(uid) = user.parse::<i64>() else {
         return unauthorized();
@@ -280,31 +349,77 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
         _ => return unauthorized(),
     };
     if method != "batch" && !methods::is_known(&method) {
-        return error_body(&ApiError::method_not_found());
+        return error_parts(&ApiError::method_not_found());
+    }
+    // The operating budget is kept per (webhook, method).
+    let key = |m: &str| format!("{uid}:{code}:{m}");
+    let limit = portal.operating_limit_s;
+    let command_s = portal.command_ms as f64 / 1000.0;
+    let billed_whole = method != "batch" || portal.batch_billing == BatchBilling::Batch;
+    if billed_whole && lock(&sh.operating).blocked(&key(&method), start, limit) {
+        sh.rejected_429.fetch_add(1, Ordering::Relaxed);
+        return error_parts(&operation_time_limit());
     }
     let p = request_params(uri, headers, body);
     let mut next = current.clone();
+    // Simulated command time so far (seconds); it shifts every later timestamp.
+    let mut extra = 0.0_f64;
     let (status, out_body) = if method == "batch" {
+        let per_command = portal.batch_billing == BatchBilling::PerCommand;
         let bp = params::change_key_case(&p, false);
         let mut exec = |m: &str, sp: &Params| -> CmdResult {
-            sh.commands.fetch_add(1, Ordering::Relaxed);
             let c0 = sh.clock.unix();
+            if per_command && lock(&sh.operating).blocked(&key(m), c0 + extra, limit) {
+                return CmdResult {
+                    outcome: Err(operation_time_limit()),
+                    time: None,
+                };
+            }
+            sh.commands.fetch_add(1, Ordering::Relaxed);
             let outcome = methods::call(&mut next, caller, m, sp);
-            let c1 = sh.clock.unix();
+            let measured = sh.clock.unix() - c0;
+            let t0 = c0 + extra;
+            extra += command_s;
+            let charged = measured + command_s;
+            let (operating, reset_at) = if per_command {
+                let mut op = lock(&sh.operating);
+                op.charge(&key(m), t0, charged);
+                (op.used(&key(m), t0), op.reset_at(&key(m), t0))
+            } else {
+                (0.0, 0) // filled in below with the batch-wide value
+            };
             let time = outcome.is_ok().then(|| {
                 TimeInfo {
-                    start: c0,
-                    finish: c1,
-                    processing: c1 - c0,
-                    operating: 0.0,
-                    operating_reset_at: c0 as i64 + OPERATING_WINDOW_S,
+                    start: t0,
+                    finish: t0 + charged,
+                    processing: charged,
+                    operating,
+                    operating_reset_at: reset_at,
                 }
                 .to_value()
             });
             CmdResult { outcome, time }
         };
-        let result = batch::run(&bp, &mut exec);
-        let finish = sh.clock.unix();
+        let mut result = batch::run(&bp, &mut exec);
+        let finish = sh.clock.unix() + extra;
+        let (operating, reset_at) = {
+            let mut op = lock(&sh.operating);
+            let k = key("batch");
+            if !per_command {
+                op.charge(&k, start, finish - start);
+            }
+            (op.used(&k, start), op.reset_at(&k, start))
+        };
+        if !per_command
+            && let Value::Arr(sections) = &mut result
+            && let Some((_, Value::Arr(times))) =
+                sections.iter_mut().find(|(k, _)| k == "result_time")
+        {
+            // Every sub-result carries the same batch-wide operating value.
+            for (_, t) in times.iter_mut() {
+                set_operating(t, operating, reset_at);
+            }
+        }
         let out = Output {
             result,
             total: None,
@@ -314,22 +429,32 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
             start,
             finish,
             processing: finish - start,
-            operating: 0.0,
-            operating_reset_at: start as i64 + OPERATING_WINDOW_S,
+            operating,
+            operating_reset_at: reset_at,
         };
         (200, success_body(&out, &t))
     } else {
         sh.commands.fetch_add(1, Ordering::Relaxed);
-        let t0 = sh.clock.unix();
-        match methods::call(&mut next, caller, &method, &p) {
+        let outcome = methods::call(&mut next, caller, &method, &p);
+        let measured = sh.clock.unix() - start;
+        extra = command_s;
+        let charged = measured + command_s;
+        let (operating, reset_at) = {
+            let mut op = lock(&sh.operating);
+            op.charge(&key(&method), start, charged);
+            (
+                op.used(&key(&method), start),
+                op.reset_at(&key(&method), start),
+            )
+        };
+        match outcome {
             Ok(out) => {
-                let finish = sh.clock.unix();
                 let t = TimeInfo {
                     start,
-                    finish,
-                    processing: finish - t0,
-                    operating: 0.0,
-                    operating_reset_at: start as i64 + OPERATING_WINDOW_S,
+                    finish: start + charged,
+                    processing: charged,
+                    operating,
+                    operating_reset_at: reset_at,
                 };
                 (200, success_body(&out, &t))
             }
@@ -339,7 +464,7 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
     if next != *current {
         if let Err(e) = state::save(&sh.path, &next) {
             tracing::error!(error = %e, "sandbox could not persist state");
-            return error_body(&ApiError::new(
+            return error_parts(&ApiError::new(
                 500,
                 "INTERNAL_SERVER_ERROR",
                 "Internal server error",
@@ -347,7 +472,7 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
         }
         *current = next;
     }
-    (status, out_body)
+    (status, out_body, Duration::from_secs_f64(extra))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod loadtest;
 pub mod model;
 pub mod plan;
 pub mod progress;

@@ -2,3 +2,4 @@
 //! `provider`: each side implements the documented format on its own.
 
 pub mod bitrix24;
+pub mod scenario;

@@ -2,5 +2,6 @@
 //! HTTP, and the sandbox's conformance to the documented Bitrix24 API.
 
 mod cli;
+mod reconcile;
 mod sandbox_conformance;
 mod support;

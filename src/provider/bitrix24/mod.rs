@@ -64,15 +64,16 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// Worth another try later: rate limits, operating-time limits, server hiccups, transport
-    /// failures. Never answers that mean "no" (auth, permission, validation).
+    /// Worth another try later: rate limits, operating-time limits, server errors (500,
+    /// 502–504), transport failures. Never answers that mean "no" (auth, permission,
+    /// validation). Writes are safe to repeat: add, update and delete are idempotent.
     fn is_transient(&self) -> bool {
         match self {
             CallError::Api(e) => {
                 matches!(
                     e.code.as_str(),
                     "QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT"
-                ) || matches!(e.status, Some(502..=504))
+                ) || matches!(e.status, Some(500 | 502..=504))
             }
             CallError::Transport(e) => !matches!(e.status, Some(s) if (400..500).contains(&s)),
         }

@@ -149,6 +149,6 @@ fn transient_errors_are_the_retryable_ones() {
     assert!(api("OPERATION_TIME_LIMIT", 429).is_transient());
     assert!(api("", 502).is_transient());
     assert!(!api("NO_AUTH_FOUND", 401).is_transient());
-    assert!(!api("INTERNAL_SERVER_ERROR", 500).is_transient());
+    assert!(api("INTERNAL_SERVER_ERROR", 500).is_transient());
     assert!(!api("insufficient_scope", 403).is_transient());
 }

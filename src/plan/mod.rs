@@ -5,6 +5,8 @@
 //!
 //! Entries are sorted by group, then user, so the same inputs always give a byte-identical plan.
 
+use std::collections::BTreeMap;
+
 use crate::model::{CurrentGroup, CurrentState, DesiredState, GroupId, Role, UserId};
 
 /// One change roster would make to a group's membership.
@@ -141,21 +143,9 @@ pub fn diff(desired: &DesiredState, current: &CurrentState) -> Plan {
         .map(|want| {
             let have = current.groups.get(&want.id).unwrap_or(&empty);
             let mut entries = Vec::new();
-            // Merge the two sorted member maps, user by user.
-            let mut users: Vec<UserId> = want
-                .members
-                .keys()
-                .chain(have.members.keys())
-                .copied()
-                .collect();
-            users.sort_unstable();
-            users.dedup();
-            for user in users {
+            for (user, have_role, want_role) in merge(&have.members, &want.members) {
                 let declared_owner = want.owner == Some(user);
-                let entry = match (
-                    have.members.get(&user).copied(),
-                    want.members.get(&user).copied(),
-                ) {
+                let entry = match (have_role, want_role) {
                     (None, None) => None,
                     (None, Some(role)) => Some(Entry::Change(Change::Add { user, role })),
                     (Some(Role::Owner), Some(role)) => Some(Entry::Skipped(Skipped {
@@ -190,6 +180,26 @@ pub fn diff(desired: &DesiredState, current: &CurrentState) -> Plan {
         })
         .collect();
     Plan { groups }
+}
+
+/// Walk two sorted member maps together: every user in either, in order, with both roles.
+fn merge<'a>(
+    have: &'a BTreeMap<UserId, Role>,
+    want: &'a BTreeMap<UserId, Role>,
+) -> impl Iterator<Item = (UserId, Option<Role>, Option<Role>)> + 'a {
+    let mut h = have.iter().peekable();
+    let mut w = want.iter().peekable();
+    std::iter::from_fn(move || match (h.peek(), w.peek()) {
+        (None, None) => None,
+        (Some((hu, _)), Some((wu, _))) if hu == wu => {
+            let (u, hr) = h.next()?;
+            let (_, wr) = w.next()?;
+            Some((*u, Some(*hr), Some(*wr)))
+        }
+        (Some((hu, _)), Some((wu, _))) if hu < wu => h.next().map(|(u, r)| (*u, Some(*r), None)),
+        (Some(_), None) => h.next().map(|(u, r)| (*u, Some(*r), None)),
+        _ => w.next().map(|(u, r)| (*u, None, Some(*r))),
+    })
 }
 
 /// The membership that results from carrying out every change of `plan` on `current`: the

@@ -1,0 +1,74 @@
+//! End-to-end reconcile benchmark: a generated portal served by the sandbox over loopback HTTP
+//! with a rate-limit profile and latency on; `plan` then `apply` through roster's client.
+//!
+//! cargo bench --bench reconcile -- --groups 2000 --members 40 --churn 0.05 --profile cloud --latency-ms 20
+//!
+//! Prints progress on stderr and one line of JSON on stdout (see `roster::loadtest::Measurement`
+//! plus the scenario's parameters).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use roster::loadtest;
+use roster::provider::bitrix24::{Options, RateProfile};
+use roster::sandbox::bitrix24::state::{Portal, RateLimit};
+use roster::sandbox::scenario::{self, Params};
+
+struct Args {
+    groups: usize,
+    members: usize,
+    churn: f64,
+    profile: String,
+    latency_ms: u64,
+    seed: u64,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args { groups: 2000, members: 40, churn: 0.05, profile: "cloud".into(), latency_ms: 20, seed: 1 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--groups" => a.groups = value()?.parse()?,
+            "--members" => a.members = value()?.parse()?,
+            "--churn" => a.churn = value()?.parse()?,
+            "--profile" => a.profile = value()?,
+            "--latency-ms" => a.latency_ms = value()?.parse()?,
+            "--seed" => a.seed = value()?.parse()?,
+            "--bench" => {}
+            other => bail!("unknown flag {other}; expected --groups --members --churn --profile --latency-ms --seed"),
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> Result<()> {
+    let a = args()?;
+    let rate = RateProfile::parse(&a.profile).map_err(anyhow::Error::msg)?;
+    let portal = Portal {
+        rate_limit: rate.map(|r| RateLimit { burst: r.burst, per_second: r.per_second }),
+        latency_ms: a.latency_ms,
+        ..Portal::default()
+    };
+    let params = Params { groups: a.groups, members: a.members, churn: a.churn, seed: a.seed, portal };
+    eprintln!(
+        "reconcile: {} groups x {} members, churn {}, profile {}, latency {} ms",
+        a.groups, a.members, a.churn, a.profile, a.latency_ms
+    );
+    let scenario = scenario::generate(&params);
+    let dir = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let m = runtime.block_on(loadtest::measure(
+        &scenario,
+        dir.path(),
+        Options { rate, timeout: Duration::from_secs(120), ..Options::default() },
+    ))?;
+    let mut line = serde_json::to_value(&m)?;
+    let obj = line.as_object_mut().expect("an object");
+    obj.insert("members".into(), a.members.into());
+    obj.insert("churn".into(), a.churn.into());
+    obj.insert("profile".into(), a.profile.into());
+    obj.insert("latency_ms".into(), a.latency_ms.into());
+    println!("{line}");
+    Ok(())
+}

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use roster::model::{CurrentGroup, CurrentState, DesiredGroup, DesiredState, GroupId, Role, UserId};
+use roster::model::{
+    CurrentGroup, CurrentState, DesiredGroup, DesiredState, GroupId, Role, UserId,
+};
 use roster::plan;
 
 fn main() {
@@ -29,11 +31,18 @@ fn main() {
         let mut have = BTreeMap::new();
         have.insert(UserId(1), Role::Owner);
         while have.len() < members {
-            let role = if rng.u8(0..5) == 0 { Role::Moderator } else { Role::Member };
+            let role = if rng.u8(0..5) == 0 {
+                Role::Moderator
+            } else {
+                Role::Member
+            };
             have.insert(UserId(rng.u64(2..=pool)), role);
         }
-        let mut want: BTreeMap<UserId, Role> =
-            have.iter().filter(|(_, r)| **r != Role::Owner).map(|(u, r)| (*u, *r)).collect();
+        let mut want: BTreeMap<UserId, Role> = have
+            .iter()
+            .filter(|(_, r)| **r != Role::Owner)
+            .map(|(u, r)| (*u, *r))
+            .collect();
         // 5 % churn: a third adds, a third role changes, a third removals.
         for _ in 0..members / 20 {
             let u = UserId(rng.u64(2..=pool));
@@ -43,7 +52,11 @@ fn main() {
                 }
                 1 => {
                     if let Some(r) = want.get_mut(&u) {
-                        *r = if *r == Role::Member { Role::Moderator } else { Role::Member };
+                        *r = if *r == Role::Member {
+                            Role::Moderator
+                        } else {
+                            Role::Member
+                        };
                     }
                 }
                 _ => {
@@ -51,10 +64,19 @@ fn main() {
                 }
             }
         }
-        current.groups.insert(GroupId(g), CurrentGroup { members: have });
+        current
+            .groups
+            .insert(GroupId(g), CurrentGroup { members: have });
         desired.groups.insert(
             GroupId(g),
-            DesiredGroup { id: GroupId(g), name: None, owner: Some(UserId(1)), members: want, prune: true, line: 1 },
+            DesiredGroup {
+                id: GroupId(g),
+                name: None,
+                owner: Some(UserId(1)),
+                members: want,
+                prune: true,
+                line: 1,
+            },
         );
     }
     let mut best = f64::MAX;

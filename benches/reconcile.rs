@@ -24,7 +24,14 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args { groups: 2000, members: 40, churn: 0.05, profile: "cloud".into(), latency_ms: 20, seed: 1 };
+    let mut a = Args {
+        groups: 2000,
+        members: 40,
+        churn: 0.05,
+        profile: "cloud".into(),
+        latency_ms: 20,
+        seed: 1,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -36,7 +43,9 @@ fn args() -> Result<Args> {
             "--latency-ms" => a.latency_ms = value()?.parse()?,
             "--seed" => a.seed = value()?.parse()?,
             "--bench" => {}
-            other => bail!("unknown flag {other}; expected --groups --members --churn --profile --latency-ms --seed"),
+            other => bail!(
+                "unknown flag {other}; expected --groups --members --churn --profile --latency-ms --seed"
+            ),
         }
     }
     Ok(a)
@@ -46,22 +55,37 @@ fn main() -> Result<()> {
     let a = args()?;
     let rate = RateProfile::parse(&a.profile).map_err(anyhow::Error::msg)?;
     let portal = Portal {
-        rate_limit: rate.map(|r| RateLimit { burst: r.burst, per_second: r.per_second }),
+        rate_limit: rate.map(|r| RateLimit {
+            burst: r.burst,
+            per_second: r.per_second,
+        }),
         latency_ms: a.latency_ms,
         ..Portal::default()
     };
-    let params = Params { groups: a.groups, members: a.members, churn: a.churn, seed: a.seed, portal };
+    let params = Params {
+        groups: a.groups,
+        members: a.members,
+        churn: a.churn,
+        seed: a.seed,
+        portal,
+    };
     eprintln!(
         "reconcile: {} groups x {} members, churn {}, profile {}, latency {} ms",
         a.groups, a.members, a.churn, a.profile, a.latency_ms
     );
     let scenario = scenario::generate(&params);
     let dir = tempfile::tempdir()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let m = runtime.block_on(loadtest::measure(
         &scenario,
         dir.path(),
-        Options { rate, timeout: Duration::from_secs(120), ..Options::default() },
+        Options {
+            rate,
+            timeout: Duration::from_secs(120),
+            ..Options::default()
+        },
     ))?;
     let mut line = serde_json::to_value(&m)?;
     let obj = line.as_object_mut().expect("an object");

@@ -98,6 +98,23 @@ pub enum SandboxCommand {
         #[arg(long, default_value = "127.0.0.1:8024")]
         listen: SocketAddr,
     },
+    /// Write a generated portal (`portal.yaml`) and a desired state that differs from it
+    /// (`groups.yaml`) into a directory, to try roster at scale.
+    Generate {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        groups: usize,
+        /// Members per group, the owner included.
+        #[arg(long, default_value_t = 40)]
+        members: usize,
+        /// Fraction of memberships the desired state changes.
+        #[arg(long, default_value_t = 0.05)]
+        churn: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -75,6 +75,16 @@ pub fn run(cli: Cli) -> Result<Exit> {
             Command::Sandbox {
                 command: SandboxCommand::Serve { state, listen },
             } => serve(&state, listen).await,
+            Command::Sandbox {
+                command:
+                    SandboxCommand::Generate {
+                        out,
+                        groups,
+                        members,
+                        churn,
+                        seed,
+                    },
+            } => generate(&out, groups, members, churn, seed),
         }
     })
 }
@@ -311,6 +321,32 @@ async fn serve(state: &Path, listen: SocketAddr) -> Result<Exit> {
         .shutdown()
         .await
         .context("cannot shut the sandbox down cleanly")?;
+    Ok(Exit::Success)
+}
+
+fn generate(out: &Path, groups: usize, members: usize, churn: f64, seed: u64) -> Result<Exit> {
+    if members < 1 || !(0.0..=1.0).contains(&churn) {
+        bail!("--members must be at least 1 and --churn between 0 and 1");
+    }
+    let params = sandbox::scenario::Params {
+        groups,
+        members,
+        churn,
+        seed,
+        portal: Default::default(),
+    };
+    let scenario = sandbox::scenario::generate(&params);
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    sandbox::bitrix24::state::save(&out.join("portal.yaml"), &scenario.state)?;
+    std::fs::write(out.join("groups.yaml"), &scenario.desired_yaml)
+        .with_context(|| format!("cannot write {}", out.join("groups.yaml").display()))?;
+    emit(&format!(
+        "wrote {0}/portal.yaml ({groups} groups, {1} memberships) and {0}/groups.yaml
+try: roster plan {0}/groups.yaml --portal sandbox:{0}/portal.yaml
+",
+        out.display(),
+        scenario.memberships
+    ))?;
     Ok(Exit::Success)
 }
 

@@ -53,10 +53,18 @@ impl RateProfile {
     }
 }
 
+/// Requests of room the client leaves unused in the portal's bucket. The portal timestamps a
+/// request when it starts processing it, so one that queued behind a slow request arrives "late"
+/// and the next on-time request finds less drained than we modelled. Two requests absorb a
+/// second of such jitter on a cloud portal and cost one second per run.
+pub const HEADROOM: f64 = 2.0;
+
 /// The client's model of the portal's bucket: its level after the requests we sent.
 #[derive(Debug)]
 pub struct Bucket {
     profile: RateProfile,
+    /// The burst we allow ourselves: the portal's minus `HEADROOM` (at least 1).
+    capacity: f64,
     state: Mutex<Level>,
 }
 
@@ -70,6 +78,7 @@ impl Bucket {
     pub fn new(profile: RateProfile) -> Bucket {
         Bucket {
             profile,
+            capacity: (profile.burst - HEADROOM).max(1.0),
             state: Mutex::new(Level {
                 level: 0.0,
                 at: Instant::now(),
@@ -86,7 +95,7 @@ impl Bucket {
         s.level = (s.level - drained).max(0.0);
         s.at = now;
         // Room for one more when level <= burst - 1; otherwise wait until it drains to that.
-        let excess = s.level + 1.0 - self.profile.burst;
+        let excess = s.level + 1.0 - self.capacity;
         s.level += 1.0;
         if excess > 0.0 {
             Duration::from_secs_f64(excess / self.profile.per_second)
@@ -100,7 +109,7 @@ impl Bucket {
         let mut s = self.state.lock().expect("bucket lock");
         let now = Instant::now();
         let drained = (now - s.at).as_secs_f64() * self.profile.per_second;
-        s.level = (s.level - drained).max(self.profile.burst);
+        s.level = (s.level - drained).max(self.capacity);
         s.at = now;
     }
 }
@@ -171,14 +180,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn burst_then_steady_rate() {
         let b = Bucket::new(RateProfile::CLOUD);
-        for _ in 0..50 {
+        for _ in 0..48 {
             assert_eq!(b.reserve(), Duration::ZERO);
         }
-        // The 51st waits one drain interval, the 52nd two.
+        // With two requests of headroom, the 49th waits one drain interval, the 50th two.
         assert_eq!(b.reserve(), Duration::from_millis(500));
         assert_eq!(b.reserve(), Duration::from_millis(1000));
         tokio::time::advance(Duration::from_secs(10)).await;
-        // 52 reserved, 20 drained in 10 s: level 32, so 18 more fit at once.
+        // 50 reserved, 20 drained in 10 s: level 30, so 18 more fit at once.
         for _ in 0..18 {
             assert_eq!(b.reserve(), Duration::ZERO);
         }
@@ -191,7 +200,7 @@ mod tests {
         b.mark_full();
         assert_eq!(b.reserve(), Duration::from_millis(200));
         tokio::time::advance(Duration::from_secs(1)).await;
-        // Level 251 drained by 5: 246, so four fit.
+        // Level 249 (capacity 248, plus one) drained by 5: 244, so four fit.
         for _ in 0..4 {
             assert_eq!(b.reserve(), Duration::ZERO);
         }

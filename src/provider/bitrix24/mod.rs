@@ -308,17 +308,11 @@ impl Client {
     /// command's own result or error, in order.
     async fn batch(&self, cmds: &[&Command]) -> Result<Vec<CommandResult>, CallError> {
         assert!(cmds.len() <= BATCH_MAX, "callers chunk batches");
-        let names: Vec<String> = (0..cmds.len()).map(|i| format!("c{i}")).collect();
-        let cmd: serde_json::Map<String, Value> = names
-            .iter()
-            .zip(cmds)
-            .map(|(n, c)| (n.clone(), Value::String(c.to_cmd())))
-            .collect();
+        let (names, body) = batch_body(cmds);
         let methods: BTreeSet<&str> = cmds.iter().map(|c| c.method).collect();
         debug!(commands = cmds.len(), "batch");
-        let answer = self
-            .call("batch", &methods, &json!({ "halt": 0, "cmd": cmd }))
-            .await?;
+        tracing::trace!(%body, "batch body");
+        let answer = self.call("batch", &methods, &body).await?;
         let result = &answer["result"];
         for (c, name) in cmds.iter().zip(&names) {
             if let Some(t) = wire::section(result, "result_time", name) {
@@ -502,6 +496,20 @@ impl Client {
             })
             .collect()
     }
+}
+
+/// The `batch` request body for `cmds` (`halt=0`) and the command names in execution order.
+/// The portal runs commands in the order of the `cmd` object's keys as sent; the names are
+/// zero-padded (`c00`…`c49`) so that order is the same whether a JSON map keeps insertion
+/// order or sorts its keys.
+fn batch_body(cmds: &[&Command]) -> (Vec<String>, Value) {
+    let names: Vec<String> = (0..cmds.len()).map(|i| format!("c{i:02}")).collect();
+    let cmd: serde_json::Map<String, Value> = names
+        .iter()
+        .zip(cmds)
+        .map(|(n, c)| (n.clone(), Value::String(c.to_cmd())))
+        .collect();
+    (names, json!({ "halt": 0, "cmd": cmd }))
 }
 
 fn backoff(options: &Options, attempt: u32) -> Duration {

@@ -152,3 +152,19 @@ fn transient_errors_are_the_retryable_ones() {
     assert!(api("INTERNAL_SERVER_ERROR", 500).is_transient());
     assert!(!api("insufficient_scope", 403).is_transient());
 }
+
+#[test]
+fn batch_commands_go_on_the_wire_in_execution_order() {
+    let cmds: Vec<Command> = (0..BATCH_MAX as u64)
+        .map(|g| Command::new("sonet_group.user.get").param("ID", g))
+        .collect();
+    let refs: Vec<&Command> = cmds.iter().collect();
+    let (names, body) = batch_body(&refs);
+    let text = serde_json::to_string(&body).unwrap();
+    // The order of IDs in the serialised text is the order the portal executes them.
+    let positions: Vec<usize> = (0..BATCH_MAX)
+        .map(|g| text.find(&format!("ID={g}\"")).unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert_eq!(names[7], "c07");
+}

@@ -432,3 +432,30 @@ fn sandbox_serve_answers_json_form_and_query_requests() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// With the portal refusing requests at random, `roster apply` still finishes, exits 0, and its
+/// report says how many retries it took.
+#[test]
+fn apply_report_counts_retries_under_injected_faults() {
+    let ws = Workspace::with_example_portal();
+    let state = ws.read("portal.yaml").replace(
+        "  rate_limit: { burst: 50, per_second: 2 }",
+        // Seed 13 refuses the apply's write batch once (the dice are deterministic).
+        "  rate_limit: { burst: 50, per_second: 2 }\n  faults: { seed: 13, rate_503: 0.3, rate_500: 0.2 }",
+    );
+    assert!(
+        state.contains("faults"),
+        "the example portal's rate_limit line moved"
+    );
+    ws.write("portal.yaml", &state);
+    let run = ws.roster(&["apply", "groups.yaml", PORTAL, "--auto-approve"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert!(
+        run.stdout
+            .contains("Apply: 5 done, 0 failed, 1 skipped. 1 retried after transient errors."),
+        "{}",
+        run.stdout
+    );
+    let after = ws.roster(&["plan", "groups.yaml", PORTAL, "--detailed-exitcode"]);
+    assert_eq!(after.code, 0, "{}", after.transcript());
+}

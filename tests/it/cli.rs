@@ -459,3 +459,30 @@ fn apply_report_counts_retries_under_injected_faults() {
     let after = ws.roster(&["plan", "groups.yaml", PORTAL, "--detailed-exitcode"]);
     assert_eq!(after.code, 0, "{}", after.transcript());
 }
+
+#[test]
+fn portal_comes_from_the_environment_too() {
+    let ws = Workspace::with_example_portal();
+    let run = ws.roster_with_env(
+        &["plan", "groups.yaml", "--detailed-exitcode"],
+        &[
+            ("ROSTER_PORTAL", "sandbox:portal.yaml"),
+            ("ROSTER_RATE_LIMIT", "enterprise"),
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.transcript());
+    assert!(run.stdout.contains("Plan: 3 to add"), "{}", run.stdout);
+    let bad = ws.roster_with_env(
+        &["plan", "groups.yaml"],
+        &[
+            ("ROSTER_PORTAL", "sandbox:portal.yaml"),
+            ("ROSTER_RATE_LIMIT", "fast"),
+        ],
+    );
+    assert_eq!(bad.code, 1, "{}", bad.transcript());
+    assert!(
+        bad.stderr.contains("invalid rate profile"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -37,12 +37,19 @@ impl Workspace {
 
     /// `roster ARGS…` run in this workspace with no terminal on stdin.
     pub fn roster(&self, args: &[&str]) -> Run {
+        self.roster_with_env(args, &[])
+    }
+
+    /// As `roster`, with extra environment variables.
+    pub fn roster_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_roster"))
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("ROSTER_PORTAL")
+            .env_remove("ROSTER_RATE_LIMIT")
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .unwrap();

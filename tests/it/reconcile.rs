@@ -59,9 +59,10 @@ async fn two_hundred_groups_take_the_fewest_requests() {
     assert_eq!((m.http_requests, m.commands), (8 + 8, 400 + 363), "{m:?}");
 }
 
-/// With the portal refusing requests at random, apply still completes, the portal reaches the
-/// desired state, and every refusal was retried. (A fast-draining bucket keeps the test quick:
-/// each 503 makes the client wait one drain interval.)
+/// With the portal refusing requests at random (and sometimes doing the work but losing the
+/// response), apply still completes, reports every change done, the portal reaches the desired
+/// state, and every refusal was retried. (A fast-draining bucket and short waits keep the test
+/// quick: each 503 makes the client wait one drain interval, each 429 one throttle wait.)
 #[tokio::test(flavor = "multi_thread")]
 async fn converges_under_injected_faults() {
     let faults = Faults {
@@ -69,6 +70,7 @@ async fn converges_under_injected_faults() {
         rate_503: 0.2,
         rate_429: 0.1,
         rate_500: 0.1,
+        rate_lost: 0.1,
     };
     let rate = RateProfile {
         burst: 50.0,
@@ -87,6 +89,7 @@ async fn converges_under_injected_faults() {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(50),
             max_attempts: 30,
+            throttle_wait: Duration::from_millis(5),
             ..Options::default()
         },
     )

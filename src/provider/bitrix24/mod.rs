@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::model::{CurrentGroup, CurrentState, GroupId, OpStatus, Role, UserId};
 use crate::plan::Change;
@@ -64,20 +64,34 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// Worth another try later: rate limits, operating-time limits, server errors (500,
-    /// 502–504), transport failures. Never answers that mean "no" (auth, permission,
-    /// validation). Writes are safe to repeat: add, update and delete are idempotent.
+    /// The portal is throttling this method (429 `OPERATION_TIME_LIMIT`): wait for its
+    /// operating-time budget to reset.
+    fn is_throttle(&self) -> bool {
+        matches!(self, CallError::Api(e) if e.code == "OPERATION_TIME_LIMIT")
+    }
+
+    /// Worth another try soon: the request limit (503), server errors (500, 502–504),
+    /// timeouts and dropped connections. Never answers that mean "no" (auth, permission,
+    /// validation), redirects, or a 200 that is not the documented JSON.
     fn is_transient(&self) -> bool {
         match self {
             CallError::Api(e) => {
-                matches!(
-                    e.code.as_str(),
-                    "QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT"
-                ) || matches!(e.status, Some(500 | 502..=504))
+                e.code == "QUERY_LIMIT_EXCEEDED" || matches!(e.status, Some(500 | 502..=504))
             }
-            CallError::Transport(e) => !matches!(e.status, Some(s) if (400..500).contains(&s)),
+            CallError::Transport(e) => match e.status {
+                None => true,
+                Some(s) => s == 429 || s >= 500,
+            },
         }
     }
+}
+
+/// A command deferred inside a batch (`result_error`), to be sent again.
+fn is_deferral(e: &ApiError) -> bool {
+    matches!(
+        e.code.as_str(),
+        "QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT"
+    )
 }
 
 /// How the client paces and retries.
@@ -97,6 +111,10 @@ pub struct Options {
     /// method may get before roster pauses it until `operating_reset_at`.
     pub operating_limit_s: f64,
     pub operating_margin_s: f64,
+    /// After a 429 `OPERATION_TIME_LIMIT` with no known reset time, the first wait (doubling,
+    /// capped at two minutes). The budget's window is 10 minutes, so up to 12 such waits are
+    /// allowed, separately from `max_attempts`.
+    pub throttle_wait: Duration,
 }
 
 impl Default for Options {
@@ -110,6 +128,7 @@ impl Default for Options {
             concurrency: 4,
             operating_limit_s: 480.0,
             operating_margin_s: 10.0,
+            throttle_wait: Duration::from_secs(10),
         }
     }
 }
@@ -136,6 +155,13 @@ pub struct Client {
 
 /// The outcome of one command inside a batch.
 type CommandResult = Result<Value, ApiError>;
+
+/// Every answer one command got, in order: more than one when it was sent again.
+type Answers = Vec<Result<Value, String>>;
+
+/// Throttling answers (429) tolerated per request or chunk: with waits doubling to two minutes
+/// they cover the portal's ten-minute operating window.
+const MAX_THROTTLED: u32 = 12;
 
 impl Client {
     pub fn new(webhook: Webhook, options: Options) -> Result<Client, TransportError> {
@@ -184,10 +210,14 @@ impl Client {
         sub_methods: &BTreeSet<&str>,
         body: &Value,
     ) -> Result<Value, CallError> {
+        let methods: Vec<&str> = std::iter::once(method)
+            .chain(sub_methods.iter().copied())
+            .collect();
         let mut attempt = 1;
+        let mut throttled = 0;
         loop {
-            let pause = std::iter::once(method)
-                .chain(sub_methods.iter().copied())
+            let pause = methods
+                .iter()
                 .map(|m| self.operating.wait_for(m))
                 .max()
                 .unwrap_or_default();
@@ -199,36 +229,55 @@ impl Client {
                 tokio::time::sleep(bucket.reserve()).await;
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            match self.call_once(method, body).await {
+            let e = match self.call_once(method, body).await {
                 Ok(v) => {
                     if let Some(t) = v.get("time") {
                         self.observe_time(method, t);
                     }
                     return Ok(v);
                 }
-                Err(e) if e.is_transient() && attempt < self.options.max_attempts => {
-                    let mut delay = backoff(&self.options, attempt);
-                    if let CallError::Api(api) = &e {
-                        match api.code.as_str() {
-                            "QUERY_LIMIT_EXCEEDED" => {
-                                if let Some(b) = &self.bucket {
-                                    b.mark_full();
-                                }
-                            }
-                            "OPERATION_TIME_LIMIT" => {
-                                delay = delay.max(self.operating.wait_for(method));
-                            }
-                            _ => {}
-                        }
-                    }
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    info!(%method, attempt, delay_ms = delay.as_millis() as u64, "retrying after: {e}");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
+                Err(e) => e,
+            };
+            let delay = if e.is_throttle() && throttled < MAX_THROTTLED {
+                throttled += 1;
+                self.throttle_delay(&methods, throttled)
+            } else if e.is_transient() && attempt < self.options.max_attempts {
+                if let (CallError::Api(api), Some(b)) = (&e, &self.bucket)
+                    && api.code == "QUERY_LIMIT_EXCEEDED"
+                {
+                    b.mark_full();
                 }
-                Err(e) => return Err(e),
-            }
+                attempt += 1;
+                backoff(&self.options, attempt - 1)
+            } else {
+                return Err(e);
+            };
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            info!(%method, delay_ms = delay.as_millis() as u64, "retrying after: {e}");
+            tokio::time::sleep(delay).await;
         }
+    }
+
+    /// How long to wait after the `n`th throttling answer: until the budget of any of
+    /// `methods` resets if a response told us when, else `throttle_wait` doubling (≤ 2 min).
+    fn throttle_delay(&self, methods: &[&str], n: u32) -> Duration {
+        let known = methods
+            .iter()
+            .map(|m| self.operating.wait_for(m))
+            .max()
+            .unwrap_or_default();
+        let doubling = self
+            .options
+            .throttle_wait
+            .saturating_mul(1 << (n - 1).min(8))
+            .min(Duration::from_secs(120));
+        known.max(doubling)
+    }
+
+    /// Replace the webhook code in text that came from the network (an error page may echo the
+    /// request path), so it cannot reach a message or a log.
+    fn scrub(&self, text: &str) -> String {
+        self.webhook.scrub(text)
     }
 
     /// Feed a `time` object's `operating` / `operating_reset_at` to the operating-time tracker.
@@ -261,12 +310,12 @@ impl Client {
             .send()
             .await
             // without_url(): reqwest puts the URL, and so the webhook code, in its messages.
-            .map_err(|e| transport(None, e.without_url().to_string()))?;
+            .map_err(|e| transport(None, self.scrub(&e.without_url().to_string())))?;
         let status = response.status().as_u16();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| transport(Some(status), e.without_url().to_string()))?;
+            .map_err(|e| transport(Some(status), self.scrub(&e.without_url().to_string())))?;
         debug!(%method, status, bytes = bytes.len(), ms = started.elapsed().as_millis() as u64, "response");
         let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
         match parsed {
@@ -274,8 +323,8 @@ impl Client {
                 if let Some(e) = wire::error_body(&v) {
                     return Err(ApiError {
                         method: method.to_owned(),
-                        code: e.code,
-                        description: e.description,
+                        code: self.scrub(&e.code),
+                        description: self.scrub(&e.description),
                         status: Some(status),
                     }
                     .into());
@@ -293,7 +342,7 @@ impl Client {
                 Ok(v)
             }
             Err(_) => {
-                let text = String::from_utf8_lossy(&bytes);
+                let text = self.scrub(&String::from_utf8_lossy(&bytes));
                 let snippet: String = text.chars().take(200).collect();
                 Err(transport(
                     Some(status),
@@ -328,8 +377,8 @@ impl Client {
                 {
                     return Err(ApiError {
                         method: c.method.to_owned(),
-                        code: e.code,
-                        description: e.description,
+                        code: self.scrub(&e.code),
+                        description: self.scrub(&e.description),
                         status: None,
                     });
                 }
@@ -345,59 +394,73 @@ impl Client {
             .collect())
     }
 
-    /// Run one chunk of commands (≤ `BATCH_MAX`) as a batch, sending again the commands that
-    /// failed transiently inside it (`QUERY_LIMIT_EXCEEDED`, `OPERATION_TIME_LIMIT` in
-    /// `result_error`) together with every later command of the same group, so a group's
-    /// commands still run in order.
-    async fn run_chunk(
-        &self,
-        chunk: &[(GroupId, Command)],
-    ) -> Result<Vec<CommandResult>, CallError> {
-        let mut results: Vec<Option<CommandResult>> = vec![None; chunk.len()];
+    /// Run one chunk of commands (≤ `BATCH_MAX`) as a batch, and every answer each command
+    /// got. Commands the portal deferred inside the batch (`QUERY_LIMIT_EXCEEDED`,
+    /// `OPERATION_TIME_LIMIT` in `result_error`) are sent again together with every later
+    /// command of the same group, so a group's commands still run in order (a promote after a
+    /// deferred add). Nothing is thrown away: if a re-send fails as a whole, the commands it
+    /// carried get that error as one more answer, and earlier answers stand.
+    async fn run_chunk(&self, chunk: &[(GroupId, Command)]) -> Vec<Answers> {
+        let mut answers: Vec<Answers> = vec![Vec::new(); chunk.len()];
         let mut pending: Vec<usize> = (0..chunk.len()).collect();
-        let mut attempt = 1;
+        let (mut attempt, mut throttled) = (1, 0);
         while !pending.is_empty() {
             let cmds: Vec<&Command> = pending.iter().map(|&i| &chunk[i].1).collect();
-            let answers = self.batch(&cmds).await?;
+            let results = match self.batch(&cmds).await {
+                Ok(results) => results,
+                Err(e) => {
+                    for &i in &pending {
+                        answers[i].push(Err(e.to_string()));
+                    }
+                    break;
+                }
+            };
             let mut again = Vec::new();
             let mut tainted = BTreeSet::new();
-            for (&i, answer) in pending.iter().zip(answers) {
+            let mut throttle = false;
+            for (&i, r) in pending.iter().zip(results) {
                 let group = chunk[i].0;
-                let transient = matches!(&answer, Err(e) if matches!(e.code.as_str(), "QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT"));
-                if tainted.contains(&group) || (transient && attempt < self.options.max_attempts) {
+                let deferred = matches!(&r, Err(e) if is_deferral(e));
+                throttle |= matches!(&r, Err(e) if e.code == "OPERATION_TIME_LIMIT");
+                answers[i].push(r.map_err(|e| e.to_string()));
+                if deferred || tainted.contains(&group) {
                     tainted.insert(group);
                     again.push(i);
-                } else {
-                    results[i] = Some(answer);
                 }
             }
-            if !again.is_empty() {
-                self.retries
-                    .fetch_add(again.len() as u64, Ordering::Relaxed);
-                let delay = backoff(&self.options, attempt);
-                info!(
-                    commands = again.len(),
-                    attempt, "re-sending commands the portal deferred"
-                );
-                tokio::time::sleep(delay).await;
-                attempt += 1;
+            if again.is_empty() {
+                break;
             }
+            let delay = if throttle && throttled < MAX_THROTTLED {
+                throttled += 1;
+                let methods: Vec<&str> = again.iter().map(|&i| chunk[i].1.method).collect();
+                self.throttle_delay(&methods, throttled)
+            } else if !throttle && attempt < self.options.max_attempts {
+                attempt += 1;
+                backoff(&self.options, attempt - 1)
+            } else {
+                break;
+            };
+            self.retries
+                .fetch_add(again.len() as u64, Ordering::Relaxed);
+            info!(
+                commands = again.len(),
+                "re-sending commands the portal deferred"
+            );
+            tokio::time::sleep(delay).await;
             pending = again;
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.expect("every command settled"))
-            .collect())
+        answers
     }
 
     /// Run commands in chunks of `BATCH_MAX`, up to `concurrency` chunks at once. A chunk that
     /// starts with the same group the previous chunk ended with waits for it, so a group's
-    /// commands (add before promote) keep their order. Results come back in input order.
+    /// commands (add before promote) keep their order. Answers come back in input order.
     async fn run_all(
         &self,
         commands: &[(GroupId, Command)],
         on_progress: OnProgress<'_>,
-    ) -> Vec<Result<CommandResult, CallError>> {
+    ) -> Vec<Answers> {
         let chunks: Vec<&[(GroupId, Command)]> = commands.chunks(BATCH_MAX).collect();
         let (done_tx, done_rx): (Vec<_>, Vec<_>) =
             chunks.iter().map(|_| watch::channel(false)).unzip();
@@ -415,18 +478,14 @@ impl Client {
                 (i, out)
             }
         });
-        let mut finished: Vec<(usize, Result<Vec<CommandResult>, CallError>)> = stream::iter(tasks)
+        let mut finished: Vec<(usize, Vec<Answers>)> = stream::iter(tasks)
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
             .await;
         finished.sort_by_key(|(i, _)| *i);
         finished
             .into_iter()
-            .zip(&chunks)
-            .flat_map(|((_, out), chunk)| match out {
-                Ok(results) => results.into_iter().map(Ok).collect::<Vec<_>>(),
-                Err(e) => vec![Err(e); chunk.len()],
-            })
+            .flat_map(|(_, answers)| answers)
             .collect()
     }
 
@@ -443,12 +502,15 @@ impl Client {
             .collect();
         let mut state = CurrentState::default();
         let mut failed = Vec::new();
-        for (g, r) in groups.iter().zip(self.run_all(&cmds, on_progress).await) {
-            let r = match r {
-                Ok(r) => r,
-                Err(e) => return Err(e.into()),
+        for (g, answers) in groups.iter().zip(self.run_all(&cmds, on_progress).await) {
+            // Reads are idempotent: the last successful answer is the freshest.
+            let last_ok = answers.iter().rev().find_map(|a| a.as_ref().ok());
+            let read = match (last_ok, answers.last()) {
+                (Some(v), _) => members(v),
+                (None, Some(Err(e))) => Err(e.clone()),
+                (None, _) => Err("no answer".to_owned()),
             };
-            match r.map_err(|e| e.to_string()).and_then(|v| members(&v)) {
+            match read {
                 Ok(members) => {
                     state.groups.insert(*g, members);
                 }
@@ -463,6 +525,11 @@ impl Client {
     }
 
     /// Carry out `changes`; one status per change, in input order.
+    ///
+    /// A change is done when any answer to a command carrying it lists the user. When some
+    /// change is not confirmed that way (a lost response, a refused re-send, a concurrent
+    /// edit), its groups are read again and a change the portal shows as made is done after
+    /// all: the report says what the portal holds, not what the wire happened to deliver.
     pub async fn execute(
         &self,
         changes: &[(GroupId, Change)],
@@ -475,26 +542,49 @@ impl Client {
             .collect();
         // Every command's verdict on each change it carried; a change is done when all agree.
         let mut verdicts: Vec<Vec<OpStatus>> = vec![Vec::new(); changes.len()];
-        for (w, r) in writes.iter().zip(self.run_all(&cmds, on_progress).await) {
-            match r {
-                Ok(r) => judge(w, r, &mut verdicts),
-                Err(e) => {
-                    for &(i, _) in &w.carries {
-                        verdicts[i].push(OpStatus::Failed {
-                            error: e.to_string(),
-                        });
-                    }
-                }
-            }
+        for (w, answers) in writes.iter().zip(self.run_all(&cmds, on_progress).await) {
+            judge(w, &answers, &mut verdicts);
         }
-        verdicts
+        let mut statuses: Vec<OpStatus> = verdicts
             .into_iter()
             .map(|v| {
                 v.into_iter()
                     .find(|s| !s.is_done())
                     .unwrap_or(OpStatus::Done)
             })
-            .collect()
+            .collect();
+        let unsure: BTreeSet<GroupId> = changes
+            .iter()
+            .zip(&statuses)
+            .filter(|(_, s)| !s.is_done())
+            .map(|((g, _), _)| *g)
+            .collect();
+        if !unsure.is_empty() {
+            let groups: Vec<GroupId> = unsure.into_iter().collect();
+            match self.fetch(&groups, &|_| {}).await {
+                Ok(now) => {
+                    for ((g, change), status) in changes.iter().zip(statuses.iter_mut()) {
+                        if !status.is_done() && now.groups.get(g).is_some_and(|m| holds(m, change))
+                        {
+                            info!(group = %g, user = %change.user(), "change confirmed by reading the group again");
+                            *status = OpStatus::Done;
+                        }
+                    }
+                }
+                Err(e) => warn!("could not re-read groups to confirm unconfirmed changes: {e}"),
+            }
+        }
+        statuses
+    }
+}
+
+/// Whether `group` shows `change` as made.
+fn holds(group: &CurrentGroup, change: &Change) -> bool {
+    match *change {
+        Change::Add { user, role } | Change::SetRole { user, to: role, .. } => {
+            group.members.get(&user) == Some(&role)
+        }
+        Change::Remove { user, .. } => !group.members.contains_key(&user),
     }
 }
 
@@ -617,25 +707,41 @@ fn coalesce(changes: &[(GroupId, Change)]) -> Vec<Write> {
     writes
 }
 
-/// Record a command's verdict for every change it carried.
-fn judge(w: &Write, result: CommandResult, verdicts: &mut [Vec<OpStatus>]) {
-    let confirmed: Result<BTreeSet<u64>, String> = match result {
-        Ok(v) => wire::id_list(&v)
-            .map(|ids| ids.into_iter().collect())
-            .ok_or_else(|| format!("{}: unexpected result {v}", w.command.method)),
-        Err(e) => Err(e.to_string()),
-    };
+/// Record a command's verdict for every change it carried, from every answer it got: a user
+/// listed by any successful answer is done (a re-sent command answers `[]` for users its
+/// first run already handled); otherwise not done if the portal answered at all, else failed
+/// with the last error.
+fn judge(w: &Write, answers: &[Result<Value, String>], verdicts: &mut [Vec<OpStatus>]) {
+    let mut confirmed = BTreeSet::new();
+    let mut answered = false;
+    let mut last_error = None;
+    for a in answers {
+        match a {
+            Ok(v) => match wire::id_list(v) {
+                Some(ids) => {
+                    answered = true;
+                    confirmed.extend(ids);
+                }
+                None => last_error = Some(format!("{}: unexpected result {v}", w.command.method)),
+            },
+            Err(e) => last_error = Some(e.clone()),
+        }
+    }
     for &(i, user) in &w.carries {
-        let status = match &confirmed {
-            Ok(ids) if ids.contains(&user.0) => OpStatus::Done,
-            Ok(_) => OpStatus::NotDone {
+        let status = if confirmed.contains(&user.0) {
+            OpStatus::Done
+        } else if answered {
+            OpStatus::NotDone {
                 reason: match w.kind {
                     Kind::Add => "the portal did not add the user (it skips users who do not exist or already have a pending request, invitation or ban in the group)".into(),
                     Kind::Update(r) => format!("the portal did not make the user {r} (it skips the owner, users who already have the role and non-members)"),
                     Kind::Delete => "the portal did not remove the user (it skips the owner and users who are not in the group)".into(),
                 },
-            },
-            Err(e) => OpStatus::Failed { error: e.clone() },
+            }
+        } else {
+            OpStatus::Failed {
+                error: last_error.clone().unwrap_or_else(|| "no answer".into()),
+            }
         };
         verdicts[i].push(status);
     }

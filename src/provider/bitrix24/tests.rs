@@ -101,7 +101,7 @@ fn silently_skipped_users_are_not_done() {
     ];
     let writes = coalesce(&changes);
     let mut verdicts = vec![Vec::new(); 2];
-    judge(&writes[0], Ok(json!(["2"])), &mut verdicts);
+    judge(&writes[0], &[Ok(json!(["2"]))], &mut verdicts);
     assert_eq!(verdicts[0], [OpStatus::Done]);
     assert!(matches!(verdicts[1][0], OpStatus::NotDone { .. }));
 }
@@ -123,7 +123,7 @@ fn command_errors_fail_every_change_they_carry() {
         description: "No permissions to update users role".into(),
         status: None,
     };
-    judge(&writes[0], Err(err), &mut verdicts);
+    judge(&writes[0], &[Err(err.to_string())], &mut verdicts);
     match &verdicts[0][0] {
         OpStatus::Failed { error } => {
             assert_eq!(
@@ -133,6 +133,95 @@ fn command_errors_fail_every_change_they_carry() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn any_answer_confirming_a_user_makes_it_done() {
+    let changes = [
+        (
+            GroupId(1),
+            Change::Remove {
+                user: UserId(2),
+                role: Role::Member,
+            },
+        ),
+        (
+            GroupId(1),
+            Change::Remove {
+                user: UserId(3),
+                role: Role::Member,
+            },
+        ),
+        (
+            GroupId(1),
+            Change::Remove {
+                user: UserId(4),
+                role: Role::Member,
+            },
+        ),
+    ];
+    let writes = coalesce(&changes);
+    let mut verdicts = vec![Vec::new(); 3];
+    // First run removed 2; a re-send (after the group was deferred) answered [] for 2, removed
+    // 3, and a third try failed outright. 4 was never confirmed, but the portal did answer.
+    let answers = [
+        Ok(json!(["2"])),
+        Ok(json!([3])),
+        Err("batch: error (x)".to_owned()),
+    ];
+    judge(&writes[0], &answers, &mut verdicts);
+    assert_eq!(verdicts[0], [OpStatus::Done]);
+    assert_eq!(verdicts[1], [OpStatus::Done]);
+    assert!(
+        matches!(verdicts[2][0], OpStatus::NotDone { .. }),
+        "{:?}",
+        verdicts[2]
+    );
+}
+
+#[test]
+fn a_change_is_held_when_the_group_shows_it() {
+    let group = CurrentGroup {
+        members: [(UserId(1), Role::Owner), (UserId(2), Role::Moderator)]
+            .into_iter()
+            .collect(),
+    };
+    assert!(holds(
+        &group,
+        &Change::Add {
+            user: UserId(2),
+            role: Role::Moderator
+        }
+    ));
+    assert!(!holds(
+        &group,
+        &Change::Add {
+            user: UserId(2),
+            role: Role::Member
+        }
+    ));
+    assert!(holds(
+        &group,
+        &Change::SetRole {
+            user: UserId(2),
+            from: Role::Member,
+            to: Role::Moderator
+        }
+    ));
+    assert!(holds(
+        &group,
+        &Change::Remove {
+            user: UserId(3),
+            role: Role::Member
+        }
+    ));
+    assert!(!holds(
+        &group,
+        &Change::Remove {
+            user: UserId(2),
+            role: Role::Member
+        }
+    ));
 }
 
 #[test]
@@ -146,11 +235,32 @@ fn transient_errors_are_the_retryable_ones() {
         })
     };
     assert!(api("QUERY_LIMIT_EXCEEDED", 503).is_transient());
-    assert!(api("OPERATION_TIME_LIMIT", 429).is_transient());
+    assert!(
+        !api("OPERATION_TIME_LIMIT", 429).is_transient(),
+        "throttling waits for the budget instead"
+    );
     assert!(api("", 502).is_transient());
     assert!(!api("NO_AUTH_FOUND", 401).is_transient());
     assert!(api("INTERNAL_SERVER_ERROR", 500).is_transient());
     assert!(!api("insufficient_scope", 403).is_transient());
+    assert!(api("OPERATION_TIME_LIMIT", 429).is_throttle());
+    let transport = |status| {
+        CallError::Transport(TransportError {
+            method: "batch".into(),
+            status,
+            detail: String::new(),
+        })
+    };
+    assert!(
+        transport(None).is_transient(),
+        "connection errors and timeouts"
+    );
+    assert!(transport(Some(502)).is_transient(), "a proxy's HTML 502");
+    assert!(!transport(Some(302)).is_transient(), "a moved portal");
+    assert!(
+        !transport(Some(200)).is_transient(),
+        "a 200 that is not JSON"
+    );
 }
 
 #[test]

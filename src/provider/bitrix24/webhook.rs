@@ -95,6 +95,11 @@ impl Webhook {
         format!("{}{}/{method}.json", self.prefix, self.code.expose())
     }
 
+    /// `text` with every occurrence of the code replaced by `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        text.replace(self.code.expose(), "***")
+    }
+
     /// The address with the code masked, safe for messages and logs.
     pub fn display(&self) -> String {
         format!("{}***/", self.prefix)
@@ -107,18 +112,17 @@ impl fmt::Debug for Webhook {
     }
 }
 
-/// Mask everything after `/rest/USER_ID/` so a rejected URL can be shown without its code.
+/// What of a rejected address is safe to show: its scheme and host. The code may sit anywhere
+/// in a malformed URL, so nothing of the path is shown.
 pub fn redact(url: &str) -> String {
-    match url.find("/rest/") {
-        Some(i) => {
-            let after = &url[i + 6..];
-            let user_end = after.find('/').map_or(after.len(), |j| j + 1);
-            format!("{}{}***", &url[..i + 6], &after[..user_end])
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            // Drop any user:password@ part.
+            let host = authority.rsplit('@').next().unwrap_or_default();
+            format!("{scheme}://{host}/…")
         }
-        None => url
-            .split("://")
-            .next()
-            .map_or_else(String::new, |s| format!("{s}://…")),
+        None => "(not a URL)".to_owned(),
     }
 }
 
@@ -147,13 +151,27 @@ mod tests {
     fn rejects_bad_urls_without_echoing_the_code() {
         for bad in [
             "acme.bitrix24.com/rest/1/s3cr3t",
+            "s3cr3t",
             "ftp://acme/rest/1/s3cr3t/",
             "https://acme/rest/x/s3cr3t/",
             "https://acme/api/1/s3cr3t/",
             "https://acme/rest/1/s3cr3t!/",
+            "https://acme/rest/s3cr3t",
+            "https://acme/rest/s3cr3t/",
+            "https://acme/s3cr3t/rest/1",
+            "https://u:s3cr3t@acme/rest/1/",
         ] {
             let err = Webhook::parse(bad).unwrap_err().to_string();
             assert!(!err.contains("s3cr3t"), "{err}");
         }
+    }
+
+    #[test]
+    fn scrubs_the_code_from_network_text() {
+        let w = Webhook::parse("https://acme/rest/1/s3cr3tc0de/").unwrap();
+        assert_eq!(
+            w.scrub("The requested URL /rest/1/s3cr3tc0de/batch.json was not found"),
+            "The requested URL /rest/1/***/batch.json was not found"
+        );
     }
 }

@@ -103,12 +103,62 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     sh.http_requests.fetch_add(1, Ordering::Relaxed);
-    let (status, body, work) = process(&sh, &uri, &headers, &body);
+    let fault = roll_fault(&sh);
+    let (status, body, work) = match &fault {
+        Some(Fault::Refuse(parts)) => parts.clone(),
+        _ => process(&sh, &uri, &headers, &body),
+    };
     let wait = work + Duration::from_millis(sh.portal.latency_ms);
     if !wait.is_zero() {
         sh.clock.sleep(wait).await;
     }
+    if let Some(Fault::LoseResponse) = fault {
+        let mut resp = (StatusCode::BAD_GATEWAY, LOST_PAGE).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        return resp;
+    }
     respond(status, body)
+}
+
+/// What a proxy in front of a portal answers when the portal's response is lost.
+const LOST_PAGE: &str = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n";
+
+/// An injected fault for one request.
+enum Fault {
+    /// Answer this instead of doing anything: nothing is executed or counted against any limit.
+    Refuse((u16, Vec<u8>, Duration)),
+    /// Execute the request normally, then answer 502 (the client cannot tell it happened).
+    LoseResponse,
+}
+
+fn roll_fault(sh: &Shared) -> Option<Fault> {
+    let f = sh.portal.faults?;
+    let roll = lock(&sh.dice).roll();
+    let mut band = f.rate_503;
+    if roll < band {
+        sh.rejected_503.fetch_add(1, Ordering::Relaxed);
+        return Some(Fault::Refuse(error_parts(&ApiError::new(
+            503,
+            "QUERY_LIMIT_EXCEEDED",
+            "Too many requests",
+        ))));
+    }
+    band += f.rate_429;
+    if roll < band {
+        sh.rejected_429.fetch_add(1, Ordering::Relaxed);
+        return Some(Fault::Refuse(error_parts(&operation_time_limit())));
+    }
+    band += f.rate_500;
+    if roll < band {
+        return Some(Fault::Refuse(error_parts(&ApiError::new(
+            500,
+            "INTERNAL_SERVER_ERROR",
+            "Internal server error",
+        ))));
+    }
+    band += f.rate_lost;
+    (roll < band).then_some(Fault::LoseResponse)
 }
 
 fn respond(status: u16, body: Vec<u8>) -> Response {
@@ -281,29 +331,6 @@ fn set_operating(time: &mut Value, operating: f64, reset_at: i64) {
 /// answering (the latency is added by the caller).
 fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Vec<u8>, Duration) {
     let portal = &sh.portal;
-    // Injected faults come first: nothing is executed or counted against any limit.
-    if let Some(f) = portal.faults {
-        let roll = lock(&sh.dice).roll();
-        if roll < f.rate_503 {
-            sh.rejected_503.fetch_add(1, Ordering::Relaxed);
-            return error_parts(&ApiError::new(
-                503,
-                "QUERY_LIMIT_EXCEEDED",
-                "Too many requests",
-            ));
-        }
-        if roll < f.rate_503 + f.rate_429 {
-            sh.rejected_429.fetch_add(1, Ordering::Relaxed);
-            return error_parts(&operation_time_limit());
-        }
-        if roll < f.rate_503 + f.rate_429 + f.rate_500 {
-            return error_parts(&ApiError::new(
-                500,
-                "INTERNAL_SERVER_ERROR",
-                "Internal server error",
-            ));
-        }
-    }
     // Leaky bucket: one unit per HTTP request (a batch is one request).
     {
         let mut bucket = lock(&sh.bucket);

@@ -13,7 +13,7 @@
 //!   command_ms: 0                           # phase 2: processing time charged per command
 //!   operating_limit_s: 480                  # phase 2: per-method budget over 10 one-minute buckets
 //!   batch_billing: per_command              # phase 2: per_command | batch
-//!   faults: { seed: 1, rate_503: 0.0, rate_429: 0.0, rate_500: 0.0 }   # phase 2, default off
+//!   faults: { seed: 1, rate_503: 0.0, rate_429: 0.0, rate_500: 0.0, rate_lost: 0.0 }   # default off
 //! users:
 //!   - { id: 1, email: admin@example.com, name: Ada, last_name: Admin, active: true, admin: true }
 //!   - { id: 10, email: bo@example.com, name: Bo, last_name: Berg }  # active: true, admin: false
@@ -163,6 +163,10 @@ pub struct Faults {
     pub rate_429: f64,
     #[serde(default)]
     pub rate_500: f64,
+    /// Execute the request, then answer 502 with an HTML page, as if a proxy lost the
+    /// response: the client cannot know whether its write happened.
+    #[serde(default)]
+    pub rate_lost: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -376,8 +380,8 @@ pub fn validate(s: &State) -> Result<(), String> {
         return Err("portal.setowner_error_code must be \"\" or \"0\"".to_owned());
     }
     if let Some(f) = s.portal.faults {
-        let sum = f.rate_503 + f.rate_429 + f.rate_500;
-        if [f.rate_503, f.rate_429, f.rate_500]
+        let sum = f.rate_503 + f.rate_429 + f.rate_500 + f.rate_lost;
+        if [f.rate_503, f.rate_429, f.rate_500, f.rate_lost]
             .iter()
             .any(|r| *r < 0.0)
             || sum > 1.0
@@ -450,11 +454,12 @@ pub fn render(s: &State) -> String {
     if let Some(f) = p.faults {
         let _ = writeln!(
             o,
-            "  faults: {{ seed: {}, rate_503: {}, rate_429: {}, rate_500: {} }}",
+            "  faults: {{ seed: {}, rate_503: {}, rate_429: {}, rate_500: {}, rate_lost: {} }}",
             f.seed,
             num(f.rate_503),
             num(f.rate_429),
-            num(f.rate_500)
+            num(f.rate_500),
+            num(f.rate_lost)
         );
     }
     o.push_str(if s.users.is_empty() {

@@ -67,6 +67,7 @@ impl fmt::Display for Diagnostics {
 pub fn parse(file: &str, text: &str) -> Result<DesiredState, Diagnostics> {
     let mut cx = Cx {
         file,
+        text,
         diags: Vec::new(),
     };
     let docs = match MarkedYaml::load_from_str(text) {
@@ -108,6 +109,8 @@ pub fn parse(file: &str, text: &str) -> Result<DesiredState, Diagnostics> {
 
 struct Cx<'a> {
     file: &'a str,
+    /// The source, to quote numbers as written (`1e3`, not `1000`).
+    text: &'a str,
     diags: Vec<Diagnostic>,
 }
 
@@ -140,7 +143,7 @@ impl Cx<'_> {
             self.at(
                 node,
                 path,
-                format!("expected a mapping, found {}", describe(node)),
+                format!("expected a mapping, found {}", self.describe(node)),
             );
             return None;
         };
@@ -193,7 +196,7 @@ impl Cx<'_> {
                         "version",
                         format!(
                             "unsupported version {}; this roster understands version {FORMAT_VERSION}",
-                            describe(v)
+                            self.describe(v)
                         ),
                     );
                     ok = false;
@@ -217,7 +220,7 @@ impl Cx<'_> {
             self.at(
                 node,
                 "groups",
-                format!("expected a list of groups, found {}", describe(node)),
+                format!("expected a list of groups, found {}", self.describe(node)),
             );
             return None;
         };
@@ -226,39 +229,41 @@ impl Cx<'_> {
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
             let path = format!("groups[{i}]");
-            match self.group(item, &path) {
-                Some((group, id_node)) => {
-                    if let Some(line) = first_seen.get(&group.id) {
-                        self.at(
-                            id_node,
-                            &format!("{path}.id"),
-                            format!(
-                                "duplicate group {}: already declared on line {line}",
-                                group.id
-                            ),
-                        );
-                        ok = false;
-                    } else {
-                        first_seen.insert(group.id, group.line);
-                        state.groups.insert(group.id, group);
-                    }
-                }
-                None => ok = false,
+            let (group, id) = self.group(item, &path);
+            ok &= group.is_some();
+            let Some((id, id_node)) = id else { continue };
+            if let Some(line) = first_seen.get(&id) {
+                self.at(
+                    id_node,
+                    &format!("{path}.id"),
+                    format!("duplicate group {id}: already declared on line {line}"),
+                );
+                ok = false;
+                continue;
+            }
+            first_seen.insert(id, item.span.start.line());
+            if let Some(group) = group {
+                state.groups.insert(id, group);
             }
         }
         if ok { Some(state) } else { None }
     }
 
+    /// One group: the group if it is valid, and its ID (with its node) whenever the ID itself
+    /// is valid, so duplicates are found even in groups with other problems.
+    #[allow(clippy::type_complexity)]
     fn group<'n, 'i>(
         &mut self,
         node: &'n Node<'i>,
         path: &str,
-    ) -> Option<(DesiredGroup, &'n Node<'i>)> {
-        let fields = self.fields(
+    ) -> (Option<DesiredGroup>, Option<(GroupId, &'n Node<'i>)>) {
+        let Some(fields) = self.fields(
             node,
             path,
             &["id", "name", "owner", "moderators", "members", "prune"],
-        )?;
+        ) else {
+            return (None, None);
+        };
         let errors_before = self.diags.len();
         let mut id = None;
         let mut name = None;
@@ -279,7 +284,7 @@ impl Cx<'_> {
                     _ => self.at(
                         v,
                         &fpath,
-                        format!("expected a string, found {}", describe(v)),
+                        format!("expected a string, found {}", self.describe(v)),
                     ),
                 },
                 "owner" => {
@@ -293,7 +298,7 @@ impl Cx<'_> {
                     _ => self.at(
                         v,
                         &fpath,
-                        format!("expected true or false, found {}", describe(v)),
+                        format!("expected true or false, found {}", self.describe(v)),
                     ),
                 },
                 "moderators" | "members" => {
@@ -331,13 +336,18 @@ impl Cx<'_> {
             }
         }
         let Some((id, id_node)) = id else {
-            if self.diags.len() == errors_before {
+            if !self
+                .diags
+                .iter()
+                .skip(errors_before)
+                .any(|d| d.path == join(path, "id"))
+            {
                 self.at(node, path, "missing field `id` (the workgroup ID)");
             }
-            return None;
+            return (None, None);
         };
         if self.diags.len() != errors_before {
-            return None;
+            return (None, Some((id, id_node)));
         }
         let group = DesiredGroup {
             id,
@@ -347,7 +357,7 @@ impl Cx<'_> {
             prune,
             line: node.span.start.line(),
         };
-        Some((group, id_node))
+        (Some(group), Some((id, id_node)))
     }
 
     fn user_list<'n, 'i>(
@@ -362,7 +372,7 @@ impl Cx<'_> {
             self.at(
                 node,
                 path,
-                format!("expected a list of user IDs, found {}", describe(node)),
+                format!("expected a list of user IDs, found {}", self.describe(node)),
             );
             return Vec::new();
         };
@@ -386,7 +396,7 @@ impl Cx<'_> {
                     path,
                     format!(
                         "{what} must be a positive integer, found {}",
-                        describe(node)
+                        self.describe(node)
                     ),
                 );
                 None
@@ -407,6 +417,22 @@ fn join(path: &str, key: &str) -> String {
         key.to_owned()
     } else {
         format!("{path}.{key}")
+    }
+}
+
+impl Cx<'_> {
+    /// A short description of a node for messages: the value as written for scalars.
+    fn describe(&self, node: &Node) -> String {
+        if let YamlData::Value(Scalar::Integer(_) | Scalar::FloatingPoint(_)) = &node.data {
+            // A plain scalar runs to the next flow delimiter, line end or comment.
+            let rest: String = self.text.chars().skip(node.span.start.index()).collect();
+            let end = rest.find([',', ']', '}', '\n', '\r']).unwrap_or(rest.len());
+            let written = rest[..end].split(" #").next().unwrap_or_default().trim();
+            if !written.is_empty() {
+                return written.to_owned();
+            }
+        }
+        describe(node)
     }
 }
 

@@ -76,6 +76,7 @@ groups:
 groups.yaml:4:23: groups[0].members[2]: user ID must be a positive integer, found \"abc\"
 groups.yaml:5:5: groups[0].colour: unknown field `colour`; expected one of: id, name, owner, moderators, members, prune
 groups.yaml:6:9: groups[1].id: group ID must be a positive integer, found 0
+groups.yaml:7:9: groups[2].id: duplicate group 15: already declared on line 3
 groups.yaml:9:15: groups[2].members[0]: user 4 is listed twice in this group (first under `moderators` on line 8)",
     );
 }
@@ -165,5 +166,37 @@ fn syntax_and_shape_errors() {
     assert!(
         dup.starts_with("groups.yaml:2:1: invalid YAML: duplicated key"),
         "{dup}"
+    );
+}
+
+#[test]
+fn duplicates_are_found_in_groups_with_other_errors() {
+    check(
+        "version: 1
+groups:
+  - id: 15
+  - id: 15
+    members: [7, 7]
+  - name: no id
+    members: [0]
+",
+        "groups.yaml:4:9: groups[1].id: duplicate group 15: already declared on line 3
+groups.yaml:5:18: groups[1].members[1]: user 7 is listed twice in this group (first under `members` on line 5)
+groups.yaml:6:5: groups[2]: missing field `id` (the workgroup ID)
+groups.yaml:7:15: groups[2].members[0]: user ID must be a positive integer, found 0",
+    );
+}
+
+#[test]
+fn numbers_are_quoted_as_written() {
+    check(
+        "version: 1
+groups:
+  - id: 99999999999999999999999
+    members: [1e3, 2.5, 0x10]
+",
+        "groups.yaml:3:9: groups[0].id: group ID must be a positive integer, found 99999999999999999999999
+groups.yaml:4:15: groups[0].members[0]: user ID must be a positive integer, found 1e3
+groups.yaml:4:20: groups[0].members[1]: user ID must be a positive integer, found 2.5",
     );
 }

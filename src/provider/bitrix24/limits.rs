@@ -38,13 +38,14 @@ impl RateProfile {
             other => {
                 let bad = || {
                     format!(
-                        "invalid rate profile {other:?}: expected cloud, enterprise, off or BURST/PER_SECOND"
+                        "invalid rate profile {other:?}: expected cloud, enterprise, off or BURST/PER_SECOND (burst 1 to 1e6, per second 0.01 to 1e6)"
                     )
                 };
                 let (b, r) = other.split_once('/').ok_or_else(bad)?;
                 let burst: f64 = b.trim().parse().map_err(|_| bad())?;
                 let per_second: f64 = r.trim().parse().map_err(|_| bad())?;
-                if burst < 1.0 || per_second <= 0.0 {
+                // Finite and within sane bounds: a tiny rate would overflow a Duration.
+                if !(1.0..=1e6).contains(&burst) || !(0.01..=1e6).contains(&per_second) {
                     return Err(bad());
                 }
                 Ok(Some(RateProfile { burst, per_second }))
@@ -216,6 +217,9 @@ mod tests {
         );
         assert_eq!(RateProfile::parse("off"), Ok(None));
         assert!(RateProfile::parse("0/2").is_err());
+        for bad in ["1/1e-300", "50/nan", "inf/2", "50/0", "50/-1", "50"] {
+            assert!(RateProfile::parse(bad).is_err(), "{bad}");
+        }
         assert!(RateProfile::parse("fast").is_err());
     }
 

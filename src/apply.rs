@@ -29,11 +29,22 @@ impl Report {
     pub fn done(&self) -> usize {
         self.outcomes.iter().filter(|o| o.status.is_done()).count()
     }
+    /// Changes the portal answered but did not make.
     pub fn not_done(&self) -> usize {
-        self.outcomes.len() - self.done()
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o.status, OpStatus::NotDone { .. }))
+            .count()
+    }
+    /// Changes whose call failed.
+    pub fn failed(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o.status, OpStatus::Failed { .. }))
+            .count()
     }
     pub fn all_done(&self) -> bool {
-        self.not_done() == 0
+        self.done() == self.outcomes.len()
     }
 }
 

@@ -53,7 +53,12 @@ impl Exit {
 
 /// Run one command line. Errors are returned for `main` to print once.
 pub fn run(cli: Cli) -> Result<Exit> {
-    init_tracing(cli.verbose);
+    let log_color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    init_tracing(cli.verbose, log_color);
     let style = Style {
         color: match cli.color {
             ColorChoice::Always => true,
@@ -89,7 +94,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
     })
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, color: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "roster=info",
@@ -100,6 +105,7 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(color)
         .with_target(false)
         .try_init();
 }

@@ -144,7 +144,7 @@ pub async fn measure(
         apply_s,
         floor_s: floor,
         ratio_to_floor: (floor > 0.0).then(|| (plan_s + apply_s) / floor),
-        not_done: report.not_done(),
+        not_done: report.outcomes.len() - report.done(),
         converged,
     })
 }

@@ -138,9 +138,10 @@ pub fn report(report: &crate::apply::Report, style: Style) -> String {
         let _ = writeln!(out, "{line}");
     }
     let mut summary = format!(
-        "Apply: {} done, {} failed, {} skipped.",
+        "Apply: {} done, {} not done, {} failed, {} skipped.",
         report.done(),
         report.not_done(),
+        report.failed(),
         report.skipped
     );
     if report.retries > 0 {

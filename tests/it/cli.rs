@@ -72,7 +72,7 @@ fn detailed_exitcode_before_and_after_apply() {
     done     group 15 "Marketing": - user 30 member
     done     group 27 "Engineering": + user 30 member
     done     group 42 "Sales": + user 23 member
-    Apply: 5 done, 0 failed, 1 skipped.
+    Apply: 5 done, 0 not done, 0 failed, 1 skipped.
     --- stderr
     "#);
 
@@ -186,7 +186,8 @@ fn a_skipped_user_is_reported_and_the_rest_still_applies() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("Apply: 1 done, 1 failed, 1 skipped."),
+        run.stdout
+            .contains("Apply: 1 done, 1 not done, 0 failed, 1 skipped."),
         "{}",
         run.stdout
     );
@@ -451,8 +452,9 @@ fn apply_report_counts_retries_under_injected_faults() {
     let run = ws.roster(&["apply", "groups.yaml", PORTAL, "--auto-approve"]);
     assert_eq!(run.code, 0, "{}", run.transcript());
     assert!(
-        run.stdout
-            .contains("Apply: 5 done, 0 failed, 1 skipped. 1 retried after transient errors."),
+        run.stdout.contains(
+            "Apply: 5 done, 0 not done, 0 failed, 1 skipped. 1 retried after transient errors."
+        ),
         "{}",
         run.stdout
     );

@@ -488,3 +488,40 @@ fn portal_comes_from_the_environment_too() {
         bad.stderr
     );
 }
+
+/// A server whose error page quotes the request path (Apache's default 404 does) must not make
+/// roster print the code.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_page_echoing_the_path_does_not_leak_the_code() {
+    let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            format!(
+                "<html><body>The requested URL {} was not found on this server.</body></html>",
+                uri.path()
+            ),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let ws = std::sync::Arc::new(Workspace::with_example_portal());
+    let portal = format!("--portal=http://{addr}/rest/1/echoedsecret42/");
+    let ws2 = ws.clone();
+    let run =
+        tokio::task::spawn_blocking(move || ws2.roster(&["plan", "groups.yaml", &portal, "-vv"]))
+            .await
+            .unwrap();
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(
+        run.stderr
+            .contains("The requested URL /rest/1/***/batch.json was not found"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("echoedsecret42") && !run.stdout.contains("echoedsecret42"),
+        "{}",
+        run.transcript()
+    );
+}

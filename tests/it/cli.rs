@@ -525,3 +525,34 @@ async fn an_error_page_echoing_the_path_does_not_leak_the_code() {
         run.transcript()
     );
 }
+
+/// A webhook of a user who is not an administrator may read but not write: every change is
+/// reported failed with the portal's reason, the exit code says so, and nothing changes.
+#[test]
+fn a_non_admin_webhook_fails_every_change_visibly() {
+    let ws = Workspace::with_example_portal();
+    let state = ws.read("portal.yaml").replace(
+        "  - { user: 1, code: sandboxcode0001 }",
+        "  - { user: 10, code: memberscode0010 }",
+    );
+    assert!(
+        state.contains("memberscode0010"),
+        "the example portal's webhook line moved"
+    );
+    ws.write("portal.yaml", &state);
+    let before = ws.read("portal.yaml");
+    let run = ws.roster(&["apply", "groups.yaml", PORTAL, "--auto-approve"]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(
+        run.stdout.contains("failed   group 42 \"Sales\": + user 23 member: sonet_group.user.add: error (No permissions to add users)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Apply: 0 done, 0 not done, 5 failed, 1 skipped."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(ws.read("portal.yaml"), before);
+}

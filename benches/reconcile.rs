@@ -3,6 +3,9 @@
 //!
 //! cargo bench --bench reconcile -- --groups 2000 --members 40 --churn 0.05 --profile cloud --latency-ms 20
 //!
+//! `--faults 503=0.05,429=0.02,500=0.02,lost=0.02` makes the sandbox refuse (or, for `lost`,
+//! execute and then answer 502) that fraction of requests at random (seeded by `--seed`).
+//!
 //! Prints progress on stderr and one line of JSON on stdout (see `roster::loadtest::Measurement`
 //! plus the scenario's parameters).
 
@@ -11,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use roster::loadtest;
 use roster::provider::bitrix24::{Options, RateProfile};
-use roster::sandbox::bitrix24::state::{Portal, RateLimit};
+use roster::sandbox::bitrix24::state::{Faults, Portal, RateLimit};
 use roster::sandbox::scenario::{self, Params};
 
 struct Args {
@@ -21,6 +24,32 @@ struct Args {
     profile: String,
     latency_ms: u64,
     seed: u64,
+    faults: Option<Faults>,
+}
+
+/// `503=0.05,429=0.02,500=0.02,lost=0.02`
+fn faults(spec: &str, seed: u64) -> Result<Faults> {
+    let mut f = Faults {
+        seed,
+        rate_503: 0.0,
+        rate_429: 0.0,
+        rate_500: 0.0,
+        rate_lost: 0.0,
+    };
+    for part in spec.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .with_context(|| format!("--faults: {part:?} is not KIND=RATE"))?;
+        let v: f64 = v.parse()?;
+        match k {
+            "503" => f.rate_503 = v,
+            "429" => f.rate_429 = v,
+            "500" => f.rate_500 = v,
+            "lost" => f.rate_lost = v,
+            other => bail!("--faults: unknown kind {other}; expected 503, 429, 500 or lost"),
+        }
+    }
+    Ok(f)
 }
 
 fn args() -> Result<Args> {
@@ -31,7 +60,9 @@ fn args() -> Result<Args> {
         profile: "cloud".into(),
         latency_ms: 20,
         seed: 1,
+        faults: None,
     };
+    let mut fault_spec = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -42,12 +73,14 @@ fn args() -> Result<Args> {
             "--profile" => a.profile = value()?,
             "--latency-ms" => a.latency_ms = value()?.parse()?,
             "--seed" => a.seed = value()?.parse()?,
+            "--faults" => fault_spec = Some(value()?),
             "--bench" => {}
             other => bail!(
-                "unknown flag {other}; expected --groups --members --churn --profile --latency-ms --seed"
+                "unknown flag {other}; expected --groups --members --churn --profile --latency-ms --seed --faults"
             ),
         }
     }
+    a.faults = fault_spec.map(|s| faults(&s, a.seed)).transpose()?;
     Ok(a)
 }
 
@@ -60,6 +93,7 @@ fn main() -> Result<()> {
             per_second: r.per_second,
         }),
         latency_ms: a.latency_ms,
+        faults: a.faults,
         ..Portal::default()
     };
     let params = Params {
@@ -93,6 +127,9 @@ fn main() -> Result<()> {
     obj.insert("churn".into(), a.churn.into());
     obj.insert("profile".into(), a.profile.into());
     obj.insert("latency_ms".into(), a.latency_ms.into());
+    if let Some(f) = a.faults {
+        obj.insert("faults".into(), serde_json::json!({"503": f.rate_503, "429": f.rate_429, "500": f.rate_500, "lost": f.rate_lost}));
+    }
     println!("{line}");
     Ok(())
 }

@@ -53,20 +53,12 @@ impl Exit {
 
 /// Run one command line. Errors are returned for `main` to print once.
 pub fn run(cli: Cli) -> Result<Exit> {
-    let log_color = match cli.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
-    init_tracing(cli.verbose, log_color);
+    init_tracing(
+        cli.verbose,
+        use_color(cli.color, io::stderr().is_terminal()),
+    );
     let style = Style {
-        color: match cli.color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-            }
-        },
+        color: use_color(cli.color, io::stdout().is_terminal()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -92,6 +84,15 @@ pub fn run(cli: Cli) -> Result<Exit> {
             } => generate(&out, groups, members, churn, seed),
         }
     })
+}
+
+/// Colour for a stream: as asked, or with `auto` only on a terminal and without `NO_COLOR`.
+fn use_color(choice: ColorChoice, terminal: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => terminal && std::env::var_os("NO_COLOR").is_none(),
+    }
 }
 
 fn init_tracing(verbose: u8, color: bool) {

@@ -278,3 +278,35 @@ fn batch_commands_go_on_the_wire_in_execution_order() {
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
     assert_eq!(names[7], "c07");
 }
+
+/// A `time` object near the operating budget pauses that method until `operating_reset_at`
+/// (measured from the portal's own `finish`, so clock skew does not matter).
+#[tokio::test(start_paused = true)]
+async fn time_objects_feed_the_operating_budget() {
+    let client = Client::new(
+        Webhook::parse("http://127.0.0.1:1/rest/1/code/").unwrap(),
+        Options::default(),
+    )
+    .unwrap();
+    let time = |operating: f64| {
+        json!({"start": 1773850553.0, "finish": 1773850553.26, "duration": 0.26, "processing": 0.2,
+               "date_start": "2026-03-18T19:15:53+03:00", "date_finish": "2026-03-18T19:15:53+03:00",
+               "operating_reset_at": 1773850583, "operating": operating})
+    };
+    client.observe_time("sonet_group.user.get", &time(12.5));
+    assert_eq!(
+        client.operating.wait_for("sonet_group.user.get"),
+        Duration::ZERO
+    );
+    client.observe_time("sonet_group.user.get", &time(471.0));
+    let wait = client.operating.wait_for("sonet_group.user.get");
+    assert!((29.7..=29.8).contains(&wait.as_secs_f64()), "{wait:?}");
+    assert_eq!(
+        client.operating.wait_for("batch"),
+        Duration::ZERO,
+        "per method"
+    );
+    // Without operating fields (older portals, self-hosted without the limiter) nothing is tracked.
+    client.observe_time("batch", &json!({"start": 1.0, "finish": 2.0}));
+    assert_eq!(client.operating.wait_for("batch"), Duration::ZERO);
+}

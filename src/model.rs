@@ -103,6 +103,9 @@ pub struct CurrentState {
 pub enum OpStatus {
     /// The portal confirmed the change.
     Done,
+    /// The change is in place: reading the group after apply showed it, though no answer to
+    /// roster's own command confirmed it (a lost response, or somebody else made it).
+    Confirmed,
     /// The portal answered without error but did not make the change (for example it
     /// silently skipped the user); `reason` says what is known.
     NotDone { reason: String },
@@ -111,7 +114,8 @@ pub enum OpStatus {
 }
 
 impl OpStatus {
+    /// Done or confirmed: the portal holds the change.
     pub fn is_done(&self) -> bool {
-        matches!(self, OpStatus::Done)
+        matches!(self, OpStatus::Done | OpStatus::Confirmed)
     }
 }

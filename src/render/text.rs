@@ -128,6 +128,13 @@ pub fn report(report: &crate::apply::Report, style: Style) -> String {
         );
         let line = match &o.status {
             OpStatus::Done => style.paint(GREEN, &format!("{:<9}{subject}", "done")),
+            OpStatus::Confirmed => style.paint(
+                GREEN,
+                &format!(
+                    "{:<9}{subject} (in place: confirmed by reading the group again)",
+                    "done"
+                ),
+            ),
             OpStatus::NotDone { reason } => {
                 style.paint(RED, &format!("{:<9}{subject}: {reason}", "not done"))
             }

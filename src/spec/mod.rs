@@ -236,7 +236,10 @@ impl Cx<'_> {
                 self.at(
                     id_node,
                     &format!("{path}.id"),
-                    format!("duplicate group {id}: already declared on line {line}"),
+                    format!(
+                        "duplicate group {}: already declared on line {line}",
+                        self.describe(id_node)
+                    ),
                 );
                 ok = false;
                 continue;
@@ -427,7 +430,13 @@ impl Cx<'_> {
             // A plain scalar runs to the next flow delimiter, line end or comment.
             let rest: String = self.text.chars().skip(node.span.start.index()).collect();
             let end = rest.find([',', ']', '}', '\n', '\r']).unwrap_or(rest.len());
-            let written = rest[..end].split(" #").next().unwrap_or_default().trim();
+            // A comment starts at a `#` after white space (space or tab).
+            let value = &rest[..end];
+            let comment = value
+                .char_indices()
+                .find(|&(i, c)| c == '#' && value[..i].ends_with([' ', '\t']))
+                .map_or(value.len(), |(i, _)| i);
+            let written = value[..comment].trim();
             if !written.is_empty() {
                 return written.to_owned();
             }

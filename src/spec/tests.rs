@@ -194,9 +194,14 @@ fn numbers_are_quoted_as_written() {
 groups:
   - id: 99999999999999999999999
     members: [1e3, 2.5, 0x10]
+  - id: -1e3	# a comment after a tab
+  - id: 0o17
+  - id: 15
 ",
         "groups.yaml:3:9: groups[0].id: group ID must be a positive integer, found 99999999999999999999999
 groups.yaml:4:15: groups[0].members[0]: user ID must be a positive integer, found 1e3
-groups.yaml:4:20: groups[0].members[1]: user ID must be a positive integer, found 2.5",
+groups.yaml:4:20: groups[0].members[1]: user ID must be a positive integer, found 2.5
+groups.yaml:5:9: groups[1].id: group ID must be a positive integer, found -1e3
+groups.yaml:7:9: groups[3].id: duplicate group 15: already declared on line 6",
     );
 }

@@ -153,6 +153,25 @@ impl Operating {
             .insert(method.to_owned(), Usage { operating_s, reset });
     }
 
+    /// The portal refused `method` for its budget (429): treat it as spent for `wait`, so every
+    /// concurrent caller pauses rather than each finding out on its own.
+    pub fn block(&self, method: &str, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut state = self.state.lock().expect("operating lock");
+        let usage = state.entry(method.to_owned()).or_insert(Usage {
+            operating_s: 0.0,
+            reset: None,
+        });
+        // A reset time reported for a budget that was not exhausted says when the oldest minute
+        // expires (up to 10 minutes away), not when this block ends: only a block extends a block.
+        let blocking = usage.operating_s >= self.limit_s - self.margin_s;
+        usage.reset = match usage.reset {
+            Some(r) if blocking && r > until => Some(r),
+            _ => Some(until),
+        };
+        usage.operating_s = usage.operating_s.max(self.limit_s);
+    }
+
     /// How long `method` must wait before its next call (zero when under budget).
     pub fn wait_for(&self, method: &str) -> Duration {
         let mut state = self.state.lock().expect("operating lock");
@@ -221,6 +240,19 @@ mod tests {
             assert!(RateProfile::parse(bad).is_err(), "{bad}");
         }
         assert!(RateProfile::parse("fast").is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_blocks_the_method_for_everyone() {
+        let o = Operating::new(480.0, 5.0);
+        // A healthy budget whose oldest minute resets in 9 minutes: the block is not that long.
+        o.observe("batch", 20.0, Some(Duration::from_secs(540)));
+        o.block("batch", Duration::from_secs(10));
+        assert_eq!(o.wait_for("batch"), Duration::from_secs(10));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(o.wait_for("batch"), Duration::from_secs(6));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(o.wait_for("batch"), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

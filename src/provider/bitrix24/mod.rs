@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::model::{CurrentGroup, CurrentState, GroupId, OpStatus, Role, UserId};
 use crate::plan::Change;
@@ -156,8 +156,20 @@ pub struct Client {
 /// The outcome of one command inside a batch.
 type CommandResult = Result<Value, ApiError>;
 
+/// What one unit of work (a chunk of commands) may still spend on retries: transient failures
+/// (up to `max_attempts - 1`) and throttling waits (up to `MAX_THROTTLED`), shared by the
+/// re-sends of deferred commands and the retries of whole requests.
+#[derive(Debug, Default)]
+struct Budget {
+    retries: u32,
+    throttled: u32,
+}
+
 /// Every answer one command got, in order: more than one when it was sent again.
 type Answers = Vec<Result<Value, String>>;
+
+/// The length of the portal's operating-time window; no budget wait is longer.
+const OPERATING_WINDOW: Duration = Duration::from_secs(600);
 
 /// Throttling answers (429) tolerated per request or chunk: with waits doubling to two minutes
 /// they cover the portal's ten-minute operating window.
@@ -203,18 +215,17 @@ impl Client {
 
     /// One HTTP call of `method` with a JSON body, paced by the bucket and the operating-time
     /// budget of `method` and of `sub_methods` (a batch's commands), retried while the failure
-    /// is transient. Returns the whole answer (`result` and `time`).
+    /// is transient, within `budget`. Returns the whole answer (`result` and `time`).
     async fn call(
         &self,
         method: &str,
         sub_methods: &BTreeSet<&str>,
         body: &Value,
+        budget: &mut Budget,
     ) -> Result<Value, CallError> {
         let methods: Vec<&str> = std::iter::once(method)
             .chain(sub_methods.iter().copied())
             .collect();
-        let mut attempt = 1;
-        let mut throttled = 0;
         loop {
             let pause = methods
                 .iter()
@@ -238,17 +249,17 @@ impl Client {
                 }
                 Err(e) => e,
             };
-            let delay = if e.is_throttle() && throttled < MAX_THROTTLED {
-                throttled += 1;
-                self.throttle_delay(&methods, throttled)
-            } else if e.is_transient() && attempt < self.options.max_attempts {
-                if let (CallError::Api(api), Some(b)) = (&e, &self.bucket)
+            let delay = if e.is_throttle() && budget.throttled < MAX_THROTTLED {
+                budget.throttled += 1;
+                self.throttle(&methods, budget.throttled)
+            } else if e.is_transient() && budget.retries + 1 < self.options.max_attempts {
+                if let CallError::Api(api) = &e
                     && api.code == "QUERY_LIMIT_EXCEEDED"
                 {
-                    b.mark_full();
+                    self.bucket_full();
                 }
-                attempt += 1;
-                backoff(&self.options, attempt - 1)
+                budget.retries += 1;
+                backoff(&self.options, budget.retries)
             } else {
                 return Err(e);
             };
@@ -258,8 +269,24 @@ impl Client {
         }
     }
 
-    /// How long to wait after the `n`th throttling answer: until the budget of any of
-    /// `methods` resets if a response told us when, else `throttle_wait` doubling (≤ 2 min).
+    /// The model of the portal's bucket is full: a 503 said so.
+    fn bucket_full(&self) {
+        if let Some(b) = &self.bucket {
+            b.mark_full();
+        }
+    }
+
+    /// After the `n`th throttling answer for `methods`: how long to wait, recorded so that
+    /// concurrent requests for those methods pause too. Until the budget resets if a response
+    /// told us when, else `throttle_wait` doubling (≤ 2 min).
+    fn throttle(&self, methods: &[&str], n: u32) -> Duration {
+        let delay = self.throttle_delay(methods, n);
+        for m in methods {
+            self.operating.block(m, delay);
+        }
+        delay
+    }
+
     fn throttle_delay(&self, methods: &[&str], n: u32) -> Duration {
         let known = methods
             .iter()
@@ -282,15 +309,19 @@ impl Client {
 
     /// Feed a `time` object's `operating` / `operating_reset_at` to the operating-time tracker.
     fn observe_time(&self, method: &str, time: &Value) {
-        let Some(operating) = time.get("operating").and_then(Value::as_f64) else {
+        let operating = time.get("operating").and_then(Value::as_f64);
+        let Some(operating) = operating.filter(|o| o.is_finite()) else {
             return;
         };
         let reset = time.get("operating_reset_at").and_then(Value::as_f64);
         let finish = time.get("finish").and_then(Value::as_f64);
+        // The budget's window is 10 minutes: no reset is further away than that, whatever a
+        // response says (a bad value must neither panic nor stall roster).
         let reset_in = match (reset, finish) {
-            (Some(reset), Some(finish)) if reset > finish => {
-                Some(Duration::from_secs_f64(reset - finish))
-            }
+            (Some(reset), Some(finish)) if reset > finish => Some(
+                Duration::try_from_secs_f64(reset - finish)
+                    .map_or(OPERATING_WINDOW, |d| d.min(OPERATING_WINDOW)),
+            ),
             _ => None,
         };
         self.operating.observe(method, operating, reset_in);
@@ -312,19 +343,24 @@ impl Client {
             // without_url(): reqwest puts the URL, and so the webhook code, in its messages.
             .map_err(|e| transport(None, self.scrub(&e.without_url().to_string())))?;
         let status = response.status().as_u16();
+        // A body cut off mid-read is no answer at all (status None): the write may or may not
+        // have happened, and the request is worth repeating.
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| transport(Some(status), self.scrub(&e.without_url().to_string())))?;
+            .map_err(|e| transport(None, self.scrub(&e.without_url().to_string())))?;
         debug!(%method, status, bytes = bytes.len(), ms = started.elapsed().as_millis() as u64, "response");
-        let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
+        // Scrub the whole answer once, before anything is built from it: any text a portal or
+        // proxy sends back (error pages, echoed paths, odd results) may quote the request URL.
+        let text = self.scrub(&String::from_utf8_lossy(&bytes));
+        let parsed: Result<Value, _> = serde_json::from_str(&text);
         match parsed {
             Ok(v) => {
                 if let Some(e) = wire::error_body(&v) {
                     return Err(ApiError {
                         method: method.to_owned(),
-                        code: self.scrub(&e.code),
-                        description: self.scrub(&e.description),
+                        code: e.code,
+                        description: e.description,
                         status: Some(status),
                     }
                     .into());
@@ -342,7 +378,6 @@ impl Client {
                 Ok(v)
             }
             Err(_) => {
-                let text = self.scrub(&String::from_utf8_lossy(&bytes));
                 let snippet: String = text.chars().take(200).collect();
                 Err(transport(
                     Some(status),
@@ -355,13 +390,17 @@ impl Client {
 
     /// Run up to `BATCH_MAX` commands in one `batch` request (`halt=0`), returning each
     /// command's own result or error, in order.
-    async fn batch(&self, cmds: &[&Command]) -> Result<Vec<CommandResult>, CallError> {
+    async fn batch(
+        &self,
+        cmds: &[&Command],
+        budget: &mut Budget,
+    ) -> Result<Vec<CommandResult>, CallError> {
         assert!(cmds.len() <= BATCH_MAX, "callers chunk batches");
         let (names, body) = batch_body(cmds);
         let methods: BTreeSet<&str> = cmds.iter().map(|c| c.method).collect();
         debug!(commands = cmds.len(), "batch");
         tracing::trace!(%body, "batch body");
-        let answer = self.call("batch", &methods, &body).await?;
+        let answer = self.call("batch", &methods, &body, budget).await?;
         let result = &answer["result"];
         for (c, name) in cmds.iter().zip(&names) {
             if let Some(t) = wire::section(result, "result_time", name) {
@@ -377,8 +416,8 @@ impl Client {
                 {
                     return Err(ApiError {
                         method: c.method.to_owned(),
-                        code: self.scrub(&e.code),
-                        description: self.scrub(&e.description),
+                        code: e.code,
+                        description: e.description,
                         status: None,
                     });
                 }
@@ -403,10 +442,11 @@ impl Client {
     async fn run_chunk(&self, chunk: &[(GroupId, Command)]) -> Vec<Answers> {
         let mut answers: Vec<Answers> = vec![Vec::new(); chunk.len()];
         let mut pending: Vec<usize> = (0..chunk.len()).collect();
-        let (mut attempt, mut throttled) = (1, 0);
+        // One budget for the chunk: re-sends here and retries inside `call` draw on it alike.
+        let mut budget = Budget::default();
         while !pending.is_empty() {
             let cmds: Vec<&Command> = pending.iter().map(|&i| &chunk[i].1).collect();
-            let results = match self.batch(&cmds).await {
+            let results = match self.batch(&cmds, &mut budget).await {
                 Ok(results) => results,
                 Err(e) => {
                     for &i in &pending {
@@ -417,11 +457,12 @@ impl Client {
             };
             let mut again = Vec::new();
             let mut tainted = BTreeSet::new();
-            let mut throttle = false;
+            let (mut throttle, mut limited) = (false, false);
             for (&i, r) in pending.iter().zip(results) {
                 let group = chunk[i].0;
                 let deferred = matches!(&r, Err(e) if is_deferral(e));
                 throttle |= matches!(&r, Err(e) if e.code == "OPERATION_TIME_LIMIT");
+                limited |= matches!(&r, Err(e) if e.code == "QUERY_LIMIT_EXCEEDED");
                 answers[i].push(r.map_err(|e| e.to_string()));
                 if deferred || tainted.contains(&group) {
                     tainted.insert(group);
@@ -431,13 +472,16 @@ impl Client {
             if again.is_empty() {
                 break;
             }
-            let delay = if throttle && throttled < MAX_THROTTLED {
-                throttled += 1;
+            if limited {
+                self.bucket_full();
+            }
+            let delay = if throttle && budget.throttled < MAX_THROTTLED {
+                budget.throttled += 1;
                 let methods: Vec<&str> = again.iter().map(|&i| chunk[i].1.method).collect();
-                self.throttle_delay(&methods, throttled)
-            } else if !throttle && attempt < self.options.max_attempts {
-                attempt += 1;
-                backoff(&self.options, attempt - 1)
+                self.throttle(&methods, budget.throttled)
+            } else if !throttle && budget.retries + 1 < self.options.max_attempts {
+                budget.retries += 1;
+                backoff(&self.options, budget.retries)
             } else {
                 break;
             };
@@ -496,6 +540,20 @@ impl Client {
         groups: &[GroupId],
         on_progress: OnProgress<'_>,
     ) -> Result<CurrentState, FetchError> {
+        let (state, failed) = self.read(groups, on_progress).await;
+        if failed.is_empty() {
+            Ok(state)
+        } else {
+            Err(FetchError::Groups(failed))
+        }
+    }
+
+    /// Read what can be read: the groups that answered, and each other group with its error.
+    async fn read(
+        &self,
+        groups: &[GroupId],
+        on_progress: OnProgress<'_>,
+    ) -> (CurrentState, Vec<(GroupId, String)>) {
         let cmds: Vec<(GroupId, Command)> = groups
             .iter()
             .map(|g| (*g, Command::new("sonet_group.user.get").param("ID", g.0)))
@@ -517,19 +575,17 @@ impl Client {
                 Err(e) => failed.push((*g, e)),
             }
         }
-        if failed.is_empty() {
-            Ok(state)
-        } else {
-            Err(FetchError::Groups(failed))
-        }
+        (state, failed)
     }
 
     /// Carry out `changes`; one status per change, in input order.
     ///
     /// A change is done when any answer to a command carrying it lists the user. When some
-    /// change is not confirmed that way (a lost response, a refused re-send, a concurrent
-    /// edit), its groups are read again and a change the portal shows as made is done after
-    /// all: the report says what the portal holds, not what the wire happened to deliver.
+    /// change is not confirmed that way (a lost response, a refused re-send, somebody else's
+    /// edit), its groups are read again: a change the portal shows as made is `Confirmed`, and
+    /// one whose answers were lost or refused and whose group cannot be read is `Failed` with an
+    /// unknown outcome, never "the portal skipped it". The report says what the portal holds,
+    /// not what the wire happened to deliver.
     pub async fn execute(
         &self,
         changes: &[(GroupId, Change)],
@@ -542,8 +598,15 @@ impl Client {
             .collect();
         // Every command's verdict on each change it carried; a change is done when all agree.
         let mut verdicts: Vec<Vec<OpStatus>> = vec![Vec::new(); changes.len()];
+        // Whether some command carrying the change got an error or more than one answer.
+        let mut unsure = vec![false; changes.len()];
         for (w, answers) in writes.iter().zip(self.run_all(&cmds, on_progress).await) {
             judge(w, &answers, &mut verdicts);
+            if answers.len() > 1 || answers.iter().any(Result::is_err) {
+                for &(i, _) in &w.carries {
+                    unsure[i] = true;
+                }
+            }
         }
         let mut statuses: Vec<OpStatus> = verdicts
             .into_iter()
@@ -553,25 +616,33 @@ impl Client {
                     .unwrap_or(OpStatus::Done)
             })
             .collect();
-        let unsure: BTreeSet<GroupId> = changes
+        let recheck: BTreeSet<GroupId> = changes
             .iter()
             .zip(&statuses)
             .filter(|(_, s)| !s.is_done())
             .map(|((g, _), _)| *g)
             .collect();
-        if !unsure.is_empty() {
-            let groups: Vec<GroupId> = unsure.into_iter().collect();
-            match self.fetch(&groups, &|_| {}).await {
-                Ok(now) => {
-                    for ((g, change), status) in changes.iter().zip(statuses.iter_mut()) {
-                        if !status.is_done() && now.groups.get(g).is_some_and(|m| holds(m, change))
-                        {
-                            info!(group = %g, user = %change.user(), "change confirmed by reading the group again");
-                            *status = OpStatus::Done;
-                        }
-                    }
-                }
-                Err(e) => warn!("could not re-read groups to confirm unconfirmed changes: {e}"),
+        if recheck.is_empty() {
+            return statuses;
+        }
+        let groups: Vec<GroupId> = recheck.into_iter().collect();
+        let (now, unread) = self.read(&groups, &|_| {}).await;
+        let unread: BTreeMap<GroupId, String> = unread.into_iter().collect();
+        for (i, ((g, change), status)) in changes.iter().zip(statuses.iter_mut()).enumerate() {
+            if status.is_done() {
+                continue;
+            }
+            if now.groups.get(g).is_some_and(|m| holds(m, change)) {
+                info!(group = %g, user = %change.user(), "change confirmed by reading the group again");
+                *status = OpStatus::Confirmed;
+            } else if let (Some(e), true, OpStatus::NotDone { .. }) =
+                (unread.get(g), unsure[i], &status)
+            {
+                *status = OpStatus::Failed {
+                    error: format!(
+                        "outcome unknown: an answer was lost or refused, and reading the group again failed ({e})"
+                    ),
+                };
             }
         }
         statuses

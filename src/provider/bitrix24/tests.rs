@@ -306,6 +306,15 @@ async fn time_objects_feed_the_operating_budget() {
         Duration::ZERO,
         "per method"
     );
+    // A reset absurdly far away (a portal reporting milliseconds, or garbage) is capped at the
+    // 10-minute window instead of panicking or stalling.
+    let mut far = time(479.0);
+    far["operating_reset_at"] = json!(1e300);
+    client.observe_time("user.get", &far);
+    assert_eq!(
+        client.operating.wait_for("user.get"),
+        Duration::from_secs(600)
+    );
     // Without operating fields (older portals, self-hosted without the limiter) nothing is tracked.
     client.observe_time("batch", &json!({"start": 1.0, "finish": 2.0}));
     assert_eq!(client.operating.wait_for("batch"), Duration::ZERO);

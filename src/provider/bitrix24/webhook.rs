@@ -59,6 +59,11 @@ impl Webhook {
                 "the scheme must be https (or http for a local sandbox)",
             ));
         }
+        // The HTTP client must accept it too: a real URL parser catches bad hosts and ports.
+        let parsed = reqwest::Url::parse(url).map_err(|_| fail("not a valid URL"))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(fail("user:password@ does not belong in a webhook URL"));
+        }
         let rest = rest.split(['?', '#']).next().unwrap_or_default();
         let (host, path) = rest.split_once('/').ok_or_else(|| fail("no path"))?;
         if host.is_empty() {
@@ -95,9 +100,21 @@ impl Webhook {
         format!("{}{}/{method}.json", self.prefix, self.code.expose())
     }
 
-    /// `text` with every occurrence of the code replaced by `***`.
+    /// `text` with every occurrence of the code replaced by `***`, in any letter case (a page
+    /// may upper-case the path it quotes).
     pub fn scrub(&self, text: &str) -> String {
-        text.replace(self.code.expose(), "***")
+        let needle = self.code.expose().to_ascii_lowercase();
+        let haystack = text.to_ascii_lowercase();
+        // ASCII lower-casing keeps byte offsets, so matches in `haystack` index `text`.
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for (i, _) in haystack.match_indices(&needle) {
+            out.push_str(&text[last..i]);
+            out.push_str("***");
+            last = i + needle.len();
+        }
+        out.push_str(&text[last..]);
+        out
     }
 
     /// The address with the code masked, safe for messages and logs.
@@ -160,6 +177,10 @@ mod tests {
             "https://acme/rest/s3cr3t/",
             "https://acme/s3cr3t/rest/1",
             "https://u:s3cr3t@acme/rest/1/",
+            "https://u:s3cr3t@acme/rest/1/code/",
+            "https://exa mple.com/rest/1/s3cr3t/",
+            "https://acme:99999/rest/1/s3cr3t/",
+            "https://[::1/rest/1/s3cr3t/",
         ] {
             let err = Webhook::parse(bad).unwrap_err().to_string();
             assert!(!err.contains("s3cr3t"), "{err}");
@@ -172,6 +193,10 @@ mod tests {
         assert_eq!(
             w.scrub("The requested URL /rest/1/s3cr3tc0de/batch.json was not found"),
             "The requested URL /rest/1/***/batch.json was not found"
+        );
+        assert_eq!(
+            w.scrub("/REST/1/S3CR3TC0DE/ and é s3cr3tC0de"),
+            "/REST/1/***/ and é ***"
         );
     }
 }

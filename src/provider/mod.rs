@@ -60,8 +60,7 @@ impl Provider {
 pub enum FetchError {
     /// Some groups could not be read (each with its reason).
     #[error("could not read {} group(s):\n{}", .0.len(), .0.iter().map(|(g, e)| format!("  group {g}: {e}")).collect::<Vec<_>>().join("\n"))]
+    /// A request that failed as a whole (unreachable portal, wrong webhook) is reported for
+    /// every group it carried.
     Groups(Vec<(GroupId, String)>),
-    /// The portal could not be reached or answered with an error for the whole request.
-    #[error(transparent)]
-    Call(#[from] bitrix24::CallError),
 }

@@ -556,3 +556,25 @@ fn a_non_admin_webhook_fails_every_change_visibly() {
     );
     assert_eq!(ws.read("portal.yaml"), before);
 }
+
+/// An address where nothing listens fails fast with the cause, not after a minute of retries.
+#[test]
+fn an_unreachable_portal_fails_with_the_cause() {
+    let ws = Workspace::with_example_portal();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let portal = format!("--portal=http://127.0.0.1:{port}/rest/1/closedport1/");
+    let started = std::time::Instant::now();
+    let run = ws.roster(&["plan", "groups.yaml", &portal]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("Connection refused"), "{}", run.stderr);
+    assert!(!run.stderr.contains("closedport1"), "{}", run.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}

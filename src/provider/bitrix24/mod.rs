@@ -53,6 +53,29 @@ pub struct TransportError {
     pub method: String,
     pub status: Option<u16>,
     pub detail: String,
+    /// No connection could be made (refused, unreachable, DNS): worth only a few quick tries,
+    /// since it is more often a wrong address than a passing hiccup.
+    pub connect: bool,
+}
+
+/// Attempts for a request whose connection fails (the first included).
+const CONNECT_ATTEMPTS: u32 = 3;
+
+/// A reqwest error as text: its whole source chain (the cause is usually at the end:
+/// "Connection refused"), without the URL.
+fn describe_reqwest(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -187,6 +210,7 @@ impl Client {
             .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| TransportError {
+                connect: false,
                 method: "client".into(),
                 status: None,
                 detail: e.without_url().to_string(),
@@ -252,7 +276,7 @@ impl Client {
             let delay = if e.is_throttle() && budget.throttled < MAX_THROTTLED {
                 budget.throttled += 1;
                 self.throttle(&methods, budget.throttled)
-            } else if e.is_transient() && budget.retries + 1 < self.options.max_attempts {
+            } else if e.is_transient() && budget.retries + 1 < self.attempts_for(&e) {
                 if let CallError::Api(api) = &e
                     && api.code == "QUERY_LIMIT_EXCEEDED"
                 {
@@ -266,6 +290,14 @@ impl Client {
             self.retries.fetch_add(1, Ordering::Relaxed);
             info!(%method, delay_ms = delay.as_millis() as u64, "retrying after: {e}");
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// How many attempts an error of this kind deserves.
+    fn attempts_for(&self, e: &CallError) -> u32 {
+        match e {
+            CallError::Transport(t) if t.connect => CONNECT_ATTEMPTS.min(self.options.max_attempts),
+            _ => self.options.max_attempts,
         }
     }
 
@@ -333,6 +365,7 @@ impl Client {
             method: method.to_owned(),
             status,
             detail,
+            connect: false,
         };
         let response = self
             .http
@@ -340,15 +373,19 @@ impl Client {
             .json(body)
             .send()
             .await
-            // without_url(): reqwest puts the URL, and so the webhook code, in its messages.
-            .map_err(|e| transport(None, self.scrub(&e.without_url().to_string())))?;
+            // reqwest puts the URL, and so the webhook code, in its messages: describe_reqwest
+            // drops it, and scrub catches any copy in the source chain.
+            .map_err(|e| TransportError {
+                connect: e.is_connect(),
+                ..transport(None, self.scrub(&describe_reqwest(e)))
+            })?;
         let status = response.status().as_u16();
         // A body cut off mid-read is no answer at all (status None): the write may or may not
         // have happened, and the request is worth repeating.
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| transport(None, self.scrub(&e.without_url().to_string())))?;
+            .map_err(|e| transport(None, self.scrub(&describe_reqwest(e))))?;
         debug!(%method, status, bytes = bytes.len(), ms = started.elapsed().as_millis() as u64, "response");
         // Scrub the whole answer once, before anything is built from it: any text a portal or
         // proxy sends back (error pages, echoed paths, odd results) may quote the request URL.

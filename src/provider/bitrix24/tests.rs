@@ -249,6 +249,7 @@ fn transient_errors_are_the_retryable_ones() {
             method: "batch".into(),
             status,
             detail: String::new(),
+            connect: false,
         })
     };
     assert!(

@@ -6,6 +6,12 @@
 //! result array is checked user by user, so a user the portal silently skipped is reported as
 //! not done rather than counted as success.
 //!
+//! Pacing and retries: requests pass a model of the portal's leaky bucket (`limits`) and the
+//! per-method operating-time tracker; up to `concurrency` batches are in flight, a group's
+//! commands always in order. Transient failures are retried within one budget per chunk. Every
+//! answer a command gets is kept; changes no answer confirmed are settled by reading their
+//! groups again, so a lost response never reads as a failure.
+//!
 //! Errors keep "the API said no" (`ApiError`: method, code, description, HTTP status) apart from
 //! "the HTTP call failed" (`TransportError`). The webhook code never appears in either.
 

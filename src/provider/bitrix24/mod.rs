@@ -232,10 +232,6 @@ impl Client {
         })
     }
 
-    pub fn webhook(&self) -> &Webhook {
-        &self.webhook
-    }
-
     pub fn counters(&self) -> Counters {
         Counters {
             requests: self.requests.load(Ordering::Relaxed),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::model::{GroupId, OpStatus};
 use crate::plan::{Change, Plan};
-use crate::provider::{OnProgress, Provider};
+use crate::provider::{CancellationToken, OnProgress, Provider};
 
 /// One change and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,20 @@ impl Report {
             .filter(|o| matches!(o.status, OpStatus::Failed { .. }))
             .count()
     }
+    /// Changes whose outcome nobody can tell (an answer lost and the group unreadable).
+    pub fn unknown(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o.status, OpStatus::Unknown { .. }))
+            .count()
+    }
+    /// Changes never sent because the run was interrupted.
+    pub fn not_started(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| o.status == OpStatus::NotStarted)
+            .count()
+    }
     pub fn all_done(&self) -> bool {
         self.done() == self.outcomes.len()
     }
@@ -57,12 +71,17 @@ pub fn changes(plan: &Plan) -> Vec<(GroupId, Change)> {
 }
 
 /// Execute every change in `plan`. Failures do not stop the other changes.
-pub async fn apply(plan: &Plan, provider: &Provider, on_progress: OnProgress<'_>) -> Report {
+pub async fn apply(
+    plan: &Plan,
+    provider: &Provider,
+    on_progress: OnProgress<'_>,
+    stop: &CancellationToken,
+) -> Report {
     let retries_before = provider.counters().retries;
     let names: BTreeMap<GroupId, &Option<String>> =
         plan.groups.iter().map(|g| (g.id, &g.name)).collect();
     let changes = changes(plan);
-    let statuses = provider.execute(&changes, on_progress).await;
+    let statuses = provider.execute(&changes, on_progress, stop).await;
     let outcomes = changes
         .into_iter()
         .zip(statuses)

@@ -269,7 +269,8 @@ async fn apply_connected(
     }
     let total = conn.provider.command_count(&apply::changes(&plan));
     let progress = Progress::start("applying", total);
-    let report = apply::apply(&plan, &conn.provider, &|n| progress.inc(n)).await;
+    let stop = provider::CancellationToken::new();
+    let report = apply::apply(&plan, &conn.provider, &|n| progress.inc(n), &stop).await;
     progress.finish();
     emit(&format!("\n{}", render::text::report(&report, style)))?;
     Ok(if report.all_done() {

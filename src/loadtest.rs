@@ -118,7 +118,13 @@ pub async fn measure(
         to_apply == the_plan,
         "the portal changed between plan and apply"
     );
-    let report = apply::apply(&to_apply, &provider, &quiet).await;
+    let report = apply::apply(
+        &to_apply,
+        &provider,
+        &quiet,
+        &crate::provider::CancellationToken::new(),
+    )
+    .await;
     let apply_s = started.elapsed().as_secs_f64();
     let stats = sandbox.stats();
 

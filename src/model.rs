@@ -109,8 +109,16 @@ pub enum OpStatus {
     /// The portal answered without error but did not make the change (for example it
     /// silently skipped the user); `reason` says what is known.
     NotDone { reason: String },
-    /// The call carrying the change failed; `error` is the API or transport error.
+    /// The call carrying the change failed and the portal does not hold the change (reading
+    /// the group again showed it missing, or the portal refused the call outright); `error` is
+    /// the API or transport error.
     Failed { error: String },
+    /// Nobody can tell whether the portal made the change: an answer was lost (or refused after
+    /// the portal may have acted) and reading the group again failed too. Never counted as done
+    /// or as failed; the next `plan` shows the truth.
+    Unknown { error: String },
+    /// Never sent: the run was interrupted (SIGINT/SIGTERM) before the change's batch started.
+    NotStarted,
 }
 
 impl OpStatus {

@@ -5,6 +5,7 @@ pub mod bitrix24;
 
 use crate::model::{CurrentState, DesiredState, GroupId, OpStatus};
 use crate::plan::Change;
+pub use tokio_util::sync::CancellationToken;
 
 /// A progress callback: called with the number of items finished since the last call.
 pub type OnProgress<'a> = &'a (dyn Fn(usize) + Sync);
@@ -29,14 +30,18 @@ impl Provider {
     }
 
     /// Carry out changes; the result has one status per input, in the same order. A failure
-    /// never stops the other changes. `on_progress` counts provider commands.
+    /// never stops the other changes. `on_progress` counts changes finished. Once `stop` is
+    /// cancelled no new request is started: what is in flight finishes (bounded by the request
+    /// timeout), unconfirmed changes are settled as usual, and changes never sent are
+    /// `OpStatus::NotStarted`.
     pub async fn execute(
         &self,
         changes: &[(GroupId, Change)],
         on_progress: OnProgress<'_>,
+        stop: &CancellationToken,
     ) -> Vec<OpStatus> {
         match self {
-            Provider::Bitrix24(c) => c.execute(changes, on_progress).await,
+            Provider::Bitrix24(c) => c.execute(changes, on_progress, stop).await,
         }
     }
 

@@ -141,6 +141,17 @@ pub fn report(report: &crate::apply::Report, style: Style) -> String {
             OpStatus::Failed { error } => {
                 style.paint(RED, &format!("{:<9}{subject}: {error}", "failed"))
             }
+            OpStatus::Unknown { error } => style.paint(
+                YELLOW,
+                &format!("{:<9}{subject}: outcome unknown: {error}", "unknown"),
+            ),
+            OpStatus::NotStarted => style.paint(
+                YELLOW,
+                &format!(
+                    "{:<9}{subject}: not sent (the run was interrupted)",
+                    "not started"
+                ),
+            ),
         };
         let _ = writeln!(out, "{line}");
     }
@@ -151,6 +162,13 @@ pub fn report(report: &crate::apply::Report, style: Style) -> String {
         report.failed(),
         report.skipped
     );
+    // Only when they occur, so an ordinary report reads as before.
+    if report.unknown() > 0 {
+        let _ = write!(summary, " {} outcome unknown.", report.unknown());
+    }
+    if report.not_started() > 0 {
+        let _ = write!(summary, " {} not started.", report.not_started());
+    }
     if report.retries > 0 {
         let _ = write!(
             summary,

@@ -30,7 +30,7 @@ use tracing::{debug, info};
 
 use crate::model::{CurrentGroup, CurrentState, GroupId, OpStatus, Role, UserId};
 use crate::plan::Change;
-use crate::provider::{FetchError, OnProgress};
+use crate::provider::{CancellationToken, FetchError, OnProgress};
 pub use limits::RateProfile;
 use limits::{Bucket, Operating};
 pub use webhook::{Secret, Webhook, WebhookError};
@@ -543,6 +543,7 @@ impl Client {
         &self,
         commands: &[(GroupId, Command)],
         on_progress: OnProgress<'_>,
+        stop: &CancellationToken,
     ) -> Vec<Answers> {
         let chunks: Vec<&[(GroupId, Command)]> = commands.chunks(BATCH_MAX).collect();
         let (done_tx, done_rx): (Vec<_>, Vec<_>) =
@@ -554,6 +555,11 @@ impl Client {
             async move {
                 if let Some(mut rx) = after {
                     let _ = rx.wait_for(|d| *d).await;
+                }
+                if stop.is_cancelled() {
+                    // Never sent: no answers at all, which `judge` reports as not started.
+                    let _ = done.send(true);
+                    return (i, vec![Vec::new(); chunk.len()]);
                 }
                 let out = self.run_chunk(chunk).await;
                 let _ = done.send(true);
@@ -599,7 +605,10 @@ impl Client {
             .collect();
         let mut state = CurrentState::default();
         let mut failed = Vec::new();
-        for (g, answers) in groups.iter().zip(self.run_all(&cmds, on_progress).await) {
+        for (g, answers) in groups.iter().zip(
+            self.run_all(&cmds, on_progress, &CancellationToken::new())
+                .await,
+        ) {
             // Reads are idempotent: the last successful answer is the freshest.
             let last_ok = answers.iter().rev().find_map(|a| a.as_ref().ok());
             let read = match (last_ok, answers.last()) {
@@ -629,6 +638,7 @@ impl Client {
         &self,
         changes: &[(GroupId, Change)],
         on_progress: OnProgress<'_>,
+        stop: &CancellationToken,
     ) -> Vec<OpStatus> {
         let writes = coalesce(changes);
         let cmds: Vec<(GroupId, Command)> = writes
@@ -639,7 +649,10 @@ impl Client {
         let mut verdicts: Vec<Vec<OpStatus>> = vec![Vec::new(); changes.len()];
         // Whether some command carrying the change got an error or more than one answer.
         let mut unsure = vec![false; changes.len()];
-        for (w, answers) in writes.iter().zip(self.run_all(&cmds, on_progress).await) {
+        for (w, answers) in writes
+            .iter()
+            .zip(self.run_all(&cmds, on_progress, stop).await)
+        {
             judge(w, &answers, &mut verdicts);
             if answers.len() > 1 || answers.iter().any(Result::is_err) {
                 for &(i, _) in &w.carries {
@@ -838,7 +851,9 @@ fn judge(w: &Write, answers: &[Result<Value, String>], verdicts: &mut [Vec<OpSta
         }
     }
     for &(i, user) in &w.carries {
-        let status = if confirmed.contains(&user.0) {
+        let status = if answers.is_empty() {
+            OpStatus::NotStarted
+        } else if confirmed.contains(&user.0) {
             OpStatus::Done
         } else if answered {
             OpStatus::NotDone {

@@ -51,6 +51,21 @@ pub struct PortalArgs {
     /// `cloud` (burst 50, 2/s), `enterprise` (250, 5/s), `BURST/PER_SECOND`, or `off`.
     #[arg(long, env = "ROSTER_RATE_LIMIT", default_value = "cloud", value_parser = parse_rate)]
     pub rate_limit: Rate,
+    /// Seconds to wait for each answer from the portal before retrying (1–600). A portal that
+    /// never answers fails the run after three such waits, about 2 minutes by default.
+    #[arg(long, env = "ROSTER_TIMEOUT", default_value = "30", value_parser = parse_timeout, value_name = "SECONDS")]
+    pub timeout: std::time::Duration,
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let secs: u64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("expected a whole number of seconds, got {s:?}"))?;
+    if !(1..=600).contains(&secs) {
+        return Err(format!("must be between 1 and 600 seconds, got {secs}"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// A parsed `--rate-limit` (`None`: no client-side pacing).
@@ -114,6 +129,9 @@ pub enum SandboxCommand {
         churn: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Overwrite portal.yaml and groups.yaml if the directory already has them.
+        #[arg(long)]
+        force: bool,
     },
 }
 

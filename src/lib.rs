@@ -39,6 +39,8 @@ pub enum Exit {
     Failure,
     /// 2: `plan --detailed-exitcode` found changes.
     Changes,
+    /// 130: apply was interrupted (SIGINT/SIGTERM); the report of what happened was printed.
+    Interrupted,
 }
 
 impl Exit {
@@ -47,6 +49,7 @@ impl Exit {
             Exit::Success => 0,
             Exit::Failure => 1,
             Exit::Changes => 2,
+            Exit::Interrupted => 130,
         }
     }
 }
@@ -80,8 +83,9 @@ pub fn run(cli: Cli) -> Result<Exit> {
                         members,
                         churn,
                         seed,
+                        force,
                     },
-            } => generate(&out, groups, members, churn, seed),
+            } => generate(&out, groups, members, churn, seed, force),
         }
     })
 }
@@ -95,20 +99,26 @@ fn use_color(choice: ColorChoice, terminal: bool) -> bool {
     }
 }
 
+/// Logs on stderr. By default only roster's own warnings (what a run is waiting for), without
+/// timestamps; third-party crates (rustls, hyper) stay silent unless `RUST_LOG` asks for them.
 fn init_tracing(verbose: u8, color: bool) {
     let default = match verbose {
-        0 => "warn",
-        1 => "roster=info",
-        _ => "roster=debug",
+        0 => "off,roster=warn",
+        1 => "off,roster=info",
+        _ => "off,roster=debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
         .with_ansi(color)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if verbose == 0 {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Write the product to stdout. A closed pipe (`roster plan | head`) is not an error.
@@ -200,6 +210,7 @@ impl Connection {
         tracing::info!(portal = %webhook.display(), "connecting");
         let options = bitrix24::Options {
             rate: args.rate_limit.0,
+            timeout: args.timeout,
             ..bitrix24::Options::default()
         };
         let client = bitrix24::Client::new(webhook, options)?;
@@ -270,14 +281,43 @@ async fn apply_connected(
     let total = conn.provider.command_count(&apply::changes(&plan));
     let progress = Progress::start("applying", total);
     let stop = provider::CancellationToken::new();
+    let watcher = tokio::spawn(watch_interrupts(stop.clone(), args.portal.timeout));
     let report = apply::apply(&plan, &conn.provider, &|n| progress.inc(n), &stop).await;
+    watcher.abort();
     progress.finish();
     emit(&format!("\n{}", render::text::report(&report, style)))?;
+    if stop.is_cancelled() {
+        eprintln!(
+            "roster: apply was interrupted: {} change(s) not started; run `roster plan` to see what remains",
+            report.not_started()
+        );
+        return Ok(Exit::Interrupted);
+    }
     Ok(if report.all_done() {
         Exit::Success
     } else {
         Exit::Failure
     })
+}
+
+/// During apply: the first SIGINT/SIGTERM stops new requests (the report still comes); the
+/// second exits at once. Installed only while changes are being sent, so Ctrl-C anywhere else
+/// keeps its ordinary meaning.
+async fn watch_interrupts(stop: provider::CancellationToken, timeout: std::time::Duration) {
+    if shutdown_signal().await.is_err() {
+        return;
+    }
+    eprintln!(
+        "\nroster: interrupted: no new changes will be sent; waiting for the requests in flight (at most {} s), then reporting. Interrupt again to exit at once.",
+        timeout.as_secs()
+    );
+    stop.cancel();
+    if shutdown_signal().await.is_ok() {
+        eprintln!(
+            "roster: interrupted again: exiting now without a report; run `roster plan` to see what the portal holds"
+        );
+        std::process::exit(130);
+    }
 }
 
 /// Read the declared groups' members, with progress for large files.
@@ -332,9 +372,28 @@ async fn serve(state: &Path, listen: SocketAddr) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn generate(out: &Path, groups: usize, members: usize, churn: f64, seed: u64) -> Result<Exit> {
+fn generate(
+    out: &Path,
+    groups: usize,
+    members: usize,
+    churn: f64,
+    seed: u64,
+    force: bool,
+) -> Result<Exit> {
     if members < 1 || !(0.0..=1.0).contains(&churn) {
         bail!("--members must be at least 1 and --churn between 0 and 1");
+    }
+    let existing: Vec<String> = ["portal.yaml", "groups.yaml"]
+        .iter()
+        .map(|f| out.join(f))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !force && !existing.is_empty() {
+        bail!(
+            "refusing to overwrite {}; pass --force to replace them",
+            existing.join(" and ")
+        );
     }
     let params = sandbox::scenario::Params {
         groups,

@@ -275,8 +275,21 @@ async fn apply_connected(
     if !plan.summary().has_changes() {
         return Ok(Exit::Success);
     }
-    if !args.auto_approve && !confirm()? {
-        return Ok(Exit::Failure);
+    if !args.auto_approve {
+        if !confirm()? {
+            return Ok(Exit::Failure);
+        }
+        // The prompt may have waited for minutes: re-read the groups the plan changes and
+        // refuse if what would be sent is no longer what was shown (a member made owner while
+        // we waited must not be sent a delete, whatever the portal would do with it).
+        if let Some(changed) = recheck(desired, &plan, &conn.provider).await? {
+            emit(&format!("\n{}", render::text::plan(&changed, style)))?;
+            let ids: Vec<String> = changed.groups.iter().map(|g| g.id.to_string()).collect();
+            bail!(
+                "the portal changed while waiting for confirmation (group(s) {}); nothing was sent. The current plan for them is above: review it and run apply again",
+                ids.join(", ")
+            );
+        }
     }
     let total = conn.provider.command_count(&apply::changes(&plan));
     let progress = Progress::start("applying", total);
@@ -318,6 +331,35 @@ async fn watch_interrupts(stop: provider::CancellationToken, timeout: std::time:
         );
         std::process::exit(130);
     }
+}
+
+/// Fetch the groups `plan` changes again and plan them anew. `Some(plan of the groups whose
+/// entries differ)` when the portal moved since `plan` was made, `None` when it did not.
+async fn recheck(
+    desired: &DesiredState,
+    plan: &plan::Plan,
+    provider: &Provider,
+) -> Result<Option<plan::Plan>> {
+    let changed: std::collections::BTreeSet<model::GroupId> = plan
+        .groups
+        .iter()
+        .filter(|g| g.changes().next().is_some())
+        .map(|g| g.id)
+        .collect();
+    let mut affected = desired.clone();
+    affected.groups.retain(|id, _| changed.contains(id));
+    let current = fetch(provider, &affected)
+        .await
+        .context("cannot read the portal again after the confirmation")?;
+    let now = plan::diff(&affected, &current);
+    let before: std::collections::BTreeMap<_, _> =
+        plan.groups.iter().map(|g| (g.id, &g.entries)).collect();
+    let moved: Vec<plan::GroupPlan> = now
+        .groups
+        .into_iter()
+        .filter(|g| before.get(&g.id) != Some(&&g.entries))
+        .collect();
+    Ok((!moved.is_empty()).then_some(plan::Plan { groups: moved }))
 }
 
 /// Read the declared groups' members, with progress for large files.

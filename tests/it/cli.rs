@@ -578,3 +578,53 @@ fn an_unreachable_portal_fails_with_the_cause() {
         started.elapsed()
     );
 }
+
+/// The confirmation prompt can wait for minutes. If the portal changes meanwhile (here a member
+/// the plan removes is made moderator), apply re-reads the groups it would change, shows the
+/// new plan and sends nothing: roster keeps its own rules rather than relying on the portal.
+#[test]
+fn apply_refuses_when_the_portal_moved_during_the_prompt() {
+    use std::io::{Read, Write};
+    let ws = Workspace::with_example_portal();
+    let served = ws.serve("portal.yaml");
+    let roster = env!("CARGO_BIN_EXE_roster");
+    // script(1) gives roster a terminal, so it asks instead of refusing.
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qfec",
+            &format!("{roster} apply groups.yaml --portal={} --color=never", served.url),
+            "/dev/null",
+        ])
+        .current_dir(ws.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("Only 'yes' will be accepted") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let v = crate::support::call(
+        &served.url,
+        "sonet_group.user.update",
+        serde_json::json!({"GROUP_ID": 15, "USER_ID": [30], "ROLE": "E"}),
+    );
+    assert_eq!(v["result"], serde_json::json!(["30"]), "{v}");
+    let before = ws.read("portal.yaml");
+    child.stdin.take().unwrap().write_all(b"yes\n").unwrap();
+    out.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the portal changed while waiting for confirmation (group(s) 15)"),
+        "{text}"
+    );
+    assert!(text.contains("- 30  moderator"), "the new plan is shown: {text}");
+    assert_eq!(ws.read("portal.yaml"), before, "nothing was sent: {text}");
+}

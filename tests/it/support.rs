@@ -115,3 +115,61 @@ pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// A `roster sandbox serve` process on a free loopback port, killed when dropped.
+pub struct Served {
+    pub child: std::process::Child,
+    /// The admin webhook URL it printed, ending in `/`.
+    pub url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Workspace {
+    /// Start `roster sandbox serve --state STATE` in this workspace and wait for its URL.
+    pub fn serve(&self, state: &str) -> Served {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(["sandbox", "serve", "--state", state, "--listen", "127.0.0.1:0"])
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("serve prints the webhook URL").unwrap();
+            if let Some(url) = line.strip_prefix("webhook URL: ") {
+                break url.to_owned();
+            }
+        };
+        // Keep reading stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Served { child, url }
+    }
+}
+
+/// One blocking call of a REST method on a served sandbox with a JSON body.
+pub fn call(url: &str, method: &str, body: serde_json::Value) -> serde_json::Value {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        http()
+            .post(format!("{url}{method}.json"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+}

@@ -592,7 +592,10 @@ fn apply_refuses_when_the_portal_moved_during_the_prompt() {
     let mut child = std::process::Command::new("script")
         .args([
             "-qfec",
-            &format!("{roster} apply groups.yaml --portal={} --color=never", served.url),
+            &format!(
+                "{roster} apply groups.yaml --portal={} --color=never",
+                served.url
+            ),
             "/dev/null",
         ])
         .current_dir(ws.dir.path())
@@ -625,6 +628,9 @@ fn apply_refuses_when_the_portal_moved_during_the_prompt() {
         text.contains("the portal changed while waiting for confirmation (group(s) 15)"),
         "{text}"
     );
-    assert!(text.contains("- 30  moderator"), "the new plan is shown: {text}");
+    assert!(
+        text.contains("- 30  moderator"),
+        "the new plan is shown: {text}"
+    );
     assert_eq!(ws.read("portal.yaml"), before, "nothing was sent: {text}");
 }

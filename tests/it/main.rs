@@ -3,5 +3,6 @@
 
 mod cli;
 mod reconcile;
+mod safety;
 mod sandbox_conformance;
 mod support;

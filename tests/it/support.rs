@@ -135,7 +135,14 @@ impl Workspace {
     pub fn serve(&self, state: &str) -> Served {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
-            .args(["sandbox", "serve", "--state", state, "--listen", "127.0.0.1:0"])
+            .args([
+                "sandbox",
+                "serve",
+                "--state",
+                state,
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())

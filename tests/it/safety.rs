@@ -1,0 +1,166 @@
+//! Issue 6's promises, tested as a user meets them: the real binary against `sandbox serve` or
+//! a hostile listener, checking exit codes, messages and what the portal holds afterwards.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::support::Workspace;
+
+/// `(group, symbol, user)` of each change, from a JSON plan.
+fn planned(json: &str) -> BTreeSet<(u64, char, u64)> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let mut out = BTreeSet::new();
+    for g in v["groups"].as_array().unwrap() {
+        for e in g["entries"].as_array().unwrap() {
+            let symbol = match e["action"].as_str().unwrap() {
+                "add" => '+',
+                "set_role" => '~',
+                "remove" => '-',
+                _ => continue,
+            };
+            out.insert((
+                g["id"].as_u64().unwrap(),
+                symbol,
+                e["user"].as_u64().unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+/// `(status, (group, symbol, user))` of each line of an apply report (`done     group 7 "G": + user 3 member`).
+fn reported(stdout: &str) -> Vec<(String, (u64, char, u64))> {
+    let mut out = Vec::new();
+    for line in stdout.lines() {
+        let Some(at) = line.find("group ") else {
+            continue;
+        };
+        let status = line[..at].trim();
+        if status.is_empty()
+            || status.contains(' ') && status != "not done" && status != "not started"
+        {
+            continue;
+        }
+        let rest = &line[at + "group ".len()..];
+        let group: u64 = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let Some(colon) = rest.find(": ") else {
+            continue;
+        };
+        let mut it = rest[colon + 2..].split(' ');
+        let symbol = it.next().unwrap().chars().next().unwrap();
+        assert_eq!(it.next(), Some("user"), "{line}");
+        let user: u64 = it.next().unwrap().parse().unwrap();
+        out.push((status.to_owned(), (group, symbol, user)));
+    }
+    out
+}
+
+/// SIGINT in the middle of a paced apply against `sandbox serve`: the run stops sending, reports
+/// every change (done / not started / …), exits 130, and what it calls done is exactly what the
+/// portal holds: a plan afterwards shows precisely the changes not reported done. A second apply
+/// converges.
+#[test]
+fn an_interrupted_apply_reports_what_the_portal_holds() {
+    let ws = Workspace::with_example_portal();
+    let generated = ws.roster(&[
+        "sandbox",
+        "generate",
+        "--out",
+        "gen",
+        "--groups",
+        "300",
+        "--members",
+        "20",
+        "--churn",
+        "0.1",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(generated.code, 0, "{}", generated.transcript());
+    // A strict, slow portal so the apply takes several seconds.
+    let state = ws.read("gen/portal.yaml").replacen(
+        "rate_limit: { burst: 50, per_second: 2 }",
+        "rate_limit: { burst: 4, per_second: 4 }\n  latency_ms: 100",
+        1,
+    );
+    ws.write("gen/portal.yaml", &state);
+    let served = ws.serve("gen/portal.yaml");
+    let portal = format!("--portal={}", served.url);
+    let rate = "--rate-limit=4/4";
+
+    let before = ws.roster(&["plan", "gen/groups.yaml", &portal, rate, "--format=json"]);
+    assert_eq!(before.code, 0, "{}", before.transcript());
+    let all = planned(&before.stdout);
+    assert!(all.len() > 500, "{}", all.len());
+
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(["apply", "gen/groups.yaml", &portal, rate, "--auto-approve"])
+        .current_dir(ws.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the portal has started changing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ws.read("gen/portal.yaml") == state {
+        assert!(Instant::now() < deadline, "apply never changed the portal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+
+    let report = reported(&stdout);
+    let in_report: BTreeSet<_> = report.iter().map(|(_, c)| *c).collect();
+    assert_eq!(in_report, all, "every planned change is reported once");
+    assert_eq!(report.len(), all.len());
+    let done: BTreeSet<_> = report
+        .iter()
+        .filter(|(s, _)| s == "done")
+        .map(|(_, c)| *c)
+        .collect();
+    assert!(
+        report.iter().any(|(s, _)| s == "not started"),
+        "the interrupt came too late to leave anything unsent:\n{stdout}"
+    );
+    assert!(!done.is_empty(), "{stdout}");
+    let unknown = report.iter().filter(|(s, _)| s == "unknown").count();
+    assert_eq!(
+        unknown, 0,
+        "the sandbox stayed up, so every outcome is known:\n{stdout}"
+    );
+
+    let after = ws.roster(&["plan", "gen/groups.yaml", &portal, rate, "--format=json"]);
+    assert_eq!(after.code, 0, "{}", after.transcript());
+    let remaining = planned(&after.stdout);
+    let expected: BTreeSet<_> = all.difference(&done).copied().collect();
+    assert_eq!(
+        remaining, expected,
+        "done in the report == held by the portal"
+    );
+
+    let again = ws.roster(&["apply", "gen/groups.yaml", &portal, rate, "--auto-approve"]);
+    assert_eq!(again.code, 0, "{}", again.transcript());
+    let last = ws.roster(&[
+        "plan",
+        "gen/groups.yaml",
+        &portal,
+        rate,
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(last.code, 0, "{}", last.transcript());
+}

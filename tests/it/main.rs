@@ -3,5 +3,6 @@
 
 mod cli;
 mod reconcile;
+mod resilience;
 mod sandbox_conformance;
 mod support;

@@ -30,9 +30,10 @@ impl Provider {
     }
 
     /// Carry out changes; the result has one status per input, in the same order. A failure
-    /// never stops the other changes. `on_progress` counts changes finished. Once `stop` is
-    /// cancelled no new request is started: what is in flight finishes (bounded by the request
-    /// timeout), unconfirmed changes are settled as usual, and changes never sent are
+    /// never stops the other changes. `on_progress` counts changes finished, adding up to
+    /// `changes.len()`. Once `stop` is cancelled no new request is started and every wait ends:
+    /// what is in flight finishes (bounded by the request timeout), unconfirmed changes are
+    /// settled by reading their groups again as usual, and changes never sent are
     /// `OpStatus::NotStarted`.
     pub async fn execute(
         &self,
@@ -45,7 +46,8 @@ impl Provider {
         }
     }
 
-    /// How many provider commands carrying out `changes` takes (for progress totals).
+    /// How many provider commands carrying out `changes` takes. Not a progress total any more:
+    /// `execute`'s progress counts changes, so its total is `changes.len()`.
     pub fn command_count(&self, changes: &[(GroupId, Change)]) -> usize {
         match self {
             Provider::Bitrix24(_) => bitrix24::command_count(changes),
@@ -65,7 +67,10 @@ impl Provider {
 pub enum FetchError {
     /// Some groups could not be read (each with its reason).
     #[error("could not read {} group(s):\n{}", .0.len(), .0.iter().map(|(g, e)| format!("  group {g}: {e}")).collect::<Vec<_>>().join("\n"))]
-    /// A request that failed as a whole (unreachable portal, wrong webhook) is reported for
-    /// every group it carried.
     Groups(Vec<(GroupId, String)>),
+    /// The run as a whole failed: the portal did not answer (connection refused, no answer
+    /// within the timeout, DNS) or refused the webhook. Reported once, with how many groups
+    /// were left unread.
+    #[error("{cause} ({unread} group(s) not read)")]
+    RunWide { cause: String, unread: usize },
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod reconcile;
+mod resilience;
 mod safety;
 mod sandbox_conformance;
 mod support;

@@ -60,58 +60,200 @@ impl RateProfile {
 /// second of such jitter on a cloud portal and cost one second per run.
 pub const HEADROOM: f64 = 2.0;
 
-/// The client's model of the portal's bucket: its level after the requests we sent.
+/// The slowest drain rate the pacer learns down to (requests per second). Bitrix24's strictest
+/// documented plan drains 2/s; a quarter of that is room for a shared or misreported limit.
+pub const MIN_RATE: f64 = 0.5;
+
+/// The share of an observed drain rate the pacer uses: observing is noisy, and every 503 costs
+/// one wait.
+const OBSERVED_SHARE: f64 = 0.9;
+
+/// The shortest time over which the pacer measures the portal's drain rate.
+const OBSERVE_FOR: Duration = Duration::from_secs(1);
+
+/// What a 503 `QUERY_LIMIT_EXCEEDED` taught the pacer, for the one log line worth printing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Learned {
+    /// The 503 answered a request sent before the model last changed: no news.
+    Nothing,
+    /// There was no model (`--rate-limit off`): the portal has a limit after all; pacing from
+    /// now on at `per_second`.
+    Started { per_second: f64 },
+    /// 503s keep coming under the current model: the portal drains slower than assumed.
+    Slowed { from: f64, to: f64 },
+}
+
+/// The client's model of the portal's leaky bucket, learning from the portal's refusals.
+///
+/// It starts from the configured profile (or, with none, does not pace at all). A 503 says the
+/// portal's bucket is full: the model believes it, and so paces from then on. With no model the
+/// first 503 creates one: its burst is what went through before the refusal (less `HEADROOM`),
+/// its drain rate Enterprise's 5/s, the fastest documented. A 503 for a request sent under the
+/// model (after its last change) means the model is too generous: once at least a second has
+/// passed since the last change, the drain rate drops to what was observed meanwhile —
+/// requests accepted per second while we sent faster than the portal drains — or halves when
+/// almost nothing got through, never below `MIN_RATE` (nor above the configured rate); and the
+/// burst shrinks to the level at which the portal said no.
 #[derive(Debug)]
-pub struct Bucket {
-    profile: RateProfile,
-    /// The burst we allow ourselves: the portal's minus `HEADROOM` (at least 1).
-    capacity: f64,
-    state: Mutex<Level>,
+pub struct Pacer {
+    state: Mutex<PacerState>,
 }
 
 #[derive(Debug)]
-struct Level {
+struct PacerState {
+    model: Option<Model>,
+    /// Our estimate of the portal's level after the requests we reserved.
     level: f64,
     at: Instant,
+    /// When the model last changed (created, slowed or told "full"): a refusal of a request
+    /// sent before then is no news.
+    since: Instant,
+    /// When the current drain rate was set, and how many requests sent since then the portal
+    /// accepted: the observation of the portal's real rate.
+    window: Instant,
+    accepted_since: u32,
+    /// Requests accepted while there was no model, for a first guess of the burst.
+    accepted_unpaced: u32,
 }
 
-impl Bucket {
-    pub fn new(profile: RateProfile) -> Bucket {
-        Bucket {
-            profile,
-            capacity: (profile.burst - HEADROOM).max(1.0),
-            state: Mutex::new(Level {
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Model {
+    /// The burst we allow ourselves.
+    capacity: f64,
+    per_second: f64,
+}
+
+impl Pacer {
+    pub fn new(profile: Option<RateProfile>) -> Pacer {
+        let now = Instant::now();
+        Pacer {
+            state: Mutex::new(PacerState {
+                model: profile.map(|p| Model {
+                    capacity: (p.burst - HEADROOM).max(1.0),
+                    per_second: p.per_second,
+                }),
                 level: 0.0,
-                at: Instant::now(),
+                at: now,
+                since: now,
+                window: now,
+                accepted_since: 0,
+                accepted_unpaced: 0,
             }),
         }
     }
 
-    /// Reserve room for one request; returns how long to wait before sending it. Reservations
-    /// are taken in call order, so concurrent callers queue fairly.
+    /// Reserve room for one request; returns how long to wait before sending it (zero without
+    /// a model). Reservations are taken in call order, so concurrent callers queue fairly.
     pub fn reserve(&self) -> Duration {
-        let mut s = self.state.lock().expect("bucket lock");
-        let now = Instant::now();
-        let drained = (now - s.at).as_secs_f64() * self.profile.per_second;
-        s.level = (s.level - drained).max(0.0);
-        s.at = now;
-        // Room for one more when level <= burst - 1; otherwise wait until it drains to that.
-        let excess = s.level + 1.0 - self.capacity;
+        let mut s = self.state.lock().expect("pacer lock");
+        let Some(m) = s.model else {
+            return Duration::ZERO;
+        };
+        s.drain(m);
+        // Room for one more when level <= capacity - 1; otherwise wait until it drains to that.
+        let excess = s.level + 1.0 - m.capacity;
         s.level += 1.0;
         if excess > 0.0 {
-            Duration::from_secs_f64(excess / self.profile.per_second)
+            Duration::from_secs_f64(excess / m.per_second)
         } else {
             Duration::ZERO
         }
     }
 
-    /// The portal said the bucket is full (503): believe it, so later reservations wait.
-    pub fn mark_full(&self) {
-        let mut s = self.state.lock().expect("bucket lock");
+    /// The portal accepted a request sent at `sent` (anything but a 503 `QUERY_LIMIT_EXCEEDED`).
+    pub fn accepted(&self, sent: Instant) {
+        let mut s = self.state.lock().expect("pacer lock");
+        if s.model.is_none() {
+            s.accepted_unpaced = s.accepted_unpaced.saturating_add(1);
+        } else if sent >= s.window {
+            s.accepted_since = s.accepted_since.saturating_add(1);
+        }
+    }
+
+    /// The portal refused a request sent at `sent` with 503 `QUERY_LIMIT_EXCEEDED`: its bucket
+    /// is full. Later reservations wait, and the model learns (see the type's doc).
+    pub fn refused(&self, sent: Instant) -> Learned {
+        let mut s = self.state.lock().expect("pacer lock");
         let now = Instant::now();
-        let drained = (now - s.at).as_secs_f64() * self.profile.per_second;
-        s.level = (s.level - drained).max(self.capacity);
-        s.at = now;
+        let learned = match s.model {
+            None => {
+                let per_second = RateProfile::ENTERPRISE.per_second;
+                let burst = f64::from(s.accepted_unpaced).min(RateProfile::ENTERPRISE.burst);
+                let m = Model {
+                    capacity: (burst - HEADROOM).max(1.0),
+                    per_second,
+                };
+                s.model = Some(m);
+                s.level = m.capacity;
+                s.at = now;
+                s.since = now;
+                s.window = now;
+                s.accepted_since = 0;
+                return Learned::Started { per_second };
+            }
+            Some(m) if sent >= s.since => {
+                s.drain(m);
+                // The portal said no at this level (our reservations included): that is its
+                // burst.
+                let capacity = if s.level + 1.0 < m.capacity {
+                    s.level.max(1.0)
+                } else {
+                    m.capacity
+                };
+                // Measure over at least `OBSERVE_FOR`: while we send faster than the portal
+                // drains, what it accepts per second is its drain rate.
+                let elapsed = (now - s.window).as_secs_f64();
+                let mut per_second = m.per_second;
+                s.since = now;
+                if elapsed >= OBSERVE_FOR.as_secs_f64() {
+                    let observed = if s.accepted_since >= 2 {
+                        f64::from(s.accepted_since) / elapsed * OBSERVED_SHARE
+                    } else {
+                        m.per_second / 2.0
+                    };
+                    per_second = observed.min(m.per_second).max(MIN_RATE.min(m.per_second));
+                    s.window = now;
+                    s.accepted_since = 0;
+                }
+                s.model = Some(Model {
+                    capacity,
+                    per_second,
+                });
+                if per_second < m.per_second {
+                    Learned::Slowed {
+                        from: m.per_second,
+                        to: per_second,
+                    }
+                } else {
+                    Learned::Nothing
+                }
+            }
+            Some(m) => {
+                s.drain(m);
+                Learned::Nothing
+            }
+        };
+        let m = s.model.expect("a model exists by now");
+        s.level = s.level.max(m.capacity);
+        learned
+    }
+
+    /// The drain rate the pacer uses now (`None`: not pacing).
+    pub fn per_second(&self) -> Option<f64> {
+        self.state
+            .lock()
+            .expect("pacer lock")
+            .model
+            .map(|m| m.per_second)
+    }
+}
+
+impl PacerState {
+    fn drain(&mut self, m: Model) {
+        let now = Instant::now();
+        let drained = (now - self.at).as_secs_f64() * m.per_second;
+        self.level = (self.level - drained).max(0.0);
+        self.at = now;
     }
 }
 
@@ -199,7 +341,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn burst_then_steady_rate() {
-        let b = Bucket::new(RateProfile::CLOUD);
+        let b = Pacer::new(Some(RateProfile::CLOUD));
         for _ in 0..48 {
             assert_eq!(b.reserve(), Duration::ZERO);
         }
@@ -216,15 +358,68 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_503_fills_the_model() {
-        let b = Bucket::new(RateProfile::ENTERPRISE);
-        b.mark_full();
+        let b = Pacer::new(Some(RateProfile::ENTERPRISE));
+        for _ in 0..100 {
+            b.reserve();
+        }
+        // Refused at level 100 of a modelled 248: the burst is 100; too soon to measure a rate.
+        assert_eq!(b.refused(Instant::now()), Learned::Nothing);
         assert_eq!(b.reserve(), Duration::from_millis(200));
         tokio::time::advance(Duration::from_secs(1)).await;
-        // Level 249 (capacity 248, plus one) drained by 5: 244, so four fit.
+        // 101 drained by 5 in 1 s: 96, so four fit.
         for _ in 0..4 {
             assert_eq!(b.reserve(), Duration::ZERO);
         }
         assert_eq!(b.reserve(), Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_profile_the_first_503_starts_pacing() {
+        let b = Pacer::new(None);
+        let sent = Instant::now();
+        for _ in 0..7 {
+            assert_eq!(b.reserve(), Duration::ZERO);
+            b.accepted(sent);
+        }
+        assert_eq!(b.per_second(), None);
+        assert_eq!(b.refused(sent), Learned::Started { per_second: 5.0 });
+        // Seven went through: a burst of five (less headroom), full now.
+        assert_eq!(b.reserve(), Duration::from_millis(200));
+        assert_eq!(b.reserve(), Duration::from_millis(400));
+    }
+
+    /// Against a portal draining 2/s while the model says 5/s, successes per second while full
+    /// teach the real rate; refusals of requests sent before the last lesson teach nothing.
+    #[tokio::test(start_paused = true)]
+    async fn repeated_503s_slow_to_the_observed_rate() {
+        let b = Pacer::new(Some(RateProfile::ENTERPRISE));
+        let early = Instant::now();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        // Too soon to measure anything: the model stays.
+        assert_eq!(b.refused(Instant::now()), Learned::Nothing);
+        for _ in 0..8 {
+            tokio::time::advance(Duration::from_millis(500)).await;
+            b.accepted(Instant::now());
+        }
+        // Eight accepted in 4.01 s while full: 2/s, of which 90 %.
+        let learnt = 8.0 / 4.01 * 0.9;
+        assert_eq!(
+            b.refused(Instant::now()),
+            Learned::Slowed {
+                from: 5.0,
+                to: learnt
+            }
+        );
+        // In flight before that lesson: no news.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(b.refused(early), Learned::Nothing);
+        assert_eq!(b.per_second(), Some(learnt));
+        // Almost nothing gets through: halve, never below the floor.
+        for _ in 0..20 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            b.refused(Instant::now());
+        }
+        assert_eq!(b.per_second(), Some(MIN_RATE));
     }
 
     #[test]

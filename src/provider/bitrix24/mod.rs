@@ -6,34 +6,53 @@
 //! result array is checked user by user, so a user the portal silently skipped is reported as
 //! not done rather than counted as success.
 //!
-//! Pacing and retries: requests pass a model of the portal's leaky bucket (`limits`) and the
-//! per-method operating-time tracker; up to `concurrency` batches are in flight, a group's
-//! commands always in order. Transient failures are retried within one budget per chunk. Every
-//! answer a command gets is kept; changes no answer confirmed are settled by reading their
-//! groups again, so a lost response never reads as a failure.
+//! Pacing: requests pass a model of the portal's leaky bucket (`limits::Pacer`), which starts
+//! from the configured profile and learns from 503 `QUERY_LIMIT_EXCEEDED` (creating a model when
+//! there was none, slowing to the drain rate it observes), and the per-method operating-time
+//! tracker. Up to `concurrency` batches are in flight, a group's commands always in order.
+//!
+//! Retries, each kind on its own allowance per chunk: refusals for the request limit (paced by
+//! the bucket, many allowed), throttling (429, waits covering the 10-minute window), server
+//! errors (`max_attempts`), and no answer at all (timeout, refused, reset, DNS:
+//! `no_answer_attempts`). A request that gives up for want of an answer — or for a run-wide
+//! refusal such as a wrong webhook — trips a breaker: every other request, queued, waiting or
+//! retrying, fails at once with the same cause. Retries are announced on stderr (`warn`), at
+//! most one line per cause per 5 s; 503 pacing stays quiet unless it teaches a slower rate.
+//!
+//! Outcomes: every attempt whose request may have reached the portal without a trustworthy
+//! answer (lost, 5xx, timeout, cut off) makes the commands it carried uncertain. Every change
+//! not confirmed by an answer is settled by reading its group again (`settle`): held →
+//! confirmed; not held → not done or failed as answered; unreadable and uncertain → unknown.
+//! Changes never sent because the run was interrupted are not started. Once `stop` is
+//! cancelled no batch is sent and every wait ends at once; the re-read still runs (a read, one
+//! attempt per request, bounded by the timeout).
 //!
 //! Errors keep "the API said no" (`ApiError`: method, code, description, HTTP status) apart from
-//! "the HTTP call failed" (`TransportError`). The webhook code never appears in either.
+//! "the HTTP call failed" (`TransportError`). The webhook code never appears in either: every
+//! answer is scrubbed as text and again after JSON decoding.
 
 pub mod limits;
 pub mod webhook;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 use crate::model::{CurrentGroup, CurrentState, GroupId, OpStatus, Role, UserId};
 use crate::plan::Change;
 use crate::provider::{CancellationToken, FetchError, OnProgress};
 pub use limits::RateProfile;
-use limits::{Bucket, Operating};
-pub use webhook::{Secret, Webhook, WebhookError};
+use limits::{Learned, Operating, Pacer};
+pub use webhook::{Secret, Webhook, WebhookError, scrub_webhook_urls};
 use wire::Command;
 
 /// Bitrix24's limit on commands per `batch`.
@@ -51,21 +70,36 @@ pub struct ApiError {
     pub status: Option<u16>,
 }
 
-/// The HTTP exchange itself failed: no connection, a timeout, or an answer that is not the
-/// documented JSON envelope.
+/// The HTTP exchange itself failed: no connection, no answer in time, or an answer that is not
+/// the documented JSON envelope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{method}: {detail}")]
 pub struct TransportError {
     pub method: String,
     pub status: Option<u16>,
     pub detail: String,
-    /// No connection could be made (refused, unreachable, DNS): worth only a few quick tries,
-    /// since it is more often a wrong address than a passing hiccup.
-    pub connect: bool,
+    pub kind: TransportKind,
 }
 
-/// Attempts for a request whose connection fails (the first included).
-const CONNECT_ATTEMPTS: u32 = 3;
+/// How an HTTP exchange failed, which decides whether the portal may have acted on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// No connection could be made (refused, unreachable, DNS, TLS): the request was not sent.
+    Connect,
+    /// No answer within the timeout: the portal may have acted.
+    Timeout,
+    /// The connection dropped before an answer (reset, closed): the portal may have acted.
+    NoAnswer,
+    /// An answer began but was cut off (the body, or its JSON, ends early).
+    Truncated,
+    /// A complete answer that is not the documented envelope (an HTML page, a redirect, a 200
+    /// without `result`).
+    BadAnswer,
+    /// Not sent: an earlier request found the portal unreachable (the breaker).
+    NotSent,
+    /// Not sent: the run was interrupted.
+    Interrupted,
+}
 
 /// A reqwest error as text: its whole source chain (the cause is usually at the end:
 /// "Connection refused"), without the URL.
@@ -84,6 +118,18 @@ fn describe_reqwest(e: reqwest::Error) -> String {
     text
 }
 
+/// `30 s`, `1.5 s`, `200 ms`: for messages.
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     #[error(transparent)]
@@ -99,17 +145,75 @@ impl CallError {
         matches!(self, CallError::Api(e) if e.code == "OPERATION_TIME_LIMIT")
     }
 
-    /// Worth another try soon: the request limit (503), server errors (500, 502–504),
-    /// timeouts and dropped connections. Never answers that mean "no" (auth, permission,
-    /// validation), redirects, or a 200 that is not the documented JSON.
+    /// The request limit (503 `QUERY_LIMIT_EXCEEDED`): the portal's bucket is full.
+    fn is_rate_limit(&self) -> bool {
+        matches!(self, CallError::Api(e) if e.code == "QUERY_LIMIT_EXCEEDED")
+    }
+
+    /// Worth another try soon: the request limit (503), server errors (500, 502–504), no answer
+    /// (timeouts, dropped or refused connections) and answers cut off. Never answers that mean
+    /// "no" (auth, permission, validation), redirects, or a complete answer that is not the
+    /// documented JSON.
     fn is_transient(&self) -> bool {
         match self {
             CallError::Api(e) => {
                 e.code == "QUERY_LIMIT_EXCEEDED" || matches!(e.status, Some(500 | 502..=504))
             }
-            CallError::Transport(e) => match e.status {
-                None => true,
-                Some(s) => s == 429 || s >= 500,
+            CallError::Transport(e) => match e.kind {
+                TransportKind::Connect
+                | TransportKind::Timeout
+                | TransportKind::NoAnswer
+                | TransportKind::Truncated => true,
+                TransportKind::BadAnswer => e.status.is_some_and(|s| s == 429 || s >= 500),
+                TransportKind::NotSent | TransportKind::Interrupted => false,
+            },
+        }
+    }
+
+    /// The portal did not answer at all: worth only `no_answer_attempts`, then the breaker.
+    fn is_no_answer(&self) -> bool {
+        matches!(self, CallError::Transport(e) if matches!(e.kind, TransportKind::Connect | TransportKind::Timeout | TransportKind::NoAnswer))
+    }
+
+    /// The request may have reached the portal and been carried out, with no trustworthy answer
+    /// saying so: a 5xx other than the documented refusals, no answer in time, a dropped
+    /// connection, an answer cut off or not the envelope.
+    fn may_have_acted(&self) -> bool {
+        match self {
+            CallError::Api(e) => {
+                e.status.is_some_and(|s| s >= 500)
+                    && !matches!(e.code.as_str(), "QUERY_LIMIT_EXCEEDED" | "OVERLOAD_LIMIT")
+            }
+            CallError::Transport(e) => matches!(
+                e.kind,
+                TransportKind::Timeout
+                    | TransportKind::NoAnswer
+                    | TransportKind::Truncated
+                    | TransportKind::BadAnswer
+            ),
+        }
+    }
+
+    /// A refusal that holds for every request of the run (a wrong or revoked webhook, a deleted
+    /// portal): no point sending anything else.
+    fn is_run_wide(&self) -> bool {
+        matches!(self, CallError::Api(e) if e.status == Some(401)
+            || (e.status.is_some() && matches!(e.code.as_str(), "PORTAL_DELETED" | "INVALID_CREDENTIALS" | "ACCESS_DENIED")))
+    }
+
+    fn is_interrupted(&self) -> bool {
+        matches!(self, CallError::Transport(e) if e.kind == TransportKind::Interrupted)
+    }
+
+    /// The key that rate-limits retry notices: one line per cause per `NOTICE_EVERY`.
+    fn notice_key(&self) -> &'static str {
+        match self {
+            CallError::Api(_) => "server",
+            CallError::Transport(e) => match e.kind {
+                TransportKind::Connect => "connect",
+                TransportKind::Timeout => "timeout",
+                TransportKind::NoAnswer => "dropped",
+                _ => "answer",
             },
         }
     }
@@ -126,13 +230,21 @@ fn is_deferral(e: &ApiError) -> bool {
 /// How the client paces and retries.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Attempts per request (and per command inside a batch), the first included.
+    /// Attempts per chunk for server errors (5xx), the first included.
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt, with ±25 % jitter.
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// Per-request timeout (`--timeout`): connecting (at most 10 s of it), sending and the
+    /// whole answer.
     pub timeout: Duration,
-    /// The portal's request-intensity limit, mirrored client-side (`None`: no pacing).
+    /// Attempts per chunk when the portal does not answer (timeout, connection refused or
+    /// reset, DNS), the first included. When they are used up the breaker trips and the run
+    /// fails: with the defaults, an unresponsive portal is given up on after about
+    /// 3 × 30 s + 1.5 s of backoff.
+    pub no_answer_attempts: u32,
+    /// The portal's request-intensity limit, mirrored client-side (`None`: no pacing until the
+    /// portal refuses a request for its limit; then the client learns one).
     pub rate: Option<RateProfile>,
     /// Batch requests in flight at once (still never more than the bucket allows).
     pub concurrency: usize,
@@ -152,7 +264,8 @@ impl Default for Options {
             max_attempts: 8,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(20),
-            timeout: Duration::from_secs(70),
+            timeout: Duration::from_secs(30),
+            no_answer_attempts: 3,
             rate: Some(RateProfile::CLOUD),
             concurrency: 4,
             operating_limit_s: 480.0,
@@ -176,26 +289,96 @@ pub struct Client {
     http: reqwest::Client,
     webhook: Webhook,
     options: Options,
-    bucket: Option<Bucket>,
+    pacer: Pacer,
     operating: Operating,
+    breaker: Breaker,
+    notices: Notices,
     requests: AtomicU64,
     retries: AtomicU64,
+}
+
+/// The run-wide breaker: once one request has given up because the portal did not answer (or
+/// refused the webhook), every other request fails at once with that cause.
+#[derive(Debug, Default)]
+struct Breaker {
+    tripped: CancellationToken,
+    cause: OnceLock<String>,
+}
+
+impl Breaker {
+    fn trip(&self, cause: String) {
+        if self.cause.set(cause).is_ok() {
+            debug!(cause = self.cause(), "breaker tripped");
+        }
+        self.tripped.cancel();
+    }
+
+    fn cause(&self) -> Option<&str> {
+        self.cause.get().map(String::as_str)
+    }
+}
+
+/// No more than one retry line per cause per this long at the default verbosity.
+const NOTICE_EVERY: Duration = Duration::from_secs(5);
+
+/// Rate-limited `warn!` lines, keyed by cause.
+#[derive(Debug, Default)]
+struct Notices {
+    last: Mutex<BTreeMap<&'static str, Instant>>,
+}
+
+impl Notices {
+    fn warn(&self, key: &'static str, line: impl FnOnce() -> String) {
+        let now = Instant::now();
+        let due = {
+            let mut last = self.last.lock().expect("notices lock");
+            match last.get(key) {
+                Some(t) if now.duration_since(*t) < NOTICE_EVERY => false,
+                _ => {
+                    last.insert(key, now);
+                    true
+                }
+            }
+        };
+        let line = line();
+        if due {
+            warn!("{line}");
+        } else {
+            info!("{line}");
+        }
+    }
 }
 
 /// The outcome of one command inside a batch.
 type CommandResult = Result<Value, ApiError>;
 
-/// What one unit of work (a chunk of commands) may still spend on retries: transient failures
-/// (up to `max_attempts - 1`) and throttling waits (up to `MAX_THROTTLED`), shared by the
-/// re-sends of deferred commands and the retries of whole requests.
+/// What one unit of work (a chunk of commands) may still spend on retries, per kind: server
+/// errors (up to `max_attempts - 1`), no answer (up to `no_answer_attempts - 1`), throttling
+/// waits (up to `MAX_THROTTLED`) and request-limit refusals (up to `MAX_LIMITED`), shared by
+/// the re-sends of deferred commands and the retries of whole requests. In a `hurry` (the
+/// re-read after an interrupt) only request-limit refusals are retried.
 #[derive(Debug, Default)]
 struct Budget {
     retries: u32,
+    no_answer: u32,
     throttled: u32,
+    limited: u32,
+    hurry: bool,
 }
 
-/// Every answer one command got, in order: more than one when it was sent again.
-type Answers = Vec<Result<Value, String>>;
+/// What became of one command: every answer it got, in order (more than one when it was sent
+/// again), and what is known beyond them.
+#[derive(Debug, Clone, Default)]
+struct Answers {
+    got: Vec<Result<Value, String>>,
+    /// Why the portal may have carried it out without saying so: the first attempt that may
+    /// have reached the portal and got no trustworthy answer.
+    uncertain: Option<String>,
+    /// The portal may have run it: some attempt got its own answer, or is uncertain.
+    executed: bool,
+    /// The run was interrupted before it got a final answer.
+    interrupted: bool,
+}
 
 /// The length of the portal's operating-time window; no budget wait is longer.
 const OPERATING_WINDOW: Duration = Duration::from_secs(600);
@@ -204,19 +387,27 @@ const OPERATING_WINDOW: Duration = Duration::from_secs(600);
 /// they cover the portal's ten-minute operating window.
 const MAX_THROTTLED: u32 = 12;
 
+/// Request-limit refusals (503) tolerated per chunk. Each is followed by the bucket's wait at
+/// the learnt rate, so they cost the portal nothing and make a run slower, never fail it;
+/// the cap only guards against a portal that refuses forever.
+const MAX_LIMITED: u32 = 100;
+
+/// The description of a batch answer that has no entry at all for a command.
+const NO_RESULT: &str = "the batch answer has no result for this command";
+
 impl Client {
     pub fn new(webhook: Webhook, options: Options) -> Result<Client, TransportError> {
         // rustls needs a process-wide crypto provider; installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT.min(options.timeout))
             // A portal that moved answers 302; following it blindly could send the code elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| TransportError {
-                connect: false,
+                kind: TransportKind::Connect,
                 method: "client".into(),
                 status: None,
                 detail: e.without_url().to_string(),
@@ -224,9 +415,11 @@ impl Client {
         Ok(Client {
             http,
             webhook,
-            bucket: options.rate.map(Bucket::new),
+            pacer: Pacer::new(options.rate),
             operating: Operating::new(options.operating_limit_s, options.operating_margin_s),
             options,
+            breaker: Breaker::default(),
+            notices: Notices::default(),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         })
@@ -239,20 +432,31 @@ impl Client {
         }
     }
 
+    /// The cause that tripped the run-wide breaker, if one did.
+    pub fn unreachable(&self) -> Option<&str> {
+        self.breaker.cause()
+    }
+
     /// One HTTP call of `method` with a JSON body, paced by the bucket and the operating-time
     /// budget of `method` and of `sub_methods` (a batch's commands), retried while the failure
-    /// is transient, within `budget`. Returns the whole answer (`result` and `time`).
+    /// is transient, within `budget`. Returns the whole answer (`result` and `time`) and when
+    /// it was sent. `uncertain` is set when an attempt may have been carried out without a
+    /// trustworthy answer. Fails at once, sending nothing, when `stop` is cancelled or the
+    /// breaker has tripped, also in the middle of a wait.
     async fn call(
         &self,
         method: &str,
         sub_methods: &BTreeSet<&str>,
         body: &Value,
         budget: &mut Budget,
-    ) -> Result<Value, CallError> {
+        stop: &CancellationToken,
+        uncertain: &mut Option<String>,
+    ) -> Result<(Value, Instant), CallError> {
         let methods: Vec<&str> = std::iter::once(method)
             .chain(sub_methods.iter().copied())
             .collect();
         loop {
+            self.may_send(method, stop)?;
             let pause = methods
                 .iter()
                 .map(|m| self.operating.wait_for(m))
@@ -260,54 +464,150 @@ impl Client {
                 .unwrap_or_default();
             if !pause.is_zero() {
                 info!(%method, secs = pause.as_secs(), "pausing until the operating-time budget resets");
-                tokio::time::sleep(pause).await;
+                self.sleep(method, pause, stop).await?;
             }
-            if let Some(bucket) = &self.bucket {
-                tokio::time::sleep(bucket.reserve()).await;
-            }
+            let wait = self.pacer.reserve();
+            self.sleep(method, wait, stop).await?;
+            let sent = Instant::now();
             self.requests.fetch_add(1, Ordering::Relaxed);
             let e = match self.call_once(method, body).await {
                 Ok(v) => {
+                    self.pacer.accepted(sent);
                     if let Some(t) = v.get("time") {
                         self.observe_time(method, t);
                     }
-                    return Ok(v);
+                    return Ok((v, sent));
                 }
                 Err(e) => e,
             };
-            let delay = if e.is_throttle() && budget.throttled < MAX_THROTTLED {
-                budget.throttled += 1;
-                self.throttle(&methods, budget.throttled)
-            } else if e.is_transient() && budget.retries + 1 < self.attempts_for(&e) {
-                if let CallError::Api(api) = &e
-                    && api.code == "QUERY_LIMIT_EXCEEDED"
-                {
-                    self.bucket_full();
-                }
-                budget.retries += 1;
-                backoff(&self.options, budget.retries)
-            } else {
+            if e.may_have_acted() && uncertain.is_none() {
+                *uncertain = Some(e.to_string());
+            }
+            if e.is_rate_limit() {
+                let learned = self.pacer.refused(sent);
+                self.tell(learned);
+            } else if matches!(e, CallError::Api(_)) {
+                self.pacer.accepted(sent);
+            }
+            if e.is_run_wide() {
+                self.breaker.trip(e.to_string());
+                return Err(e);
+            }
+            let Some(delay) = self.next_try(&e, budget, &methods) else {
                 return Err(e);
             };
             self.retries.fetch_add(1, Ordering::Relaxed);
-            info!(%method, delay_ms = delay.as_millis() as u64, "retrying after: {e}");
-            tokio::time::sleep(delay).await;
+            self.sleep(method, delay, stop).await?;
         }
     }
 
-    /// How many attempts an error of this kind deserves.
-    fn attempts_for(&self, e: &CallError) -> u32 {
-        match e {
-            CallError::Transport(t) if t.connect => CONNECT_ATTEMPTS.min(self.options.max_attempts),
-            _ => self.options.max_attempts,
+    /// Whether to try `e`'s request again and after how long, drawing on `budget` (and saying
+    /// so on stderr, except for the request limit's quiet pacing). `None`: give up; a request
+    /// the portal never answered trips the breaker as it gives up.
+    fn next_try(&self, e: &CallError, budget: &mut Budget, methods: &[&str]) -> Option<Duration> {
+        if e.is_rate_limit() {
+            if budget.limited >= MAX_LIMITED {
+                return None;
+            }
+            budget.limited += 1;
+            debug!("request limit reached; waiting for the bucket to drain: {e}");
+            // The bucket's own reservation is the wait.
+            return Some(Duration::ZERO);
+        }
+        let (used, max) = if e.is_throttle() {
+            (&mut budget.throttled, MAX_THROTTLED + 1)
+        } else if e.is_no_answer() {
+            (&mut budget.no_answer, self.options.no_answer_attempts)
+        } else if e.is_transient() {
+            (&mut budget.retries, self.options.max_attempts)
+        } else {
+            return None;
+        };
+        if budget.hurry || *used + 1 >= max {
+            if e.is_no_answer() {
+                self.breaker.trip(e.to_string());
+            }
+            return None;
+        }
+        *used += 1;
+        let attempt = *used + 1;
+        if e.is_throttle() {
+            let delay = self.throttle(methods, *used);
+            self.notices.warn("throttle", || {
+                format!(
+                    "{e}: the portal's operating-time budget is spent; waiting {} before trying again (wait {} of {MAX_THROTTLED})",
+                    human(delay),
+                    attempt - 1
+                )
+            });
+            return Some(delay);
+        }
+        let delay = backoff(&self.options, *used);
+        self.notices.warn(e.notice_key(), || {
+            format!(
+                "{e}; retrying (attempt {attempt} of {max}) in {}",
+                human(delay)
+            )
+        });
+        Some(delay)
+    }
+
+    /// Say what a 503 taught the pacer, when it changed how fast roster goes.
+    fn tell(&self, learned: Learned) {
+        match learned {
+            Learned::Nothing => {}
+            Learned::Started { per_second } => self.notices.warn("pacing", || {
+                format!(
+                    "the portal limits requests (503 QUERY_LIMIT_EXCEEDED) although no rate limit was configured; pacing at {per_second} requests/s from now on"
+                )
+            }),
+            Learned::Slowed { from, to } => self.notices.warn("pacing", || {
+                format!(
+                    "the portal refuses requests at {from:.2}/s (503 QUERY_LIMIT_EXCEEDED); slowing to {to:.2}/s"
+                )
+            }),
         }
     }
 
-    /// The model of the portal's bucket is full: a 503 said so.
-    fn bucket_full(&self) {
-        if let Some(b) = &self.bucket {
-            b.mark_full();
+    /// Fail without sending when the run was interrupted or the breaker has tripped.
+    fn may_send(&self, method: &str, stop: &CancellationToken) -> Result<(), CallError> {
+        let not_sent = |kind, detail| {
+            Err(CallError::Transport(TransportError {
+                method: method.to_owned(),
+                status: None,
+                detail,
+                kind,
+            }))
+        };
+        if stop.is_cancelled() {
+            return not_sent(TransportKind::Interrupted, "not sent: interrupted".into());
         }
+        if let Some(cause) = self.breaker.cause() {
+            return not_sent(
+                TransportKind::NotSent,
+                format!("not sent: an earlier request failed ({cause})"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Wait `d`, or less: an interrupt or the breaker ends the wait at once, and then nothing
+    /// is sent.
+    async fn sleep(
+        &self,
+        method: &str,
+        d: Duration,
+        stop: &CancellationToken,
+    ) -> Result<(), CallError> {
+        if !d.is_zero() {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {}
+                _ = self.breaker.tripped.cancelled() => {}
+                _ = tokio::time::sleep(d) => {}
+            }
+        }
+        self.may_send(method, stop)
     }
 
     /// After the `n`th throttling answer for `methods`: how long to wait, recorded so that
@@ -363,11 +663,17 @@ impl Client {
 
     async fn call_once(&self, method: &str, body: &Value) -> Result<Value, CallError> {
         let started = std::time::Instant::now();
-        let transport = |status: Option<u16>, detail: String| TransportError {
+        let transport = |kind: TransportKind, status: Option<u16>, detail: String| TransportError {
             method: method.to_owned(),
             status,
             detail,
-            connect: false,
+            kind,
+        };
+        let timed_out = || {
+            format!(
+                "no answer within {} (--timeout)",
+                human(self.options.timeout)
+            )
         };
         let response = self
             .http
@@ -377,24 +683,55 @@ impl Client {
             .await
             // reqwest puts the URL, and so the webhook code, in its messages: describe_reqwest
             // drops it, and scrub catches any copy in the source chain.
-            .map_err(|e| TransportError {
-                connect: e.is_connect(),
-                ..transport(None, self.scrub(&describe_reqwest(e)))
+            .map_err(|e| {
+                let (connect, timeout) = (e.is_connect(), e.is_timeout());
+                let text = self.scrub(&describe_reqwest(e));
+                match (connect, timeout) {
+                    (true, true) => transport(
+                        TransportKind::Connect,
+                        None,
+                        format!(
+                            "cannot connect within {}",
+                            human(CONNECT_TIMEOUT.min(self.options.timeout))
+                        ),
+                    ),
+                    (true, false) => transport(
+                        TransportKind::Connect,
+                        None,
+                        format!("cannot connect: {text}"),
+                    ),
+                    (false, true) => transport(TransportKind::Timeout, None, timed_out()),
+                    (false, false) => transport(
+                        TransportKind::NoAnswer,
+                        None,
+                        format!("the connection dropped before an answer: {text}"),
+                    ),
+                }
             })?;
         let status = response.status().as_u16();
-        // A body cut off mid-read is no answer at all (status None): the write may or may not
-        // have happened, and the request is worth repeating.
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport(None, self.scrub(&describe_reqwest(e))))?;
+        // A body cut off mid-read: the write may or may not have happened, and the request is
+        // worth repeating.
+        let bytes = response.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                transport(TransportKind::Timeout, Some(status), timed_out())
+            } else {
+                let text = self.scrub(&describe_reqwest(e));
+                transport(
+                    TransportKind::Truncated,
+                    Some(status),
+                    format!("HTTP {status}, the answer was cut off: {text}"),
+                )
+            }
+        })?;
         debug!(%method, status, bytes = bytes.len(), ms = started.elapsed().as_millis() as u64, "response");
         // Scrub the whole answer once, before anything is built from it: any text a portal or
         // proxy sends back (error pages, echoed paths, odd results) may quote the request URL.
         let text = self.scrub(&String::from_utf8_lossy(&bytes));
         let parsed: Result<Value, _> = serde_json::from_str(&text);
         match parsed {
-            Ok(v) => {
+            Ok(mut v) => {
+                // And again after decoding: escapes decode to text the first pass never saw.
+                self.scrub_value(&mut v);
                 if let Some(e) = wire::error_body(&v) {
                     return Err(ApiError {
                         method: method.to_owned(),
@@ -406,47 +743,85 @@ impl Client {
                 }
                 if status != 200 {
                     return Err(transport(
+                        TransportKind::BadAnswer,
                         Some(status),
                         format!("HTTP {status} without an error body"),
                     )
                     .into());
                 }
                 if v.get("result").is_none() {
-                    return Err(transport(Some(status), "answer has no `result`".into()).into());
+                    return Err(transport(
+                        TransportKind::BadAnswer,
+                        Some(status),
+                        "answer has no `result`".into(),
+                    )
+                    .into());
                 }
                 Ok(v)
             }
-            Err(_) => {
-                let snippet: String = text.chars().take(200).collect();
+            Err(e) => {
+                let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                let snippet: String = snippet.chars().take(120).collect();
+                let (kind, what) = if e.is_eof() {
+                    (TransportKind::Truncated, "JSON cut off")
+                } else {
+                    (TransportKind::BadAnswer, "not JSON")
+                };
                 Err(transport(
+                    kind,
                     Some(status),
-                    format!("HTTP {status}, not JSON: {snippet:?}"),
+                    format!("HTTP {status}, {what}: {snippet:?}"),
                 )
                 .into())
             }
         }
     }
 
+    /// Scrub every string (and key) of a decoded answer.
+    fn scrub_value(&self, v: &mut Value) {
+        match v {
+            Value::String(s) => {
+                let clean = self.scrub(s);
+                if clean != *s {
+                    *s = clean;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| self.scrub_value(i)),
+            Value::Object(map) => {
+                let old = std::mem::take(map);
+                for (k, mut item) in old {
+                    self.scrub_value(&mut item);
+                    map.insert(self.scrub(&k), item);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Run up to `BATCH_MAX` commands in one `batch` request (`halt=0`), returning each
-    /// command's own result or error, in order.
+    /// command's own result or error, in order, and when the request that answered was sent.
     async fn batch(
         &self,
         cmds: &[&Command],
         budget: &mut Budget,
-    ) -> Result<Vec<CommandResult>, CallError> {
+        stop: &CancellationToken,
+        uncertain: &mut Option<String>,
+    ) -> Result<(Vec<CommandResult>, Instant), CallError> {
         assert!(cmds.len() <= BATCH_MAX, "callers chunk batches");
         let (names, body) = batch_body(cmds);
         let methods: BTreeSet<&str> = cmds.iter().map(|c| c.method).collect();
         debug!(commands = cmds.len(), "batch");
         tracing::trace!(%body, "batch body");
-        let answer = self.call("batch", &methods, &body, budget).await?;
+        let (answer, sent) = self
+            .call("batch", &methods, &body, budget, stop, uncertain)
+            .await?;
         let result = &answer["result"];
         for (c, name) in cmds.iter().zip(&names) {
             if let Some(t) = wire::section(result, "result_time", name) {
                 self.observe_time(c.method, t);
             }
         }
-        Ok(cmds
+        let results = cmds
             .iter()
             .zip(&names)
             .map(|(c, name)| {
@@ -465,31 +840,53 @@ impl Client {
                     .ok_or_else(|| ApiError {
                         method: c.method.to_owned(),
                         code: String::new(),
-                        description: "the batch answer has no result for this command".into(),
+                        description: NO_RESULT.into(),
                         status: None,
                     })
             })
-            .collect())
+            .collect();
+        Ok((results, sent))
     }
 
-    /// Run one chunk of commands (≤ `BATCH_MAX`) as a batch, and every answer each command
-    /// got. Commands the portal deferred inside the batch (`QUERY_LIMIT_EXCEEDED`,
+    /// Run one chunk of commands (≤ `BATCH_MAX`) as a batch, and what became of each command.
+    /// Commands the portal deferred inside the batch (`QUERY_LIMIT_EXCEEDED`,
     /// `OPERATION_TIME_LIMIT` in `result_error`) are sent again together with every later
     /// command of the same group, so a group's commands still run in order (a promote after a
     /// deferred add). Nothing is thrown away: if a re-send fails as a whole, the commands it
     /// carried get that error as one more answer, and earlier answers stand.
-    async fn run_chunk(&self, chunk: &[(GroupId, Command)]) -> Vec<Answers> {
-        let mut answers: Vec<Answers> = vec![Vec::new(); chunk.len()];
+    async fn run_chunk(
+        &self,
+        chunk: &[(GroupId, Command)],
+        stop: &CancellationToken,
+        hurry: bool,
+    ) -> Vec<Answers> {
+        let mut answers: Vec<Answers> = vec![Answers::default(); chunk.len()];
         let mut pending: Vec<usize> = (0..chunk.len()).collect();
         // One budget for the chunk: re-sends here and retries inside `call` draw on it alike.
-        let mut budget = Budget::default();
+        let mut budget = Budget {
+            hurry,
+            ..Budget::default()
+        };
         while !pending.is_empty() {
             let cmds: Vec<&Command> = pending.iter().map(|&i| &chunk[i].1).collect();
-            let results = match self.batch(&cmds, &mut budget).await {
-                Ok(results) => results,
+            let mut uncertain = None;
+            let outcome = self.batch(&cmds, &mut budget, stop, &mut uncertain).await;
+            if let Some(u) = &uncertain {
+                for &i in &pending {
+                    answers[i].executed = true;
+                    answers[i].uncertain.get_or_insert_with(|| u.clone());
+                }
+            }
+            let (results, sent) = match outcome {
+                Ok(r) => r,
                 Err(e) => {
+                    let interrupted = e.is_interrupted();
                     for &i in &pending {
-                        answers[i].push(Err(e.to_string()));
+                        if interrupted {
+                            answers[i].interrupted = true;
+                        } else {
+                            answers[i].got.push(Err(e.to_string()));
+                        }
                     }
                     break;
                 }
@@ -502,7 +899,15 @@ impl Client {
                 let deferred = matches!(&r, Err(e) if is_deferral(e));
                 throttle |= matches!(&r, Err(e) if e.code == "OPERATION_TIME_LIMIT");
                 limited |= matches!(&r, Err(e) if e.code == "QUERY_LIMIT_EXCEEDED");
-                answers[i].push(r.map_err(|e| e.to_string()));
+                let a = &mut answers[i];
+                if !deferred {
+                    a.executed = true;
+                }
+                if matches!(&r, Err(e) if e.description == NO_RESULT) {
+                    a.uncertain
+                        .get_or_insert_with(|| format!("{}: {NO_RESULT}", chunk[i].1.method));
+                }
+                a.got.push(r.map_err(|e| e.to_string()));
                 if deferred || tainted.contains(&group) {
                     tainted.insert(group);
                     again.push(i);
@@ -512,25 +917,48 @@ impl Client {
                 break;
             }
             if limited {
-                self.bucket_full();
+                let learned = self.pacer.refused(sent);
+                self.tell(learned);
             }
-            let delay = if throttle && budget.throttled < MAX_THROTTLED {
+            let delay = if throttle {
+                if budget.hurry || budget.throttled >= MAX_THROTTLED {
+                    break;
+                }
                 budget.throttled += 1;
                 let methods: Vec<&str> = again.iter().map(|&i| chunk[i].1.method).collect();
-                self.throttle(&methods, budget.throttled)
-            } else if !throttle && budget.retries + 1 < self.options.max_attempts {
-                budget.retries += 1;
-                backoff(&self.options, budget.retries)
+                let delay = self.throttle(&methods, budget.throttled);
+                self.notices.warn("throttle", || {
+                    format!(
+                        "the portal deferred {} command(s) for their operating-time budget; waiting {} before sending them again",
+                        again.len(),
+                        human(delay)
+                    )
+                });
+                delay
             } else {
-                break;
+                if budget.limited >= MAX_LIMITED {
+                    break;
+                }
+                budget.limited += 1;
+                // The bucket's reservation before the re-send is the wait.
+                Duration::ZERO
             };
             self.retries
                 .fetch_add(again.len() as u64, Ordering::Relaxed);
-            info!(
+            debug!(
                 commands = again.len(),
                 "re-sending commands the portal deferred"
             );
-            tokio::time::sleep(delay).await;
+            if let Err(e) = self.sleep("batch", delay, stop).await {
+                for &i in &again {
+                    if e.is_interrupted() {
+                        answers[i].interrupted = true;
+                    } else {
+                        answers[i].got.push(Err(e.to_string()));
+                    }
+                }
+                break;
+            }
             pending = again;
         }
         answers
@@ -538,12 +966,16 @@ impl Client {
 
     /// Run commands in chunks of `BATCH_MAX`, up to `concurrency` chunks at once. A chunk that
     /// starts with the same group the previous chunk ended with waits for it, so a group's
-    /// commands (add before promote) keep their order. Answers come back in input order.
+    /// commands (add before promote) keep their order. Once `stop` is cancelled no chunk
+    /// starts (nor one waiting for its predecessor). `on_progress` is told the `weights` of
+    /// each finished chunk's commands. Answers come back in input order.
     async fn run_all(
         &self,
         commands: &[(GroupId, Command)],
+        weights: &[usize],
         on_progress: OnProgress<'_>,
         stop: &CancellationToken,
+        hurry: bool,
     ) -> Vec<Answers> {
         let chunks: Vec<&[(GroupId, Command)]> = commands.chunks(BATCH_MAX).collect();
         let (done_tx, done_rx): (Vec<_>, Vec<_>) =
@@ -552,18 +984,29 @@ impl Client {
             let after = (i > 0 && chunks[i - 1].last().map(|c| c.0) == chunk.first().map(|c| c.0))
                 .then(|| done_rx[i - 1].clone());
             let done = &done_tx[i];
+            let weight: usize = weights[i * BATCH_MAX..i * BATCH_MAX + chunk.len()]
+                .iter()
+                .sum();
             async move {
                 if let Some(mut rx) = after {
-                    let _ = rx.wait_for(|d| *d).await;
+                    tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => {}
+                        _ = rx.wait_for(|d| *d) => {}
+                    }
                 }
                 if stop.is_cancelled() {
-                    // Never sent: no answers at all, which `judge` reports as not started.
+                    // Never sent: `judge` reports its changes as not started.
                     let _ = done.send(true);
-                    return (i, vec![Vec::new(); chunk.len()]);
+                    let never = Answers {
+                        interrupted: true,
+                        ..Answers::default()
+                    };
+                    return (i, vec![never; chunk.len()]);
                 }
-                let out = self.run_chunk(chunk).await;
+                let out = self.run_chunk(chunk, stop, hurry).await;
                 let _ = done.send(true);
-                on_progress(chunk.len());
+                on_progress(weight);
                 (i, out)
             }
         });
@@ -579,39 +1022,54 @@ impl Client {
     }
 
     /// Read the members of `groups` (`sonet_group.user.get`, 50 groups a batch). Every group
-    /// that cannot be read is reported, not just the first.
+    /// that cannot be read is reported, not just the first; a failure of the whole run (the
+    /// portal unreachable, the webhook refused) is reported once.
     pub async fn fetch(
         &self,
         groups: &[GroupId],
         on_progress: OnProgress<'_>,
     ) -> Result<CurrentState, FetchError> {
-        let (state, failed) = self.read(groups, on_progress).await;
+        let (state, failed) = self.read(groups, on_progress, false).await;
         if failed.is_empty() {
             Ok(state)
+        } else if let Some(cause) = self.breaker.cause() {
+            Err(FetchError::RunWide {
+                cause: cause.to_owned(),
+                unread: failed.len(),
+            })
         } else {
             Err(FetchError::Groups(failed))
         }
     }
 
     /// Read what can be read: the groups that answered, and each other group with its error.
+    /// In a `hurry` each request is tried once.
     async fn read(
         &self,
         groups: &[GroupId],
         on_progress: OnProgress<'_>,
+        hurry: bool,
     ) -> (CurrentState, Vec<(GroupId, String)>) {
         let cmds: Vec<(GroupId, Command)> = groups
             .iter()
             .map(|g| (*g, Command::new("sonet_group.user.get").param("ID", g.0)))
             .collect();
+        let weights = vec![1; cmds.len()];
         let mut state = CurrentState::default();
         let mut failed = Vec::new();
-        for (g, answers) in groups.iter().zip(
-            self.run_all(&cmds, on_progress, &CancellationToken::new())
-                .await,
-        ) {
+        let ran = self
+            .run_all(
+                &cmds,
+                &weights,
+                on_progress,
+                &CancellationToken::new(),
+                hurry,
+            )
+            .await;
+        for (g, answers) in groups.iter().zip(ran) {
             // Reads are idempotent: the last successful answer is the freshest.
-            let last_ok = answers.iter().rev().find_map(|a| a.as_ref().ok());
-            let read = match (last_ok, answers.last()) {
+            let last_ok = answers.got.iter().rev().find_map(|a| a.as_ref().ok());
+            let read = match (last_ok, answers.got.last()) {
                 (Some(v), _) => members(v),
                 (None, Some(Err(e))) => Err(e.clone()),
                 (None, _) => Err("no answer".to_owned()),
@@ -626,14 +1084,13 @@ impl Client {
         (state, failed)
     }
 
-    /// Carry out `changes`; one status per change, in input order.
+    /// Carry out `changes`; one status per change, in input order. `on_progress` counts the
+    /// changes each finished chunk completed (a change counts once, with its last command).
     ///
-    /// A change is done when any answer to a command carrying it lists the user. When some
-    /// change is not confirmed that way (a lost response, a refused re-send, somebody else's
-    /// edit), its groups are read again: a change the portal shows as made is `Confirmed`, and
-    /// one whose answers were lost or refused and whose group cannot be read is `Failed` with an
-    /// unknown outcome, never "the portal skipped it". The report says what the portal holds,
-    /// not what the wire happened to deliver.
+    /// A change is done when an answer to a command carrying it lists the user. Every other
+    /// change that was sent is settled by reading its group again (`settle`), also after an
+    /// interrupt: the report says what the portal holds, not what the wire happened to
+    /// deliver. Changes never sent because `stop` was cancelled are `NotStarted`.
     pub async fn execute(
         &self,
         changes: &[(GroupId, Change)],
@@ -645,63 +1102,134 @@ impl Client {
             .iter()
             .map(|w| (w.group, w.command.clone()))
             .collect();
+        let weights = progress_weights(&writes, changes.len());
         // Every command's verdict on each change it carried; a change is done when all agree.
         let mut verdicts: Vec<Vec<OpStatus>> = vec![Vec::new(); changes.len()];
-        // Whether some command carrying the change got an error or more than one answer.
-        let mut unsure = vec![false; changes.len()];
-        for (w, answers) in writes
-            .iter()
-            .zip(self.run_all(&cmds, on_progress, stop).await)
-        {
-            judge(w, &answers, &mut verdicts);
-            if answers.len() > 1 || answers.iter().any(Result::is_err) {
+        // Why some command carrying the change may have acted without a trustworthy answer.
+        let mut uncertain: Vec<Option<String>> = vec![None; changes.len()];
+        let ran = self
+            .run_all(&cmds, &weights, on_progress, stop, false)
+            .await;
+        for (w, answers) in writes.iter().zip(&ran) {
+            judge(w, answers, &mut verdicts);
+            if let Some(u) = &answers.uncertain {
                 for &(i, _) in &w.carries {
-                    unsure[i] = true;
+                    uncertain[i].get_or_insert_with(|| u.clone());
                 }
             }
         }
-        let mut statuses: Vec<OpStatus> = verdicts
-            .into_iter()
-            .map(|v| {
-                v.into_iter()
-                    .find(|s| !s.is_done())
-                    .unwrap_or(OpStatus::Done)
-            })
-            .collect();
+        let statuses: Vec<OpStatus> = verdicts.into_iter().map(combine).collect();
         let recheck: BTreeSet<GroupId> = changes
             .iter()
             .zip(&statuses)
-            .filter(|(_, s)| !s.is_done())
+            .filter(|(_, s)| needs_reread(s))
             .map(|((g, _), _)| *g)
             .collect();
         if recheck.is_empty() {
             return statuses;
         }
         let groups: Vec<GroupId> = recheck.into_iter().collect();
-        let (now, unread) = self.read(&groups, &|_| {}).await;
+        let (now, unread) = self.read(&groups, &|_| {}, stop.is_cancelled()).await;
         let unread: BTreeMap<GroupId, String> = unread.into_iter().collect();
-        for (i, ((g, change), status)) in changes.iter().zip(statuses.iter_mut()).enumerate() {
-            if status.is_done() {
-                continue;
-            }
-            if now.groups.get(g).is_some_and(|m| holds(m, change)) {
-                info!(group = %g, user = %change.user(), "change confirmed by reading the group again");
-                *status = OpStatus::Confirmed;
-            } else if let (Some(e), true, OpStatus::NotDone { .. }) =
-                (unread.get(g), unsure[i], &status)
-            {
-                *status = OpStatus::Failed {
-                    error: format!(
-                        "outcome unknown: an answer was lost or refused, and reading the group again failed ({e})"
-                    ),
+        changes
+            .iter()
+            .zip(statuses)
+            .zip(uncertain)
+            .map(|(((g, change), status), uncertain)| {
+                let reread = match (now.groups.get(g), unread.get(g)) {
+                    (Some(group), _) => Ok(group),
+                    (None, Some(e)) => Err(e.as_str()),
+                    (None, None) => Err("not read again"),
                 };
-            }
-        }
-        statuses
+                let settled = settle(change, status.clone(), uncertain.as_deref(), reread);
+                if settled == OpStatus::Confirmed && status != OpStatus::Confirmed {
+                    info!(group = %g, user = %change.user(), "change confirmed by reading the group again");
+                }
+                settled
+            })
+            .collect()
     }
 }
 
-/// Whether `group` shows `change` as made.
+/// The connect part of the request timeout, at most.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a change's group must be read again to settle it: it was sent (or refused) and no
+/// answer confirmed it.
+fn needs_reread(status: &OpStatus) -> bool {
+    matches!(status, OpStatus::NotDone { .. } | OpStatus::Failed { .. })
+}
+
+/// Settle a change no answer confirmed, from its group as read again after apply (or why it
+/// could not be read), and why the portal may have acted without saying so (`uncertain`):
+/// held → `Confirmed`; not held → the status as answered (`NotDone`/`Failed`); unreadable →
+/// `Unknown` if the portal may have acted, else the status as answered. Other statuses stand.
+fn settle(
+    change: &Change,
+    status: OpStatus,
+    uncertain: Option<&str>,
+    reread: Result<&CurrentGroup, &str>,
+) -> OpStatus {
+    if !needs_reread(&status) {
+        return status;
+    }
+    match (reread, uncertain) {
+        (Ok(group), _) if holds(group, change) => OpStatus::Confirmed,
+        (Ok(_), _) | (Err(_), None) => status,
+        (Err(e), Some(u)) => OpStatus::Unknown {
+            error: format!(
+                "the portal may have made the change ({u}), and reading the group again failed ({e})"
+            ),
+        },
+    }
+}
+
+/// One change's status from the verdicts of the commands carrying it (an add as moderator is
+/// an add and a promote): done when all are; not started when none was sent; else the first
+/// that is not done.
+fn combine(verdicts: Vec<OpStatus>) -> OpStatus {
+    let not_started = verdicts
+        .iter()
+        .filter(|v| **v == OpStatus::NotStarted)
+        .count();
+    if not_started > 0 && not_started == verdicts.len() {
+        return OpStatus::NotStarted;
+    }
+    if let Some(v) = verdicts
+        .iter()
+        .find(|v| !v.is_done() && **v != OpStatus::NotStarted)
+    {
+        return v.clone();
+    }
+    if not_started > 0 {
+        return OpStatus::Failed {
+            error: "interrupted before all of its commands were sent".into(),
+        };
+    }
+    OpStatus::Done
+}
+
+/// For each command, how many changes finish with it (a change counts with its last command),
+/// so progress adds up to the number of changes.
+fn progress_weights(writes: &[Write], changes: usize) -> Vec<usize> {
+    let mut last = vec![None; changes];
+    for (w, write) in writes.iter().enumerate() {
+        for &(i, _) in &write.carries {
+            last[i] = Some(w);
+        }
+    }
+    let mut weights = vec![0; writes.len()];
+    for w in last.into_iter().flatten() {
+        weights[w] += 1;
+    }
+    weights
+}
+
+/// Whether `group` shows `change` as made, as `sonet_group.user.get` shows it. A removal holds
+/// when the user is no longer listed, which is also the case when somebody else turned the
+/// relation into a pending request or a ban, or deactivated the user: the method cannot tell
+/// these apart, and in each the user is no longer a member as roster manages membership (the
+/// next plan agrees), so the removal counts as in place.
 fn holds(group: &CurrentGroup, change: &Change) -> bool {
     match *change {
         Change::Add { user, role } | Change::SetRole { user, to: role, .. } => {
@@ -758,7 +1286,7 @@ fn members(v: &Value) -> Result<CurrentGroup, String> {
     Ok(group)
 }
 
-/// How many commands `changes` coalesce into.
+/// How many commands `changes` coalesce into. Progress counts changes now (`changes.len()`).
 pub fn command_count(changes: &[(GroupId, Change)]) -> usize {
     coalesce(changes).len()
 }
@@ -833,12 +1361,13 @@ fn coalesce(changes: &[(GroupId, Change)]) -> Vec<Write> {
 /// Record a command's verdict for every change it carried, from every answer it got: a user
 /// listed by any successful answer is done (a re-sent command answers `[]` for users its
 /// first run already handled); otherwise not done if the portal answered at all, else failed
-/// with the last error.
-fn judge(w: &Write, answers: &[Result<Value, String>], verdicts: &mut [Vec<OpStatus>]) {
+/// with the last error. A command interrupted before the portal could have run it is not
+/// started.
+fn judge(w: &Write, answers: &Answers, verdicts: &mut [Vec<OpStatus>]) {
     let mut confirmed = BTreeSet::new();
     let mut answered = false;
     let mut last_error = None;
-    for a in answers {
+    for a in &answers.got {
         match a {
             Ok(v) => match wire::id_list(v) {
                 Some(ids) => {
@@ -851,7 +1380,7 @@ fn judge(w: &Write, answers: &[Result<Value, String>], verdicts: &mut [Vec<OpSta
         }
     }
     for &(i, user) in &w.carries {
-        let status = if answers.is_empty() {
+        let status = if answers.interrupted && !answers.executed {
             OpStatus::NotStarted
         } else if confirmed.contains(&user.0) {
             OpStatus::Done
@@ -865,7 +1394,10 @@ fn judge(w: &Write, answers: &[Result<Value, String>], verdicts: &mut [Vec<OpSta
             }
         } else {
             OpStatus::Failed {
-                error: last_error.clone().unwrap_or_else(|| "no answer".into()),
+                error: last_error
+                    .clone()
+                    .or_else(|| answers.uncertain.clone())
+                    .unwrap_or_else(|| "no answer".into()),
             }
         };
         verdicts[i].push(status);

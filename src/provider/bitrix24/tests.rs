@@ -5,6 +5,15 @@ use serde_json::json;
 
 use super::*;
 
+/// What a command that got these answers from the portal looks like.
+fn answered(got: Vec<Result<Value, String>>) -> Answers {
+    Answers {
+        got,
+        executed: true,
+        ..Answers::default()
+    }
+}
+
 fn cmds(changes: &[(GroupId, Change)]) -> Vec<String> {
     coalesce(changes)
         .iter()
@@ -101,7 +110,7 @@ fn silently_skipped_users_are_not_done() {
     ];
     let writes = coalesce(&changes);
     let mut verdicts = vec![Vec::new(); 2];
-    judge(&writes[0], &[Ok(json!(["2"]))], &mut verdicts);
+    judge(&writes[0], &answered(vec![Ok(json!(["2"]))]), &mut verdicts);
     assert_eq!(verdicts[0], [OpStatus::Done]);
     assert!(matches!(verdicts[1][0], OpStatus::NotDone { .. }));
 }
@@ -123,7 +132,11 @@ fn command_errors_fail_every_change_they_carry() {
         description: "No permissions to update users role".into(),
         status: None,
     };
-    judge(&writes[0], &[Err(err.to_string())], &mut verdicts);
+    judge(
+        &writes[0],
+        &answered(vec![Err(err.to_string())]),
+        &mut verdicts,
+    );
     match &verdicts[0][0] {
         OpStatus::Failed { error } => {
             assert_eq!(
@@ -164,11 +177,11 @@ fn any_answer_confirming_a_user_makes_it_done() {
     let mut verdicts = vec![Vec::new(); 3];
     // First run removed 2; a re-send (after the group was deferred) answered [] for 2, removed
     // 3, and a third try failed outright. 4 was never confirmed, but the portal did answer.
-    let answers = [
+    let answers = answered(vec![
         Ok(json!(["2"])),
         Ok(json!([3])),
         Err("batch: error (x)".to_owned()),
-    ];
+    ]);
     judge(&writes[0], &answers, &mut verdicts);
     assert_eq!(verdicts[0], [OpStatus::Done]);
     assert_eq!(verdicts[1], [OpStatus::Done]);
@@ -244,24 +257,244 @@ fn transient_errors_are_the_retryable_ones() {
     assert!(api("INTERNAL_SERVER_ERROR", 500).is_transient());
     assert!(!api("insufficient_scope", 403).is_transient());
     assert!(api("OPERATION_TIME_LIMIT", 429).is_throttle());
-    let transport = |status| {
+    let transport = |kind, status| {
         CallError::Transport(TransportError {
             method: "batch".into(),
             status,
             detail: String::new(),
-            connect: false,
+            kind,
         })
     };
+    use TransportKind::*;
+    for kind in [Connect, Timeout, NoAnswer, Truncated] {
+        assert!(transport(kind, None).is_transient(), "{kind:?}");
+    }
     assert!(
-        transport(None).is_transient(),
-        "connection errors and timeouts"
+        transport(BadAnswer, Some(502)).is_transient(),
+        "a proxy's HTML 502"
     );
-    assert!(transport(Some(502)).is_transient(), "a proxy's HTML 502");
-    assert!(!transport(Some(302)).is_transient(), "a moved portal");
     assert!(
-        !transport(Some(200)).is_transient(),
-        "a 200 that is not JSON"
+        !transport(BadAnswer, Some(302)).is_transient(),
+        "a moved portal"
     );
+    assert!(
+        !transport(BadAnswer, Some(200)).is_transient(),
+        "a whole 200 that is not JSON"
+    );
+    assert!(
+        transport(Truncated, Some(200)).is_transient(),
+        "JSON cut off"
+    );
+    assert!(!transport(NotSent, None).is_transient());
+    assert!(!transport(Interrupted, None).is_transient());
+}
+
+/// Which failures may hide a change the portal made, and which trip the breaker.
+#[test]
+fn what_an_error_says_about_the_portal() {
+    let api = |code: &str, status| {
+        CallError::Api(ApiError {
+            method: "batch".into(),
+            code: code.into(),
+            description: String::new(),
+            status,
+        })
+    };
+    let transport = |kind| {
+        CallError::Transport(TransportError {
+            method: "batch".into(),
+            status: None,
+            detail: String::new(),
+            kind,
+        })
+    };
+    use TransportKind::*;
+    // Refused before acting: the portal's bucket, its operating budget, a manual block, "no".
+    for e in [
+        api("QUERY_LIMIT_EXCEEDED", Some(503)),
+        api("OVERLOAD_LIMIT", Some(503)),
+        api("OPERATION_TIME_LIMIT", Some(429)),
+        api("NO_AUTH_FOUND", Some(401)),
+        api("", Some(400)),
+        transport(Connect),
+        transport(NotSent),
+        transport(Interrupted),
+    ] {
+        assert!(!e.may_have_acted(), "{e:?}");
+    }
+    for e in [
+        api("INTERNAL_SERVER_ERROR", Some(500)),
+        api("", Some(502)),
+        transport(Timeout),
+        transport(NoAnswer),
+        transport(Truncated),
+        transport(BadAnswer),
+    ] {
+        assert!(e.may_have_acted(), "{e:?}");
+    }
+    for kind in [Connect, Timeout, NoAnswer] {
+        assert!(transport(kind).is_no_answer());
+    }
+    assert!(
+        !transport(Truncated).is_no_answer(),
+        "the portal answered, if badly"
+    );
+    assert!(api("NO_AUTH_FOUND", Some(401)).is_run_wide());
+    assert!(api("PORTAL_DELETED", Some(403)).is_run_wide());
+    assert!(!api("", Some(400)).is_run_wide());
+    assert!(
+        !api("ACCESS_DENIED", None).is_run_wide(),
+        "one command's refusal"
+    );
+}
+
+fn add(user: u64, role: Role) -> Change {
+    Change::Add {
+        user: UserId(user),
+        role,
+    }
+}
+
+fn group(members: &[(u64, Role)]) -> CurrentGroup {
+    CurrentGroup {
+        members: members.iter().map(|&(u, r)| (UserId(u), r)).collect(),
+    }
+}
+
+/// Settling a change no answer confirmed, case by case.
+#[test]
+fn settling_unconfirmed_changes() {
+    let not_done = || OpStatus::NotDone {
+        reason: "skipped".into(),
+    };
+    let failed = || OpStatus::Failed {
+        error: "batch: HTTP 502".into(),
+    };
+    let change = add(5, Role::Member);
+    let held = group(&[(1, Role::Owner), (5, Role::Member)]);
+    let missing = group(&[(1, Role::Owner)]);
+    let lost = Some("batch: HTTP 502, not JSON");
+    let check = |status: OpStatus, uncertain, reread, want: &OpStatus| {
+        let got = settle(&change, status.clone(), uncertain, reread);
+        match (want, &got) {
+            (OpStatus::Unknown { .. }, OpStatus::Unknown { error }) => {
+                assert!(
+                    error.contains("HTTP 502") && error.contains("timed out"),
+                    "{error}"
+                )
+            }
+            _ => assert_eq!(&got, want, "{status:?} {uncertain:?} {reread:?}"),
+        }
+    };
+    // Held: confirmed, whatever the answers said.
+    for s in [not_done(), failed()] {
+        for u in [None, lost] {
+            check(s.clone(), u, Ok(&held), &OpStatus::Confirmed);
+        }
+    }
+    // Not held: as answered, with its reason.
+    for s in [not_done(), failed()] {
+        for u in [None, lost] {
+            check(s.clone(), u, Ok(&missing), &s);
+        }
+    }
+    // Unreadable: unknown if the portal may have acted, else as answered.
+    let unknown = OpStatus::Unknown {
+        error: String::new(),
+    };
+    for s in [not_done(), failed()] {
+        check(s.clone(), lost, Err("timed out"), &unknown);
+        check(s.clone(), None, Err("timed out"), &s);
+    }
+    // Done, confirmed and never sent stand, even if the group now says otherwise.
+    for s in [OpStatus::Done, OpStatus::Confirmed, OpStatus::NotStarted] {
+        check(s.clone(), lost, Ok(&missing), &s);
+        check(s.clone(), lost, Err("timed out"), &s);
+    }
+}
+
+#[test]
+fn interrupted_commands_that_never_ran_are_not_started() {
+    let changes = [
+        (GroupId(1), add(2, Role::Moderator)),
+        (GroupId(1), add(3, Role::Member)),
+    ];
+    let writes = coalesce(&changes);
+    assert_eq!(writes.len(), 2, "an add, then a promote");
+    let never = Answers {
+        interrupted: true,
+        ..Answers::default()
+    };
+    // Deferred by the portal, then interrupted before the re-send: still never ran.
+    let deferred = Answers {
+        got: vec![Err("batch: QUERY_LIMIT_EXCEEDED (Too many requests)".into())],
+        interrupted: true,
+        ..Answers::default()
+    };
+    for a in [&never, &deferred] {
+        let mut verdicts = vec![Vec::new(); 2];
+        judge(&writes[0], a, &mut verdicts);
+        judge(&writes[1], a, &mut verdicts);
+        let statuses: Vec<OpStatus> = verdicts.into_iter().map(combine).collect();
+        assert_eq!(statuses, [OpStatus::NotStarted, OpStatus::NotStarted]);
+    }
+    // The add ran, the promote never did: the change is not "not started".
+    let mut verdicts = vec![Vec::new(); 2];
+    judge(
+        &writes[0],
+        &answered(vec![Ok(json!([2, 3]))]),
+        &mut verdicts,
+    );
+    judge(&writes[1], &never, &mut verdicts);
+    let statuses: Vec<OpStatus> = verdicts.into_iter().map(combine).collect();
+    assert!(
+        matches!(&statuses[0], OpStatus::Failed { error } if error.contains("interrupted")),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[1], OpStatus::Done);
+    // Sent, no answer, then interrupted: the unanswered attempt is the error, to be settled.
+    let unanswered = Answers {
+        uncertain: Some("batch: no answer within 30 s (--timeout)".into()),
+        executed: true,
+        interrupted: true,
+        ..Answers::default()
+    };
+    let mut verdicts = vec![Vec::new(); 2];
+    judge(&writes[0], &unanswered, &mut verdicts);
+    assert_eq!(
+        verdicts[1],
+        [OpStatus::Failed {
+            error: "batch: no answer within 30 s (--timeout)".into()
+        }]
+    );
+}
+
+/// Progress adds up to the number of changes: a change carried by two commands counts once,
+/// with the later one.
+#[test]
+fn progress_counts_changes() {
+    let changes = [
+        (GroupId(1), add(2, Role::Moderator)),
+        (GroupId(1), add(3, Role::Member)),
+        (
+            GroupId(1),
+            Change::SetRole {
+                user: UserId(4),
+                from: Role::Member,
+                to: Role::Moderator,
+            },
+        ),
+        (
+            GroupId(2),
+            Change::Remove {
+                user: UserId(5),
+                role: Role::Member,
+            },
+        ),
+    ];
+    let writes = coalesce(&changes);
+    // add(2,3), update(2,4 → E), delete(5)
+    assert_eq!(progress_weights(&writes, changes.len()), [1, 2, 1]);
 }
 
 #[test]

@@ -1991,3 +1991,121 @@ async fn injected_faults_are_seeded_and_counted() {
     }
     assert_eq!(runs[0], runs[1], "same seed, same faults");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Batch runs `cmd` in wire order (issue 6)
+//
+// PHP's `json_decode` and `parse_str` keep keys in the order they arrive, and
+// `CRestProvider::methodsBatch` walks `cmd` with `foreach` (reference §3, src PROV, UTIL). The
+// bodies below are written by hand: `serde_json::json!` would sort the keys.
+
+impl Env {
+    /// POST a body as given; the reply and its raw text (to check the order of keys).
+    async fn post_raw(&self, method: &str, content_type: &str, body: &str) -> (Reply, String) {
+        let resp = self
+            .http
+            .post(format!("{}{method}", self.base(1, "admincode")))
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|h| h.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        (
+            Reply {
+                status,
+                body,
+                content_type,
+            },
+            text,
+        )
+    }
+}
+
+/// `needles` occur in `text` in this order.
+fn in_order(text: &str, needles: &[&str]) -> bool {
+    let pos: Vec<usize> = needles
+        .iter()
+        .map(|n| text.find(n).unwrap_or_else(|| panic!("{n} not in {text}")))
+        .collect();
+    pos.windows(2).all(|w| w[0] < w[1])
+}
+
+#[tokio::test]
+async fn batch_json_body_runs_in_wire_order() {
+    let e = portal().await;
+    // `a` refers to `z`, which comes first on the wire.
+    let body = r#"{"cmd": {"z": "user.current", "a": "user.get?FILTER[ID]=$result[z][ID]"}}"#;
+    let (r, text) = e.post_raw("batch", "application/json", body).await;
+    assert_eq!(r.status, 200, "{text}");
+    assert_eq!(r.body["result"]["result_error"], json!([]), "{text}");
+    assert_eq!(
+        user_ids(&json!({"result": r.body["result"]["result"]["a"]})),
+        ["1"]
+    );
+    assert!(
+        in_order(&text, &[r#""z":{"ID":"1""#, r#""a":[{"ID":"1""#]),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn batch_json_c9_runs_before_c10() {
+    let e = portal().await;
+    let body = r#"{"cmd": {"c9": "sonet_group.user.add?GROUP_ID=42&USER_ID=31",
+                           "c10": "sonet_group.user.get?ID=42"}}"#;
+    let (r, text) = e.post_raw("batch", "application/json", body).await;
+    assert_eq!(r.body["result"]["result"]["c9"], json!(["31"]), "{text}");
+    assert_eq!(
+        r.body["result"]["result"]["c10"],
+        json!([{"USER_ID":"1","ROLE":"A"},{"USER_ID":"22","ROLE":"K"},{"USER_ID":"31","ROLE":"K"}]),
+        "c10 sees what c9 added"
+    );
+    assert!(in_order(&text, &[r#""c9":"#, r#""c10":"#]), "{text}");
+}
+
+#[tokio::test]
+async fn batch_form_body_runs_in_wire_order() {
+    let e = portal().await;
+    // Form bodies encode the command a second time (reference §3, data-encoding.md).
+    let body = "cmd[z]=user.current&cmd[a]=user.get%3FFILTER%5BID%5D%3D%24result%5Bz%5D%5BID%5D";
+    let (r, text) = e
+        .post_raw("batch", "application/x-www-form-urlencoded", body)
+        .await;
+    assert_eq!(r.body["result"]["result_error"], json!([]), "{text}");
+    assert_eq!(
+        user_ids(&json!({"result": r.body["result"]["result"]["a"]})),
+        ["1"]
+    );
+    assert!(in_order(&text, &[r#""z":"#, r#""a":"#]), "{text}");
+}
+
+#[tokio::test]
+async fn batch_length_cut_off_follows_wire_order() {
+    let e = portal().await;
+    // 53 commands named k52 down to k00: the first 50 on the wire run, the last 3 do not.
+    let names: Vec<String> = (0..53).rev().map(|i| format!("k{i:02}")).collect();
+    let entries: Vec<String> = names
+        .iter()
+        .map(|n| format!(r#""{n}": "user.current""#))
+        .collect();
+    let body = format!(r#"{{"cmd": {{{}}}}}"#, entries.join(","));
+    let (r, text) = e.post_raw("batch", "application/json", &body).await;
+    let exceeded = json!({"error": "ERROR_BATCH_LENGTH_EXCEEDED", "error_description": "Max batch length exceeded"});
+    assert_eq!(
+        r.body["result"]["result_error"],
+        json!({"k02": exceeded, "k01": exceeded, "k00": exceeded}),
+        "{text}"
+    );
+    let ran = r.body["result"]["result"].as_object().unwrap();
+    assert_eq!(ran.len(), 50);
+    assert!(ran.contains_key("k52") && ran.contains_key("k03"));
+    assert!(in_order(&text, &[r#""k52":"#, r#""k03":"#]), "{text}");
+}

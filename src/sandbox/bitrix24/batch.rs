@@ -126,7 +126,7 @@ pub fn run(p: &Params, exec: &mut dyn FnMut(&str, &Params) -> CmdResult) -> Valu
 
 /// `processBatchStructure`: substitute references in keys and values, recursively.
 fn substitute_params(p: &Params, sec: &Sections) -> Params {
-    let mut out = Vec::new();
+    let mut out = params::ArrBuilder::default();
     for (k, v) in p {
         let key = substitute(k, sec).to_php_string();
         let val = match v {
@@ -134,9 +134,9 @@ fn substitute_params(p: &Params, sec: &Sections) -> Params {
             Value::Str(x) => substitute(x, sec),
             other => other.clone(),
         };
-        params::set_key(&mut out, key, val);
+        out.set(key, val);
     }
-    out
+    out.finish()
 }
 
 /// The reference kinds of `\$(result|next|total|time|error)([^\s]*)` (case-insensitive).

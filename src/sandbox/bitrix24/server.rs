@@ -201,23 +201,15 @@ fn parse_path(path: &str) -> Option<(String, String, String)> {
 
 /// Query string and body merged into PHP params; the body wins.
 fn request_params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Params {
-    let mut p = params::parse_str(uri.query().unwrap_or(""));
+    let p = params::parse_str(uri.query().unwrap_or(""));
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
     let body_params: Params = if ctype.starts_with("application/json") {
-        match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(j @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
-                match Value::from_json(&j) {
-                    Value::Arr(a) => a,
-                    _ => Vec::new(),
-                }
-            }
-            // A JSON body that does not parse is treated as empty.
-            _ => Vec::new(),
-        }
+        // Decoded in wire order; a JSON body that does not parse is treated as empty.
+        params::parse_json_body(body).unwrap_or_default()
     } else if ctype.starts_with("application/x-www-form-urlencoded") {
         params::parse_str(&String::from_utf8_lossy(body))
     } else if ctype.starts_with("multipart/form-data") {
@@ -237,10 +229,7 @@ fn request_params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Params {
     } else {
         Vec::new()
     };
-    for (k, v) in body_params {
-        params::set_key(&mut p, k, v);
-    }
-    p
+    params::merge(p, body_params)
 }
 
 /// Format unix seconds as ISO-8601 with offset, like PHP `date('c')` in UTC.

@@ -2109,3 +2109,138 @@ async fn batch_length_cut_off_follows_wire_order() {
     assert!(ran.contains_key("k52") && ran.contains_key("k03"));
     assert!(in_order(&text, &[r#""k52":"#, r#""k03":"#]), "{text}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// sonet_group.* read only the documented upper-case keys (issue 6)
+//
+// `CSocNetLogRestService` reads `$arFields['GROUP_ID']`, `$arFields['ID']`, … verbatim (src
+// SONET, reference §1.2): a lower-case key is simply not there. `user.get` differs: it calls
+// `array_change_key_case` (src USR, §2.1); `batch` reads `cmd`/`halt` case-insensitively (§3).
+
+#[tokio::test]
+async fn sonet_group_methods_ignore_lower_case_keys() {
+    let e = portal().await;
+    for style in STYLES {
+        let r = e
+            .call(style, "sonet_group.user.get", json!({"id": 15}))
+            .await;
+        assert_err(&r, 400, "", "Wrong socialnetwork group ID");
+        let r = e
+            .call(
+                style,
+                "sonet_group.user.add",
+                json!({"group_id": 42, "USER_ID": 31}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Wrong group ID");
+        let r = e
+            .call(
+                style,
+                "sonet_group.user.add",
+                json!({"GROUP_ID": 42, "user_id": 31}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Wrong user IDs");
+        let r = e
+            .call(
+                style,
+                "sonet_group.user.update",
+                json!({"GROUP_ID": 15, "USER_ID": 10, "role": "E"}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Incorrect role code");
+        let r = e
+            .call(
+                style,
+                "sonet_group.user.delete",
+                json!({"Group_Id": 15, "USER_ID": 10}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Wrong group ID");
+        let r = e
+            .call(
+                style,
+                "sonet_group.setowner",
+                json!({"GROUP_ID": 15, "user_id": 10}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Invalid user ID");
+        let r = e
+            .call(
+                style,
+                "sonet_group.user.invite",
+                json!({"group_id": 15, "USER_ID": 31}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Wrong group ID");
+    }
+    // Nothing changed.
+    assert_eq!(
+        e.members(15).await,
+        pairs(&[("1", "A"), ("10", "K"), ("21", "K"), ("30", "K")])
+    );
+}
+
+#[tokio::test]
+async fn sonet_group_get_ignores_lower_case_filter_order_and_group_id() {
+    let e = portal().await;
+    let ids = |b: &Value| -> Vec<String> {
+        b["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["ID"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for style in STYLES {
+        // The default order is ID DESC; a lower-case filter/order/group_id is not read.
+        let b = e
+            .ok(
+                style,
+                "sonet_group.get",
+                json!({"filter": {"ID": 15}, "order": {"ID": "ASC"}, "group_id": 27}),
+            )
+            .await;
+        assert_eq!(ids(&b), ["42", "27", "15"], "{style:?}");
+        let b = e
+            .ok(style, "sonet_group.get", json!({"FILTER": {"ID": 15}}))
+            .await;
+        assert_eq!(ids(&b), ["15"]);
+        // is_admin is not IS_ADMIN: the hidden group stays hidden.
+        let b = e
+            .ok(style, "sonet_group.get", json!({"is_admin": "Y"}))
+            .await;
+        assert_eq!(ids(&b), ["42", "27", "15"]);
+        let b = e
+            .ok(style, "sonet_group.get", json!({"IS_ADMIN": "Y"}))
+            .await;
+        assert_eq!(ids(&b), ["99", "42", "27", "15"]);
+    }
+}
+
+#[tokio::test]
+async fn user_get_and_batch_keys_stay_case_insensitive() {
+    let e = portal().await;
+    for style in STYLES {
+        let b = e
+            .ok(
+                style,
+                "user.get",
+                json!({"Filter": {"=Email": "bo@example.com"}}),
+            )
+            .await;
+        assert_eq!(user_ids(&b), ["10"]);
+        let b = e
+            .ok(
+                style,
+                "batch",
+                json!({"CMD": {"a": "sonet_group.user.get?ID=27", "b": "sonet_group.user.get?id=27"}, "HALT": 0}),
+            )
+            .await;
+        assert_eq!(b["result"]["result"]["a"][0]["USER_ID"], "22", "{b}");
+        assert_eq!(
+            b["result"]["result_error"],
+            json!({"b": {"error": "", "error_description": "Wrong socialnetwork group ID"}})
+        );
+    }
+}

@@ -6,9 +6,9 @@
 //!
 //! Parameter keys: `user.get` normalises case itself (`array_change_key_case`), so any case
 //! works there, as on the portal. The real `sonet_group.*` handlers read `$arFields['GROUP_ID']`
-//! verbatim, i.e. only the documented upper-case keys work; this emulator deliberately also
-//! accepts other spellings (`group_id`) by upper-casing top-level keys first. A client that
-//! relies on that leniency would break on a real portal, so roster must send upper-case keys.
+//! verbatim (src SONET), so only the documented upper-case keys (`ID`, `GROUP_ID`, `USER_ID`,
+//! `ROLE`, `MESSAGE`, `ORDER`, `FILTER`, `IS_ADMIN`) are read here too: `group_id` is ignored,
+//! exactly as on a portal, where it reads as a missing parameter.
 //!
 //! Fidelity notes (source: `CSocNetLogRestService`, see the reference): `USER_ID` as a scalar
 //! must be `intval > 0`, as an array only non-empty; `add` returns existing users once each in ID
@@ -109,21 +109,17 @@ pub fn call(
         .cloned()
         .collect();
     match method {
-        "sonet_group.get" => sonet_group_get(state, caller, &upper(&rest), start),
-        "sonet_group.user.get" => group_user_get(state, caller, &upper(&rest)),
-        "sonet_group.user.add" => group_user_add(state, caller, &upper(&rest)),
-        "sonet_group.user.invite" => group_user_invite(state, caller, &upper(&rest)),
-        "sonet_group.user.update" => group_user_update(state, caller, &upper(&rest)),
-        "sonet_group.user.delete" => group_user_delete(state, caller, &upper(&rest)),
-        "sonet_group.setowner" => set_owner(state, caller, &upper(&rest)),
+        "sonet_group.get" => sonet_group_get(state, caller, &rest, start),
+        "sonet_group.user.get" => group_user_get(state, caller, &rest),
+        "sonet_group.user.add" => group_user_add(state, caller, &rest),
+        "sonet_group.user.invite" => group_user_invite(state, caller, &rest),
+        "sonet_group.user.update" => group_user_update(state, caller, &rest),
+        "sonet_group.user.delete" => group_user_delete(state, caller, &rest),
+        "sonet_group.setowner" => set_owner(state, caller, &rest),
         "user.get" => user_get(state, &params::change_key_case(&rest, false), start),
         "user.current" => user_current(state, caller),
         _ => Err(ApiError::method_not_found()),
     }
-}
-
-fn upper(p: &Params) -> Params {
-    params::change_key_case(p, true)
 }
 
 fn int_param(p: &Params, key: &str) -> i64 {

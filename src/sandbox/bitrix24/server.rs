@@ -106,7 +106,21 @@ async fn handle(
     let fault = roll_fault(&sh);
     let (status, body, work) = match &fault {
         Some(Fault::Refuse(parts)) => parts.clone(),
-        _ => process(&sh, &uri, &headers, &body),
+        _ => {
+            // CPU work off the async worker threads, and run to the end even when the client
+            // hangs up (a blocking task is never cancelled): a change is written or not, never
+            // half-done.
+            let sh = sh.clone();
+            tokio::task::spawn_blocking(move || process(&sh, &uri, &headers, &body))
+                .await
+                .unwrap_or_else(|_| {
+                    error_parts(&ApiError::new(
+                        500,
+                        "INTERNAL_SERVER_ERROR",
+                        "Internal server error",
+                    ))
+                })
+        }
     };
     let wait = work + Duration::from_millis(sh.portal.latency_ms);
     if !wait.is_zero() {
@@ -334,6 +348,9 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
             ));
         }
     }
+    // Parsing is pure and linear: done before taking the state lock, so a large body delays
+    // only its own request.
+    let p = request_params(uri, headers, body);
     let start = sh.clock.unix();
     let mut current = lock(&sh.state);
     let unauthorized = || {
@@ -376,7 +393,6 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
         sh.rejected_429.fetch_add(1, Ordering::Relaxed);
         return error_parts(&operation_time_limit());
     }
-    let p = request_params(uri, headers, body);
     let mut next = current.clone();
     // Simulated command time so far (seconds); it shifts every later timestamp.
     let mut extra = 0.0_f64;

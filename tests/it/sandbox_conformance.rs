@@ -2377,3 +2377,32 @@ async fn batch_command_of_160k_references_is_bounded() {
     // Each reference became the string form of an array: no name matches.
     assert_eq!(r.body["result"]["result"]["b"], json!([]));
 }
+
+// ---------------------------------------------------------------------------------------------
+// State-file errors never show a webhook code (issue 6)
+
+#[tokio::test]
+async fn state_errors_do_not_show_webhook_codes() {
+    const CANARY: &str = "CanaryC0de4471";
+    let cases = [
+        // Validation: a webhook of a user that does not exist, a repeated webhook.
+        format!("users: [ {{ id: 1 }} ]\nwebhooks: [ {{ user: 2, code: {CANARY} }} ]"),
+        format!(
+            "users: [ {{ id: 1 }} ]\nwebhooks:\n  - {{ user: 1, code: \"{CANARY}\" }}\n  - {{ user: 1, code: \"{CANARY}\" }}"
+        ),
+        // Parse errors that quote the offending scalar.
+        format!(
+            "users: [ {{ id: 1 }} ]\nwebhooks:\n  - {{ user: 1, code: {CANARY} }}\n  - {CANARY}"
+        ),
+        format!("users: [ {{ id: 1 }} ]\nwebhooks:\n  - {{ user: {CANARY}, code: {CANARY} }}"),
+        format!(
+            "users: [ {{ id: 1 }} ]\nwebhooks:\n  - {{ user: 1, 'code': '{CANARY}', {CANARY}: 1 }}"
+        ),
+    ];
+    for yaml in cases {
+        let (err, path) = load_error(&yaml).await;
+        let msg = format!("{err} / {err:?}");
+        assert!(!msg.contains(CANARY), "{msg}");
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+    }
+}

@@ -289,26 +289,83 @@ impl Group {
     }
 }
 
-/// Read, parse and validate the state file.
+/// Read, parse and validate the state file. No error message contains a webhook code from the
+/// file: validation names webhooks by position and user, and parser messages (which may quote
+/// a scalar) are scrubbed of everything that looks like a `code:` value.
 pub fn load(path: &Path) -> Result<State, SandboxError> {
     let text = std::fs::read_to_string(path).map_err(|source| SandboxError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let state: State = serde_norway::from_str(&text).map_err(|e| {
+    parse(path, &text)
+}
+
+/// Parse and validate the text of a state file (see [`load`]).
+pub fn parse(path: &Path, text: &str) -> Result<State, SandboxError> {
+    let state: State = serde_norway::from_str(text).map_err(|e| {
         let loc = e.location();
         SandboxError::Parse {
             path: path.to_owned(),
             line: loc.as_ref().map(|l| l.line()),
             column: loc.as_ref().map(|l| l.column()),
-            message: e.to_string(),
+            message: scrub(&e.to_string(), text),
         }
     })?;
     validate(&state).map_err(|message| SandboxError::Invalid {
         path: path.to_owned(),
-        message,
+        message: scrub(&message, text),
     })?;
     Ok(state)
+}
+
+/// Every value in `text` that follows a `code` key (`code: X`, `"code": "X"`), found without
+/// parsing, since the text may not parse.
+fn code_like_values(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("code") {
+        let after = &rest[i + 4..];
+        rest = after;
+        let after = after.trim_start_matches(['"', '\'', ' ', '\t']);
+        let Some(after) = after.strip_prefix(':') else {
+            continue;
+        };
+        let value: String = after
+            .trim_start()
+            .chars()
+            .take_while(|c| !matches!(c, ',' | '}' | ']' | '\n' | '\r' | '#'))
+            .collect();
+        let value = value.trim().trim_matches(['"', '\'']).trim();
+        if !value.is_empty() {
+            out.push(value.to_owned());
+        }
+    }
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out
+}
+
+/// `message` with every whole-word occurrence of a webhook code of `text` replaced by `***`.
+fn scrub(message: &str, text: &str) -> String {
+    let mut msg = message.to_owned();
+    for code in code_like_values(text) {
+        let mut out = String::with_capacity(msg.len());
+        let mut rest = msg.as_str();
+        while let Some(i) = rest.find(&code) {
+            let before = rest[..i].chars().next_back();
+            let after = rest[i + code.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            out.push_str(&rest[..i]);
+            if word(before) || word(after) {
+                out.push_str(&code);
+            } else {
+                out.push_str("***");
+            }
+            rest = &rest[i + code.len()..];
+        }
+        out.push_str(rest);
+        msg = out;
+    }
+    msg
 }
 
 /// Check the invariants the emulator relies on; the message names the offending item.
@@ -357,18 +414,20 @@ pub fn validate(s: &State) -> Result<(), String> {
         }
     }
     let mut wseen = std::collections::BTreeSet::new();
-    for w in &s.webhooks {
+    // Webhooks are named by position, never by their code (a secret).
+    for (i, w) in s.webhooks.iter().enumerate() {
+        let n = i + 1;
         if s.user(w.user).is_none() {
-            return Err(format!(
-                "webhook {}: user {} does not exist",
-                w.code, w.user
-            ));
+            return Err(format!("webhook #{n}: user {} does not exist", w.user));
         }
         if w.code.is_empty() {
-            return Err(format!("webhook of user {} has an empty code", w.user));
+            return Err(format!("webhook #{n} (user {}) has an empty code", w.user));
         }
         if !wseen.insert((w.user, w.code.clone())) {
-            return Err(format!("duplicate webhook {} for user {}", w.code, w.user));
+            return Err(format!(
+                "webhook #{n} repeats the code of an earlier webhook of user {}",
+                w.user
+            ));
         }
     }
     if let Some(r) = s.portal.rate_limit

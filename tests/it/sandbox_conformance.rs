@@ -1578,11 +1578,13 @@ async fn reads_leave_the_file_byte_identical() {
         .await;
     }
     assert_eq!(std::fs::read(&e.path).unwrap(), before);
-    let leftovers: Vec<_> = std::fs::read_dir(e.path.parent().unwrap())
+    let mut leftovers: Vec<_> = std::fs::read_dir(e.path.parent().unwrap())
         .unwrap()
         .map(|d| d.unwrap().file_name())
         .collect();
-    assert_eq!(leftovers, [std::ffi::OsString::from("portal.yaml")]);
+    leftovers.sort();
+    // The lock file of the running sandbox, and no temp file.
+    assert_eq!(leftovers, [".portal.yaml.lock", "portal.yaml"]);
 }
 
 #[tokio::test]
@@ -2405,4 +2407,143 @@ async fn state_errors_do_not_show_webhook_codes() {
         assert!(!msg.contains(CANARY), "{msg}");
         assert!(msg.contains(&path.display().to_string()), "{msg}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The state file: one sandbox at a time, atomic writes done right (issue 6)
+
+use roster::sandbox::bitrix24::StartOptions;
+
+fn with_wait(ms: u64) -> StartOptions {
+    StartOptions {
+        lock_wait: Duration::from_millis(ms),
+        ..StartOptions::default()
+    }
+}
+
+async fn add_member(http: &reqwest::Client, sb: &Sandbox, group: i64, user: i64) -> Value {
+    let url = format!("{}sonet_group.user.add", sb.webhook_url().unwrap());
+    let resp = http
+        .post(url)
+        .json(&json!({"GROUP_ID": group, "USER_ID": user}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().await.unwrap()["result"].clone()
+}
+
+#[tokio::test]
+async fn a_second_sandbox_on_the_same_state_is_refused() {
+    let e = portal().await;
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let started = std::time::Instant::now();
+    let err = Sandbox::start_with(&e.path, addr, with_wait(200))
+        .await
+        .err()
+        .expect("second sandbox started");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(
+        matches!(err, SandboxError::Locked { pid: Some(p), .. } if p == std::process::id()),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "state file {} is in use by another roster process (pid {}); waited 200 ms",
+            e.path.display(),
+            std::process::id()
+        )
+    );
+    // Through a symlink it is the same file, so the same lock.
+    #[cfg(unix)]
+    {
+        let link = e.path.with_file_name("link.yaml");
+        std::os::unix::fs::symlink(&e.path, &link).unwrap();
+        let err = Sandbox::start_with(&link, addr, with_wait(50)).await.err();
+        assert!(matches!(err, Some(SandboxError::Locked { .. })), "{err:?}");
+    }
+    // The default wait is 10 s, as documented.
+    assert_eq!(StartOptions::default().lock_wait, Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_waiting_sandbox_starts_when_the_first_stops_and_sees_its_writes() {
+    let mut e = portal().await;
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let first = e.sb.take().unwrap();
+    let path = e.path.clone();
+    let second =
+        tokio::spawn(async move { Sandbox::start_with(&path, addr, with_wait(10_000)).await });
+    tokio::task::yield_now().await;
+    assert_eq!(add_member(&e.http, &first, 42, 31).await, json!(["31"]));
+    first.shutdown().await.unwrap();
+    let second = second.await.unwrap().unwrap();
+    // The second sandbox read the state after the first one's write: no lost update.
+    assert_eq!(add_member(&e.http, &second, 42, 31).await, json!([]));
+    assert_eq!(add_member(&e.http, &second, 42, 23).await, json!(["23"]));
+    second.shutdown().await.unwrap();
+    let text = e.text();
+    assert!(text.contains("{ user: 31, role: K }") && text.contains("{ user: 23, role: K }"));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn writes_keep_mode_follow_symlinks_and_leave_no_temp_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let real_dir = dir.path().join("real");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("state.yaml");
+    std::fs::write(&real, PORTAL).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let link = dir.path().join("portal.yaml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    // A temp file a killed write left behind is removed at start.
+    let stale = real_dir.join(".state.yaml.tmp");
+    std::fs::write(&stale, "stale copy of the state").unwrap();
+
+    let sb = Sandbox::start(&link, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(!stale.exists(), "stale temp file removed at start");
+    let http = client();
+    for user in [31, 23] {
+        assert_eq!(
+            add_member(&http, &sb, 42, user).await,
+            json!([user.to_string()])
+        );
+    }
+    sb.shutdown().await.unwrap();
+
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link is still a link");
+    let text = std::fs::read_to_string(&real).unwrap();
+    assert!(
+        text.contains("{ user: 23, role: K }"),
+        "the target was written"
+    );
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "permission bits kept");
+    let mut names: Vec<String> = std::fs::read_dir(&real_dir)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".state.yaml.lock", "state.yaml"], "no temp files");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // A private file stays private.
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sb = Sandbox::start(&link, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(add_member(&http, &sb, 42, 30).await, json!(["30"]));
+    sb.shutdown().await.unwrap();
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }

@@ -45,6 +45,8 @@ pub struct Shared {
     operating: Mutex<OperatingBudget>,
     dice: Mutex<Dice>,
     clock: Arc<dyn Clock>,
+    /// The exclusive lock on the state file, held as long as anything can write it.
+    _lock: std::fs::File,
     http_requests: AtomicU64,
     commands: AtomicU64,
     rejected_503: AtomicU64,
@@ -56,7 +58,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(path: PathBuf, st: State, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(path: PathBuf, st: State, clock: Arc<dyn Clock>, lock: std::fs::File) -> Self {
         let bucket = st
             .portal
             .rate_limit
@@ -70,6 +72,7 @@ impl Shared {
             operating: Mutex::new(OperatingBudget::default()),
             dice: Mutex::new(dice),
             clock,
+            _lock: lock,
             http_requests: AtomicU64::new(0),
             commands: AtomicU64::new(0),
             rejected_503: AtomicU64::new(0),

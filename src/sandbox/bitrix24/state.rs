@@ -451,21 +451,73 @@ pub fn validate(s: &State) -> Result<(), String> {
     Ok(())
 }
 
-/// Write `state` to `path` atomically: a temp file in the same directory, flushed, renamed.
+/// Write `state` to `path` atomically: the text goes to a temp file next to the real file,
+/// which is flushed and renamed over it, so a reader or a crash sees the old state or the new
+/// one, never a mix.
+///
+/// * A symlink is followed: the file it points to is replaced, and the link stays a link.
+/// * The file keeps its permission bits (a new file gets the process's default).
+/// * The temp file has one fixed name per state file, `.NAME.tmp` ([`temp_path`]): a killed
+///   write leaves at most that one file, which the next write overwrites and
+///   [`remove_stale_temp`] (called at start) deletes.
 pub fn save(path: &Path, state: &State) -> Result<(), SandboxError> {
+    let target = resolve(path);
     let err = |source: std::io::Error| SandboxError::Write {
         path: path.to_owned(),
         source,
     };
-    let dir: PathBuf = match path.parent() {
+    let tmp = temp_path(&target);
+    let existing = std::fs::metadata(&target).ok().map(|m| m.permissions());
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        if let Some(perm) = &existing {
+            f.set_permissions(perm.clone())?;
+        }
+        f.write_all(render(state).as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &target)?;
+        // Make the rename itself durable.
+        if let Ok(dir) = std::fs::File::open(parent_dir(&target)) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+/// The real file behind `path`: symlinks resolved (`path` itself when it does not exist yet).
+pub fn resolve(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(err)?;
-    tmp.write_all(render(state).as_bytes()).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    }
+}
+
+/// A hidden file next to `target` named after it: `dir/.NAME.SUFFIX`.
+pub fn sidecar(target: &Path, suffix: &str) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".to_owned());
+    parent_dir(target).join(format!(".{name}.{suffix}"))
+}
+
+/// The one temp file [`save`] uses for `target` (a resolved path).
+pub fn temp_path(target: &Path) -> PathBuf {
+    sidecar(target, "tmp")
+}
+
+/// Delete the temp file a killed write may have left next to the state file behind `path`.
+pub fn remove_stale_temp(path: &Path) {
+    let _ = std::fs::remove_file(temp_path(&resolve(path)));
 }
 
 /// Render the state as YAML in the documented shape (deterministic).

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster::sandbox::bitrix24::limits::{Clock, ManualClock};
-use roster::sandbox::bitrix24::{Sandbox, SandboxError, Stats};
+use roster::sandbox::bitrix24::{MethodStats, Sandbox, SandboxError};
 use serde_json::{Value, json};
 
 /// The test portal: the example portal plus an inactive user, a banned row, a hidden group
@@ -1516,14 +1516,15 @@ async fn leaky_bucket_rejects_after_burst() {
         let r = e.call(style, "user.current", json!({})).await;
         assert_err(&r, 503, "QUERY_LIMIT_EXCEEDED", "Too many requests");
     }
+    let st = e.sb().stats();
     assert_eq!(
-        e.sb().stats(),
-        Stats {
-            http_requests: 6,
-            commands: 5,
-            rejected_503: 3,
-            rejected_429: 0
-        }
+        (
+            st.http_requests,
+            st.commands,
+            st.rejected_503,
+            st.rejected_429
+        ),
+        (6, 5, 3, 0)
     );
 }
 
@@ -2546,4 +2547,120 @@ async fn writes_keep_mode_follow_symlinks_and_leave_no_temp_files() {
     sb.shutdown().await.unwrap();
     let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counters per method, in process and at GET /_sandbox/stats (issue 6)
+
+fn ms(http_requests: u64, commands: u64, rejected_503: u64, rejected_429: u64) -> MethodStats {
+    MethodStats {
+        http_requests,
+        commands,
+        rejected_503,
+        rejected_429,
+    }
+}
+
+#[tokio::test]
+async fn counters_per_method_after_a_known_sequence() {
+    // A bucket of 6 that never drains: the 7th request is refused.
+    let e = env(&PORTAL.replace(
+        "  rate_limit: null\n",
+        "  rate_limit: { burst: 6, per_second: 0 }\n",
+    ))
+    .await;
+    e.ok(Style::Get, "user.current", json!({})).await;
+    let b = e
+        .ok(
+            Style::Json,
+            "batch",
+            json!({"cmd": ["sonet_group.user.add?GROUP_ID=42&USER_ID=31", "sonet_group.user.get?ID=42",
+                           "user.current", "no.such.method", "batch?cmd[0]=user.current"]}),
+        )
+        .await;
+    assert_eq!(b["result"]["result"][0], json!(["31"]));
+    e.ok(
+        Style::Form,
+        "sonet_group.user.update",
+        json!({"GROUP_ID": 42, "USER_ID": 31, "ROLE": "E"}),
+    )
+    .await;
+    // Failed commands count too: they ran.
+    let r = e
+        .call(
+            Style::Json,
+            "sonet_group.user.delete",
+            json!({"GROUP_ID": 0}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = e
+        .raw(e.http.get(format!("{}user.current", e.base(1, "nocode"))))
+        .await;
+    assert_eq!(r.status, 401);
+    let r = e.call(Style::Get, "made.up", json!({})).await;
+    assert_eq!(r.status, 404);
+    let r = e.call(Style::Get, "user.current", json!({})).await;
+    assert_eq!(r.status, 503);
+
+    let st = e.sb().stats();
+    assert_eq!(
+        (
+            st.http_requests,
+            st.commands,
+            st.rejected_503,
+            st.rejected_429
+        ),
+        (7, 7, 1, 0)
+    );
+    let expected: std::collections::BTreeMap<String, MethodStats> = [
+        ("(unknown)", ms(1, 1, 0, 0)),
+        ("batch", ms(1, 0, 0, 0)),
+        ("sonet_group.user.add", ms(0, 1, 0, 0)),
+        ("sonet_group.user.delete", ms(1, 1, 0, 0)),
+        ("sonet_group.user.get", ms(0, 1, 0, 0)),
+        ("sonet_group.user.update", ms(1, 1, 0, 0)),
+        ("user.current", ms(3, 2, 1, 0)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(st.methods, expected);
+    assert_eq!(st.write_commands(), 3);
+
+    // The same over HTTP, outside /rest/, without auth and without any webhook code.
+    let resp = e
+        .http
+        .get(format!("http://{}/_sandbox/stats", e.sb().addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("admincode"), "{text}");
+    let served: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(served, serde_json::to_value(&st).unwrap());
+    assert_eq!(served["write_commands"], 3);
+    assert_eq!(
+        served["methods"]["user.current"],
+        json!({"http_requests": 3, "commands": 2, "rejected_503": 1, "rejected_429": 0})
+    );
+    assert_eq!(e.sb().stats(), st, "reading the stats is not counted");
+}
+
+#[tokio::test]
+async fn refusals_429_are_counted_per_method() {
+    let (e, _clock) = env_clock("  faults: { seed: 1, rate_429: 1.0 }\n").await;
+    for _ in 0..2 {
+        let r = e.call(Style::Get, "user.get", json!({})).await;
+        assert_eq!(r.status, 429);
+    }
+    let r = e
+        .call(Style::Get, "batch", json!({"cmd": ["user.get"]}))
+        .await;
+    assert_eq!(r.status, 429);
+    let st = e.sb().stats();
+    assert_eq!(st.method("user.get"), ms(2, 0, 0, 2));
+    assert_eq!(st.method("batch"), ms(1, 0, 0, 1));
+    assert_eq!((st.rejected_429, st.commands), (3, 0));
 }

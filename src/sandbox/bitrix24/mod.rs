@@ -42,10 +42,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Counters since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+/// Counters since start. Serialized (and served at [`server::STATS_PATH`],
+/// `GET /_sandbox/stats`) as
+/// `{"http_requests":N,"commands":N,"rejected_503":N,"rejected_429":N,"write_commands":N,
+/// "methods":{"batch":{"http_requests":N,"commands":N,"rejected_503":N,"rejected_429":N},…}}`,
+/// methods in name order. Method names are lower-case; names the sandbox does not implement are
+/// counted together as `(unknown)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Every HTTP request received.
+    /// Every HTTP request received on the REST routes.
     pub http_requests: u64,
     /// Commands executed: a plain call counts 1, a batch counts each sub-command it ran.
     pub commands: u64,
@@ -53,6 +58,55 @@ pub struct Stats {
     pub rejected_503: u64,
     /// Requests answered 429 (operating budget or injected fault).
     pub rejected_429: u64,
+    /// The same counters per method. A plain call counts its request and its command under
+    /// its method; a batch counts the request under `batch` and each sub-command under the
+    /// sub-command's method.
+    pub methods: std::collections::BTreeMap<String, MethodStats>,
+}
+
+/// The counters of one method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MethodStats {
+    pub http_requests: u64,
+    pub commands: u64,
+    pub rejected_503: u64,
+    pub rejected_429: u64,
+}
+
+/// The methods that change the portal's state.
+pub const WRITE_METHODS: &[&str] = &[
+    "sonet_group.user.add",
+    "sonet_group.user.update",
+    "sonet_group.user.delete",
+    "sonet_group.user.invite",
+    "sonet_group.user.request",
+    "sonet_group.setowner",
+];
+
+impl Stats {
+    /// The counters of `method` (zero if it was never called).
+    pub fn method(&self, method: &str) -> MethodStats {
+        self.methods.get(method).copied().unwrap_or_default()
+    }
+
+    /// Commands executed of the methods that change state ([`WRITE_METHODS`]).
+    pub fn write_commands(&self) -> u64 {
+        WRITE_METHODS.iter().map(|m| self.method(m).commands).sum()
+    }
+}
+
+impl serde::Serialize for Stats {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = ser.serialize_struct("Stats", 6)?;
+        st.serialize_field("http_requests", &self.http_requests)?;
+        st.serialize_field("commands", &self.commands)?;
+        st.serialize_field("rejected_503", &self.rejected_503)?;
+        st.serialize_field("rejected_429", &self.rejected_429)?;
+        st.serialize_field("write_commands", &self.write_commands())?;
+        st.serialize_field("methods", &self.methods)?;
+        st.end()
+    }
 }
 
 /// Everything that can go wrong starting, running or stopping the sandbox.

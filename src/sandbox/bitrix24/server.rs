@@ -18,7 +18,6 @@
 //! clock that is a real wait; with a `ManualClock` it only moves virtual time.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ use super::limits::{Clock, Dice, LeakyBucket, OperatingBudget};
 use super::methods::{self, ApiError, Caller, Output};
 use super::params::{self, Params, Value, obj, s};
 use super::state::{self, BatchBilling, Portal, State};
-use super::{SandboxError, Stats};
+use super::{MethodStats, SandboxError, Stats};
 
 /// State shared by all request handlers.
 pub struct Shared {
@@ -47,10 +46,26 @@ pub struct Shared {
     clock: Arc<dyn Clock>,
     /// The exclusive lock on the state file, held as long as anything can write it.
     _lock: std::fs::File,
-    http_requests: AtomicU64,
-    commands: AtomicU64,
-    rejected_503: AtomicU64,
-    rejected_429: AtomicU64,
+    stats: Mutex<Stats>,
+}
+
+/// What [`Shared::count`] counts.
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    Request,
+    Command,
+    Refused503,
+    Refused429,
+}
+
+/// The name a request or command is counted under: the method if the sandbox knows it (or
+/// `batch`), else `(unknown)`, so that made-up names cannot grow the table without bound.
+fn counted_name(method: &str) -> &str {
+    if method == "batch" || methods::is_known(method) {
+        method
+    } else {
+        "(unknown)"
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -73,20 +88,35 @@ impl Shared {
             dice: Mutex::new(dice),
             clock,
             _lock: lock,
-            http_requests: AtomicU64::new(0),
-            commands: AtomicU64::new(0),
-            rejected_503: AtomicU64::new(0),
-            rejected_429: AtomicU64::new(0),
+            stats: Mutex::new(Stats::default()),
         }
     }
 
     pub fn stats(&self) -> Stats {
-        Stats {
-            http_requests: self.http_requests.load(Ordering::Relaxed),
-            commands: self.commands.load(Ordering::Relaxed),
-            rejected_503: self.rejected_503.load(Ordering::Relaxed),
-            rejected_429: self.rejected_429.load(Ordering::Relaxed),
+        lock(&self.stats).clone()
+    }
+
+    /// Count one event, in the totals and under `method` (lower-case).
+    fn count(&self, method: &str, what: Counter) {
+        let mut st = lock(&self.stats);
+        let name = counted_name(method);
+        if !st.methods.contains_key(name) {
+            st.methods.insert(name.to_owned(), MethodStats::default());
         }
+        let m = st.methods.get_mut(name).expect("just inserted");
+        match what {
+            Counter::Request => m.http_requests += 1,
+            Counter::Command => m.commands += 1,
+            Counter::Refused503 => m.rejected_503 += 1,
+            Counter::Refused429 => m.rejected_429 += 1,
+        }
+        let total = match what {
+            Counter::Request => &mut st.http_requests,
+            Counter::Command => &mut st.commands,
+            Counter::Refused503 => &mut st.rejected_503,
+            Counter::Refused429 => &mut st.rejected_429,
+        };
+        *total += 1;
     }
 
     /// Every accepted change is already on disk (written before its response); nothing to do.
@@ -95,8 +125,20 @@ impl Shared {
     }
 }
 
+/// Where the counters are served, outside `/rest/` (see [`Stats`]).
+pub const STATS_PATH: &str = "/_sandbox/stats";
+
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(handle).with_state(shared)
+    Router::new()
+        .route(STATS_PATH, axum::routing::get(stats))
+        .fallback(handle)
+        .with_state(shared)
+}
+
+/// `GET /_sandbox/stats`: the counters as JSON. No auth: the sandbox serves loopback tests; the
+/// body holds counts and method names only, never a webhook code. Not itself counted.
+async fn stats(AxState(sh): AxState<Arc<Shared>>) -> Response {
+    respond(200, serde_json::to_vec(&sh.stats()).unwrap_or_default())
 }
 
 async fn handle(
@@ -105,8 +147,11 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    sh.http_requests.fetch_add(1, Ordering::Relaxed);
-    let fault = roll_fault(&sh);
+    let method = parse_path(uri.path())
+        .map(|(_, _, m)| m)
+        .unwrap_or_default();
+    sh.count(&method, Counter::Request);
+    let fault = roll_fault(&sh, &method);
     let (status, body, work) = match &fault {
         Some(Fault::Refuse(parts)) => parts.clone(),
         _ => {
@@ -149,12 +194,12 @@ enum Fault {
     LoseResponse,
 }
 
-fn roll_fault(sh: &Shared) -> Option<Fault> {
+fn roll_fault(sh: &Shared, method: &str) -> Option<Fault> {
     let f = sh.portal.faults?;
     let roll = lock(&sh.dice).roll();
     let mut band = f.rate_503;
     if roll < band {
-        sh.rejected_503.fetch_add(1, Ordering::Relaxed);
+        sh.count(method, Counter::Refused503);
         return Some(Fault::Refuse(error_parts(&ApiError::new(
             503,
             "QUERY_LIMIT_EXCEEDED",
@@ -163,7 +208,7 @@ fn roll_fault(sh: &Shared) -> Option<Fault> {
     }
     band += f.rate_429;
     if roll < band {
-        sh.rejected_429.fetch_add(1, Ordering::Relaxed);
+        sh.count(method, Counter::Refused429);
         return Some(Fault::Refuse(error_parts(&operation_time_limit())));
     }
     band += f.rate_500;
@@ -343,7 +388,10 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
         if let Some(b) = bucket.as_mut()
             && !b.try_acquire(sh.clock.monotonic())
         {
-            sh.rejected_503.fetch_add(1, Ordering::Relaxed);
+            let method = parse_path(uri.path())
+                .map(|(_, _, m)| m)
+                .unwrap_or_default();
+            sh.count(&method, Counter::Refused503);
             return error_parts(&ApiError::new(
                 503,
                 "QUERY_LIMIT_EXCEEDED",
@@ -393,7 +441,7 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
     let command_s = portal.command_ms as f64 / 1000.0;
     let billed_whole = method != "batch" || portal.batch_billing == BatchBilling::Batch;
     if billed_whole && lock(&sh.operating).blocked(&key(&method), start, limit) {
-        sh.rejected_429.fetch_add(1, Ordering::Relaxed);
+        sh.count(&method, Counter::Refused429);
         return error_parts(&operation_time_limit());
     }
     let mut next = current.clone();
@@ -410,7 +458,7 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
                     time: None,
                 };
             }
-            sh.commands.fetch_add(1, Ordering::Relaxed);
+            sh.count(m, Counter::Command);
             let outcome = methods::call(&mut next, caller, m, sp);
             let measured = sh.clock.unix() - c0;
             let t0 = c0 + extra;
@@ -469,7 +517,7 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
         };
         (200, success_body(&out, &t))
     } else {
-        sh.commands.fetch_add(1, Ordering::Relaxed);
+        sh.count(&method, Counter::Command);
         let outcome = methods::call(&mut next, caller, &method, &p);
         let measured = sh.clock.unix() - start;
         extra = command_s;

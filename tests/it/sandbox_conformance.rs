@@ -2664,3 +2664,185 @@ async fn refusals_429_are_counted_per_method() {
     assert_eq!(st.method("batch"), ms(1, 0, 0, 1));
     assert_eq!((st.rejected_429, st.commands), (3, 0));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault kinds for a soak test (issue 6): for each, did the write happen?
+
+/// `sonet_group.user.add` of user 31 to group 42 under `faults`: (status, content type, body
+/// text, whether 31 is now a member).
+async fn add_under_fault(faults: &str) -> (u16, String, String, bool, Env, Arc<ManualClock>) {
+    let (e, clock) = env_clock(&format!("  faults: {{ seed: 1, {faults} }}\n")).await;
+    let resp = e
+        .http
+        .post(format!("{}sonet_group.user.add", e.base(1, "admincode")))
+        .json(&json!({"GROUP_ID": 42, "USER_ID": 31}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|h| h.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = resp.text().await.unwrap();
+    let written = group_rows(&e, 42).contains(&31);
+    (status, ctype, text, written, e, clock)
+}
+
+/// The users with a relation row in `group`, read from the state file.
+fn group_rows(e: &Env, group: u64) -> Vec<u64> {
+    let v: serde_norway::Value = serde_norway::from_str(&e.text()).unwrap();
+    let g = v["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"].as_u64() == Some(group))
+        .unwrap()
+        .clone();
+    g["members"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn fault_502_executes_nothing() {
+    let (status, ctype, text, written, e, _) = add_under_fault("rate_502: 1.0").await;
+    assert_eq!((status, ctype.as_str()), (502, "text/html"));
+    assert!(
+        text.contains("502 Bad Gateway") && text.contains("nginx"),
+        "{text}"
+    );
+    assert!(!written);
+    assert_eq!(e.sb().stats().commands, 0);
+}
+
+#[tokio::test]
+async fn fault_500_after_executes_then_fails() {
+    let (status, _, text, written, _, _) = add_under_fault("rate_500_after: 1.0").await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"})
+    );
+    assert!(written, "the change happened");
+}
+
+#[tokio::test]
+async fn fault_truncated_executes_then_cuts_the_body() {
+    let (status, ctype, text, written, _, _) = add_under_fault("rate_truncated: 1.0").await;
+    assert_eq!(
+        (status, ctype.as_str()),
+        (200, "application/json; charset=utf-8")
+    );
+    assert!(text.starts_with(r#"{"result":["31"]"#), "{text}");
+    assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+    assert!(written);
+}
+
+#[tokio::test]
+async fn fault_slow_executes_then_waits() {
+    let (status, _, text, written, _, clock) =
+        add_under_fault("rate_slow: 1.0, slow_ms: 45000").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(written);
+    assert_eq!(clock.monotonic(), Duration::from_millis(45_000));
+    // The default hold is 40 s.
+    let (_, _, _, _, _, clock) = add_under_fault("rate_slow: 1.0").await;
+    assert_eq!(clock.monotonic(), Duration::from_millis(40_000));
+}
+
+#[tokio::test]
+async fn fault_slow_write_survives_a_client_timeout() {
+    // The real clock: the response is held for 40 s, the client gives up after 300 ms.
+    let yaml = PORTAL.replace(
+        "  rate_limit: null\n",
+        "  rate_limit: null\n  faults: { seed: 1, rate_slow: 1.0 }\n",
+    );
+    let e = env(&yaml).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = impatient
+        .post(format!("{}sonet_group.user.add", e.base(1, "admincode")))
+        .json(&json!({"GROUP_ID": 42, "USER_ID": 31}))
+        .send()
+        .await
+        .expect_err("answered before the client timeout");
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        e.text().contains("{ user: 31, role: K }"),
+        "written before the wait"
+    );
+}
+
+#[tokio::test]
+async fn fault_cmd_error_answers_a_sub_command_without_running_it() {
+    let internal =
+        json!({"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"});
+    let (e, _) = env_clock("  faults: { seed: 1, rate_cmd_error: 1.0 }\n").await;
+    let b = e
+        .ok(
+            Style::Json,
+            "batch",
+            json!({"cmd": ["sonet_group.user.add?GROUP_ID=42&USER_ID=31", "user.current"]}),
+        )
+        .await;
+    assert_eq!(b["result"]["result_error"], json!([internal, internal]));
+    assert!(!group_rows(&e, 42).contains(&31), "not executed");
+    assert_eq!(e.sb().stats().commands, 0);
+    // Plain calls are not batch sub-commands: they run.
+    let b = e
+        .ok(
+            Style::Json,
+            "sonet_group.user.add",
+            json!({"GROUP_ID": 42, "USER_ID": 31}),
+        )
+        .await;
+    assert_eq!(b["result"], json!(["31"]));
+
+    // At a rate of one half, the dice pick; what ran is exactly what has no error.
+    let (e, _) = env_clock("  faults: { seed: 7, rate_cmd_error: 0.5 }\n").await;
+    let users = [10, 21, 22, 23, 30, 31, 40, 50];
+    let cmd: Vec<String> = users
+        .iter()
+        .map(|u| format!("sonet_group.user.add?GROUP_ID=27&USER_ID={u}"))
+        .collect();
+    let b = e.ok(Style::Json, "batch", json!({"cmd": cmd})).await;
+    let errors = b["result"]["result_error"].as_object().unwrap();
+    assert!(!errors.is_empty() && errors.len() < users.len(), "{b}");
+    let rows = group_rows(&e, 27);
+    for (i, u) in users.iter().enumerate() {
+        let failed = errors.contains_key(&i.to_string());
+        if failed {
+            assert_eq!(errors[&i.to_string()], internal);
+        }
+        let member_before = [22, 23, 31, 40].contains(u);
+        assert_eq!(
+            rows.contains(&(*u as u64)),
+            member_before || !failed,
+            "user {u} failed={failed}"
+        );
+    }
+    assert_eq!(e.sb().stats().commands, (users.len() - errors.len()) as u64);
+}
+
+#[tokio::test]
+async fn fault_rates_are_validated() {
+    for (faults, needle) in [
+        ("rate_502: 0.6, rate_slow: 0.5", "sum to at most 1"),
+        ("rate_truncated: -0.1", ">= 0"),
+        (
+            "rate_cmd_error: 1.5",
+            "rate_cmd_error must be between 0 and 1",
+        ),
+    ] {
+        let yaml = format!("portal:\n  faults: {{ seed: 1, {faults} }}\nusers: []\n");
+        let (err, _) = load_error(&yaml).await;
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+}

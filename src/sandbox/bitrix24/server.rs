@@ -5,7 +5,8 @@
 //! Method semantics live in `methods`/`batch`; this module must not interpret parameters
 //! beyond what the server layer does (`start` is handled by `methods::call`).
 //!
-//! Pipeline per request: count → injected fault (503/429/500, before anything else runs)
+//! Pipeline per request: count → injected fault (503/429/500/502 refusals answer here, before
+//! anything else runs; lost/500-after/truncated/slow are applied to the response after it ran)
 //! → leaky bucket (503, before auth, like the portal's balancer) → auth (401) → method lookup
 //! (404) → operating budget (429) → execute on a copy of the state → if the copy differs, write
 //! it atomically, then make it current (a failed write answers 500 and changes nothing)
@@ -154,73 +155,100 @@ async fn handle(
     let fault = roll_fault(&sh, &method);
     let (status, body, work) = match &fault {
         Some(Fault::Refuse(parts)) => parts.clone(),
+        Some(Fault::Gateway) => (502, Vec::new(), Duration::ZERO),
         _ => {
             // CPU work off the async worker threads, and run to the end even when the client
             // hangs up (a blocking task is never cancelled): a change is written or not, never
-            // half-done.
+            // half-done, and it is on disk before any delay below.
             let sh = sh.clone();
-            tokio::task::spawn_blocking(move || process(&sh, &uri, &headers, &body))
+            let cmd_faults = fault.is_none();
+            tokio::task::spawn_blocking(move || process(&sh, &uri, &headers, &body, cmd_faults))
                 .await
-                .unwrap_or_else(|_| {
-                    error_parts(&ApiError::new(
-                        500,
-                        "INTERNAL_SERVER_ERROR",
-                        "Internal server error",
-                    ))
-                })
+                .unwrap_or_else(|_| error_parts(&internal_error()))
         }
     };
-    let wait = work + Duration::from_millis(sh.portal.latency_ms);
+    let mut wait = work + Duration::from_millis(sh.portal.latency_ms);
+    if let Some(Fault::Slow(ms)) = fault {
+        wait += Duration::from_millis(ms);
+    }
     if !wait.is_zero() {
         sh.clock.sleep(wait).await;
     }
-    if let Some(Fault::LoseResponse) = fault {
-        let mut resp = (StatusCode::BAD_GATEWAY, LOST_PAGE).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        return resp;
+    match fault {
+        Some(Fault::LoseResponse | Fault::Gateway) => {
+            let mut resp = (StatusCode::BAD_GATEWAY, LOST_PAGE).into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            resp
+        }
+        Some(Fault::ErrorAfter) => {
+            let (status, body) = error_body(&internal_error());
+            respond(status, body)
+        }
+        Some(Fault::Truncated) => {
+            let half = body.len() / 2;
+            respond(status, body[..half].to_vec())
+        }
+        _ => respond(status, body),
     }
-    respond(status, body)
+}
+
+fn internal_error() -> ApiError {
+    ApiError::new(500, "INTERNAL_SERVER_ERROR", "Internal server error")
 }
 
 /// What a proxy in front of a portal answers when the portal's response is lost.
 const LOST_PAGE: &str = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n";
 
-/// An injected fault for one request.
+/// An injected fault for one request (see the `state` module for the settings).
 enum Fault {
     /// Answer this instead of doing anything: nothing is executed or counted against any limit.
     Refuse((u16, Vec<u8>, Duration)),
+    /// A proxy's 502 page; nothing is executed.
+    Gateway,
     /// Execute the request normally, then answer 502 (the client cannot tell it happened).
     LoseResponse,
+    /// Execute, then answer 500 `INTERNAL_SERVER_ERROR`.
+    ErrorAfter,
+    /// Execute, then answer with the first half of the body.
+    Truncated,
+    /// Execute, then hold the response this many milliseconds.
+    Slow(u64),
 }
 
 fn roll_fault(sh: &Shared, method: &str) -> Option<Fault> {
     let f = sh.portal.faults?;
     let roll = lock(&sh.dice).roll();
-    let mut band = f.rate_503;
-    if roll < band {
-        sh.count(method, Counter::Refused503);
-        return Some(Fault::Refuse(error_parts(&ApiError::new(
-            503,
-            "QUERY_LIMIT_EXCEEDED",
-            "Too many requests",
-        ))));
+    let kinds = f.request_rates();
+    let mut band = 0.0;
+    let mut hit = None;
+    for (i, rate) in kinds.iter().enumerate() {
+        band += rate;
+        if roll < band {
+            hit = Some(i);
+            break;
+        }
     }
-    band += f.rate_429;
-    if roll < band {
-        sh.count(method, Counter::Refused429);
-        return Some(Fault::Refuse(error_parts(&operation_time_limit())));
-    }
-    band += f.rate_500;
-    if roll < band {
-        return Some(Fault::Refuse(error_parts(&ApiError::new(
-            500,
-            "INTERNAL_SERVER_ERROR",
-            "Internal server error",
-        ))));
-    }
-    band += f.rate_lost;
-    (roll < band).then_some(Fault::LoseResponse)
+    Some(match hit? {
+        0 => {
+            sh.count(method, Counter::Refused503);
+            Fault::Refuse(error_parts(&ApiError::new(
+                503,
+                "QUERY_LIMIT_EXCEEDED",
+                "Too many requests",
+            )))
+        }
+        1 => {
+            sh.count(method, Counter::Refused429);
+            Fault::Refuse(error_parts(&operation_time_limit()))
+        }
+        2 => Fault::Refuse(error_parts(&internal_error())),
+        3 => Fault::LoseResponse,
+        4 => Fault::Gateway,
+        5 => Fault::ErrorAfter,
+        6 => Fault::Truncated,
+        _ => Fault::Slow(f.slow_ms),
+    })
 }
 
 fn respond(status: u16, body: Vec<u8>) -> Response {
@@ -380,7 +408,13 @@ fn set_operating(time: &mut Value, operating: f64, reset_at: i64) {
 
 /// Handle one request; returns status, body and the simulated work time to wait before
 /// answering (the latency is added by the caller).
-fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Vec<u8>, Duration) {
+fn process(
+    sh: &Shared,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    cmd_faults: bool,
+) -> (u16, Vec<u8>, Duration) {
     let portal = &sh.portal;
     // Leaky bucket: one unit per HTTP request (a batch is one request).
     {
@@ -450,7 +484,19 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
     let (status, out_body) = if method == "batch" {
         let per_command = portal.batch_billing == BatchBilling::PerCommand;
         let bp = params::change_key_case(&p, false);
+        let cmd_error_rate = if cmd_faults {
+            portal.faults.map_or(0.0, |f| f.rate_cmd_error)
+        } else {
+            0.0
+        };
         let mut exec = |m: &str, sp: &Params| -> CmdResult {
+            // An injected internal error answers the sub-command instead of running it.
+            if cmd_error_rate > 0.0 && lock(&sh.dice).roll() < cmd_error_rate {
+                return CmdResult {
+                    outcome: Err(internal_error()),
+                    time: None,
+                };
+            }
             let c0 = sh.clock.unix();
             if per_command && lock(&sh.operating).blocked(&key(m), c0 + extra, limit) {
                 return CmdResult {

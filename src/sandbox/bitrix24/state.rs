@@ -14,6 +14,8 @@
 //!   operating_limit_s: 480                  # phase 2: per-method budget over 10 one-minute buckets
 //!   batch_billing: per_command              # phase 2: per_command | batch
 //!   faults: { seed: 1, rate_503: 0.0, rate_429: 0.0, rate_500: 0.0, rate_lost: 0.0 }   # default off
+//!   # more keys of `faults`: rate_502, rate_500_after, rate_truncated, rate_slow, slow_ms,
+//!   # rate_cmd_error (see below)
 //! users:
 //!   - { id: 1, email: admin@example.com, name: Ada, last_name: Admin, active: true, admin: true }
 //!   - { id: 10, email: bo@example.com, name: Bo, last_name: Berg }  # active: true, admin: false
@@ -29,6 +31,28 @@
 //! webhooks:
 //!   - { user: 1, code: sandboxcode0001 }
 //! ```
+//!
+//! # Injected faults (`portal.faults`, all optional, default 0)
+//!
+//! One roll of the seeded dice per HTTP request picks at most one request fault; the rates are
+//! probabilities, each ≥ 0, and the request rates together at most 1. Bands are taken in the
+//! order listed, so adding a rate never changes which requests an existing config hits.
+//!
+//! * `seed` — the dice's seed: the same seed and requests give the same faults.
+//! * `rate_503` — refused before anything runs: 503 `QUERY_LIMIT_EXCEEDED` (counted as a 503).
+//! * `rate_429` — refused: 429 `OPERATION_TIME_LIMIT` (counted as a 429).
+//! * `rate_500` — refused: 500 `INTERNAL_SERVER_ERROR`, nothing executed.
+//! * `rate_lost` — **executed**, then a proxy's 502 HTML page: the client cannot tell.
+//! * `rate_502` — a proxy's 502 HTML page, nothing executed.
+//! * `rate_500_after` — **executed**, then 500 `INTERNAL_SERVER_ERROR` (JSON).
+//! * `rate_truncated` — **executed**, then status 200 with the JSON body cut in half.
+//! * `rate_slow` — **executed** (the change is on disk before the wait), then the response is
+//!   held for `slow_ms` (default 40000), so a client timeout fires first; a client that hangs
+//!   up does not undo the change.
+//! * `rate_cmd_error` — a separate probability, rolled once **per batch sub-command** (only
+//!   for requests no request fault hit): the sub-command is not executed and gets
+//!   `{"error":"INTERNAL_SERVER_ERROR","error_description":"Internal server error"}` in
+//!   `result_error`; the others run normally. At most 1.
 //!
 //! Write-back keeps every list in file order (new relation rows are appended) and writes keys
 //! in the order shown above; optional keys are written only when they differ from the default,
@@ -152,6 +176,7 @@ pub enum BatchBilling {
     Batch,
 }
 
+/// `portal.faults` (documented in the module comment). `Default` is all rates 0.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Faults {
@@ -167,6 +192,62 @@ pub struct Faults {
     /// response: the client cannot know whether its write happened.
     #[serde(default)]
     pub rate_lost: f64,
+    /// Answer a proxy's 502 HTML page without executing anything.
+    #[serde(default)]
+    pub rate_502: f64,
+    /// Execute the request, then answer 500 `INTERNAL_SERVER_ERROR`.
+    #[serde(default)]
+    pub rate_500_after: f64,
+    /// Execute the request, then answer 200 with the JSON body cut in half.
+    #[serde(default)]
+    pub rate_truncated: f64,
+    /// Execute the request, then hold the response for `slow_ms`.
+    #[serde(default)]
+    pub rate_slow: f64,
+    /// How long `rate_slow` holds a response, in milliseconds.
+    #[serde(default = "default_slow_ms")]
+    pub slow_ms: u64,
+    /// Per batch sub-command: answer it with an internal error instead of executing it.
+    #[serde(default)]
+    pub rate_cmd_error: f64,
+}
+
+fn default_slow_ms() -> u64 {
+    40_000
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            seed: 0,
+            rate_503: 0.0,
+            rate_429: 0.0,
+            rate_500: 0.0,
+            rate_lost: 0.0,
+            rate_502: 0.0,
+            rate_500_after: 0.0,
+            rate_truncated: 0.0,
+            rate_slow: 0.0,
+            slow_ms: default_slow_ms(),
+            rate_cmd_error: 0.0,
+        }
+    }
+}
+
+impl Faults {
+    /// The request-level rates, in band order.
+    pub fn request_rates(&self) -> [f64; 8] {
+        [
+            self.rate_503,
+            self.rate_429,
+            self.rate_500,
+            self.rate_lost,
+            self.rate_502,
+            self.rate_500_after,
+            self.rate_truncated,
+            self.rate_slow,
+        ]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -439,13 +520,13 @@ pub fn validate(s: &State) -> Result<(), String> {
         return Err("portal.setowner_error_code must be \"\" or \"0\"".to_owned());
     }
     if let Some(f) = s.portal.faults {
-        let sum = f.rate_503 + f.rate_429 + f.rate_500 + f.rate_lost;
-        if [f.rate_503, f.rate_429, f.rate_500, f.rate_lost]
-            .iter()
-            .any(|r| *r < 0.0)
-            || sum > 1.0
-        {
-            return Err("portal.faults rates must be >= 0 and sum to at most 1".to_owned());
+        let rates = f.request_rates();
+        let sum: f64 = rates.iter().sum();
+        if rates.iter().any(|r| r.is_nan() || *r < 0.0) || sum > 1.0 {
+            return Err("portal.faults request rates must be >= 0 and sum to at most 1".to_owned());
+        }
+        if !(0.0..=1.0).contains(&f.rate_cmd_error) {
+            return Err("portal.faults.rate_cmd_error must be between 0 and 1".to_owned());
         }
     }
     Ok(())
@@ -572,6 +653,27 @@ pub fn render(s: &State) -> String {
             num(f.rate_500),
             num(f.rate_lost)
         );
+        // Newer keys only when set, so older files round-trip byte for byte.
+        let extra = [
+            ("rate_502", f.rate_502),
+            ("rate_500_after", f.rate_500_after),
+            ("rate_truncated", f.rate_truncated),
+            ("rate_slow", f.rate_slow),
+            ("rate_cmd_error", f.rate_cmd_error),
+        ];
+        let mut more: Vec<String> = extra
+            .iter()
+            .filter(|(_, r)| *r != 0.0)
+            .map(|(k, r)| format!("{k}: {}", num(*r)))
+            .collect();
+        if f.slow_ms != default_slow_ms() {
+            more.push(format!("slow_ms: {}", f.slow_ms));
+        }
+        if !more.is_empty() {
+            // Reopen the flow mapping written above.
+            o.truncate(o.len() - " }\n".len());
+            let _ = writeln!(o, ", {} }}", more.join(", "));
+        }
     }
     o.push_str(if s.users.is_empty() {
         "users: []\n"
@@ -709,6 +811,23 @@ webhooks:
         );
         s.groups[0].members[0].role = Role::K;
         assert!(validate(&s).unwrap_err().contains("0 owners"));
+    }
+
+    #[test]
+    fn fault_settings_round_trip() {
+        let plain = "portal:\n  faults: { seed: 3, rate_503: 0.1 }\nusers: []\n";
+        let s: State = serde_norway::from_str(plain).unwrap();
+        assert!(!render(&s).contains("slow_ms"), "defaults are not written");
+        let yaml = "portal:\n  faults: { seed: 3, rate_503: 0.1, rate_slow: 0.2, slow_ms: 500, rate_cmd_error: 0.25 }\nusers: []\n";
+        let s: State = serde_norway::from_str(yaml).unwrap();
+        validate(&s).unwrap();
+        let text = render(&s);
+        assert!(
+            text.contains("rate_slow: 0.2, rate_cmd_error: 0.25, slow_ms: 500 }"),
+            "{text}"
+        );
+        let back: State = serde_norway::from_str(&text).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

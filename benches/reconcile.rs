@@ -35,6 +35,7 @@ fn faults(spec: &str, seed: u64) -> Result<Faults> {
         rate_429: 0.0,
         rate_500: 0.0,
         rate_lost: 0.0,
+        ..Faults::default()
     };
     for part in spec.split(',') {
         let (k, v) = part

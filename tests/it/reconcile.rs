@@ -71,6 +71,7 @@ async fn converges_under_injected_faults() {
         rate_429: 0.1,
         rate_500: 0.1,
         rate_lost: 0.1,
+        ..Faults::default()
     };
     let rate = RateProfile {
         burst: 50.0,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster::sandbox::bitrix24::limits::{Clock, ManualClock};
-use roster::sandbox::bitrix24::{Sandbox, SandboxError, Stats};
+use roster::sandbox::bitrix24::{MethodStats, Sandbox, SandboxError};
 use serde_json::{Value, json};
 
 /// The test portal: the example portal plus an inactive user, a banned row, a hidden group
@@ -1516,14 +1516,15 @@ async fn leaky_bucket_rejects_after_burst() {
         let r = e.call(style, "user.current", json!({})).await;
         assert_err(&r, 503, "QUERY_LIMIT_EXCEEDED", "Too many requests");
     }
+    let st = e.sb().stats();
     assert_eq!(
-        e.sb().stats(),
-        Stats {
-            http_requests: 6,
-            commands: 5,
-            rejected_503: 3,
-            rejected_429: 0
-        }
+        (
+            st.http_requests,
+            st.commands,
+            st.rejected_503,
+            st.rejected_429
+        ),
+        (6, 5, 3, 0)
     );
 }
 
@@ -1578,11 +1579,13 @@ async fn reads_leave_the_file_byte_identical() {
         .await;
     }
     assert_eq!(std::fs::read(&e.path).unwrap(), before);
-    let leftovers: Vec<_> = std::fs::read_dir(e.path.parent().unwrap())
+    let mut leftovers: Vec<_> = std::fs::read_dir(e.path.parent().unwrap())
         .unwrap()
         .map(|d| d.unwrap().file_name())
         .collect();
-    assert_eq!(leftovers, [std::ffi::OsString::from("portal.yaml")]);
+    leftovers.sort();
+    // The lock file of the running sandbox, and no temp file.
+    assert_eq!(leftovers, [".portal.yaml.lock", "portal.yaml"]);
 }
 
 #[tokio::test]
@@ -1990,4 +1993,856 @@ async fn injected_faults_are_seeded_and_counted() {
         runs.push(statuses);
     }
     assert_eq!(runs[0], runs[1], "same seed, same faults");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch runs `cmd` in wire order (issue 6)
+//
+// PHP's `json_decode` and `parse_str` keep keys in the order they arrive, and
+// `CRestProvider::methodsBatch` walks `cmd` with `foreach` (reference §3, src PROV, UTIL). The
+// bodies below are written by hand: `serde_json::json!` would sort the keys.
+
+impl Env {
+    /// POST a body as given; the reply and its raw text (to check the order of keys).
+    async fn post_raw(&self, method: &str, content_type: &str, body: &str) -> (Reply, String) {
+        let resp = self
+            .http
+            .post(format!("{}{method}", self.base(1, "admincode")))
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|h| h.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        (
+            Reply {
+                status,
+                body,
+                content_type,
+            },
+            text,
+        )
+    }
+}
+
+/// `needles` occur in `text` in this order.
+fn in_order(text: &str, needles: &[&str]) -> bool {
+    let pos: Vec<usize> = needles
+        .iter()
+        .map(|n| text.find(n).unwrap_or_else(|| panic!("{n} not in {text}")))
+        .collect();
+    pos.windows(2).all(|w| w[0] < w[1])
+}
+
+#[tokio::test]
+async fn batch_json_body_runs_in_wire_order() {
+    let e = portal().await;
+    // `a` refers to `z`, which comes first on the wire.
+    let body = r#"{"cmd": {"z": "user.current", "a": "user.get?FILTER[ID]=$result[z][ID]"}}"#;
+    let (r, text) = e.post_raw("batch", "application/json", body).await;
+    assert_eq!(r.status, 200, "{text}");
+    assert_eq!(r.body["result"]["result_error"], json!([]), "{text}");
+    assert_eq!(
+        user_ids(&json!({"result": r.body["result"]["result"]["a"]})),
+        ["1"]
+    );
+    assert!(
+        in_order(&text, &[r#""z":{"ID":"1""#, r#""a":[{"ID":"1""#]),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn batch_json_c9_runs_before_c10() {
+    let e = portal().await;
+    let body = r#"{"cmd": {"c9": "sonet_group.user.add?GROUP_ID=42&USER_ID=31",
+                           "c10": "sonet_group.user.get?ID=42"}}"#;
+    let (r, text) = e.post_raw("batch", "application/json", body).await;
+    assert_eq!(r.body["result"]["result"]["c9"], json!(["31"]), "{text}");
+    assert_eq!(
+        r.body["result"]["result"]["c10"],
+        json!([{"USER_ID":"1","ROLE":"A"},{"USER_ID":"22","ROLE":"K"},{"USER_ID":"31","ROLE":"K"}]),
+        "c10 sees what c9 added"
+    );
+    assert!(in_order(&text, &[r#""c9":"#, r#""c10":"#]), "{text}");
+}
+
+#[tokio::test]
+async fn batch_form_body_runs_in_wire_order() {
+    let e = portal().await;
+    // Form bodies encode the command a second time (reference §3, data-encoding.md).
+    let body = "cmd[z]=user.current&cmd[a]=user.get%3FFILTER%5BID%5D%3D%24result%5Bz%5D%5BID%5D";
+    let (r, text) = e
+        .post_raw("batch", "application/x-www-form-urlencoded", body)
+        .await;
+    assert_eq!(r.body["result"]["result_error"], json!([]), "{text}");
+    assert_eq!(
+        user_ids(&json!({"result": r.body["result"]["result"]["a"]})),
+        ["1"]
+    );
+    assert!(in_order(&text, &[r#""z":"#, r#""a":"#]), "{text}");
+}
+
+#[tokio::test]
+async fn batch_length_cut_off_follows_wire_order() {
+    let e = portal().await;
+    // 53 commands named k52 down to k00: the first 50 on the wire run, the last 3 do not.
+    let names: Vec<String> = (0..53).rev().map(|i| format!("k{i:02}")).collect();
+    let entries: Vec<String> = names
+        .iter()
+        .map(|n| format!(r#""{n}": "user.current""#))
+        .collect();
+    let body = format!(r#"{{"cmd": {{{}}}}}"#, entries.join(","));
+    let (r, text) = e.post_raw("batch", "application/json", &body).await;
+    let exceeded = json!({"error": "ERROR_BATCH_LENGTH_EXCEEDED", "error_description": "Max batch length exceeded"});
+    assert_eq!(
+        r.body["result"]["result_error"],
+        json!({"k02": exceeded, "k01": exceeded, "k00": exceeded}),
+        "{text}"
+    );
+    let ran = r.body["result"]["result"].as_object().unwrap();
+    assert_eq!(ran.len(), 50);
+    assert!(ran.contains_key("k52") && ran.contains_key("k03"));
+    assert!(in_order(&text, &[r#""k52":"#, r#""k03":"#]), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// sonet_group.* read only the documented upper-case keys (issue 6)
+//
+// `CSocNetLogRestService` reads `$arFields['GROUP_ID']`, `$arFields['ID']`, … verbatim (src
+// SONET, reference §1.2): a lower-case key is simply not there. `user.get` differs: it calls
+// `array_change_key_case` (src USR, §2.1); `batch` reads `cmd`/`halt` case-insensitively (§3).
+
+#[tokio::test]
+async fn sonet_group_methods_ignore_lower_case_keys() {
+    let e = portal().await;
+    for style in STYLES {
+        let r = e
+            .call(style, "sonet_group.user.get", json!({"id": 15}))
+            .await;
+        assert_err(&r, 400, "", "Wrong socialnetwork group ID");
+        let r = e
+            .call(
+                style,
+                "sonet_group.user.add",
+                json!({"group_id": 42, "USER_ID": 31}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Wrong group ID");
+        let r = e
+            .call(
+                style,
+                "sonet_group.user.add",
+                json!({"GROUP_ID": 42, "user_id": 31}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Wrong user IDs");
+        let r = e
+            .call(
+                style,
+                "sonet_group.user.update",
+                json!({"GROUP_ID": 15, "USER_ID": 10, "role": "E"}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Incorrect role code");
+        let r = e
+            .call(
+                style,
+                "sonet_group.user.delete",
+                json!({"Group_Id": 15, "USER_ID": 10}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Wrong group ID");
+        let r = e
+            .call(
+                style,
+                "sonet_group.setowner",
+                json!({"GROUP_ID": 15, "user_id": 10}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Invalid user ID");
+        let r = e
+            .call(
+                style,
+                "sonet_group.user.invite",
+                json!({"group_id": 15, "USER_ID": 31}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Wrong group ID");
+    }
+    // Nothing changed.
+    assert_eq!(
+        e.members(15).await,
+        pairs(&[("1", "A"), ("10", "K"), ("21", "K"), ("30", "K")])
+    );
+}
+
+#[tokio::test]
+async fn sonet_group_get_ignores_lower_case_filter_order_and_group_id() {
+    let e = portal().await;
+    let ids = |b: &Value| -> Vec<String> {
+        b["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["ID"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for style in STYLES {
+        // The default order is ID DESC; a lower-case filter/order/group_id is not read.
+        let b = e
+            .ok(
+                style,
+                "sonet_group.get",
+                json!({"filter": {"ID": 15}, "order": {"ID": "ASC"}, "group_id": 27}),
+            )
+            .await;
+        assert_eq!(ids(&b), ["42", "27", "15"], "{style:?}");
+        let b = e
+            .ok(style, "sonet_group.get", json!({"FILTER": {"ID": 15}}))
+            .await;
+        assert_eq!(ids(&b), ["15"]);
+        // is_admin is not IS_ADMIN: the hidden group stays hidden.
+        let b = e
+            .ok(style, "sonet_group.get", json!({"is_admin": "Y"}))
+            .await;
+        assert_eq!(ids(&b), ["42", "27", "15"]);
+        let b = e
+            .ok(style, "sonet_group.get", json!({"IS_ADMIN": "Y"}))
+            .await;
+        assert_eq!(ids(&b), ["99", "42", "27", "15"]);
+    }
+}
+
+#[tokio::test]
+async fn user_get_and_batch_keys_stay_case_insensitive() {
+    let e = portal().await;
+    for style in STYLES {
+        let b = e
+            .ok(
+                style,
+                "user.get",
+                json!({"Filter": {"=Email": "bo@example.com"}}),
+            )
+            .await;
+        assert_eq!(user_ids(&b), ["10"]);
+        let b = e
+            .ok(
+                style,
+                "batch",
+                json!({"CMD": {"a": "sonet_group.user.get?ID=27", "b": "sonet_group.user.get?id=27"}, "HALT": 0}),
+            )
+            .await;
+        assert_eq!(b["result"]["result"]["a"][0]["USER_ID"], "22", "{b}");
+        assert_eq!(
+            b["result"]["result_error"],
+            json!({"b": {"error": "", "error_description": "Wrong socialnetwork group ID"}})
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One request must not freeze the sandbox (issue 6)
+//
+// Work runs under the state lock, so a request whose cost explodes stops every other one. Each
+// hostile request below used to take 24–72 s; it must answer in bounded time while a normal
+// request issued at the same moment is served too.
+
+/// The time bound for one hostile request, sent and answered, in a debug build on a busy
+/// 2-core machine. Measured: 0.05–1.4 s; before the fix each took 24–72 s.
+const HOSTILE_BOUND: Duration = Duration::from_secs(5);
+
+/// Send `hostile` and, right after it, a normal `user.current`; both must answer within the
+/// bound. Returns the hostile reply.
+async fn hostile_alongside_normal(e: &Env, hostile: reqwest::RequestBuilder) -> Reply {
+    let started = std::time::Instant::now();
+    let hostile = tokio::spawn(async move {
+        let resp = hostile.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, text, started.elapsed())
+    });
+    tokio::task::yield_now().await;
+    let normal_started = std::time::Instant::now();
+    let b = e.ok(Style::Get, "user.current", json!({})).await;
+    let normal_took = normal_started.elapsed();
+    assert_eq!(b["result"]["ID"], "1");
+    let (status, text, took) = hostile.await.unwrap();
+    assert!(took < HOSTILE_BOUND, "hostile request took {took:?}");
+    assert!(
+        normal_took < HOSTILE_BOUND,
+        "normal request waited {normal_took:?}"
+    );
+    Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+        content_type: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn like_filter_of_many_percent_signs_is_bounded() {
+    let e = portal().await;
+    let pattern = format!("{}z", "%".repeat(20_000));
+    let req = e
+        .http
+        .post(format!("{}user.get", e.base(1, "admincode")))
+        .json(&json!({"FILTER": {"EMAIL": pattern}}));
+    let r = hostile_alongside_normal(&e, req).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["result"], json!([]), "no e-mail ends in z");
+    // The matcher still matches: many `%` then a real suffix.
+    let pattern = format!("{}@example.com", "%".repeat(20_000));
+    let b = e
+        .ok(
+            Style::Json,
+            "user.get",
+            json!({"FILTER": {"EMAIL": pattern}}),
+        )
+        .await;
+    assert_eq!(user_ids(&b).len(), 9);
+}
+
+#[tokio::test]
+async fn body_of_150k_keys_is_bounded() {
+    let e = portal().await;
+    // JSON: 150k top-level keys (user.get reads them as its filter and ignores them all).
+    let keys: Vec<String> = (0..150_000).map(|i| format!(r#""k{i}":0"#)).collect();
+    let body = format!("{{{}}}", keys.join(","));
+    let req = e
+        .http
+        .post(format!("{}user.get", e.base(1, "admincode")))
+        .header("content-type", "application/json")
+        .body(body);
+    let r = hostile_alongside_normal(&e, req).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(user_ids(&r.body).len(), 9);
+    // JSON: a FILTER of 150k keys for sonet_group.get.
+    let keys: Vec<String> = (0..150_000).map(|i| format!(r#""K{i}":1"#)).collect();
+    let body = format!(r#"{{"FILTER":{{{}}}}}"#, keys.join(","));
+    let req = e
+        .http
+        .post(format!("{}sonet_group.get", e.base(1, "admincode")))
+        .header("content-type", "application/json")
+        .body(body);
+    let r = hostile_alongside_normal(&e, req).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["total"], 3);
+    // Form: 150k pairs; PHP keeps the first max_input_vars (10000) and drops the rest.
+    let mut body: Vec<String> = (0..150_000).map(|i| format!("k{i}=0")).collect();
+    body.push("ID=27".to_owned());
+    let req = e
+        .http
+        .post(format!("{}sonet_group.user.get", e.base(1, "admincode")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.join("&"));
+    let r = hostile_alongside_normal(&e, req).await;
+    assert_eq!(
+        (r.status, &r.body),
+        (
+            400,
+            &json!({"error": "", "error_description": "Wrong socialnetwork group ID"})
+        ),
+        "ID came after max_input_vars and was dropped"
+    );
+    let mut body: Vec<String> = (0..9_999).map(|i| format!("k{i}=0")).collect();
+    body.push("ID=27".to_owned());
+    let r = e
+        .raw(
+            e.http
+                .post(format!("{}sonet_group.user.get", e.base(1, "admincode")))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.join("&")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "the 10000th variable is still read");
+}
+
+#[tokio::test]
+async fn batch_command_of_160k_references_is_bounded() {
+    let e = portal().await;
+    let refs = "$result[a]+".repeat(160_000);
+    let body = json!({"cmd": {"a": "user.current", "b": format!("user.get?FILTER[NAME]={refs}")}});
+    let req = e
+        .http
+        .post(format!("{}batch", e.base(1, "admincode")))
+        .json(&body);
+    let r = hostile_alongside_normal(&e, req).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["result"]["result_error"], json!([]));
+    // Each reference became the string form of an array: no name matches.
+    assert_eq!(r.body["result"]["result"]["b"], json!([]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// State-file errors never show a webhook code (issue 6)
+
+#[tokio::test]
+async fn state_errors_do_not_show_webhook_codes() {
+    const CANARY: &str = "CanaryC0de4471";
+    let cases = [
+        // Validation: a webhook of a user that does not exist, a repeated webhook.
+        format!("users: [ {{ id: 1 }} ]\nwebhooks: [ {{ user: 2, code: {CANARY} }} ]"),
+        format!(
+            "users: [ {{ id: 1 }} ]\nwebhooks:\n  - {{ user: 1, code: \"{CANARY}\" }}\n  - {{ user: 1, code: \"{CANARY}\" }}"
+        ),
+        // Parse errors that quote the offending scalar.
+        format!(
+            "users: [ {{ id: 1 }} ]\nwebhooks:\n  - {{ user: 1, code: {CANARY} }}\n  - {CANARY}"
+        ),
+        format!("users: [ {{ id: 1 }} ]\nwebhooks:\n  - {{ user: {CANARY}, code: {CANARY} }}"),
+        format!(
+            "users: [ {{ id: 1 }} ]\nwebhooks:\n  - {{ user: 1, 'code': '{CANARY}', {CANARY}: 1 }}"
+        ),
+    ];
+    for yaml in cases {
+        let (err, path) = load_error(&yaml).await;
+        let msg = format!("{err} / {err:?}");
+        assert!(!msg.contains(CANARY), "{msg}");
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The state file: one sandbox at a time, atomic writes done right (issue 6)
+
+use roster::sandbox::bitrix24::StartOptions;
+
+fn with_wait(ms: u64) -> StartOptions {
+    StartOptions {
+        lock_wait: Duration::from_millis(ms),
+        ..StartOptions::default()
+    }
+}
+
+async fn add_member(http: &reqwest::Client, sb: &Sandbox, group: i64, user: i64) -> Value {
+    let url = format!("{}sonet_group.user.add", sb.webhook_url().unwrap());
+    let resp = http
+        .post(url)
+        .json(&json!({"GROUP_ID": group, "USER_ID": user}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().await.unwrap()["result"].clone()
+}
+
+#[tokio::test]
+async fn a_second_sandbox_on_the_same_state_is_refused() {
+    let e = portal().await;
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let started = std::time::Instant::now();
+    let err = Sandbox::start_with(&e.path, addr, with_wait(200))
+        .await
+        .err()
+        .expect("second sandbox started");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(
+        matches!(err, SandboxError::Locked { pid: Some(p), .. } if p == std::process::id()),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "state file {} is in use by another roster process (pid {}); waited 200 ms",
+            e.path.display(),
+            std::process::id()
+        )
+    );
+    // Through a symlink it is the same file, so the same lock.
+    #[cfg(unix)]
+    {
+        let link = e.path.with_file_name("link.yaml");
+        std::os::unix::fs::symlink(&e.path, &link).unwrap();
+        let err = Sandbox::start_with(&link, addr, with_wait(50)).await.err();
+        assert!(matches!(err, Some(SandboxError::Locked { .. })), "{err:?}");
+    }
+    // The default wait is 10 s, as documented.
+    assert_eq!(StartOptions::default().lock_wait, Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_waiting_sandbox_starts_when_the_first_stops_and_sees_its_writes() {
+    let mut e = portal().await;
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let first = e.sb.take().unwrap();
+    let path = e.path.clone();
+    let second =
+        tokio::spawn(async move { Sandbox::start_with(&path, addr, with_wait(10_000)).await });
+    tokio::task::yield_now().await;
+    assert_eq!(add_member(&e.http, &first, 42, 31).await, json!(["31"]));
+    first.shutdown().await.unwrap();
+    let second = second.await.unwrap().unwrap();
+    // The second sandbox read the state after the first one's write: no lost update.
+    assert_eq!(add_member(&e.http, &second, 42, 31).await, json!([]));
+    assert_eq!(add_member(&e.http, &second, 42, 23).await, json!(["23"]));
+    second.shutdown().await.unwrap();
+    let text = e.text();
+    assert!(text.contains("{ user: 31, role: K }") && text.contains("{ user: 23, role: K }"));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn writes_keep_mode_follow_symlinks_and_leave_no_temp_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let real_dir = dir.path().join("real");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("state.yaml");
+    std::fs::write(&real, PORTAL).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let link = dir.path().join("portal.yaml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    // A temp file a killed write left behind is removed at start.
+    let stale = real_dir.join(".state.yaml.tmp");
+    std::fs::write(&stale, "stale copy of the state").unwrap();
+
+    let sb = Sandbox::start(&link, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(!stale.exists(), "stale temp file removed at start");
+    let http = client();
+    for user in [31, 23] {
+        assert_eq!(
+            add_member(&http, &sb, 42, user).await,
+            json!([user.to_string()])
+        );
+    }
+    sb.shutdown().await.unwrap();
+
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link is still a link");
+    let text = std::fs::read_to_string(&real).unwrap();
+    assert!(
+        text.contains("{ user: 23, role: K }"),
+        "the target was written"
+    );
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "permission bits kept");
+    let mut names: Vec<String> = std::fs::read_dir(&real_dir)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".state.yaml.lock", "state.yaml"], "no temp files");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // A private file stays private.
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sb = Sandbox::start(&link, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(add_member(&http, &sb, 42, 30).await, json!(["30"]));
+    sb.shutdown().await.unwrap();
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counters per method, in process and at GET /_sandbox/stats (issue 6)
+
+fn ms(http_requests: u64, commands: u64, rejected_503: u64, rejected_429: u64) -> MethodStats {
+    MethodStats {
+        http_requests,
+        commands,
+        rejected_503,
+        rejected_429,
+    }
+}
+
+#[tokio::test]
+async fn counters_per_method_after_a_known_sequence() {
+    // A bucket of 6 that never drains: the 7th request is refused.
+    let e = env(&PORTAL.replace(
+        "  rate_limit: null\n",
+        "  rate_limit: { burst: 6, per_second: 0 }\n",
+    ))
+    .await;
+    e.ok(Style::Get, "user.current", json!({})).await;
+    let b = e
+        .ok(
+            Style::Json,
+            "batch",
+            json!({"cmd": ["sonet_group.user.add?GROUP_ID=42&USER_ID=31", "sonet_group.user.get?ID=42",
+                           "user.current", "no.such.method", "batch?cmd[0]=user.current"]}),
+        )
+        .await;
+    assert_eq!(b["result"]["result"][0], json!(["31"]));
+    e.ok(
+        Style::Form,
+        "sonet_group.user.update",
+        json!({"GROUP_ID": 42, "USER_ID": 31, "ROLE": "E"}),
+    )
+    .await;
+    // Failed commands count too: they ran.
+    let r = e
+        .call(
+            Style::Json,
+            "sonet_group.user.delete",
+            json!({"GROUP_ID": 0}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = e
+        .raw(e.http.get(format!("{}user.current", e.base(1, "nocode"))))
+        .await;
+    assert_eq!(r.status, 401);
+    let r = e.call(Style::Get, "made.up", json!({})).await;
+    assert_eq!(r.status, 404);
+    let r = e.call(Style::Get, "user.current", json!({})).await;
+    assert_eq!(r.status, 503);
+
+    let st = e.sb().stats();
+    assert_eq!(
+        (
+            st.http_requests,
+            st.commands,
+            st.rejected_503,
+            st.rejected_429
+        ),
+        (7, 7, 1, 0)
+    );
+    let expected: std::collections::BTreeMap<String, MethodStats> = [
+        ("(unknown)", ms(1, 1, 0, 0)),
+        ("batch", ms(1, 0, 0, 0)),
+        ("sonet_group.user.add", ms(0, 1, 0, 0)),
+        ("sonet_group.user.delete", ms(1, 1, 0, 0)),
+        ("sonet_group.user.get", ms(0, 1, 0, 0)),
+        ("sonet_group.user.update", ms(1, 1, 0, 0)),
+        ("user.current", ms(3, 2, 1, 0)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(st.methods, expected);
+    assert_eq!(st.write_commands(), 3);
+
+    // The same over HTTP, outside /rest/, without auth and without any webhook code.
+    let resp = e
+        .http
+        .get(format!("http://{}/_sandbox/stats", e.sb().addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("admincode"), "{text}");
+    let served: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(served, serde_json::to_value(&st).unwrap());
+    assert_eq!(served["write_commands"], 3);
+    assert_eq!(
+        served["methods"]["user.current"],
+        json!({"http_requests": 3, "commands": 2, "rejected_503": 1, "rejected_429": 0})
+    );
+    assert_eq!(e.sb().stats(), st, "reading the stats is not counted");
+}
+
+#[tokio::test]
+async fn refusals_429_are_counted_per_method() {
+    let (e, _clock) = env_clock("  faults: { seed: 1, rate_429: 1.0 }\n").await;
+    for _ in 0..2 {
+        let r = e.call(Style::Get, "user.get", json!({})).await;
+        assert_eq!(r.status, 429);
+    }
+    let r = e
+        .call(Style::Get, "batch", json!({"cmd": ["user.get"]}))
+        .await;
+    assert_eq!(r.status, 429);
+    let st = e.sb().stats();
+    assert_eq!(st.method("user.get"), ms(2, 0, 0, 2));
+    assert_eq!(st.method("batch"), ms(1, 0, 0, 1));
+    assert_eq!((st.rejected_429, st.commands), (3, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault kinds for a soak test (issue 6): for each, did the write happen?
+
+/// `sonet_group.user.add` of user 31 to group 42 under `faults`: (status, content type, body
+/// text, whether 31 is now a member).
+async fn add_under_fault(faults: &str) -> (u16, String, String, bool, Env, Arc<ManualClock>) {
+    let (e, clock) = env_clock(&format!("  faults: {{ seed: 1, {faults} }}\n")).await;
+    let resp = e
+        .http
+        .post(format!("{}sonet_group.user.add", e.base(1, "admincode")))
+        .json(&json!({"GROUP_ID": 42, "USER_ID": 31}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|h| h.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = resp.text().await.unwrap();
+    let written = group_rows(&e, 42).contains(&31);
+    (status, ctype, text, written, e, clock)
+}
+
+/// The users with a relation row in `group`, read from the state file.
+fn group_rows(e: &Env, group: u64) -> Vec<u64> {
+    let v: serde_norway::Value = serde_norway::from_str(&e.text()).unwrap();
+    let g = v["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"].as_u64() == Some(group))
+        .unwrap()
+        .clone();
+    g["members"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn fault_502_executes_nothing() {
+    let (status, ctype, text, written, e, _) = add_under_fault("rate_502: 1.0").await;
+    assert_eq!((status, ctype.as_str()), (502, "text/html"));
+    assert!(
+        text.contains("502 Bad Gateway") && text.contains("nginx"),
+        "{text}"
+    );
+    assert!(!written);
+    assert_eq!(e.sb().stats().commands, 0);
+}
+
+#[tokio::test]
+async fn fault_500_after_executes_then_fails() {
+    let (status, _, text, written, _, _) = add_under_fault("rate_500_after: 1.0").await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"})
+    );
+    assert!(written, "the change happened");
+}
+
+#[tokio::test]
+async fn fault_truncated_executes_then_cuts_the_body() {
+    let (status, ctype, text, written, _, _) = add_under_fault("rate_truncated: 1.0").await;
+    assert_eq!(
+        (status, ctype.as_str()),
+        (200, "application/json; charset=utf-8")
+    );
+    assert!(text.starts_with(r#"{"result":["31"]"#), "{text}");
+    assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+    assert!(written);
+}
+
+#[tokio::test]
+async fn fault_slow_executes_then_waits() {
+    let (status, _, text, written, _, clock) =
+        add_under_fault("rate_slow: 1.0, slow_ms: 45000").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(written);
+    assert_eq!(clock.monotonic(), Duration::from_millis(45_000));
+    // The default hold is 40 s.
+    let (_, _, _, _, _, clock) = add_under_fault("rate_slow: 1.0").await;
+    assert_eq!(clock.monotonic(), Duration::from_millis(40_000));
+}
+
+#[tokio::test]
+async fn fault_slow_write_survives_a_client_timeout() {
+    // The real clock: the response is held for 40 s, the client gives up after 300 ms.
+    let yaml = PORTAL.replace(
+        "  rate_limit: null\n",
+        "  rate_limit: null\n  faults: { seed: 1, rate_slow: 1.0 }\n",
+    );
+    let e = env(&yaml).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = impatient
+        .post(format!("{}sonet_group.user.add", e.base(1, "admincode")))
+        .json(&json!({"GROUP_ID": 42, "USER_ID": 31}))
+        .send()
+        .await
+        .expect_err("answered before the client timeout");
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        e.text().contains("{ user: 31, role: K }"),
+        "written before the wait"
+    );
+}
+
+#[tokio::test]
+async fn fault_cmd_error_answers_a_sub_command_without_running_it() {
+    let internal =
+        json!({"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"});
+    let (e, _) = env_clock("  faults: { seed: 1, rate_cmd_error: 1.0 }\n").await;
+    let b = e
+        .ok(
+            Style::Json,
+            "batch",
+            json!({"cmd": ["sonet_group.user.add?GROUP_ID=42&USER_ID=31", "user.current"]}),
+        )
+        .await;
+    assert_eq!(b["result"]["result_error"], json!([internal, internal]));
+    assert!(!group_rows(&e, 42).contains(&31), "not executed");
+    assert_eq!(e.sb().stats().commands, 0);
+    // Plain calls are not batch sub-commands: they run.
+    let b = e
+        .ok(
+            Style::Json,
+            "sonet_group.user.add",
+            json!({"GROUP_ID": 42, "USER_ID": 31}),
+        )
+        .await;
+    assert_eq!(b["result"], json!(["31"]));
+
+    // At a rate of one half, the dice pick; what ran is exactly what has no error.
+    let (e, _) = env_clock("  faults: { seed: 7, rate_cmd_error: 0.5 }\n").await;
+    let users = [10, 21, 22, 23, 30, 31, 40, 50];
+    let cmd: Vec<String> = users
+        .iter()
+        .map(|u| format!("sonet_group.user.add?GROUP_ID=27&USER_ID={u}"))
+        .collect();
+    let b = e.ok(Style::Json, "batch", json!({"cmd": cmd})).await;
+    let errors = b["result"]["result_error"].as_object().unwrap();
+    assert!(!errors.is_empty() && errors.len() < users.len(), "{b}");
+    let rows = group_rows(&e, 27);
+    for (i, u) in users.iter().enumerate() {
+        let failed = errors.contains_key(&i.to_string());
+        if failed {
+            assert_eq!(errors[&i.to_string()], internal);
+        }
+        let member_before = [22, 23, 31, 40].contains(u);
+        assert_eq!(
+            rows.contains(&(*u as u64)),
+            member_before || !failed,
+            "user {u} failed={failed}"
+        );
+    }
+    assert_eq!(e.sb().stats().commands, (users.len() - errors.len()) as u64);
+}
+
+#[tokio::test]
+async fn fault_rates_are_validated() {
+    for (faults, needle) in [
+        ("rate_502: 0.6, rate_slow: 0.5", "sum to at most 1"),
+        ("rate_truncated: -0.1", ">= 0"),
+        (
+            "rate_cmd_error: 1.5",
+            "rate_cmd_error must be between 0 and 1",
+        ),
+    ] {
+        let yaml = format!("portal:\n  faults: {{ seed: 1, {faults} }}\nusers: []\n");
+        let (err, _) = load_error(&yaml).await;
+        assert!(err.to_string().contains(needle), "{err}");
+    }
 }

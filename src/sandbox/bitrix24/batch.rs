@@ -29,15 +29,14 @@ struct Sections {
 }
 
 impl Sections {
-    fn get(&self, kind: &str) -> Value {
-        let sec = match kind {
+    fn get(&self, kind: &str) -> &[(String, Value)] {
+        match kind {
             "result" => &self.result,
             "error" => &self.error,
             "total" => &self.total,
             "next" => &self.next,
             _ => &self.time,
-        };
-        Value::Arr(sec.clone())
+        }
     }
 }
 
@@ -126,7 +125,7 @@ pub fn run(p: &Params, exec: &mut dyn FnMut(&str, &Params) -> CmdResult) -> Valu
 
 /// `processBatchStructure`: substitute references in keys and values, recursively.
 fn substitute_params(p: &Params, sec: &Sections) -> Params {
-    let mut out = Vec::new();
+    let mut out = params::ArrBuilder::default();
     for (k, v) in p {
         let key = substitute(k, sec).to_php_string();
         let val = match v {
@@ -134,9 +133,9 @@ fn substitute_params(p: &Params, sec: &Sections) -> Params {
             Value::Str(x) => substitute(x, sec),
             other => other.clone(),
         };
-        params::set_key(&mut out, key, val);
+        out.set(key, val);
     }
-    out
+    out.finish()
 }
 
 /// The reference kinds of `\$(result|next|total|time|error)([^\s]*)` (case-insensitive).
@@ -189,33 +188,67 @@ fn segments(path: &str) -> Vec<String> {
 /// `processBatchElement`: a value that is exactly one reference becomes the referenced raw
 /// value (possibly an array); references inside a longer string are replaced by their PHP
 /// string form. A missing path segment stops resolution at the last level that resolved.
+///
+/// PHP does this with one `str_replace` over the whole value per reference, which costs
+/// (references × length). Here the value is rebuilt in one pass, each reference replaced where
+/// it stands: the same result unless a reference's text also occurs inside a longer reference
+/// or inside a substituted value (then PHP may also replace those occurrences). Together with
+/// [`lookup`] this keeps the work per reference bounded by its own length, so a command with
+/// 160k references cannot hold the state lock.
 fn substitute(text: &str, sec: &Sections) -> Value {
     let refs = find_refs(text);
-    let mut current = Value::Str(text.to_owned());
+    let mut out = String::new();
+    let mut last = 0;
     for (range, kind, path) in refs {
         let segs = segments(&path);
         if segs.is_empty() {
             continue;
         }
-        let mut r = sec.get(kind);
-        for seg in segs {
-            let next = match &r {
-                Value::Arr(a) => params::get(a, &seg).cloned(),
-                _ => None,
-            };
-            match next {
-                Some(n) => r = n,
-                None => break,
-            }
+        let section = sec.get(kind);
+        let r = resolve(section, &segs);
+        if range.start == 0 && range.end == text.len() {
+            return r.map_or_else(|| Value::Arr(section.to_vec()), Value::clone);
         }
-        let whole = &text[range];
-        match &current {
-            Value::Str(cur) if cur == whole => current = r,
-            Value::Str(cur) => current = Value::Str(cur.replace(whole, &r.to_php_string())),
-            _ => {}
+        out.push_str(&text[last..range.start]);
+        // The whole section, when even the first segment is missing, is an array.
+        out.push_str(&r.map_or_else(|| "Array".to_owned(), Value::to_php_string));
+        last = range.end;
+    }
+    if last == 0 {
+        return Value::Str(text.to_owned());
+    }
+    out.push_str(&text[last..]);
+    Value::Str(out)
+}
+
+/// Follow `segs` from a section; stop at the last level that resolved (`None`: the section).
+fn resolve<'a>(section: &'a [(String, Value)], segs: &[String]) -> Option<&'a Value> {
+    let mut level = section;
+    let mut found: Option<&Value> = None;
+    for seg in segs {
+        match lookup(level, seg) {
+            Some(v) => {
+                found = Some(v);
+                match v {
+                    Value::Arr(a) => level = a,
+                    _ => level = &[],
+                }
+            }
+            None => break,
         }
     }
-    current
+    found
+}
+
+/// A key of a PHP array: O(1) for a list's integer keys, which are at their own position.
+fn lookup<'a>(arr: &'a [(String, Value)], key: &str) -> Option<&'a Value> {
+    if let Ok(i) = key.parse::<usize>()
+        && let Some((k, v)) = arr.get(i)
+        && k == key
+    {
+        return Some(v);
+    }
+    params::get(arr, key)
 }
 
 #[cfg(test)]

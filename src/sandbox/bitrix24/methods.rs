@@ -6,9 +6,9 @@
 //!
 //! Parameter keys: `user.get` normalises case itself (`array_change_key_case`), so any case
 //! works there, as on the portal. The real `sonet_group.*` handlers read `$arFields['GROUP_ID']`
-//! verbatim, i.e. only the documented upper-case keys work; this emulator deliberately also
-//! accepts other spellings (`group_id`) by upper-casing top-level keys first. A client that
-//! relies on that leniency would break on a real portal, so roster must send upper-case keys.
+//! verbatim (src SONET), so only the documented upper-case keys (`ID`, `GROUP_ID`, `USER_ID`,
+//! `ROLE`, `MESSAGE`, `ORDER`, `FILTER`, `IS_ADMIN`) are read here too: `group_id` is ignored,
+//! exactly as on a portal, where it reads as a missing parameter.
 //!
 //! Fidelity notes (source: `CSocNetLogRestService`, see the reference): `USER_ID` as a scalar
 //! must be `intval > 0`, as an array only non-empty; `add` returns existing users once each in ID
@@ -103,27 +103,29 @@ pub fn call(
 ) -> Result<Output, ApiError> {
     // The server takes `start` out of the parameters itself (`intval`).
     let start = params::get(params, "start").map(Value::intval).unwrap_or(0);
-    let rest: Params = params
-        .iter()
-        .filter(|(k, _)| k != "start")
-        .cloned()
-        .collect();
+    let without_start: Params;
+    let rest: &Params = if params::get(params, "start").is_some() {
+        without_start = params
+            .iter()
+            .filter(|(k, _)| k != "start")
+            .cloned()
+            .collect();
+        &without_start
+    } else {
+        params
+    };
     match method {
-        "sonet_group.get" => sonet_group_get(state, caller, &upper(&rest), start),
-        "sonet_group.user.get" => group_user_get(state, caller, &upper(&rest)),
-        "sonet_group.user.add" => group_user_add(state, caller, &upper(&rest)),
-        "sonet_group.user.invite" => group_user_invite(state, caller, &upper(&rest)),
-        "sonet_group.user.update" => group_user_update(state, caller, &upper(&rest)),
-        "sonet_group.user.delete" => group_user_delete(state, caller, &upper(&rest)),
-        "sonet_group.setowner" => set_owner(state, caller, &upper(&rest)),
-        "user.get" => user_get(state, &params::change_key_case(&rest, false), start),
+        "sonet_group.get" => sonet_group_get(state, caller, rest, start),
+        "sonet_group.user.get" => group_user_get(state, caller, rest),
+        "sonet_group.user.add" => group_user_add(state, caller, rest),
+        "sonet_group.user.invite" => group_user_invite(state, caller, rest),
+        "sonet_group.user.update" => group_user_update(state, caller, rest),
+        "sonet_group.user.delete" => group_user_delete(state, caller, rest),
+        "sonet_group.setowner" => set_owner(state, caller, rest),
+        "user.get" => user_get(state, &params::change_key_case(rest, false), start),
         "user.current" => user_current(state, caller),
         _ => Err(ApiError::method_not_found()),
     }
-}
-
-fn upper(p: &Params) -> Params {
-    params::change_key_case(p, true)
 }
 
 fn int_param(p: &Params, key: &str) -> i64 {
@@ -160,6 +162,21 @@ enum Field {
     Num(i64),
     Text(String),
 }
+
+/// The fields [`group_field`] knows.
+const GROUP_FIELDS: &[&str] = &[
+    "ID",
+    "NAME",
+    "DESCRIPTION",
+    "OWNER_ID",
+    "ACTIVE",
+    "VISIBLE",
+    "OPENED",
+    "CLOSED",
+    "PROJECT",
+    "SITE_ID",
+    "SUBJECT_ID",
+];
 
 fn group_field(g: &Group, name: &str) -> Option<Field> {
     Some(match name {
@@ -275,7 +292,12 @@ fn sonet_group_get(
             // checkGroupFilter: `^([^a-zA-Z]*)(.*)`.
             let cut = k.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(k.len());
             let (op, field) = (&k[..cut], k[cut..].to_uppercase());
-            if !GROUP_FILTER_PREFIXES.contains(&op) || field == "CHECK_PERMISSIONS" {
+            // Unknown fields match everything; dropping them here keeps a FILTER of many keys
+            // from costing (keys × groups).
+            if !GROUP_FILTER_PREFIXES.contains(&op)
+                || field == "CHECK_PERMISSIONS"
+                || !GROUP_FIELDS.contains(&field.as_str())
+            {
                 continue;
             }
             filters.push((op.to_owned(), field, v.clone()));
@@ -311,8 +333,11 @@ fn sonet_group_get(
     match params::get(p, "ORDER") {
         Some(Value::Arr(o)) => {
             for (k, v) in o {
-                let desc = v.to_php_string().eq_ignore_ascii_case("desc");
-                order.push((k.to_uppercase(), desc));
+                let field = k.to_uppercase();
+                if GROUP_FIELDS.contains(&field.as_str()) {
+                    let desc = v.to_php_string().eq_ignore_ascii_case("desc");
+                    order.push((field, desc));
+                }
             }
         }
         _ => order.push(("ID".to_owned(), true)),
@@ -605,19 +630,32 @@ fn user_field(u: &User, name: &str) -> Option<Field> {
     })
 }
 
-/// SQL LIKE, case-insensitive: `%` any run, `_` one character.
+/// SQL LIKE, case-insensitive: `%` any run, `_` one character. The greedy wildcard matcher
+/// (remember the last `%`, retry one character further on a mismatch) takes O(text × pattern)
+/// at worst, never the exponential time of naive backtracking, so a pattern of many `%`
+/// cannot hold the state lock.
 fn like(text: &str, pattern: &str) -> bool {
-    fn go(t: &[char], p: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('%') => (0..=t.len()).any(|i| go(&t[i..], &p[1..])),
-            Some('_') => !t.is_empty() && go(&t[1..], &p[1..]),
-            Some(c) => t.first() == Some(c) && go(&t[1..], &p[1..]),
-        }
-    }
     let t: Vec<char> = text.to_lowercase().chars().collect();
     let p: Vec<char> = pattern.to_lowercase().chars().collect();
-    go(&t, &p)
+    let (mut ti, mut pi) = (0, 0);
+    // The position after the last `%` seen, and where in the text it started matching.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == '%' {
+            pi += 1;
+            star = Some((pi, ti));
+        } else if pi < p.len() && (p[pi] == '_' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '%')
 }
 
 /// Normalise a filter value for boolean fields: `true`/`1`/`Y` → `Y`.
@@ -677,14 +715,18 @@ fn user_filter_match(portal: &Portal, field: &str, f: &Field, op: &str, v: &Valu
 
 fn user_get(state: &State, p: &Params, start: i64) -> Result<Output, ApiError> {
     // Legacy quirk: without an array FILTER, the top-level params are the filter.
-    let filter: Vec<(String, Value)> = match params::get(p, "filter") {
-        Some(Value::Arr(f)) => f.clone(),
-        _ => p.clone(),
+    let filter: &[(String, Value)] = match params::get(p, "filter") {
+        Some(Value::Arr(f)) => f,
+        _ => p,
     };
     let mut conds: Vec<(String, String, Value)> = Vec::new();
-    for (k, v) in &filter {
+    for (k, v) in filter {
         let (op, field) = split_prefix(k);
-        let field = field.to_uppercase();
+        // Most keys of a large filter name no field: check before allocating.
+        if !USER_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(field)) {
+            continue;
+        }
+        let field = field.to_ascii_uppercase();
         let known_op = matches!(
             op,
             "" | ">="
@@ -791,6 +833,22 @@ mod tests {
         assert!(like("a_b@x.com", "a_b@x.com"));
         assert!(like("axb@x.com", "a_b@x.com"));
         assert!(!like("ab@x.com", "a_b@x.com"));
+        assert!(like("ab", "%%a%%b%%"));
+        assert!(like("", "%"));
+        assert!(!like("", "_"));
+        assert!(like("aaab", "%ab"));
+        assert!(like("abcbc", "a%bc"));
+        assert!(!like("abcbd", "a%bc"));
+        assert!(like("xay", "x%a%y"));
+    }
+
+    #[test]
+    fn like_with_many_wildcards_is_fast() {
+        let pattern = format!("{}b", "%a".repeat(5_000));
+        let text = "a".repeat(200);
+        let started = std::time::Instant::now();
+        assert!(!like(&text, &pattern));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

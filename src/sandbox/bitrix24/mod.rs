@@ -12,6 +12,19 @@
 //!
 //! It must share no code with roster's client (`crate::provider`): nothing outside
 //! `crate::sandbox` is used here, so a wire-format bug cannot hide on both sides at once.
+//!
+//! # One sandbox per state file
+//!
+//! A running sandbox holds an exclusive lock on its state file, so two roster processes (or two
+//! sandboxes in one process) never both write it and lose each other's updates. The lock is an
+//! OS file lock (`flock` via [`std::fs::File::try_lock`]) on a sidecar file `.NAME.lock` next
+//! to the real file (symlinks resolved), not on the state file itself, because every write
+//! replaces the state file by rename. `flock` locks belong to the open file description, so they
+//! conflict across processes and between two opens in one process alike, and the OS drops them
+//! when the process dies. The lock file holds the owner's pid and is left in place when the
+//! sandbox stops. A second sandbox waits up to [`StartOptions::lock_wait`] (10 s by default),
+//! then fails with [`SandboxError::Locked`]. The lock is taken before the state is read, and
+//! released only after the server has stopped (it lives as long as anything that can write).
 
 pub mod batch;
 pub mod limits;
@@ -20,17 +33,24 @@ pub mod params;
 pub mod server;
 pub mod state;
 
+use std::io::{Read as _, Seek as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Counters since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+/// Counters since start. Serialized (and served at [`server::STATS_PATH`],
+/// `GET /_sandbox/stats`) as
+/// `{"http_requests":N,"commands":N,"rejected_503":N,"rejected_429":N,"write_commands":N,
+/// "methods":{"batch":{"http_requests":N,"commands":N,"rejected_503":N,"rejected_429":N},…}}`,
+/// methods in name order. Method names are lower-case; names the sandbox does not implement are
+/// counted together as `(unknown)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Every HTTP request received.
+    /// Every HTTP request received on the REST routes.
     pub http_requests: u64,
     /// Commands executed: a plain call counts 1, a batch counts each sub-command it ran.
     pub commands: u64,
@@ -38,6 +58,55 @@ pub struct Stats {
     pub rejected_503: u64,
     /// Requests answered 429 (operating budget or injected fault).
     pub rejected_429: u64,
+    /// The same counters per method. A plain call counts its request and its command under
+    /// its method; a batch counts the request under `batch` and each sub-command under the
+    /// sub-command's method.
+    pub methods: std::collections::BTreeMap<String, MethodStats>,
+}
+
+/// The counters of one method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MethodStats {
+    pub http_requests: u64,
+    pub commands: u64,
+    pub rejected_503: u64,
+    pub rejected_429: u64,
+}
+
+/// The methods that change the portal's state.
+pub const WRITE_METHODS: &[&str] = &[
+    "sonet_group.user.add",
+    "sonet_group.user.update",
+    "sonet_group.user.delete",
+    "sonet_group.user.invite",
+    "sonet_group.user.request",
+    "sonet_group.setowner",
+];
+
+impl Stats {
+    /// The counters of `method` (zero if it was never called).
+    pub fn method(&self, method: &str) -> MethodStats {
+        self.methods.get(method).copied().unwrap_or_default()
+    }
+
+    /// Commands executed of the methods that change state ([`WRITE_METHODS`]).
+    pub fn write_commands(&self) -> u64 {
+        WRITE_METHODS.iter().map(|m| self.method(m).commands).sum()
+    }
+}
+
+impl serde::Serialize for Stats {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = ser.serialize_struct("Stats", 6)?;
+        st.serialize_field("http_requests", &self.http_requests)?;
+        st.serialize_field("commands", &self.commands)?;
+        st.serialize_field("rejected_503", &self.rejected_503)?;
+        st.serialize_field("rejected_429", &self.rejected_429)?;
+        st.serialize_field("write_commands", &self.write_commands())?;
+        st.serialize_field("methods", &self.methods)?;
+        st.end()
+    }
 }
 
 /// Everything that can go wrong starting, running or stopping the sandbox.
@@ -71,6 +140,102 @@ pub enum SandboxError {
     Serve { source: std::io::Error },
     #[error("sandbox server task ended abnormally: {message}")]
     Task { message: String },
+    #[error(
+        "state file {} is in use by another roster process{}; waited {}",
+        path.display(),
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        show_wait(*waited)
+    )]
+    Locked {
+        /// The state file (as given).
+        path: PathBuf,
+        /// The holder's pid, as written in the lock file, if it could be read.
+        pid: Option<u32>,
+        waited: Duration,
+    },
+    #[error("cannot lock state file {} (lock file {}): {source}", path.display(), lock.display())]
+    Lock {
+        path: PathBuf,
+        lock: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// `10 s`, `200 ms`.
+fn show_wait(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// How to start a sandbox; `StartOptions::default()` is what [`Sandbox::start`] uses.
+#[derive(Clone)]
+pub struct StartOptions {
+    /// Where time comes from (tests drive a [`limits::ManualClock`]).
+    pub clock: Arc<dyn limits::Clock>,
+    /// How long to wait for a state file another sandbox holds before failing with
+    /// [`SandboxError::Locked`]. Real time, whatever the clock.
+    pub lock_wait: Duration,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            clock: Arc::new(limits::SystemClock::default()),
+            lock_wait: DEFAULT_LOCK_WAIT,
+        }
+    }
+}
+
+/// How long a sandbox waits for a state file in use by default.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Take the exclusive lock on the state file behind `path`, waiting up to `wait`.
+async fn lock_state(path: &Path, wait: Duration) -> Result<std::fs::File, SandboxError> {
+    let lock_path = state::sidecar(&state::resolve(path), "lock");
+    let fail = |source: std::io::Error| SandboxError::Lock {
+        path: path.to_owned(),
+        lock: lock_path.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(fail)?;
+    let started = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
+                let left = wait.saturating_sub(started.elapsed());
+                tokio::time::sleep(left.min(Duration::from_millis(20))).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(SandboxError::Locked {
+                    path: path.to_owned(),
+                    pid: text.trim().parse().ok(),
+                    waited: wait,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(fail(e)),
+        }
+    }
+    // Ours now: record who holds it.
+    let record = |f: &mut std::fs::File| -> std::io::Result<()> {
+        f.set_len(0)?;
+        f.rewind()?;
+        writeln!(f, "{}", std::process::id())?;
+        f.flush()
+    };
+    record(&mut file).map_err(fail)?;
+    Ok(file)
 }
 
 fn position(line: Option<usize>, column: Option<usize>) -> String {
@@ -91,9 +256,10 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Load the state file, bind `listen` (e.g. 127.0.0.1:0), serve in a background tokio task.
+    /// Lock and load the state file, bind `listen` (e.g. 127.0.0.1:0), serve in a background
+    /// tokio task. Waits up to 10 s for a state file another sandbox holds.
     pub async fn start(state_path: &Path, listen: SocketAddr) -> Result<Sandbox, SandboxError> {
-        Self::start_with_clock(state_path, listen, Arc::new(limits::SystemClock::default())).await
+        Self::start_with(state_path, listen, StartOptions::default()).await
     }
 
     /// As [`Sandbox::start`], reading time from `clock` (tests drive a [`limits::ManualClock`]).
@@ -102,6 +268,27 @@ impl Sandbox {
         listen: SocketAddr,
         clock: Arc<dyn limits::Clock>,
     ) -> Result<Sandbox, SandboxError> {
+        let options = StartOptions {
+            clock,
+            ..StartOptions::default()
+        };
+        Self::start_with(state_path, listen, options).await
+    }
+
+    /// As [`Sandbox::start`], with the clock and the lock wait given.
+    pub async fn start_with(
+        state_path: &Path,
+        listen: SocketAddr,
+        options: StartOptions,
+    ) -> Result<Sandbox, SandboxError> {
+        // A missing or unreadable file is a read error, not a lock error.
+        std::fs::metadata(state_path).map_err(|source| SandboxError::Read {
+            path: state_path.to_owned(),
+            source,
+        })?;
+        let lock = lock_state(state_path, options.lock_wait).await?;
+        state::remove_stale_temp(state_path);
+        let clock = options.clock;
         let st = state::load(state_path)?;
         let webhook = st
             .webhooks
@@ -119,7 +306,7 @@ impl Sandbox {
             addr: listen,
             source,
         })?;
-        let shared = Arc::new(server::Shared::new(state_path.to_owned(), st, clock));
+        let shared = Arc::new(server::Shared::new(state_path.to_owned(), st, clock, lock));
         let app = server::router(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -4,6 +4,15 @@
 //!
 //! Owns only parsing and conversion. It must not know any Bitrix24 method or envelope, and does
 //! no I/O.
+//!
+//! Order and cost: a PHP array keeps its keys in insertion order, and so does every parser here:
+//! a JSON body is decoded straight into [`Value`] (its own `Deserialize`, not through
+//! `serde_json::Map`, which sorts keys), so `cmd` keys run in wire order as `json_decode` keeps
+//! them. Parsing is linear in the input: keys are indexed in a hash map while an array is built
+//! ([`ArrBuilder`]), never looked up by scanning. Like PHP, `parse_str` and form bodies stop
+//! after [`MAX_INPUT_VARS`] variables.
+
+use std::collections::HashMap;
 
 use serde_json::Value as Json;
 
@@ -111,11 +120,11 @@ impl Value {
                     .collect(),
             ),
             Json::Object(o) => {
-                let mut arr = Vec::new();
+                let mut arr = ArrBuilder::default();
                 for (k, v) in o {
-                    set_key(&mut arr, k.clone(), Value::from_json(v));
+                    arr.set(k.clone(), Value::from_json(v));
                 }
-                Value::Arr(arr)
+                Value::Arr(arr.finish())
             }
         }
     }
@@ -148,6 +157,72 @@ impl serde::Serialize for Value {
                 map.end()
             }
         }
+    }
+}
+
+/// Decoded like PHP `json_decode($text, true)`: objects become arrays **in wire order** (a later
+/// duplicate key overwrites the earlier one in place), numbers that fit `i64` are ints and the
+/// rest floats.
+impl<'de> serde::Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Value, D::Error> {
+        de.deserialize_any(PhpVisitor)
+    }
+}
+
+struct PhpVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PhpVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(i64::try_from(u).map_or(Value::Float(u as f64), Value::Int))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Float(f))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::Str(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::Str(s))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element::<Value>()? {
+            items.push((items.len().to_string(), v));
+        }
+        Ok(Value::Arr(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut b = ArrBuilder::default();
+        while let Some((k, v)) = map.next_entry::<String, Value>()? {
+            b.set(k, v);
+        }
+        Ok(Value::Arr(b.finish()))
+    }
+}
+
+/// A JSON request body as PHP params: `None` unless it decodes to an array (an object or a list);
+/// the server treats anything else, including invalid JSON, as an empty body.
+pub fn parse_json_body(body: &[u8]) -> Option<Params> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Arr(a)) => Some(a),
+        _ => None,
     }
 }
 
@@ -234,16 +309,86 @@ fn is_int_key(k: &str) -> Option<i64> {
     k.parse().ok()
 }
 
-/// The key `$a[] = …` would use: one past the largest integer key (0 if none).
-fn next_index(arr: &[(String, Value)]) -> String {
-    let max = arr.iter().filter_map(|(k, _)| is_int_key(k)).max();
-    match max {
-        Some(m) if m >= 0 => (m + 1).to_string(),
-        _ => "0".to_owned(),
+/// PHP's `max_input_vars`: `parse_str`, query strings and form bodies stop after this many
+/// variables (`php_default_treat_data`, `add_post_vars` and rfc1867 all count pairs against it
+/// and drop the rest with a warning). PHP's default is 1000; Bitrix's server requirements
+/// (the site checker and BitrixVM's `bitrixenv.ini`) ask for 10000, the value we take for a
+/// portal. [inferred; the cloud's exact value is UNCONFIRMED] JSON bodies are not subject to it.
+pub const MAX_INPUT_VARS: usize = 10_000;
+
+/// A PHP array under construction: the entries in insertion order plus an index of their keys,
+/// so that building an array of n keys costs O(n) (a PHP array is a hash table), never O(n²).
+#[derive(Debug)]
+pub struct ArrBuilder<T = Value> {
+    items: Vec<(String, T)>,
+    index: HashMap<String, usize>,
+    /// PHP's `nNextFreeElement`: one past the largest integer key seen (0 if none, or only
+    /// negative ones): the key `$a[] = …` uses.
+    next_free: i64,
+}
+
+impl<T> Default for ArrBuilder<T> {
+    fn default() -> Self {
+        ArrBuilder {
+            items: Vec::new(),
+            index: HashMap::new(),
+            next_free: 0,
+        }
     }
 }
 
-/// Insert or overwrite `key`, keeping the position of an existing key (PHP semantics).
+impl<T> ArrBuilder<T> {
+    /// Start from existing entries (a later duplicate key overwrites an earlier one).
+    pub fn from_vec(items: Vec<(String, T)>) -> Self {
+        let mut b = ArrBuilder::default();
+        for (k, v) in items {
+            b.set(k, v);
+        }
+        b
+    }
+
+    /// Insert or overwrite `key`, keeping the position of an existing key (PHP semantics).
+    pub fn set(&mut self, key: String, v: T) {
+        match self.index.get(&key) {
+            Some(&i) => self.items[i].1 = v,
+            None => self.push_new(key, v),
+        }
+    }
+
+    /// The entry for `key`, appended as `make()` if missing.
+    fn entry(&mut self, key: String, make: impl FnOnce() -> T) -> &mut T {
+        let i = match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                self.push_new(key, make());
+                self.items.len() - 1
+            }
+        };
+        &mut self.items[i].1
+    }
+
+    fn push_new(&mut self, key: String, v: T) {
+        if let Some(n) = is_int_key(&key)
+            && n >= self.next_free
+        {
+            self.next_free = n.saturating_add(1);
+        }
+        self.index.insert(key.clone(), self.items.len());
+        self.items.push((key, v));
+    }
+
+    /// The key `$a[] = …` would use.
+    fn next_key(&self) -> String {
+        self.next_free.to_string()
+    }
+
+    pub fn finish(self) -> Vec<(String, T)> {
+        self.items
+    }
+}
+
+/// Insert or overwrite `key` in a finished array, keeping the position of an existing key.
+/// Linear in the array: for the few keys set after parsing; build with [`ArrBuilder`].
 pub fn set_key(arr: &mut Vec<(String, Value)>, key: String, v: Value) {
     if let Some(slot) = arr.iter_mut().find(|(k, _)| *k == key) {
         slot.1 = v;
@@ -257,18 +402,30 @@ pub fn get<'a>(arr: &'a [(String, Value)], key: &str) -> Option<&'a Value> {
     arr.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
+/// `$base` with every key of `over` set on it (the request body over the query string).
+pub fn merge(base: Params, over: Params) -> Params {
+    if base.is_empty() {
+        return over;
+    }
+    let mut b = ArrBuilder::from_vec(base);
+    for (k, v) in over {
+        b.set(k, v);
+    }
+    b.finish()
+}
+
 /// PHP `array_change_key_case`: later keys that collide overwrite earlier ones.
 pub fn change_key_case(arr: &[(String, Value)], upper: bool) -> Params {
-    let mut out = Vec::new();
+    let mut out = ArrBuilder::default();
     for (k, v) in arr {
         let k = if upper {
             k.to_uppercase()
         } else {
             k.to_lowercase()
         };
-        set_key(&mut out, k, v.clone());
+        out.set(k, v.clone());
     }
-    out
+    out.finish()
 }
 
 /// PHP `urldecode`: `+` is a space, `%XX` is a byte; invalid escapes stay as they are.
@@ -300,25 +457,50 @@ fn hex(c: u8) -> Option<u8> {
 /// PHP's input nesting limit (`max_input_nesting_level`).
 const MAX_NESTING: usize = 64;
 
-/// PHP `parse_str`: `a=1&b[]=2&b[x][y]=3`. Names and values are URL-decoded first, then the
-/// brackets of the name are parsed; `.` and space in the top-level name become `_`.
-pub fn parse_str(query: &str) -> Params {
-    let mut out = Vec::new();
-    for pair in query.split('&') {
-        if pair.is_empty() {
-            continue;
+/// A registered variable while `parse_str` builds its arrays.
+#[derive(Debug)]
+enum Node {
+    Leaf(Value),
+    Arr(ArrBuilder<Node>),
+}
+
+impl Node {
+    fn into_value(self) -> Value {
+        match self {
+            Node::Leaf(v) => v,
+            Node::Arr(b) => Value::Arr(finish_nodes(b)),
         }
+    }
+}
+
+fn finish_nodes(b: ArrBuilder<Node>) -> Params {
+    b.finish()
+        .into_iter()
+        .map(|(k, n)| (k, n.into_value()))
+        .collect()
+}
+
+/// PHP `parse_str`: `a=1&b[]=2&b[x][y]=3`. Names and values are URL-decoded first, then the
+/// brackets of the name are parsed; `.` and space in the top-level name become `_`. Stops after
+/// [`MAX_INPUT_VARS`] pairs, as PHP does.
+pub fn parse_str(query: &str) -> Params {
+    let mut out = ArrBuilder::default();
+    for pair in query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .take(MAX_INPUT_VARS)
+    {
         let (k, v) = match pair.split_once('=') {
             Some((k, v)) => (k, v),
             None => (pair, ""),
         };
         register(&mut out, &urldecode(k), Value::Str(urldecode(v)));
     }
-    out
+    finish_nodes(out)
 }
 
 /// `php_register_variable_ex`: store `value` under the bracketed name `var`.
-pub fn register(top: &mut Vec<(String, Value)>, var: &str, value: Value) {
+fn register(top: &mut ArrBuilder<Node>, var: &str, value: Value) {
     let var = var.trim_start_matches(' ');
     // The top-level name runs to the first '['; a '[' with no ']' after it is not an index.
     let (base_raw, mut rest) = match var.find('[') {
@@ -357,28 +539,20 @@ pub fn register(top: &mut Vec<(String, Value)>, var: &str, value: Value) {
     insert_path(top, &path, value);
 }
 
-fn insert_path(arr: &mut Vec<(String, Value)>, path: &[Option<String>], value: Value) {
+fn insert_path(arr: &mut ArrBuilder<Node>, path: &[Option<String>], value: Value) {
     let key = match &path[0] {
         Some(k) => k.clone(),
-        None => next_index(arr),
+        None => arr.next_key(),
     };
     if path.len() == 1 {
-        set_key(arr, key, value);
+        arr.set(key, Node::Leaf(value));
         return;
     }
-    let pos = match arr.iter().position(|(k, _)| *k == key) {
-        Some(p) => {
-            if !matches!(arr[p].1, Value::Arr(_)) {
-                arr[p].1 = Value::Arr(Vec::new());
-            }
-            p
-        }
-        None => {
-            arr.push((key, Value::Arr(Vec::new())));
-            arr.len() - 1
-        }
-    };
-    if let Value::Arr(inner) = &mut arr[pos].1 {
+    let slot = arr.entry(key, || Node::Arr(ArrBuilder::default()));
+    if !matches!(slot, Node::Arr(_)) {
+        *slot = Node::Arr(ArrBuilder::default());
+    }
+    if let Node::Arr(inner) = slot {
         insert_path(inner, &path[1..], value);
     }
 }
@@ -388,7 +562,8 @@ fn insert_path(arr: &mut Vec<(String, Value)>, path: &[Option<String>], value: V
 pub fn parse_multipart(body: &[u8], boundary: &str) -> Option<Params> {
     let text = String::from_utf8_lossy(body);
     let delim = format!("--{boundary}");
-    let mut out = Vec::new();
+    let mut out = ArrBuilder::default();
+    let mut vars = 0;
     for part in text.split(delim.as_str()).skip(1) {
         if part.starts_with("--") {
             break;
@@ -412,10 +587,14 @@ pub fn parse_multipart(body: &[u8], boundary: &str) -> Option<Params> {
             }
         }
         if let (Some(n), false) = (name, is_file) {
+            vars += 1;
+            if vars > MAX_INPUT_VARS {
+                break;
+            }
             register(&mut out, &n, Value::Str(content.to_owned()));
         }
     }
-    Some(out)
+    Some(finish_nodes(out))
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! Method semantics live in `methods`/`batch`; this module must not interpret parameters
 //! beyond what the server layer does (`start` is handled by `methods::call`).
 //!
-//! Pipeline per request: count → injected fault (503/429/500, before anything else runs)
+//! Pipeline per request: count → injected fault (503/429/500/502 refusals answer here, before
+//! anything else runs; lost/500-after/truncated/slow are applied to the response after it ran)
 //! → leaky bucket (503, before auth, like the portal's balancer) → auth (401) → method lookup
 //! (404) → operating budget (429) → execute on a copy of the state → if the copy differs, write
 //! it atomically, then make it current (a failed write answers 500 and changes nothing)
@@ -18,7 +19,6 @@
 //! clock that is a real wait; with a `ManualClock` it only moves virtual time.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ use super::limits::{Clock, Dice, LeakyBucket, OperatingBudget};
 use super::methods::{self, ApiError, Caller, Output};
 use super::params::{self, Params, Value, obj, s};
 use super::state::{self, BatchBilling, Portal, State};
-use super::{SandboxError, Stats};
+use super::{MethodStats, SandboxError, Stats};
 
 /// State shared by all request handlers.
 pub struct Shared {
@@ -45,10 +45,28 @@ pub struct Shared {
     operating: Mutex<OperatingBudget>,
     dice: Mutex<Dice>,
     clock: Arc<dyn Clock>,
-    http_requests: AtomicU64,
-    commands: AtomicU64,
-    rejected_503: AtomicU64,
-    rejected_429: AtomicU64,
+    /// The exclusive lock on the state file, held as long as anything can write it.
+    _lock: std::fs::File,
+    stats: Mutex<Stats>,
+}
+
+/// What [`Shared::count`] counts.
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    Request,
+    Command,
+    Refused503,
+    Refused429,
+}
+
+/// The name a request or command is counted under: the method if the sandbox knows it (or
+/// `batch`), else `(unknown)`, so that made-up names cannot grow the table without bound.
+fn counted_name(method: &str) -> &str {
+    if method == "batch" || methods::is_known(method) {
+        method
+    } else {
+        "(unknown)"
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -56,7 +74,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(path: PathBuf, st: State, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(path: PathBuf, st: State, clock: Arc<dyn Clock>, lock: std::fs::File) -> Self {
         let bucket = st
             .portal
             .rate_limit
@@ -70,20 +88,36 @@ impl Shared {
             operating: Mutex::new(OperatingBudget::default()),
             dice: Mutex::new(dice),
             clock,
-            http_requests: AtomicU64::new(0),
-            commands: AtomicU64::new(0),
-            rejected_503: AtomicU64::new(0),
-            rejected_429: AtomicU64::new(0),
+            _lock: lock,
+            stats: Mutex::new(Stats::default()),
         }
     }
 
     pub fn stats(&self) -> Stats {
-        Stats {
-            http_requests: self.http_requests.load(Ordering::Relaxed),
-            commands: self.commands.load(Ordering::Relaxed),
-            rejected_503: self.rejected_503.load(Ordering::Relaxed),
-            rejected_429: self.rejected_429.load(Ordering::Relaxed),
+        lock(&self.stats).clone()
+    }
+
+    /// Count one event, in the totals and under `method` (lower-case).
+    fn count(&self, method: &str, what: Counter) {
+        let mut st = lock(&self.stats);
+        let name = counted_name(method);
+        if !st.methods.contains_key(name) {
+            st.methods.insert(name.to_owned(), MethodStats::default());
         }
+        let m = st.methods.get_mut(name).expect("just inserted");
+        match what {
+            Counter::Request => m.http_requests += 1,
+            Counter::Command => m.commands += 1,
+            Counter::Refused503 => m.rejected_503 += 1,
+            Counter::Refused429 => m.rejected_429 += 1,
+        }
+        let total = match what {
+            Counter::Request => &mut st.http_requests,
+            Counter::Command => &mut st.commands,
+            Counter::Refused503 => &mut st.rejected_503,
+            Counter::Refused429 => &mut st.rejected_429,
+        };
+        *total += 1;
     }
 
     /// Every accepted change is already on disk (written before its response); nothing to do.
@@ -92,8 +126,20 @@ impl Shared {
     }
 }
 
+/// Where the counters are served, outside `/rest/` (see [`Stats`]).
+pub const STATS_PATH: &str = "/_sandbox/stats";
+
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(handle).with_state(shared)
+    Router::new()
+        .route(STATS_PATH, axum::routing::get(stats))
+        .fallback(handle)
+        .with_state(shared)
+}
+
+/// `GET /_sandbox/stats`: the counters as JSON. No auth: the sandbox serves loopback tests; the
+/// body holds counts and method names only, never a webhook code. Not itself counted.
+async fn stats(AxState(sh): AxState<Arc<Shared>>) -> Response {
+    respond(200, serde_json::to_vec(&sh.stats()).unwrap_or_default())
 }
 
 async fn handle(
@@ -102,63 +148,107 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    sh.http_requests.fetch_add(1, Ordering::Relaxed);
-    let fault = roll_fault(&sh);
+    let method = parse_path(uri.path())
+        .map(|(_, _, m)| m)
+        .unwrap_or_default();
+    sh.count(&method, Counter::Request);
+    let fault = roll_fault(&sh, &method);
     let (status, body, work) = match &fault {
         Some(Fault::Refuse(parts)) => parts.clone(),
-        _ => process(&sh, &uri, &headers, &body),
+        Some(Fault::Gateway) => (502, Vec::new(), Duration::ZERO),
+        _ => {
+            // CPU work off the async worker threads, and run to the end even when the client
+            // hangs up (a blocking task is never cancelled): a change is written or not, never
+            // half-done, and it is on disk before any delay below.
+            let sh = sh.clone();
+            let cmd_faults = fault.is_none();
+            tokio::task::spawn_blocking(move || process(&sh, &uri, &headers, &body, cmd_faults))
+                .await
+                .unwrap_or_else(|_| error_parts(&internal_error()))
+        }
     };
-    let wait = work + Duration::from_millis(sh.portal.latency_ms);
+    let mut wait = work + Duration::from_millis(sh.portal.latency_ms);
+    if let Some(Fault::Slow(ms)) = fault {
+        wait += Duration::from_millis(ms);
+    }
     if !wait.is_zero() {
         sh.clock.sleep(wait).await;
     }
-    if let Some(Fault::LoseResponse) = fault {
-        let mut resp = (StatusCode::BAD_GATEWAY, LOST_PAGE).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        return resp;
+    match fault {
+        Some(Fault::LoseResponse | Fault::Gateway) => {
+            let mut resp = (StatusCode::BAD_GATEWAY, LOST_PAGE).into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            resp
+        }
+        Some(Fault::ErrorAfter) => {
+            let (status, body) = error_body(&internal_error());
+            respond(status, body)
+        }
+        Some(Fault::Truncated) => {
+            let half = body.len() / 2;
+            respond(status, body[..half].to_vec())
+        }
+        _ => respond(status, body),
     }
-    respond(status, body)
+}
+
+fn internal_error() -> ApiError {
+    ApiError::new(500, "INTERNAL_SERVER_ERROR", "Internal server error")
 }
 
 /// What a proxy in front of a portal answers when the portal's response is lost.
 const LOST_PAGE: &str = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n";
 
-/// An injected fault for one request.
+/// An injected fault for one request (see the `state` module for the settings).
 enum Fault {
     /// Answer this instead of doing anything: nothing is executed or counted against any limit.
     Refuse((u16, Vec<u8>, Duration)),
+    /// A proxy's 502 page; nothing is executed.
+    Gateway,
     /// Execute the request normally, then answer 502 (the client cannot tell it happened).
     LoseResponse,
+    /// Execute, then answer 500 `INTERNAL_SERVER_ERROR`.
+    ErrorAfter,
+    /// Execute, then answer with the first half of the body.
+    Truncated,
+    /// Execute, then hold the response this many milliseconds.
+    Slow(u64),
 }
 
-fn roll_fault(sh: &Shared) -> Option<Fault> {
+fn roll_fault(sh: &Shared, method: &str) -> Option<Fault> {
     let f = sh.portal.faults?;
     let roll = lock(&sh.dice).roll();
-    let mut band = f.rate_503;
-    if roll < band {
-        sh.rejected_503.fetch_add(1, Ordering::Relaxed);
-        return Some(Fault::Refuse(error_parts(&ApiError::new(
-            503,
-            "QUERY_LIMIT_EXCEEDED",
-            "Too many requests",
-        ))));
+    let kinds = f.request_rates();
+    let mut band = 0.0;
+    let mut hit = None;
+    for (i, rate) in kinds.iter().enumerate() {
+        band += rate;
+        if roll < band {
+            hit = Some(i);
+            break;
+        }
     }
-    band += f.rate_429;
-    if roll < band {
-        sh.rejected_429.fetch_add(1, Ordering::Relaxed);
-        return Some(Fault::Refuse(error_parts(&operation_time_limit())));
-    }
-    band += f.rate_500;
-    if roll < band {
-        return Some(Fault::Refuse(error_parts(&ApiError::new(
-            500,
-            "INTERNAL_SERVER_ERROR",
-            "Internal server error",
-        ))));
-    }
-    band += f.rate_lost;
-    (roll < band).then_some(Fault::LoseResponse)
+    Some(match hit? {
+        0 => {
+            sh.count(method, Counter::Refused503);
+            Fault::Refuse(error_parts(&ApiError::new(
+                503,
+                "QUERY_LIMIT_EXCEEDED",
+                "Too many requests",
+            )))
+        }
+        1 => {
+            sh.count(method, Counter::Refused429);
+            Fault::Refuse(error_parts(&operation_time_limit()))
+        }
+        2 => Fault::Refuse(error_parts(&internal_error())),
+        3 => Fault::LoseResponse,
+        4 => Fault::Gateway,
+        5 => Fault::ErrorAfter,
+        6 => Fault::Truncated,
+        _ => Fault::Slow(f.slow_ms),
+    })
 }
 
 fn respond(status: u16, body: Vec<u8>) -> Response {
@@ -201,23 +291,15 @@ fn parse_path(path: &str) -> Option<(String, String, String)> {
 
 /// Query string and body merged into PHP params; the body wins.
 fn request_params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Params {
-    let mut p = params::parse_str(uri.query().unwrap_or(""));
+    let p = params::parse_str(uri.query().unwrap_or(""));
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
     let body_params: Params = if ctype.starts_with("application/json") {
-        match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(j @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
-                match Value::from_json(&j) {
-                    Value::Arr(a) => a,
-                    _ => Vec::new(),
-                }
-            }
-            // A JSON body that does not parse is treated as empty.
-            _ => Vec::new(),
-        }
+        // Decoded in wire order; a JSON body that does not parse is treated as empty.
+        params::parse_json_body(body).unwrap_or_default()
     } else if ctype.starts_with("application/x-www-form-urlencoded") {
         params::parse_str(&String::from_utf8_lossy(body))
     } else if ctype.starts_with("multipart/form-data") {
@@ -237,10 +319,7 @@ fn request_params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Params {
     } else {
         Vec::new()
     };
-    for (k, v) in body_params {
-        params::set_key(&mut p, k, v);
-    }
-    p
+    params::merge(p, body_params)
 }
 
 /// Format unix seconds as ISO-8601 with offset, like PHP `date('c')` in UTC.
@@ -329,7 +408,13 @@ fn set_operating(time: &mut Value, operating: f64, reset_at: i64) {
 
 /// Handle one request; returns status, body and the simulated work time to wait before
 /// answering (the latency is added by the caller).
-fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Vec<u8>, Duration) {
+fn process(
+    sh: &Shared,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    cmd_faults: bool,
+) -> (u16, Vec<u8>, Duration) {
     let portal = &sh.portal;
     // Leaky bucket: one unit per HTTP request (a batch is one request).
     {
@@ -337,7 +422,10 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
         if let Some(b) = bucket.as_mut()
             && !b.try_acquire(sh.clock.monotonic())
         {
-            sh.rejected_503.fetch_add(1, Ordering::Relaxed);
+            let method = parse_path(uri.path())
+                .map(|(_, _, m)| m)
+                .unwrap_or_default();
+            sh.count(&method, Counter::Refused503);
             return error_parts(&ApiError::new(
                 503,
                 "QUERY_LIMIT_EXCEEDED",
@@ -345,6 +433,9 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
             ));
         }
     }
+    // Parsing is pure and linear: done before taking the state lock, so a large body delays
+    // only its own request.
+    let p = request_params(uri, headers, body);
     let start = sh.clock.unix();
     let mut current = lock(&sh.state);
     let unauthorized = || {
@@ -384,17 +475,28 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
     let command_s = portal.command_ms as f64 / 1000.0;
     let billed_whole = method != "batch" || portal.batch_billing == BatchBilling::Batch;
     if billed_whole && lock(&sh.operating).blocked(&key(&method), start, limit) {
-        sh.rejected_429.fetch_add(1, Ordering::Relaxed);
+        sh.count(&method, Counter::Refused429);
         return error_parts(&operation_time_limit());
     }
-    let p = request_params(uri, headers, body);
     let mut next = current.clone();
     // Simulated command time so far (seconds); it shifts every later timestamp.
     let mut extra = 0.0_f64;
     let (status, out_body) = if method == "batch" {
         let per_command = portal.batch_billing == BatchBilling::PerCommand;
         let bp = params::change_key_case(&p, false);
+        let cmd_error_rate = if cmd_faults {
+            portal.faults.map_or(0.0, |f| f.rate_cmd_error)
+        } else {
+            0.0
+        };
         let mut exec = |m: &str, sp: &Params| -> CmdResult {
+            // An injected internal error answers the sub-command instead of running it.
+            if cmd_error_rate > 0.0 && lock(&sh.dice).roll() < cmd_error_rate {
+                return CmdResult {
+                    outcome: Err(internal_error()),
+                    time: None,
+                };
+            }
             let c0 = sh.clock.unix();
             if per_command && lock(&sh.operating).blocked(&key(m), c0 + extra, limit) {
                 return CmdResult {
@@ -402,7 +504,7 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
                     time: None,
                 };
             }
-            sh.commands.fetch_add(1, Ordering::Relaxed);
+            sh.count(m, Counter::Command);
             let outcome = methods::call(&mut next, caller, m, sp);
             let measured = sh.clock.unix() - c0;
             let t0 = c0 + extra;
@@ -461,7 +563,7 @@ fn process(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Ve
         };
         (200, success_body(&out, &t))
     } else {
-        sh.commands.fetch_add(1, Ordering::Relaxed);
+        sh.count(&method, Counter::Command);
         let outcome = methods::call(&mut next, caller, &method, &p);
         let measured = sh.clock.unix() - start;
         extra = command_s;

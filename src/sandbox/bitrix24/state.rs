@@ -14,6 +14,8 @@
 //!   operating_limit_s: 480                  # phase 2: per-method budget over 10 one-minute buckets
 //!   batch_billing: per_command              # phase 2: per_command | batch
 //!   faults: { seed: 1, rate_503: 0.0, rate_429: 0.0, rate_500: 0.0, rate_lost: 0.0 }   # default off
+//!   # more keys of `faults`: rate_502, rate_500_after, rate_truncated, rate_slow, slow_ms,
+//!   # rate_cmd_error (see below)
 //! users:
 //!   - { id: 1, email: admin@example.com, name: Ada, last_name: Admin, active: true, admin: true }
 //!   - { id: 10, email: bo@example.com, name: Bo, last_name: Berg }  # active: true, admin: false
@@ -29,6 +31,28 @@
 //! webhooks:
 //!   - { user: 1, code: sandboxcode0001 }
 //! ```
+//!
+//! # Injected faults (`portal.faults`, all optional, default 0)
+//!
+//! One roll of the seeded dice per HTTP request picks at most one request fault; the rates are
+//! probabilities, each ≥ 0, and the request rates together at most 1. Bands are taken in the
+//! order listed, so adding a rate never changes which requests an existing config hits.
+//!
+//! * `seed` — the dice's seed: the same seed and requests give the same faults.
+//! * `rate_503` — refused before anything runs: 503 `QUERY_LIMIT_EXCEEDED` (counted as a 503).
+//! * `rate_429` — refused: 429 `OPERATION_TIME_LIMIT` (counted as a 429).
+//! * `rate_500` — refused: 500 `INTERNAL_SERVER_ERROR`, nothing executed.
+//! * `rate_lost` — **executed**, then a proxy's 502 HTML page: the client cannot tell.
+//! * `rate_502` — a proxy's 502 HTML page, nothing executed.
+//! * `rate_500_after` — **executed**, then 500 `INTERNAL_SERVER_ERROR` (JSON).
+//! * `rate_truncated` — **executed**, then status 200 with the JSON body cut in half.
+//! * `rate_slow` — **executed** (the change is on disk before the wait), then the response is
+//!   held for `slow_ms` (default 40000), so a client timeout fires first; a client that hangs
+//!   up does not undo the change.
+//! * `rate_cmd_error` — a separate probability, rolled once **per batch sub-command** (only
+//!   for requests no request fault hit): the sub-command is not executed and gets
+//!   `{"error":"INTERNAL_SERVER_ERROR","error_description":"Internal server error"}` in
+//!   `result_error`; the others run normally. At most 1.
 //!
 //! Write-back keeps every list in file order (new relation rows are appended) and writes keys
 //! in the order shown above; optional keys are written only when they differ from the default,
@@ -152,6 +176,7 @@ pub enum BatchBilling {
     Batch,
 }
 
+/// `portal.faults` (documented in the module comment). `Default` is all rates 0.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Faults {
@@ -167,6 +192,62 @@ pub struct Faults {
     /// response: the client cannot know whether its write happened.
     #[serde(default)]
     pub rate_lost: f64,
+    /// Answer a proxy's 502 HTML page without executing anything.
+    #[serde(default)]
+    pub rate_502: f64,
+    /// Execute the request, then answer 500 `INTERNAL_SERVER_ERROR`.
+    #[serde(default)]
+    pub rate_500_after: f64,
+    /// Execute the request, then answer 200 with the JSON body cut in half.
+    #[serde(default)]
+    pub rate_truncated: f64,
+    /// Execute the request, then hold the response for `slow_ms`.
+    #[serde(default)]
+    pub rate_slow: f64,
+    /// How long `rate_slow` holds a response, in milliseconds.
+    #[serde(default = "default_slow_ms")]
+    pub slow_ms: u64,
+    /// Per batch sub-command: answer it with an internal error instead of executing it.
+    #[serde(default)]
+    pub rate_cmd_error: f64,
+}
+
+fn default_slow_ms() -> u64 {
+    40_000
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            seed: 0,
+            rate_503: 0.0,
+            rate_429: 0.0,
+            rate_500: 0.0,
+            rate_lost: 0.0,
+            rate_502: 0.0,
+            rate_500_after: 0.0,
+            rate_truncated: 0.0,
+            rate_slow: 0.0,
+            slow_ms: default_slow_ms(),
+            rate_cmd_error: 0.0,
+        }
+    }
+}
+
+impl Faults {
+    /// The request-level rates, in band order.
+    pub fn request_rates(&self) -> [f64; 8] {
+        [
+            self.rate_503,
+            self.rate_429,
+            self.rate_500,
+            self.rate_lost,
+            self.rate_502,
+            self.rate_500_after,
+            self.rate_truncated,
+            self.rate_slow,
+        ]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -289,26 +370,83 @@ impl Group {
     }
 }
 
-/// Read, parse and validate the state file.
+/// Read, parse and validate the state file. No error message contains a webhook code from the
+/// file: validation names webhooks by position and user, and parser messages (which may quote
+/// a scalar) are scrubbed of everything that looks like a `code:` value.
 pub fn load(path: &Path) -> Result<State, SandboxError> {
     let text = std::fs::read_to_string(path).map_err(|source| SandboxError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let state: State = serde_norway::from_str(&text).map_err(|e| {
+    parse(path, &text)
+}
+
+/// Parse and validate the text of a state file (see [`load`]).
+pub fn parse(path: &Path, text: &str) -> Result<State, SandboxError> {
+    let state: State = serde_norway::from_str(text).map_err(|e| {
         let loc = e.location();
         SandboxError::Parse {
             path: path.to_owned(),
             line: loc.as_ref().map(|l| l.line()),
             column: loc.as_ref().map(|l| l.column()),
-            message: e.to_string(),
+            message: scrub(&e.to_string(), text),
         }
     })?;
     validate(&state).map_err(|message| SandboxError::Invalid {
         path: path.to_owned(),
-        message,
+        message: scrub(&message, text),
     })?;
     Ok(state)
+}
+
+/// Every value in `text` that follows a `code` key (`code: X`, `"code": "X"`), found without
+/// parsing, since the text may not parse.
+fn code_like_values(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("code") {
+        let after = &rest[i + 4..];
+        rest = after;
+        let after = after.trim_start_matches(['"', '\'', ' ', '\t']);
+        let Some(after) = after.strip_prefix(':') else {
+            continue;
+        };
+        let value: String = after
+            .trim_start()
+            .chars()
+            .take_while(|c| !matches!(c, ',' | '}' | ']' | '\n' | '\r' | '#'))
+            .collect();
+        let value = value.trim().trim_matches(['"', '\'']).trim();
+        if !value.is_empty() {
+            out.push(value.to_owned());
+        }
+    }
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out
+}
+
+/// `message` with every whole-word occurrence of a webhook code of `text` replaced by `***`.
+fn scrub(message: &str, text: &str) -> String {
+    let mut msg = message.to_owned();
+    for code in code_like_values(text) {
+        let mut out = String::with_capacity(msg.len());
+        let mut rest = msg.as_str();
+        while let Some(i) = rest.find(&code) {
+            let before = rest[..i].chars().next_back();
+            let after = rest[i + code.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            out.push_str(&rest[..i]);
+            if word(before) || word(after) {
+                out.push_str(&code);
+            } else {
+                out.push_str("***");
+            }
+            rest = &rest[i + code.len()..];
+        }
+        out.push_str(rest);
+        msg = out;
+    }
+    msg
 }
 
 /// Check the invariants the emulator relies on; the message names the offending item.
@@ -357,18 +495,20 @@ pub fn validate(s: &State) -> Result<(), String> {
         }
     }
     let mut wseen = std::collections::BTreeSet::new();
-    for w in &s.webhooks {
+    // Webhooks are named by position, never by their code (a secret).
+    for (i, w) in s.webhooks.iter().enumerate() {
+        let n = i + 1;
         if s.user(w.user).is_none() {
-            return Err(format!(
-                "webhook {}: user {} does not exist",
-                w.code, w.user
-            ));
+            return Err(format!("webhook #{n}: user {} does not exist", w.user));
         }
         if w.code.is_empty() {
-            return Err(format!("webhook of user {} has an empty code", w.user));
+            return Err(format!("webhook #{n} (user {}) has an empty code", w.user));
         }
         if !wseen.insert((w.user, w.code.clone())) {
-            return Err(format!("duplicate webhook {} for user {}", w.code, w.user));
+            return Err(format!(
+                "webhook #{n} repeats the code of an earlier webhook of user {}",
+                w.user
+            ));
         }
     }
     if let Some(r) = s.portal.rate_limit
@@ -380,33 +520,85 @@ pub fn validate(s: &State) -> Result<(), String> {
         return Err("portal.setowner_error_code must be \"\" or \"0\"".to_owned());
     }
     if let Some(f) = s.portal.faults {
-        let sum = f.rate_503 + f.rate_429 + f.rate_500 + f.rate_lost;
-        if [f.rate_503, f.rate_429, f.rate_500, f.rate_lost]
-            .iter()
-            .any(|r| *r < 0.0)
-            || sum > 1.0
-        {
-            return Err("portal.faults rates must be >= 0 and sum to at most 1".to_owned());
+        let rates = f.request_rates();
+        let sum: f64 = rates.iter().sum();
+        if rates.iter().any(|r| r.is_nan() || *r < 0.0) || sum > 1.0 {
+            return Err("portal.faults request rates must be >= 0 and sum to at most 1".to_owned());
+        }
+        if !(0.0..=1.0).contains(&f.rate_cmd_error) {
+            return Err("portal.faults.rate_cmd_error must be between 0 and 1".to_owned());
         }
     }
     Ok(())
 }
 
-/// Write `state` to `path` atomically: a temp file in the same directory, flushed, renamed.
+/// Write `state` to `path` atomically: the text goes to a temp file next to the real file,
+/// which is flushed and renamed over it, so a reader or a crash sees the old state or the new
+/// one, never a mix.
+///
+/// * A symlink is followed: the file it points to is replaced, and the link stays a link.
+/// * The file keeps its permission bits (a new file gets the process's default).
+/// * The temp file has one fixed name per state file, `.NAME.tmp` ([`temp_path`]): a killed
+///   write leaves at most that one file, which the next write overwrites and
+///   [`remove_stale_temp`] (called at start) deletes.
 pub fn save(path: &Path, state: &State) -> Result<(), SandboxError> {
+    let target = resolve(path);
     let err = |source: std::io::Error| SandboxError::Write {
         path: path.to_owned(),
         source,
     };
-    let dir: PathBuf = match path.parent() {
+    let tmp = temp_path(&target);
+    let existing = std::fs::metadata(&target).ok().map(|m| m.permissions());
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        if let Some(perm) = &existing {
+            f.set_permissions(perm.clone())?;
+        }
+        f.write_all(render(state).as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &target)?;
+        // Make the rename itself durable.
+        if let Ok(dir) = std::fs::File::open(parent_dir(&target)) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+/// The real file behind `path`: symlinks resolved (`path` itself when it does not exist yet).
+pub fn resolve(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(err)?;
-    tmp.write_all(render(state).as_bytes()).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    }
+}
+
+/// A hidden file next to `target` named after it: `dir/.NAME.SUFFIX`.
+pub fn sidecar(target: &Path, suffix: &str) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".to_owned());
+    parent_dir(target).join(format!(".{name}.{suffix}"))
+}
+
+/// The one temp file [`save`] uses for `target` (a resolved path).
+pub fn temp_path(target: &Path) -> PathBuf {
+    sidecar(target, "tmp")
+}
+
+/// Delete the temp file a killed write may have left next to the state file behind `path`.
+pub fn remove_stale_temp(path: &Path) {
+    let _ = std::fs::remove_file(temp_path(&resolve(path)));
 }
 
 /// Render the state as YAML in the documented shape (deterministic).
@@ -461,6 +653,27 @@ pub fn render(s: &State) -> String {
             num(f.rate_500),
             num(f.rate_lost)
         );
+        // Newer keys only when set, so older files round-trip byte for byte.
+        let extra = [
+            ("rate_502", f.rate_502),
+            ("rate_500_after", f.rate_500_after),
+            ("rate_truncated", f.rate_truncated),
+            ("rate_slow", f.rate_slow),
+            ("rate_cmd_error", f.rate_cmd_error),
+        ];
+        let mut more: Vec<String> = extra
+            .iter()
+            .filter(|(_, r)| *r != 0.0)
+            .map(|(k, r)| format!("{k}: {}", num(*r)))
+            .collect();
+        if f.slow_ms != default_slow_ms() {
+            more.push(format!("slow_ms: {}", f.slow_ms));
+        }
+        if !more.is_empty() {
+            // Reopen the flow mapping written above.
+            o.truncate(o.len() - " }\n".len());
+            let _ = writeln!(o, ", {} }}", more.join(", "));
+        }
     }
     o.push_str(if s.users.is_empty() {
         "users: []\n"
@@ -598,6 +811,23 @@ webhooks:
         );
         s.groups[0].members[0].role = Role::K;
         assert!(validate(&s).unwrap_err().contains("0 owners"));
+    }
+
+    #[test]
+    fn fault_settings_round_trip() {
+        let plain = "portal:\n  faults: { seed: 3, rate_503: 0.1 }\nusers: []\n";
+        let s: State = serde_norway::from_str(plain).unwrap();
+        assert!(!render(&s).contains("slow_ms"), "defaults are not written");
+        let yaml = "portal:\n  faults: { seed: 3, rate_503: 0.1, rate_slow: 0.2, slow_ms: 500, rate_cmd_error: 0.25 }\nusers: []\n";
+        let s: State = serde_norway::from_str(yaml).unwrap();
+        validate(&s).unwrap();
+        let text = render(&s);
+        assert!(
+            text.contains("rate_slow: 0.2, rate_cmd_error: 0.25, slow_ms: 500 }"),
+            "{text}"
+        );
+        let back: State = serde_norway::from_str(&text).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod progress;
 pub mod provider;
 pub mod render;
 pub mod sandbox;
+pub mod soak;
 pub mod spec;
 
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -195,9 +196,13 @@ impl Connection {
         let (webhook, sandbox) = match parse_portal(portal)? {
             Portal::Webhook(w) => (w, None),
             Portal::Sandbox(path) => {
-                let sandbox = Sandbox::start(&path, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-                    .await
-                    .with_context(|| format!("cannot start the sandbox on {}", path.display()))?;
+                let sandbox = Sandbox::start_with(
+                    &path,
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                    sandbox_options()?,
+                )
+                .await
+                .with_context(|| format!("cannot start the sandbox on {}", path.display()))?;
                 let url = sandbox.webhook_url().with_context(|| {
                     format!(
                         "{} declares no webhook to call the sandbox with",
@@ -291,7 +296,7 @@ async fn apply_connected(
             );
         }
     }
-    let total = conn.provider.command_count(&apply::changes(&plan));
+    let total = apply::changes(&plan).len();
     let progress = Progress::start("applying", total);
     let stop = provider::CancellationToken::new();
     let watcher = tokio::spawn(watch_interrupts(stop.clone(), args.portal.timeout));
@@ -394,23 +399,44 @@ fn confirm() -> Result<bool> {
     }
 }
 
+/// How an in-process or served sandbox starts: the state-file lock wait comes from
+/// `ROSTER_SANDBOX_LOCK_WAIT` (seconds), default 10.
+fn sandbox_options() -> Result<sandbox::bitrix24::StartOptions> {
+    let mut options = sandbox::bitrix24::StartOptions::default();
+    if let Some(v) = std::env::var_os("ROSTER_SANDBOX_LOCK_WAIT") {
+        let secs: f64 = v
+            .to_str()
+            .and_then(|s| s.parse().ok())
+            .filter(|s: &f64| (0.0..=3600.0).contains(s))
+            .context("ROSTER_SANDBOX_LOCK_WAIT must be a number of seconds from 0 to 3600")?;
+        options.lock_wait = std::time::Duration::from_secs_f64(secs);
+    }
+    Ok(options)
+}
+
 async fn serve(state: &Path, listen: SocketAddr) -> Result<Exit> {
-    let sandbox = Sandbox::start(state, listen)
+    let sandbox = Sandbox::start_with(state, listen, sandbox_options()?)
         .await
         .with_context(|| format!("cannot start the sandbox on {}", state.display()))?;
     let url = sandbox
         .webhook_url()
         .unwrap_or_else(|| "(no webhook declared in the state file)".into());
     emit(&format!(
-        "roster sandbox: Bitrix24 emulator on http://{} with state {}\nwebhook URL: {url}\nPress Ctrl-C to stop.\n",
-        sandbox.addr(),
-        state.display()
+        "roster sandbox: Bitrix24 emulator on http://{addr} with state {}\nwebhook URL: {url}\ncounters: http://{addr}{}\nPress Ctrl-C to stop.\n",
+        state.display(),
+        sandbox::bitrix24::server::STATS_PATH,
+        addr = sandbox.addr(),
     ))?;
     shutdown_signal().await?;
+    let stats = sandbox.stats();
     sandbox
         .shutdown()
         .await
         .context("cannot shut the sandbox down cleanly")?;
+    emit(&format!(
+        "roster sandbox: stopped; counters: {}\n",
+        serde_json::to_string(&stats).context("cannot encode the counters")?
+    ))?;
     Ok(Exit::Success)
 }
 

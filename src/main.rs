@@ -1,22 +1,30 @@
 //! The `roster` binary: parse the command line, call `roster::run`, turn the result into an
-//! exit code. Usage errors exit 1 (like every error; 2 means "changes present" only).
+//! exit code. Usage errors exit 1 (like every error; 2 means "changes present" only, 130 an
+//! interrupted apply). Every error it prints passes `scrub_webhook_urls` first.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use roster::provider::bitrix24::scrub_webhook_urls;
 
 fn main() -> ExitCode {
     let cli = match roster::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            // A usage error quotes what was typed, which may be a webhook URL.
+            let text = scrub_webhook_urls(&e.render().to_string());
+            if e.use_stderr() {
+                eprint!("{text}");
+                return ExitCode::from(1);
+            }
+            print!("{text}");
+            return ExitCode::from(0);
         }
     };
     match roster::run(cli) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
-            eprintln!("error: {}", describe(&e));
+            eprintln!("error: {}", scrub_webhook_urls(&describe(&e)));
             ExitCode::from(1)
         }
     }

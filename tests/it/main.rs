@@ -6,4 +6,5 @@ mod reconcile;
 mod resilience;
 mod safety;
 mod sandbox_conformance;
+mod secrets;
 mod support;

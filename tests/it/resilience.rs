@@ -329,6 +329,7 @@ async fn the_report_agrees_with_the_portal_under_lost_answers() {
             rate_429: 0.0,
             rate_500: 0.2,
             rate_lost: 0.25,
+            ..state::Faults::default()
         });
         let served = Served::start(&Params {
             groups: 80,

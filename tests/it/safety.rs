@@ -164,3 +164,177 @@ fn an_interrupted_apply_reports_what_the_portal_holds() {
     ]);
     assert_eq!(last.code, 0, "{}", last.transcript());
 }
+
+/// A listener that accepts connections and never answers: `plan` fails within 30 s with
+/// `--timeout 5` (three waits and short backoffs), exit 1, naming the timeout, and says on stderr
+/// what it is waiting for while it retries.
+#[test]
+fn a_portal_that_never_answers_fails_within_the_timeout() {
+    let ws = Workspace::with_example_portal();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let portal = format!("--portal=http://127.0.0.1:{port}/rest/1/silentcode77/");
+    let started = Instant::now();
+    let run = ws.roster(&["plan", "groups.yaml", &portal, "--timeout", "5"]);
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(
+        took >= Duration::from_secs(10),
+        "gave up too early: {took:?}"
+    );
+    assert!(
+        run.stderr.contains("5 s"),
+        "names the timeout: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("retrying"),
+        "says what it waits for: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.to_lowercase().contains("silentcode77"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// `http://` to a host that is not loopback is refused before any connection: the webhook code
+/// would cross the network in clear text. (`.invalid` never resolves, so nothing can be sent.)
+#[test]
+fn plain_http_is_refused_for_remote_hosts() {
+    let ws = Workspace::with_example_portal();
+    // Only names that can never resolve: were the check broken, nothing could be sent anywhere.
+    for portal in [
+        "--portal=http://portal.roster-test.invalid/rest/1/cleartextcode9/",
+        "--portal=http://localhost.roster-test.invalid/rest/1/cleartextcode9/",
+    ] {
+        let started = Instant::now();
+        let run = ws.roster(&["plan", "groups.yaml", portal]);
+        assert_eq!(run.code, 1, "{}", run.transcript());
+        assert!(run.stderr.contains("https"), "{}", run.stderr);
+        assert!(
+            !run.stderr.to_lowercase().contains("cleartextcode9"),
+            "{}",
+            run.stderr
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
+/// Two applies on one `sandbox:` state at once, each changing a different group: both changes
+/// survive (the second waits for the first's lock), so no update is lost.
+#[test]
+fn concurrent_applies_on_one_sandbox_lose_no_update() {
+    let ws = Workspace::with_example_portal();
+    ws.write(
+        "a.yaml",
+        "version: 1\ngroups:\n  - id: 15\n    prune: false\n    members: [40]\n",
+    );
+    ws.write(
+        "b.yaml",
+        "version: 1\ngroups:\n  - id: 42\n    prune: false\n    members: [40]\n",
+    );
+    let spawn = |file: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args([
+                "apply",
+                file,
+                "--portal=sandbox:portal.yaml",
+                "--auto-approve",
+            ])
+            .current_dir(ws.dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("a.yaml"), spawn("b.yaml"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        ws.portal_group("portal.yaml", 15)
+            .contains(&"40=K".to_owned())
+    );
+    assert!(
+        ws.portal_group("portal.yaml", 42)
+            .contains(&"40=K".to_owned())
+    );
+}
+
+/// A second process on a state file that a running sandbox holds waits the stated time, then
+/// fails naming the file and the wait; nothing changes.
+#[test]
+fn a_held_sandbox_state_is_refused_after_the_stated_wait() {
+    let ws = Workspace::with_example_portal();
+    let _served = ws.serve("portal.yaml");
+    let before = ws.read("portal.yaml");
+    let started = Instant::now();
+    let run = ws.roster_with_env(
+        &[
+            "apply",
+            "groups.yaml",
+            "--portal=sandbox:portal.yaml",
+            "--auto-approve",
+        ],
+        &[("ROSTER_SANDBOX_LOCK_WAIT", "1")],
+    );
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("portal.yaml"), "{}", run.stderr);
+    assert!(run.stderr.contains("in use"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(ws.read("portal.yaml"), before);
+}
+
+/// `--rate-limit off` against a portal with a small bucket: the 503s teach the client to pace,
+/// and the plan succeeds.
+#[test]
+fn a_stricter_portal_than_configured_slows_the_run_but_never_fails_it() {
+    let ws = Workspace::with_example_portal();
+    let generated = ws.roster(&[
+        "sandbox",
+        "generate",
+        "--out",
+        "gen",
+        "--groups",
+        "1000",
+        "--members",
+        "3",
+        "--churn",
+        "0",
+    ]);
+    assert_eq!(generated.code, 0, "{}", generated.transcript());
+    let state = ws.read("gen/portal.yaml").replacen(
+        "rate_limit: { burst: 50, per_second: 2 }",
+        "rate_limit: { burst: 3, per_second: 4 }",
+        1,
+    );
+    ws.write("gen/portal.yaml", &state);
+    for rate in ["off", "enterprise"] {
+        let run = ws.roster(&[
+            "plan",
+            "gen/groups.yaml",
+            "--portal=sandbox:gen/portal.yaml",
+            &format!("--rate-limit={rate}"),
+        ]);
+        assert_eq!(run.code, 0, "--rate-limit {rate}: {}", run.transcript());
+        assert!(run.stdout.contains("No changes."), "{}", run.stdout);
+    }
+}

@@ -58,6 +58,9 @@ pub struct Stats {
     pub rejected_503: u64,
     /// Requests answered 429 (operating budget or injected fault).
     pub rejected_429: u64,
+    /// Faults injected from `portal.faults`, of every kind: requests refused, lost, cut,
+    /// slowed or answered with an error after acting, and batch commands failed.
+    pub faults_injected: u64,
     /// The same counters per method. A plain call counts its request and its command under
     /// its method; a batch counts the request under `batch` and each sub-command under the
     /// sub-command's method.
@@ -98,11 +101,12 @@ impl Stats {
 impl serde::Serialize for Stats {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = ser.serialize_struct("Stats", 6)?;
+        let mut st = ser.serialize_struct("Stats", 7)?;
         st.serialize_field("http_requests", &self.http_requests)?;
         st.serialize_field("commands", &self.commands)?;
         st.serialize_field("rejected_503", &self.rejected_503)?;
         st.serialize_field("rejected_429", &self.rejected_429)?;
+        st.serialize_field("faults_injected", &self.faults_injected)?;
         st.serialize_field("write_commands", &self.write_commands())?;
         st.serialize_field("methods", &self.methods)?;
         st.end()

@@ -229,7 +229,9 @@ fn roll_fault(sh: &Shared, method: &str) -> Option<Fault> {
             break;
         }
     }
-    Some(match hit? {
+    let hit = hit?;
+    lock(&sh.stats).faults_injected += 1;
+    Some(match hit {
         0 => {
             sh.count(method, Counter::Refused503);
             Fault::Refuse(error_parts(&ApiError::new(
@@ -492,6 +494,7 @@ fn process(
         let mut exec = |m: &str, sp: &Params| -> CmdResult {
             // An injected internal error answers the sub-command instead of running it.
             if cmd_error_rate > 0.0 && lock(&sh.dice).roll() < cmd_error_rate {
+                lock(&sh.stats).faults_injected += 1;
                 return CmdResult {
                     outcome: Err(internal_error()),
                     time: None,

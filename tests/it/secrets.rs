@@ -1,0 +1,314 @@
+//! The secret scan: every command and error path at `-vv` with `RUST_LOG=trace`, faults on,
+//! against sandboxes and hostile servers whose webhook codes are canaries. stdout, stderr and
+//! every file roster writes are searched for each canary after undoing percent-encoding and
+//! `\u` escapes, in any letter case. The one place a code is printed by design is the
+//! `webhook URL:` line of `roster sandbox serve` (the sandbox's own local credential, already
+//! in the user's state file); that line is checked to be the only one.
+
+use std::path::Path;
+
+use crate::support::{Run, Workspace};
+
+/// Codes used below. Mixed case, so a case-changing echo is caught too.
+const CANARY: &str = "CanaryQ7x9Zp";
+const WRONG: &str = "WrongCanary5Hk";
+const ODD: &str = "OddCanary3Mv";
+
+/// `text` with `%XX` and `\uXXXX` escapes undone (repeatedly, for double encoding), lower-cased.
+fn normalise(text: &str) -> String {
+    let mut s = text.to_owned();
+    for _ in 0..3 {
+        let pct = percent_decode(&s);
+        let uni = unicode_unescape(&pct);
+        if uni == s {
+            break;
+        }
+        s = uni;
+    }
+    s.to_lowercase()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn unicode_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("\\u") {
+        out.push_str(&rest[..at]);
+        let hex = rest.get(at + 2..at + 6);
+        match hex
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .and_then(char::from_u32)
+        {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[at + 6..];
+            }
+            None => {
+                out.push_str("\\u");
+                rest = &rest[at + 2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn leaks(text: &str) -> Vec<&'static str> {
+    let t = normalise(text);
+    [CANARY, WRONG, ODD]
+        .into_iter()
+        .filter(|c| t.contains(&c.to_lowercase()))
+        .collect()
+}
+
+fn assert_clean(what: &str, r: &Run) {
+    let found = leaks(&r.stdout)
+        .into_iter()
+        .chain(leaks(&r.stderr))
+        .collect::<Vec<_>>();
+    assert!(
+        found.is_empty(),
+        "{what}: {found:?} leaked:\n{}",
+        r.transcript()
+    );
+}
+
+/// Every file under `dir` except the state files given (which hold the codes by design).
+fn assert_files_clean(dir: &Path, except: &[&str]) {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.strip_prefix(dir).unwrap().display().to_string();
+            if except.contains(&name.as_str()) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+            assert!(leaks(&text).is_empty(), "file {name} holds a canary");
+        }
+    }
+}
+
+/// The example portal with the canary code, a non-admin canary webhook, and faults on.
+fn canary_portal(ws: &Workspace, name: &str, faults: &str) {
+    let state = ws
+        .read("portal.yaml")
+        .replace("sandboxcode0001", CANARY)
+        .replace(
+            "rate_limit: { burst: 50, per_second: 2 }",
+            &format!("rate_limit: {{ burst: 50, per_second: 2 }}\n  faults: {faults}"),
+        );
+    ws.write(name, &state);
+}
+
+#[test]
+fn no_command_or_error_path_reveals_a_webhook_code() {
+    let ws = Workspace::with_example_portal();
+    canary_portal(
+        &ws,
+        "faulty.yaml",
+        "{ seed: 7, rate_503: 0.2, rate_500: 0.1, rate_lost: 0.2 }",
+    );
+    canary_portal(&ws, "calm.yaml", "{ seed: 1 }");
+    ws.write(
+        "broken.yaml",
+        "version: 1\ngroups:\n  - id: 0\n    members: [x]\n",
+    );
+    ws.write("unknown-group.yaml", "version: 1\ngroups:\n  - id: 999\n");
+    ws.write(
+        "empty-all.yaml",
+        "version: 1\ngroups:\n  - id: 15\n  - id: 27\n",
+    );
+    let trace = [("RUST_LOG", "trace")];
+    let run = |args: &[&str]| ws.roster_with_env(&[args, &["-vv"]].concat(), &trace);
+
+    let served = ws.serve("calm.yaml");
+    let url = served.url.clone();
+    assert!(url.contains(CANARY), "serve prints the canary URL: {url}");
+    let wrong = url.replace(CANARY, WRONG);
+    let closed = {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("http://127.0.0.1:{port}/rest/1/{CANARY}/")
+    };
+    let silent = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming() {
+                held.push(s);
+            }
+        });
+        format!("http://127.0.0.1:{port}/rest/1/{CANARY}/")
+    };
+    let portal = |u: &str| format!("--portal={u}");
+    let cases: Vec<(&str, Run)> = vec![
+        ("validate", run(&["validate", "groups.yaml"])),
+        ("validate broken", run(&["validate", "broken.yaml"])),
+        (
+            "plan faulty sandbox",
+            run(&["plan", "groups.yaml", "--portal=sandbox:faulty.yaml"]),
+        ),
+        (
+            "plan json faulty sandbox",
+            run(&[
+                "plan",
+                "groups.yaml",
+                "--portal=sandbox:faulty.yaml",
+                "--format=json",
+            ]),
+        ),
+        (
+            "apply faulty sandbox",
+            run(&[
+                "apply",
+                "groups.yaml",
+                "--portal=sandbox:faulty.yaml",
+                "--auto-approve",
+            ]),
+        ),
+        (
+            "apply without terminal",
+            run(&["apply", "groups.yaml", &portal(&url)]),
+        ),
+        ("plan served", run(&["plan", "groups.yaml", &portal(&url)])),
+        (
+            "apply served",
+            run(&["apply", "groups.yaml", &portal(&url), "--auto-approve"]),
+        ),
+        (
+            "plan over the limit",
+            run(&["plan", "empty-all.yaml", &portal(&url)]),
+        ),
+        ("wrong code", run(&["plan", "groups.yaml", &portal(&wrong)])),
+        (
+            "unknown group",
+            run(&["plan", "unknown-group.yaml", &portal(&url)]),
+        ),
+        (
+            "closed port",
+            run(&["plan", "groups.yaml", &portal(&closed)]),
+        ),
+        (
+            "no answer",
+            run(&["plan", "groups.yaml", &portal(&silent), "--timeout=1"]),
+        ),
+        (
+            "env portal",
+            ws.roster_with_env(
+                &["plan", "groups.yaml", "-vv"],
+                &[("RUST_LOG", "trace"), ("ROSTER_PORTAL", &url)],
+            ),
+        ),
+        // Usage errors that would echo the URL.
+        ("url as the file", run(&["plan", &url, &portal(&url)])),
+        (
+            "url as a stray argument",
+            run(&["plan", "groups.yaml", &url, &portal(&url)]),
+        ),
+        (
+            "url as another flag's value",
+            run(&["plan", "groups.yaml", "--rate-limit", &url]),
+        ),
+        (
+            "url as --timeout",
+            run(&["plan", "groups.yaml", &portal(&url), "--timeout", &url]),
+        ),
+        ("url as a subcommand", run(&[&url])),
+        // Odd and refused addresses.
+        (
+            "two code-like segments",
+            run(&["plan", "groups.yaml", &portal(&format!("{url}{ODD}/"))]),
+        ),
+        (
+            "user:password",
+            run(&[
+                "plan",
+                "groups.yaml",
+                &portal(&format!(
+                    "https://u:{CANARY}@example.invalid/rest/1/{CANARY}/"
+                )),
+            ]),
+        ),
+        (
+            "bad user id",
+            run(&[
+                "plan",
+                "groups.yaml",
+                &portal(&format!("https://example.invalid/rest/x/{CANARY}/")),
+            ]),
+        ),
+        (
+            "clear text to a remote host",
+            run(&[
+                "plan",
+                "groups.yaml",
+                &portal(&format!("http://example.invalid/rest/1/{CANARY}/")),
+            ]),
+        ),
+        (
+            "percent-encoded path",
+            run(&[
+                "plan",
+                "groups.yaml",
+                &portal(&format!("https://example.invalid/rest%2F1%2F{CANARY}/")),
+            ]),
+        ),
+        ("broken state file", {
+            ws.write(
+                "bad-state.yaml",
+                &format!("webhooks:\n  - {{ user: 1, code: {CANARY}, extra: {CANARY} }}\n"),
+            );
+            run(&["plan", "groups.yaml", "--portal=sandbox:bad-state.yaml"])
+        }),
+        (
+            "serve a broken state file",
+            run(&["sandbox", "serve", "--state", "bad-state.yaml"]),
+        ),
+        (
+            "generate",
+            run(&["sandbox", "generate", "--out", "gen", "--groups", "3"]),
+        ),
+    ];
+    assert!(
+        cases
+            .iter()
+            .any(|(_, r)| r.stderr.contains("TRACE") || r.stderr.contains("DEBUG")),
+        "the runs log at -vv"
+    );
+    for (what, r) in &cases {
+        assert_clean(what, r);
+    }
+    drop(served);
+    assert_files_clean(
+        ws.dir.path(),
+        &["portal.yaml", "faulty.yaml", "calm.yaml", "bad-state.yaml"],
+    );
+}

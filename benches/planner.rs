@@ -75,6 +75,8 @@ fn main() {
                 owner: Some(UserId(1)),
                 members: want,
                 prune: true,
+                protected: Default::default(),
+                limits: Default::default(),
                 line: 1,
             },
         );

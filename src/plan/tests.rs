@@ -270,6 +270,8 @@ fn group_pair() -> impl Strategy<Value = (CurrentGroup, DesiredGroup)> {
                 owner: declared_owner.map(UserId),
                 members: want,
                 prune,
+                protected: Default::default(),
+                limits: Default::default(),
                 line: 1,
             };
             (CurrentGroup { members }, desired)

@@ -165,7 +165,7 @@ fn validate(file: &Path) -> Result<Exit> {
     let members: usize = desired.groups.values().map(|g| g.members.len()).sum();
     emit(&format!(
         "{}: valid ({} group(s), {} declared membership(s))\n",
-        file.display(),
+        spec::escape(&file.display().to_string()),
         desired.groups.len(),
         members
     ))?;

@@ -683,7 +683,7 @@ groups:
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
 
     /// Whatever is done to a valid file, parsing returns (no panic) and every diagnostic points
     /// inside the file.

@@ -215,35 +215,8 @@ fn printable(c: char) -> bool {
         || c >= '\u{10000}'
 }
 
-/// A parser-reported position moved inside `text`: the parser reports the end of a file
-/// without a final newline on the next line, and may count a column past the line's end.
-fn clamp(text: &str, at: Pos) -> Pos {
-    let (mut line, mut column) = (1u32, 1u32);
-    let mut prev = '\0';
-    for c in text.chars() {
-        match c {
-            '\n' if prev == '\r' => {}
-            '\n' | '\r' => {
-                if line == at.line {
-                    break;
-                }
-                (line, column) = (line + 1, 1);
-            }
-            _ => column += 1,
-        }
-        prev = c;
-    }
-    if at.line > line {
-        pos(line, column)
-    } else {
-        pos(at.line, at.column.min(column))
-    }
-}
-
-/// Whether a diagnostic's `line` and `column` lie within `bytes` (its end included), counted
-/// as the diagnostics count them. Tests and the fuzz target check every diagnostic with it.
-pub fn position_is_inside(bytes: &[u8], line: usize, column: usize) -> bool {
-    let text = String::from_utf8_lossy(bytes);
+/// Each line's length in characters, counting line breaks as YAML does (`\r\n`, `\r`, `\n`).
+fn line_lengths(text: &str) -> Vec<usize> {
     let mut lengths = vec![0usize];
     let mut prev = '\0';
     for c in text.chars() {
@@ -254,6 +227,23 @@ pub fn position_is_inside(bytes: &[u8], line: usize, column: usize) -> bool {
         }
         prev = c;
     }
+    lengths
+}
+
+/// A position moved inside the text whose `line_lengths` are given: the parser puts the end of
+/// a file without a final newline (and empty values there) on the next line, and may count a
+/// column past the line's end.
+fn clamp(lengths: &[usize], line: usize, column: usize) -> (usize, usize) {
+    match lengths.get(line.wrapping_sub(1)) {
+        Some(&n) => (line, column.clamp(1, n + 1)),
+        None => (lengths.len(), lengths.last().map_or(1, |n| n + 1)),
+    }
+}
+
+/// Whether a diagnostic's `line` and `column` lie within `bytes` (its end included), counted
+/// as the diagnostics count them. Tests and the fuzz target check every diagnostic with it.
+pub fn position_is_inside(bytes: &[u8], line: usize, column: usize) -> bool {
+    let lengths = line_lengths(&String::from_utf8_lossy(bytes));
     line >= 1 && column >= 1 && lengths.get(line - 1).is_some_and(|&n| column <= n + 1)
 }
 
@@ -293,9 +283,7 @@ pub fn parse(file: &str, text: &str) -> Result<DesiredState, Diagnostics> {
         }
         Ok(Some(doc)) => cx.root(&doc),
         Err(TreeError::Syntax(at, info)) => {
-            cx.at_pos(clamp(text, at), "", || {
-                format!("invalid YAML: {}", escape(&info))
-            });
+            cx.at_pos(at, "", || format!("invalid YAML: {}", escape(&info)));
             None
         }
         Err(TreeError::TooDeep(at)) => {
@@ -315,12 +303,19 @@ pub fn parse(file: &str, text: &str) -> Result<DesiredState, Diagnostics> {
         }
     };
     let omitted = cx.omitted;
-    let shown: Vec<Diagnostic> = cx
+    let mut shown: Vec<Diagnostic> = cx
         .kept
         .into_sorted_vec()
         .into_iter()
         .map(|k| k.diag)
         .collect();
+    if !shown.is_empty() {
+        let lengths = line_lengths(text);
+        for d in &mut shown {
+            (d.line, d.column) = clamp(&lengths, d.line, d.column);
+        }
+        shown.sort_by_key(|d| (d.line, d.column));
+    }
     match desired {
         Some(d) if shown.is_empty() => Ok(d),
         _ => Err(Diagnostics { shown, omitted }),

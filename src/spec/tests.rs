@@ -739,7 +739,18 @@ fn parser_positions_are_kept_inside_the_file() {
         diagnose(b"version: 1\ngroups:\n  - id: 15\n    name: x\n    m"),
         "h.yaml:5:6: invalid YAML: simple key expected"
     );
-    assert_eq!(super::clamp("ab\ncd", super::pos(1, 9)), super::pos(1, 3));
-    assert_eq!(super::clamp("ab\r\ncd", super::pos(7, 1)), super::pos(2, 3));
-    assert_eq!(super::clamp("ab\rcd", super::pos(2, 2)), super::pos(2, 2));
+    // Found by `cargo fuzz`: an empty key after a comment at the end of the file was put on a
+    // line that does not exist.
+    assert_eq!(
+        diagnose(b"? #[ "),
+        "h.yaml:1:1: missing field `version` (expected `version: 1`)
+h.yaml:1:1: missing field `groups`
+h.yaml:1:6: expected a field name, found null"
+    );
+    let lengths = super::line_lengths("ab\r\ncd\ref\n");
+    assert_eq!(lengths, [2, 2, 2, 0]);
+    assert_eq!(super::clamp(&lengths, 1, 9), (1, 3));
+    assert_eq!(super::clamp(&lengths, 7, 1), (4, 1));
+    assert_eq!(super::clamp(&lengths, 2, 2), (2, 2));
+    assert_eq!(super::clamp(&lengths, 0, 0), (4, 1));
 }

@@ -1,4 +1,4 @@
-//! The planner alone on a large portal: `plan::diff` over G groups × M members with 5 % churn,
+//! The planner alone on a large portal: `plan::diff` and `plan::check_limits` over G groups × M members with 5 % churn,
 //! built in memory (no YAML, no HTTP). Prints one line of JSON: sizes, the best of three diff
 //! times, and the process's peak resident memory.
 //!
@@ -75,6 +75,8 @@ fn main() {
                 owner: Some(UserId(1)),
                 members: want,
                 prune: true,
+                protected: Default::default(),
+                limits: Default::default(),
                 line: 1,
             },
         );
@@ -84,7 +86,12 @@ fn main() {
     for _ in 0..3 {
         let started = Instant::now();
         let p = plan::diff(&desired, &current);
+        let breaches = plan::check_limits(&desired, &current, &p);
         best = best.min(started.elapsed().as_secs_f64());
+        assert!(
+            breaches.is_empty(),
+            "5 % churn is within the default limits"
+        );
         summary = p.summary();
     }
     println!(

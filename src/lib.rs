@@ -131,22 +131,38 @@ fn emit(text: &str) -> Result<()> {
     }
 }
 
-/// Load and validate a desired-state file; on problems print every diagnostic to stderr.
+/// Load and validate a desired-state file; on problems print the diagnostics to stderr.
+/// Reads at most `spec::MAX_FILE_BYTES + 1` bytes, so `/dev/zero` or a huge file is refused
+/// without exhausting memory.
 fn load(file: &Path) -> Result<Option<DesiredState>> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    match spec::parse(&file.display().to_string(), &text) {
+    use std::io::Read;
+    let name = spec::escape(&file.display().to_string());
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| {
+            f.take(spec::MAX_FILE_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .with_context(|| format!("cannot read {name}"))?;
+    match spec::parse_bytes(&file.display().to_string(), &bytes) {
         Ok(desired) => Ok(Some(desired)),
         Err(diags) => {
             let mut err = io::stderr().lock();
-            for d in &diags.0 {
+            for d in &diags.shown {
                 let _ = writeln!(err, "error: {d}");
+            }
+            if diags.omitted > 0 {
+                let _ = writeln!(
+                    err,
+                    "… and {} more problem(s) not shown (the first {} are)",
+                    diags.omitted,
+                    diags.shown.len()
+                );
             }
             let _ = writeln!(
                 err,
-                "{}: {} problem(s); nothing was sent to any portal",
-                file.display(),
-                diags.0.len()
+                "{name}: {} problem(s); nothing was sent to any portal",
+                diags.total()
             );
             Ok(None)
         }
@@ -160,7 +176,7 @@ fn validate(file: &Path) -> Result<Exit> {
     let members: usize = desired.groups.values().map(|g| g.members.len()).sum();
     emit(&format!(
         "{}: valid ({} group(s), {} declared membership(s))\n",
-        file.display(),
+        spec::escape(&file.display().to_string()),
         desired.groups.len(),
         members
     ))?;

@@ -2,7 +2,7 @@
 //! provider-neutral, ordered (`BTreeMap`) so everything derived from it is deterministic.
 //! No I/O and no wire formats here: providers convert their JSON into these types by hand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// A workgroup's ID on the portal (Bitrix24 `GROUP_ID`).
@@ -67,6 +67,11 @@ pub struct DesiredGroup {
     pub members: BTreeMap<UserId, Role>,
     /// When true, members present on the portal but not declared are removed (owners never).
     pub prune: bool,
+    /// Users never removed or demoted in this group (in addition to `DesiredState::protected`).
+    pub protected: BTreeSet<UserId>,
+    /// This group's own removal limits; unset fields fall back to the file's, then the defaults.
+    /// `max_total_removals` is never set here (the loader accepts it only at the top).
+    pub limits: Limits,
     /// 1-based line of the group in its source file, for messages about it.
     pub line: usize,
 }
@@ -75,6 +80,62 @@ pub struct DesiredGroup {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredState {
     pub groups: BTreeMap<GroupId, DesiredGroup>,
+    /// Users never removed or demoted in any declared group.
+    pub protected: BTreeSet<UserId>,
+    /// The file's top-level `limits:`: defaults for every group, and the run-wide limit.
+    pub limits: Limits,
+}
+
+impl DesiredState {
+    /// Whether `user` is protected in `group` (at the top or in the group).
+    pub fn is_protected(&self, group: &DesiredGroup, user: UserId) -> bool {
+        self.protected.contains(&user) || group.protected.contains(&user)
+    }
+}
+
+/// How many removals a limit allows: a count, or a whole percent (0..=100) of what is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Count(u64),
+    Percent(u8),
+}
+
+impl Limit {
+    /// The most removals allowed out of `current`.
+    pub fn allowed(self, current: usize) -> u64 {
+        match self {
+            Limit::Count(n) => n,
+            Limit::Percent(p) => (current as u64).saturating_mul(u64::from(p)) / 100,
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Count(n) => write!(f, "{n}"),
+            Limit::Percent(p) => write!(f, "{p} %"),
+        }
+    }
+}
+
+/// A value set in the file, with the 1-based line it was written on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub line: usize,
+}
+
+/// Mass-removal limits as written in one `limits:` mapping (the file's top or a group's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Removals allowed per group, of its current non-owner members.
+    pub max_removals: Option<Setting<Limit>>,
+    /// `true` switches off the rule that a plan never removes every non-owner member of a
+    /// group that has 4 or more.
+    pub allow_empty: Option<Setting<bool>>,
+    /// Removals allowed in the whole run, of all current memberships of the declared groups.
+    pub max_total_removals: Option<Setting<Limit>>,
 }
 
 /// One group's members as the portal reports them (owner included, with `Role::Owner`).

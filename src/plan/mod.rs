@@ -1,13 +1,21 @@
 //! The planner: `diff(desired, current) -> Plan`, a pure function. No I/O, no clock, no
-//! provider knowledge. The one safety rule lives here: a group's owner is never removed or
-//! demoted; where the desired state asks for that, the plan carries a visible `Skipped` entry
-//! instead of a change.
+//! provider knowledge. Two safety rules live here: a group's owner and the file's protected
+//! users are never removed or demoted (where the desired state asks for that, the plan carries
+//! a visible `Skipped` entry instead of a change), and `check_limits` (in `limits`) refuses
+//! plans that remove too many members at once.
 //!
 //! Entries are sorted by group, then user, so the same inputs always give a byte-identical plan.
 
 use std::collections::BTreeMap;
 
 use crate::model::{CurrentGroup, CurrentState, DesiredState, GroupId, Role, UserId};
+
+mod limits;
+
+pub use limits::{
+    BreachRule, BreachScope, DEFAULT_MAX_REMOVALS, EMPTY_FLOOR, LimitBreach, Origin, PERCENT_FLOOR,
+    check_limits,
+};
 
 /// One change roster would make to a group's membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +52,16 @@ pub enum Wanted {
 pub enum SkipReason {
     /// The user is the group's owner: roster never removes or demotes owners.
     Owner,
+    /// The file lists the user under `protected:` (at the top or in the group).
+    Protected,
 }
 
 /// A change the desired state asks for that roster will not make, shown so nobody wonders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Skipped {
     pub user: UserId,
+    /// The user's current role, which stays.
+    pub role: Role,
     pub wanted: Wanted,
     pub reason: SkipReason,
 }
@@ -145,24 +157,35 @@ pub fn diff(desired: &DesiredState, current: &CurrentState) -> Plan {
             let mut entries = Vec::new();
             for (user, have_role, want_role) in merge(&have.members, &want.members) {
                 let declared_owner = want.owner == Some(user);
+                let skip = |role, wanted, reason| {
+                    Some(Entry::Skipped(Skipped {
+                        user,
+                        role,
+                        wanted,
+                        reason,
+                    }))
+                };
                 let entry = match (have_role, want_role) {
                     (None, None) => None,
                     (None, Some(role)) => Some(Entry::Change(Change::Add { user, role })),
-                    (Some(Role::Owner), Some(role)) => Some(Entry::Skipped(Skipped {
-                        user,
-                        wanted: Wanted::Demote(role),
-                        reason: SkipReason::Owner,
-                    })),
+                    (Some(Role::Owner), Some(role)) => {
+                        skip(Role::Owner, Wanted::Demote(role), SkipReason::Owner)
+                    }
+                    // Roles are ordered most privileged first: a greater role is a demotion.
+                    (Some(from), Some(to)) if to > from && desired.is_protected(want, user) => {
+                        skip(from, Wanted::Demote(to), SkipReason::Protected)
+                    }
                     (Some(from), Some(to)) if from != to => {
                         Some(Entry::Change(Change::SetRole { user, from, to }))
                     }
                     (Some(_), Some(_)) => None,
                     (Some(_), None) if declared_owner || !want.prune => None,
-                    (Some(Role::Owner), None) => Some(Entry::Skipped(Skipped {
-                        user,
-                        wanted: Wanted::Remove,
-                        reason: SkipReason::Owner,
-                    })),
+                    (Some(Role::Owner), None) => {
+                        skip(Role::Owner, Wanted::Remove, SkipReason::Owner)
+                    }
+                    (Some(role), None) if desired.is_protected(want, user) => {
+                        skip(role, Wanted::Remove, SkipReason::Protected)
+                    }
                     (Some(role), None) => Some(Entry::Change(Change::Remove { user, role })),
                 };
                 entries.extend(entry);

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::{Change, Entry, Plan, applied, diff};
-use crate::model::{CurrentGroup, CurrentState, DesiredGroup, DesiredState, GroupId, Role, UserId};
+use crate::model::{
+    CurrentGroup, CurrentState, DesiredGroup, DesiredState, GroupId, Limit, Limits, Role, Setting,
+    UserId,
+};
 use crate::render::{Style, text};
 
 /// Current state in a compact form: `15: 1=A 10=K 21=E; 27: 5=A`.
@@ -245,7 +248,7 @@ fn role() -> impl Strategy<Value = Role> {
 }
 
 /// A random portal group (with an owner) and a random desired group over the same small user
-/// space, so adds, changes, removals and owner conflicts all occur often.
+/// space, so adds, changes, removals, owner conflicts and protected users all occur often.
 fn group_pair() -> impl Strategy<Value = (CurrentGroup, DesiredGroup)> {
     (
         1u64..12,
@@ -253,50 +256,98 @@ fn group_pair() -> impl Strategy<Value = (CurrentGroup, DesiredGroup)> {
         prop::collection::btree_map(1u64..12, role(), 0..8),
         any::<bool>(),
         prop::option::of(1u64..12),
+        prop::collection::btree_set(1u64..12, 0..3),
+        group_limits(),
     )
-        .prop_map(|(owner, cur, want, prune, declared_owner)| {
-            let mut members: BTreeMap<UserId, Role> =
-                cur.into_iter().map(|(u, r)| (UserId(u), r)).collect();
-            members.insert(UserId(owner), Role::Owner);
-            let mut want: BTreeMap<UserId, Role> =
-                want.into_iter().map(|(u, r)| (UserId(u), r)).collect();
-            // The spec loader forbids listing the declared owner as a member too.
-            if let Some(o) = declared_owner {
-                want.remove(&UserId(o));
-            }
-            let desired = DesiredGroup {
-                id: GroupId(0),
-                name: None,
-                owner: declared_owner.map(UserId),
-                members: want,
-                prune,
-                line: 1,
-            };
-            (CurrentGroup { members }, desired)
-        })
+        .prop_map(
+            |(owner, cur, want, prune, declared_owner, protected, limits)| {
+                let mut members: BTreeMap<UserId, Role> =
+                    cur.into_iter().map(|(u, r)| (UserId(u), r)).collect();
+                members.insert(UserId(owner), Role::Owner);
+                let mut want: BTreeMap<UserId, Role> =
+                    want.into_iter().map(|(u, r)| (UserId(u), r)).collect();
+                // The spec loader forbids listing the declared owner as a member too.
+                if let Some(o) = declared_owner {
+                    want.remove(&UserId(o));
+                }
+                let desired = DesiredGroup {
+                    id: GroupId(0),
+                    name: None,
+                    owner: declared_owner.map(UserId),
+                    members: want,
+                    prune,
+                    protected: protected.into_iter().map(UserId).collect(),
+                    limits,
+                    line: 1,
+                };
+                (CurrentGroup { members }, desired)
+            },
+        )
+}
+
+fn limit() -> impl Strategy<Value = Limit> {
+    prop_oneof![
+        (0u64..6).prop_map(Limit::Count),
+        (0u8..=100).prop_map(Limit::Percent)
+    ]
+}
+
+fn setting<T: std::fmt::Debug + Clone>(
+    value: impl Strategy<Value = T>,
+) -> impl Strategy<Value = Option<Setting<T>>> {
+    prop::option::of(value.prop_map(|value| Setting { value, line: 1 }))
+}
+
+fn group_limits() -> impl Strategy<Value = Limits> {
+    (setting(limit()), setting(any::<bool>())).prop_map(|(max_removals, allow_empty)| Limits {
+        max_removals,
+        allow_empty,
+        max_total_removals: None,
+    })
 }
 
 fn states() -> impl Strategy<Value = (CurrentState, DesiredState)> {
-    prop::collection::vec(group_pair(), 1..5).prop_map(|pairs| {
-        let mut cur = CurrentState::default();
-        let mut want = DesiredState::default();
-        for (i, (c, mut d)) in pairs.into_iter().enumerate() {
-            let id = GroupId(i as u64 + 1);
-            d.id = id;
-            cur.groups.insert(id, c);
-            want.groups.insert(id, d);
-        }
-        (cur, want)
-    })
+    (
+        prop::collection::vec(group_pair(), 1..5),
+        prop::collection::btree_set(1u64..12, 0..2),
+        (setting(limit()), setting(any::<bool>()), setting(limit())),
+    )
+        .prop_map(
+            |(pairs, protected, (max_removals, allow_empty, max_total))| {
+                let mut cur = CurrentState::default();
+                let mut want = DesiredState {
+                    protected: protected.into_iter().map(UserId).collect(),
+                    limits: Limits {
+                        max_removals,
+                        allow_empty,
+                        max_total_removals: max_total,
+                    },
+                    ..DesiredState::default()
+                };
+                for (i, (c, mut d)) in pairs.into_iter().enumerate() {
+                    let id = GroupId(i as u64 + 1);
+                    d.id = id;
+                    cur.groups.insert(id, c);
+                    want.groups.insert(id, d);
+                }
+                (cur, want)
+            },
+        )
 }
 
 fn no_changes(plan: &Plan) -> bool {
     !plan.summary().has_changes()
 }
 
+fn removals(g: &super::GroupPlan) -> usize {
+    g.changes()
+        .filter(|c| matches!(c, Change::Remove { .. }))
+        .count()
+}
+
 proptest! {
-    /// Carrying out the plan gives the desired membership, owners aside, and planning again
-    /// finds nothing to change.
+    /// Carrying out the plan gives the desired membership, except for owners and protected
+    /// users, and planning again finds nothing to change.
     #[test]
     fn applying_the_plan_reaches_the_desired_state((cur, want) in states()) {
         let plan = diff(&want, &cur);
@@ -305,39 +356,61 @@ proptest! {
             let before = &cur.groups[id];
             let got = &after.groups[id].members;
             let owner = before.owner().unwrap();
+            let kept = |u: &UserId| *u == owner || want.is_protected(d, *u);
             // The owner is still the owner.
             prop_assert_eq!(got.get(&owner), Some(&Role::Owner));
-            // Every declared member other than the owner has the declared role.
+            // Every declared member has the declared role, unless that would demote a
+            // protected user (who keeps the higher role).
             for (u, r) in &d.members {
-                if *u != owner {
-                    prop_assert_eq!(got.get(u), Some(r), "group {} user {}", id, u);
+                if *u == owner {
+                    continue;
+                }
+                match (before.members.get(u), got.get(u)) {
+                    (Some(was), Some(now)) if kept(u) && r > was => prop_assert_eq!(now, was),
+                    (_, now) => prop_assert_eq!(now, Some(r), "group {} user {}", id, u),
                 }
             }
-            // Nobody undeclared was added; with prune, only the owner and declared owner stay.
+            // Nobody undeclared was added; with prune, only owners and protected users stay.
             for (u, r) in got {
                 if d.members.contains_key(u) || *u == owner {
                     continue;
                 }
                 prop_assert_eq!(before.members.get(u), Some(r), "user {} appeared or changed", u);
                 if d.prune {
-                    prop_assert_eq!(d.owner, Some(*u), "undeclared user {} kept despite prune", u);
+                    prop_assert!(d.owner == Some(*u) || kept(u), "undeclared user {} kept despite prune", u);
                 }
             }
         }
         prop_assert!(no_changes(&diff(&want, &after)), "re-plan is not empty");
     }
 
-    /// The owner is never the subject of a change, whatever the file says.
+    /// Owners and protected users are never removed or demoted, whatever the file says; the
+    /// plan says so with a skipped entry, which is never a change.
     #[test]
-    fn owner_is_never_changed((cur, want) in states()) {
+    fn owners_and_protected_users_are_never_removed_or_demoted((cur, want) in states()) {
         let plan = diff(&want, &cur);
         for g in &plan.groups {
-            let owner = cur.groups[&g.id].owner().unwrap();
+            let before = &cur.groups[&g.id];
+            let owner = before.owner().unwrap();
+            let d = &want.groups[&g.id];
             for e in &g.entries {
-                if let Entry::Change(c) = e {
-                    prop_assert_ne!(c.user(), owner);
-                    if let Change::Remove { role, .. } | Change::SetRole { from: role, .. } = c {
-                        prop_assert_ne!(*role, Role::Owner);
+                match e {
+                    Entry::Change(c) => {
+                        prop_assert_ne!(c.user(), owner);
+                        if let Change::Remove { role, .. } | Change::SetRole { from: role, .. } = c {
+                            prop_assert_ne!(*role, Role::Owner);
+                        }
+                        if want.is_protected(d, c.user()) {
+                            match *c {
+                                Change::Remove { .. } => prop_assert!(false, "protected {} removed", c.user()),
+                                Change::SetRole { from, to, .. } => prop_assert!(to < from, "protected {} demoted", c.user()),
+                                Change::Add { .. } => {}
+                            }
+                        }
+                    }
+                    Entry::Skipped(s) => {
+                        prop_assert!(s.user == owner || want.is_protected(d, s.user));
+                        prop_assert_eq!(Some(&s.role), before.members.get(&s.user));
                     }
                 }
             }
@@ -358,4 +431,348 @@ proptest! {
         let plan = diff(&want, &as_current);
         prop_assert!(plan.groups.iter().all(|g| g.entries.is_empty()));
     }
+
+    /// A plan that passes `check_limits` removes no more than the limits allow, per group and
+    /// in total; and a plan with no removals always passes.
+    #[test]
+    fn a_plan_within_its_limits_removes_no_more_than_they_allow((cur, want) in states()) {
+        let plan = diff(&want, &cur);
+        let breaches = super::check_limits(&want, &cur, &plan);
+        let total: usize = plan.groups.iter().map(removals).sum();
+        if total == 0 {
+            prop_assert!(breaches.is_empty());
+        }
+        if !breaches.is_empty() {
+            return Ok(());
+        }
+        let mut all = 0;
+        for g in &plan.groups {
+            let d = &want.groups[&g.id];
+            let members = &cur.groups[&g.id].members;
+            all += members.len();
+            let non_owner = members.values().filter(|r| **r != Role::Owner).count();
+            let n = removals(g);
+            let limit = d.limits.max_removals.or(want.limits.max_removals).map_or(Limit::Percent(25), |s| s.value);
+            if matches!(limit, Limit::Count(_)) || non_owner >= super::PERCENT_FLOOR {
+                prop_assert!(n as u64 <= limit.allowed(non_owner), "group {} removes {} over {}", g.id, n, limit);
+            }
+            let allow_empty = d.limits.allow_empty.or(want.limits.allow_empty).is_some_and(|s| s.value);
+            if !allow_empty && non_owner >= super::EMPTY_FLOOR {
+                prop_assert!(n < non_owner, "group {} emptied", g.id);
+            }
+        }
+        let limit = want.limits.max_total_removals.map_or(Limit::Percent(25), |s| s.value);
+        if matches!(limit, Limit::Count(_)) || all >= super::PERCENT_FLOOR {
+            prop_assert!(total as u64 <= limit.allowed(all));
+        }
+    }
+}
+
+// ---- protected users ----
+
+#[test]
+fn protected_users_are_skipped_like_owners() {
+    let out = plan_text(
+        "version: 1
+protected: [7]
+groups:
+  - id: 15
+    protected: [8]
+    members: [9, 10, 11]
+  - id: 16
+    members: [8]
+",
+        // 7 undeclared (protected everywhere), 8 protected in 15 only, 9 declared as member
+        // but moderator today (protected nowhere: demoted), 10 promoted although protected?
+        "15: 1=A 7=K 8=E 9=E 10=K; 16: 2=A 7=E 8=E",
+    );
+    insta::assert_snapshot!(out, @r"
+    roster will make these changes:
+
+      group 15
+        ! 1   owner  skipped: owner (not declared; owners are never removed)
+        ! 7   member  skipped: protected (not declared; protected users are never removed)
+        ! 8   moderator  skipped: protected (not declared; protected users are never removed)
+        ~ 9   moderator -> member
+        + 11  member
+
+      group 16
+        ! 2  owner  skipped: owner (not declared; owners are never removed)
+        ! 7  moderator  skipped: protected (not declared; protected users are never removed)
+        ~ 8  moderator -> member
+
+    Plan: 1 to add, 2 to change, 0 to remove, 5 skipped.
+    ");
+}
+
+#[test]
+fn protected_users_are_not_demoted_but_may_be_promoted_or_added() {
+    let out = plan_text(
+        "version: 1
+protected: [5, 6, 7, 1]
+groups:
+  - id: 15
+    moderators: [6, 7]
+    members: [5, 1]
+",
+        "15: 1=A 5=E 6=K",
+    );
+    insta::assert_snapshot!(out, @r"
+    roster will make these changes:
+
+      group 15
+        ! 1  owner  skipped: owner (declared as member; owners are never demoted)
+        ! 5  moderator  skipped: protected (declared as member; protected users are never demoted)
+        ~ 6  member -> moderator
+        + 7  moderator
+
+    Plan: 1 to add, 1 to change, 0 to remove, 2 skipped.
+    ");
+    let desired = crate::spec::parse(
+        "t.yaml",
+        "version: 1\nprotected: [5]\ngroups:\n  - id: 15\n    members: [5]\n",
+    )
+    .unwrap();
+    let json = crate::render::json::plan(&diff(&desired, &current("15: 1=A 5=E")));
+    insta::assert_snapshot!(json, @r#"
+    {
+      "format_version": "1",
+      "has_changes": false,
+      "summary": {
+        "add": 0,
+        "change": 0,
+        "remove": 0,
+        "skipped": 2
+      },
+      "groups": [
+        {
+          "id": 15,
+          "name": null,
+          "entries": [
+            {
+              "action": "skip",
+              "user": 1,
+              "role": "owner",
+              "wanted": "remove",
+              "reason": "owner"
+            },
+            {
+              "action": "skip",
+              "user": 5,
+              "role": "moderator",
+              "wanted": "member",
+              "reason": "protected"
+            }
+          ]
+        }
+      ]
+    }
+    "#);
+}
+
+#[test]
+fn prune_false_leaves_protected_users_alone_silently() {
+    let out = plan_text(
+        "version: 1\nprotected: [7]\ngroups:\n  - id: 15\n    owner: 1\n    prune: false\n",
+        "15: 1=A 7=K",
+    );
+    insta::assert_snapshot!(out, @"No changes.");
+}
+
+// ---- mass-removal limits ----
+
+/// One group of a limits scenario: its ID, its current non-owner members (users 2..), how many
+/// of them the file drops, and extra YAML lines for the group.
+struct G(u64, usize, usize, &'static str);
+
+/// The breaches of a scenario as the shell prints them, or `ok`. `head` goes at the top of the
+/// file (`limits:`, `protected:`); every group has owner 1.
+fn limits(head: &str, groups: &[G]) -> String {
+    let mut yaml = format!("version: 1\n{head}\ngroups:\n");
+    let mut cur = String::new();
+    for G(id, have, drop, extra) in groups {
+        let keep: Vec<String> = (2..2 + have - drop).map(|u| u.to_string()).collect();
+        yaml.push_str(&format!(
+            "  - id: {id}\n    name: G{id}\n    members: [{}]\n{extra}",
+            keep.join(", ")
+        ));
+        let members: Vec<String> = (2..2 + have).map(|u| format!("{u}=K")).collect();
+        cur.push_str(&format!("{id}: 1=A {};", members.join(" ")));
+    }
+    let desired = crate::spec::parse("t.yaml", &yaml).unwrap_or_else(|d| panic!("{d}\n{yaml}"));
+    let cur = current(&cur);
+    let plan = diff(&desired, &cur);
+    let breaches = super::check_limits(&desired, &cur, &plan);
+    if breaches.is_empty() {
+        "ok".to_owned()
+    } else {
+        text::limit_breaches(&breaches)
+    }
+}
+
+#[test]
+fn default_percent_applies_from_ten_members() {
+    // 9 members: the percent does not apply; removing 8 of 9 is fine (not all).
+    assert_eq!(limits("", &[G(15, 9, 8, ""), G(16, 60, 0, "")]), "ok");
+    // 10 members: 25 % allows 2 (2.5 rounded down).
+    assert_eq!(limits("", &[G(15, 10, 2, ""), G(16, 30, 0, "")]), "ok");
+    insta::assert_snapshot!(limits("", &[G(15, 10, 3, ""), G(16, 30, 0, "")]), @r#"error: group 15 "G15": the plan removes 3 of 10 current non-owner members (30 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)"#);
+}
+
+#[test]
+fn exactly_the_limit_passes() {
+    // 40 members, 25 % = 10: ten pass, eleven do not. Other groups keep the run under 25 %.
+    let quiet = G(16, 100, 0, "");
+    assert_eq!(limits("", &[G(15, 40, 10, ""), G(16, 100, 0, "")]), "ok");
+    insta::assert_snapshot!(limits("", &[G(15, 40, 11, ""), quiet]), @r#"error: group 15 "G15": the plan removes 11 of 40 current non-owner members (27.5 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)"#);
+    // The message rounds the share up, so it never reads as "25 %" over a 25 % limit.
+    insta::assert_snapshot!(limits("", &[G(15, 399, 100, ""), G(16, 1000, 0, "")]), @r#"error: group 15 "G15": the plan removes 100 of 399 current non-owner members (25.1 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)"#);
+}
+
+#[test]
+fn a_group_of_four_or_more_is_never_emptied() {
+    assert_eq!(limits("", &[G(15, 3, 3, ""), G(16, 30, 0, "")]), "ok");
+    insta::assert_snapshot!(limits("", &[G(15, 4, 4, ""), G(16, 30, 0, "")]), @r#"error: group 15 "G15": the plan removes all 4 current non-owner members, and roster does not empty a group of 4 or more (default; set limits.allow_empty: true for the group or pass --allow-mass-removal for one run)"#);
+    assert_eq!(limits("", &[G(15, 4, 3, ""), G(16, 30, 0, "")]), "ok");
+    // Switched off per group, or for the whole file (a group can switch it back on).
+    assert_eq!(
+        limits(
+            "",
+            &[
+                G(15, 4, 4, "    limits: { allow_empty: true }\n"),
+                G(16, 30, 0, "")
+            ]
+        ),
+        "ok"
+    );
+    insta::assert_snapshot!(limits(
+        "limits: { allow_empty: true }",
+        &[G(15, 4, 4, ""), G(17, 5, 5, "    limits: { allow_empty: false }\n"), G(16, 100, 0, "")]
+    ), @r#"error: group 17 "G17": the plan removes all 5 current non-owner members, and roster does not empty a group of 4 or more (the group's limits.allow_empty on line 10; change it there or pass --allow-mass-removal for one run)"#);
+    // Both rules at once: 12 of 12 breaks the percent and empties the group.
+    insta::assert_snapshot!(limits("", &[G(15, 12, 12, ""), G(16, 100, 0, "")]), @r#"
+    error: group 15 "G15": the plan removes 12 of 12 current non-owner members (100 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)
+    error: group 15 "G15": the plan removes all 12 current non-owner members, and roster does not empty a group of 4 or more (default; set limits.allow_empty: true for the group or pass --allow-mass-removal for one run)
+    "#);
+}
+
+#[test]
+fn counts_apply_at_any_size_and_percents_from_ten() {
+    let top = "limits: { max_removals: 2 }";
+    assert_eq!(limits(top, &[G(15, 3, 2, ""), G(16, 30, 0, "")]), "ok");
+    insta::assert_snapshot!(limits(top, &[G(15, 3, 3, ""), G(16, 30, 0, "")]), @r#"error: group 15 "G15": the plan removes 3 of 3 current non-owner members (100 %), over the limit of 2 (limits.max_removals on line 2; change it there or pass --allow-mass-removal for one run)"#);
+    let top = "limits: { max_removals: 10% }";
+    assert_eq!(limits(top, &[G(15, 9, 3, ""), G(16, 60, 0, "")]), "ok");
+    insta::assert_snapshot!(limits(top, &[G(15, 10, 2, ""), G(16, 60, 0, "")]), @r#"error: group 15 "G15": the plan removes 2 of 10 current non-owner members (20 %), over the limit of 10 % (limits.max_removals on line 2; change it there or pass --allow-mass-removal for one run)"#);
+    // Zero forbids removals; 100 % allows all (but the empty rule still holds).
+    insta::assert_snapshot!(limits("limits: { max_removals: 0 }", &[G(15, 2, 1, ""), G(16, 60, 0, "")]), @r#"error: group 15 "G15": the plan removes 1 of 2 current non-owner members (50 %), over the limit of 0 (limits.max_removals on line 2; change it there or pass --allow-mass-removal for one run)"#);
+    assert_eq!(
+        limits(
+            "limits: { max_removals: 100%, allow_empty: true, max_total_removals: 100% }",
+            &[G(15, 20, 20, "")]
+        ),
+        "ok"
+    );
+}
+
+#[test]
+fn group_limits_override_the_file() {
+    let top = "limits:\n  max_removals: 1";
+    let g = "    limits:\n      max_removals: 50%\n";
+    assert_eq!(limits(top, &[G(15, 10, 5, g), G(16, 60, 0, "")]), "ok");
+    insta::assert_snapshot!(limits(top, &[G(15, 10, 6, g), G(16, 60, 1, ""), G(17, 60, 2, "")]), @r#"
+    error: group 15 "G15": the plan removes 6 of 10 current non-owner members (60 %), over the limit of 50 % (the group's limits.max_removals on line 9; change it there or pass --allow-mass-removal for one run)
+    error: group 17 "G17": the plan removes 2 of 60 current non-owner members (3.4 %), over the limit of 1 (limits.max_removals on line 3; change it there or pass --allow-mass-removal for one run)
+    "#);
+}
+
+#[test]
+fn the_whole_run_has_a_limit_too() {
+    // Four groups of 10 (44 memberships with owners) each lose 2 (8 = 18.2 %): fine.
+    let four = |drop| {
+        [
+            G(1, 10, drop, ""),
+            G(2, 10, drop, ""),
+            G(3, 10, drop, ""),
+            G(4, 10, drop, ""),
+        ]
+    };
+    assert_eq!(limits("", &four(2)), "ok");
+    insta::assert_snapshot!(limits("limits: { max_total_removals: 15% }", &four(2)), @"error: the plan removes 8 of 44 current memberships in this run (18.2 %), over the limit of 15 % (limits.max_total_removals on line 2; change it there or pass --allow-mass-removal for one run)");
+    // Many small groups under the per-group floor still add up.
+    let small: Vec<G> = (1..=10).map(|id| G(id, 3, 1, "")).collect();
+    assert_eq!(limits("", &small), "ok", "10 of 40 is exactly 25 %");
+    let small: Vec<G> = (1..=10).map(|id| G(id, 2, 1, "")).collect();
+    insta::assert_snapshot!(limits("", &small), @"error: the plan removes 10 of 30 current memberships in this run (33.4 %), over the limit of 25 % (default; set limits.max_total_removals in the file or pass --allow-mass-removal for one run)");
+    // A run under 10 memberships is below the percent floor; a count still applies.
+    assert_eq!(limits("", &[G(1, 3, 2, "")]), "ok");
+    insta::assert_snapshot!(limits("limits: { max_total_removals: 1 }", &[G(1, 3, 2, "")]), @"error: the plan removes 2 of 4 current memberships in this run (50 %), over the limit of 1 (limits.max_total_removals on line 2; change it there or pass --allow-mass-removal for one run)");
+}
+
+#[test]
+fn skips_and_demotions_do_not_count_as_removals() {
+    // 4 members, all undeclared, but protected: nothing is removed.
+    assert_eq!(limits("protected: [2, 3, 4, 5]", &[G(15, 4, 4, "")]), "ok");
+    let desired = crate::spec::parse(
+        "t.yaml",
+        "version: 1\ngroups:\n  - id: 15\n    members: [2, 3, 4, 5]\n",
+    )
+    .unwrap();
+    let cur = current("15: 1=A 2=E 3=E 4=E 5=E");
+    let plan = diff(&desired, &cur);
+    assert_eq!(plan.summary().change, 4);
+    assert!(super::check_limits(&desired, &cur, &plan).is_empty());
+}
+
+#[test]
+fn breaches_in_json_are_an_additive_field() {
+    let desired = crate::spec::parse(
+        "t.yaml",
+        "version: 1\nlimits: { max_total_removals: 1 }\ngroups:\n  - id: 15\n    name: M\n    members: [2]\n    limits: { max_removals: 1 }\n",
+    )
+    .unwrap();
+    let cur = current("15: 1=A 2=K 3=K 4=K 5=K");
+    let plan = diff(&desired, &cur);
+    let breaches = super::check_limits(&desired, &cur, &plan);
+    let json = crate::render::json::plan_with_limits(&plan, &breaches);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    insta::assert_snapshot!(serde_json::to_string_pretty(&v["limit_breaches"]).unwrap(), @r#"
+    [
+      {
+        "allowed": 1,
+        "current": 4,
+        "group": 15,
+        "limit": {
+          "count": 1
+        },
+        "line": 7,
+        "name": "M",
+        "origin": "group",
+        "removals": 3,
+        "rule": "max_removals",
+        "scope": "group"
+      },
+      {
+        "allowed": 1,
+        "current": 5,
+        "group": null,
+        "limit": {
+          "count": 1
+        },
+        "line": 2,
+        "name": null,
+        "origin": "file",
+        "removals": 3,
+        "rule": "max_total_removals",
+        "scope": "run"
+      }
+    ]
+    "#);
+    // The rest of the document is the plain plan's, field for field.
+    let mut without = v.clone();
+    without.as_object_mut().unwrap().remove("limit_breaches");
+    let plain: serde_json::Value = serde_json::from_str(&crate::render::json::plan(&plan)).unwrap();
+    assert_eq!(without, plain);
+    let none = crate::render::json::plan_with_limits(&plan, &[]);
+    assert!(none.contains("\"limit_breaches\": []"), "{none}");
 }

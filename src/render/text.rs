@@ -1,11 +1,14 @@
 //! The human-readable plan and apply report, Terraform-style: `+` add, `~` role change,
-//! `-` remove, `!` skipped. Groups with nothing to say are left out.
+//! `-` remove, `!` skipped, and the mass-removal limits a plan breaks. Groups with nothing to
+//! say are left out.
 
 use std::fmt::Write;
 
 use super::Style;
-use crate::model::Role;
-use crate::plan::{Change, Entry, GroupPlan, Plan, Summary, Wanted};
+use crate::plan::{
+    BreachRule, BreachScope, Change, Entry, GroupPlan, LimitBreach, Origin, Plan, SkipReason,
+    Summary, Wanted,
+};
 
 const GREEN: &str = "32";
 const YELLOW: &str = "33";
@@ -28,11 +31,15 @@ pub fn describe_entry(entry: &Entry) -> (char, String) {
         Entry::Change(Change::SetRole { from, to, .. }) => ('~', format!("{from} -> {to}")),
         Entry::Change(Change::Remove { role, .. }) => ('-', role.to_string()),
         Entry::Skipped(s) => {
-            let why = match s.wanted {
-                Wanted::Remove => "not declared; owners are never removed".to_owned(),
-                Wanted::Demote(r) => format!("declared as {r}; owners are never demoted"),
+            let (reason, who) = match s.reason {
+                SkipReason::Owner => ("owner", "owners"),
+                SkipReason::Protected => ("protected", "protected users"),
             };
-            ('!', format!("{}  skipped: owner ({why})", Role::Owner))
+            let why = match s.wanted {
+                Wanted::Remove => format!("not declared; {who} are never removed"),
+                Wanted::Demote(r) => format!("declared as {r}; {who} are never demoted"),
+            };
+            ('!', format!("{}  skipped: {reason} ({why})", s.role))
         }
     }
 }
@@ -177,5 +184,73 @@ pub fn report(report: &crate::apply::Report, style: Style) -> String {
         );
     }
     let _ = writeln!(out, "{}", style.paint(BOLD, &summary));
+    out
+}
+
+/// A share in percent for messages, rounded up to a tenth so it never reads as within a limit
+/// it exceeds: `30 %`, `33.4 %`.
+fn percent(part: usize, whole: usize) -> String {
+    if whole == 0 {
+        return "0 %".to_owned();
+    }
+    let tenths = (part as u128 * 1000).div_ceil(whole as u128);
+    if tenths.is_multiple_of(10) {
+        format!("{} %", tenths / 10)
+    } else {
+        format!("{}.{} %", tenths / 10, tenths % 10)
+    }
+}
+
+/// One error line per broken limit (`plan::check_limits`), each saying where the limit was set
+/// and how to change it, newline-terminated; empty for no breaches.
+pub fn limit_breaches(breaches: &[LimitBreach]) -> String {
+    let mut out = String::new();
+    for b in breaches {
+        let subject = match &b.scope {
+            BreachScope::Group { id, name } => format!("{}: ", group_title(*id, name.as_deref())),
+            BreachScope::Run => String::new(),
+        };
+        let (key, whole) = match b.rule {
+            BreachRule::MaxRemovals(_) => ("max_removals", "the group"),
+            BreachRule::Empties => ("allow_empty", "the group"),
+            BreachRule::MaxTotalRemovals(_) => ("max_total_removals", "the file"),
+        };
+        let origin = match b.origin {
+            Origin::Default => match b.rule {
+                BreachRule::Empties => format!(
+                    "default; set limits.allow_empty: true for {whole} or pass --allow-mass-removal for one run"
+                ),
+                _ => format!(
+                    "default; set limits.{key} in the file or pass --allow-mass-removal for one run"
+                ),
+            },
+            Origin::File { line } => format!(
+                "limits.{key} on line {line}; change it there or pass --allow-mass-removal for one run"
+            ),
+            Origin::Group { line } => format!(
+                "the group's limits.{key} on line {line}; change it there or pass --allow-mass-removal for one run"
+            ),
+        };
+        let what = match b.rule {
+            BreachRule::MaxRemovals(limit) => format!(
+                "the plan removes {} of {} current non-owner members ({}), over the limit of {limit}",
+                b.removals,
+                b.current,
+                percent(b.removals, b.current)
+            ),
+            BreachRule::Empties => format!(
+                "the plan removes all {} current non-owner members, and roster does not empty a group of {} or more",
+                b.current,
+                crate::plan::EMPTY_FLOOR
+            ),
+            BreachRule::MaxTotalRemovals(limit) => format!(
+                "the plan removes {} of {} current memberships in this run ({}), over the limit of {limit}",
+                b.removals,
+                b.current,
+                percent(b.removals, b.current)
+            ),
+        };
+        let _ = writeln!(out, "error: {subject}{what} ({origin})");
+    }
     out
 }

@@ -1,6 +1,6 @@
 //! Data-driven tests of spec parsing: each case is YAML in, parsed state or diagnostics out.
 
-use super::parse;
+use super::{MAX_DIAGNOSTICS, MAX_FILE_BYTES, parse, parse_bytes, position_is_inside};
 
 /// The outcome of parsing `yaml`: one line per group, or the diagnostics.
 fn render(yaml: &str) -> String {
@@ -74,7 +74,7 @@ groups:
 ",
         "groups.yaml:4:19: groups[0].members[1]: user ID must be a positive integer, found -3
 groups.yaml:4:23: groups[0].members[2]: user ID must be a positive integer, found \"abc\"
-groups.yaml:5:5: groups[0].colour: unknown field `colour`; expected one of: id, name, owner, moderators, members, prune
+groups.yaml:5:5: groups[0].colour: unknown field `colour`; expected one of: id, name, owner, moderators, members, prune, protected, limits
 groups.yaml:6:9: groups[1].id: group ID must be a positive integer, found 0
 groups.yaml:7:9: groups[2].id: duplicate group 15: already declared on line 3
 groups.yaml:9:15: groups[2].members[0]: user 4 is listed twice in this group (first under `moderators` on line 8)",
@@ -138,7 +138,7 @@ fn version_checks() {
     check("version: 1\n", "groups.yaml:1:1: missing field `groups`");
     check(
         "version: 1\ngroups: []\nextra: 1\n",
-        "groups.yaml:3:1: extra: unknown field `extra`; expected one of: version, groups",
+        "groups.yaml:3:1: extra: unknown field `extra`; expected one of: version, protected, limits, groups",
     );
 }
 
@@ -162,10 +162,9 @@ fn syntax_and_shape_errors() {
     );
     let out = render("version: 1\ngroups: [\n");
     assert!(out.starts_with("groups.yaml:3:1: invalid YAML:"), "{out}");
-    let dup = render("version: 1\nversion: 1\ngroups: []\n");
-    assert!(
-        dup.starts_with("groups.yaml:2:1: invalid YAML: duplicated key"),
-        "{dup}"
+    check(
+        "version: 1\nversion: 1\ngroups: []\n",
+        "groups.yaml:2:1: version: field `version` is given twice (first on line 1)",
     );
 }
 
@@ -204,4 +203,554 @@ groups.yaml:4:20: groups[0].members[1]: user ID must be a positive integer, foun
 groups.yaml:5:9: groups[1].id: group ID must be a positive integer, found -1e3
 groups.yaml:7:9: groups[3].id: duplicate group 15: already declared on line 6",
     );
+}
+
+// ---- limits and protected users ----
+
+/// The parsed `protected:` and `limits:` of the file and of each group, or the diagnostics.
+fn render_safety(yaml: &str) -> String {
+    match parse("groups.yaml", yaml) {
+        Ok(state) => {
+            let mut out = format!(
+                "top protected={:?} limits={:?}\n",
+                state.protected.iter().map(|u| u.0).collect::<Vec<_>>(),
+                state.limits
+            );
+            for g in state.groups.values() {
+                out.push_str(&format!(
+                    "group {} protected={:?} limits={:?}\n",
+                    g.id,
+                    g.protected.iter().map(|u| u.0).collect::<Vec<_>>(),
+                    g.limits
+                ));
+            }
+            out
+        }
+        Err(diags) => format!("{diags}\n"),
+    }
+}
+
+fn check_safety(yaml: &str, expected: &str) {
+    let actual = render_safety(yaml);
+    assert_eq!(
+        actual.trim_end(),
+        expected.trim_end(),
+        "\n--- yaml ---\n{yaml}"
+    );
+}
+
+#[test]
+fn limits_and_protected_are_read_with_their_lines() {
+    check_safety(
+        "version: 1
+protected: [7, 3]
+limits:
+  max_removals: 10%
+  max_total_removals: 50
+  allow_empty: false
+groups:
+  - id: 15
+    protected: [10]
+    limits: { max_removals: 5, allow_empty: true }
+  - id: 16
+    limits:
+      max_removals: 100 %
+",
+        "top protected=[3, 7] limits=Limits { max_removals: Some(Setting { value: Percent(10), line: 4 }), allow_empty: Some(Setting { value: false, line: 6 }), max_total_removals: Some(Setting { value: Count(50), line: 5 }) }
+group 15 protected=[10] limits=Limits { max_removals: Some(Setting { value: Count(5), line: 10 }), allow_empty: Some(Setting { value: true, line: 10 }), max_total_removals: None }
+group 16 protected=[] limits=Limits { max_removals: Some(Setting { value: Percent(100), line: 13 }), allow_empty: None, max_total_removals: None }",
+    );
+    check_safety(
+        "version: 1\ngroups: []\n",
+        "top protected=[] limits=Limits { max_removals: None, allow_empty: None, max_total_removals: None }",
+    );
+    // Zero is a limit too: no removals at all.
+    check_safety(
+        "version: 1\nlimits: { max_removals: 0, max_total_removals: 0% }\ngroups: []\n",
+        "top protected=[] limits=Limits { max_removals: Some(Setting { value: Count(0), line: 2 }), allow_empty: None, max_total_removals: Some(Setting { value: Percent(0), line: 2 }) }",
+    );
+}
+
+#[test]
+fn bad_limits_and_protected_are_located() {
+    check_safety(
+        "version: 1
+protected: [0, 4, 4]
+limits:
+  max_removals: 101%
+  max_total_removals: -1
+  allow_empty: yes
+  max_deletes: 3
+groups:
+  - id: 15
+    protected: 5
+    limits:
+      max_removals: 2.5%
+      max_total_removals: 10%
+  - id: 16
+    limits: { max_removals: lots, allow_empty: 1 }
+  - id: 17
+    limits: 25%
+",
+        "groups.yaml:2:13: protected[0]: user ID must be a positive integer, found 0
+groups.yaml:2:19: protected[2]: user 4 is listed twice in `protected` (first on line 2)
+groups.yaml:4:17: limits.max_removals: expected a count (such as 5) or a percent from 0% to 100% (such as 25%), found \"101%\"
+groups.yaml:5:23: limits.max_total_removals: expected a count (such as 5) or a percent from 0% to 100% (such as 25%), found -1
+groups.yaml:6:16: limits.allow_empty: expected true or false, found \"yes\"
+groups.yaml:7:3: limits.max_deletes: unknown field `max_deletes`; expected one of: max_removals, allow_empty, max_total_removals
+groups.yaml:10:16: groups[0].protected: expected a list of user IDs, found 5
+groups.yaml:12:21: groups[0].limits.max_removals: expected a count (such as 5) or a percent from 0% to 100% (such as 25%), found \"2.5%\"
+groups.yaml:13:27: groups[0].limits.max_total_removals: `max_total_removals` limits the whole run: set it in the top-level `limits:`
+groups.yaml:15:29: groups[1].limits.max_removals: expected a count (such as 5) or a percent from 0% to 100% (such as 25%), found \"lots\"
+groups.yaml:15:48: groups[1].limits.allow_empty: expected true or false, found 1
+groups.yaml:17:13: groups[2].limits: expected a mapping, found \"25%\"",
+    );
+}
+
+// ---- hostile input ----
+
+/// Diagnostics of `bytes` as text, checking on the way that each lies inside the input.
+fn diagnose(bytes: &[u8]) -> String {
+    match parse_bytes("h.yaml", bytes) {
+        Ok(_) => "ok".to_owned(),
+        Err(diags) => {
+            if bytes.len() <= MAX_FILE_BYTES {
+                for d in &diags.shown {
+                    assert!(
+                        position_is_inside(bytes, d.line, d.column),
+                        "{d} is outside"
+                    );
+                }
+            }
+            diags.to_string()
+        }
+    }
+}
+
+/// Run `f` and assert it took less than `secs` (generous: debug builds on a shared machine).
+fn within<T>(secs: u64, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    let took = started.elapsed();
+    assert!(took.as_secs() < secs, "took {took:?}, over {secs} s");
+    out
+}
+
+#[test]
+fn many_errors_are_capped_and_fast() {
+    // 40,000 numeric errors took 9.2 s (quadratic) before.
+    let yaml = format!(
+        "version: 1\ngroups:\n  - id: 15\n    members: [{}]\n",
+        vec!["0"; 40_000].join(", ")
+    );
+    let diags = within(5, || parse("h.yaml", &yaml)).unwrap_err();
+    assert_eq!(diags.shown.len(), MAX_DIAGNOSTICS);
+    assert_eq!(diags.total(), 40_000);
+    assert_eq!(diags.shown[0].column, 15);
+    assert_eq!(diags.shown[99].path, "groups[0].members[99]");
+    let text = diags.to_string();
+    assert!(
+        text.ends_with("\n… and 39900 more problem(s)"),
+        "{}",
+        &text[text.len() - 80..]
+    );
+}
+
+#[test]
+fn the_first_errors_in_file_order_are_kept() {
+    // Groups' duplicate users are found after their fields: order is by position, not by when.
+    let mut yaml = "version: 1\ngroups:\n".to_owned();
+    for i in 1..=150 {
+        yaml.push_str(&format!("  - id: {i}\n    members: [5, 5, 0]\n"));
+    }
+    let diags = parse("h.yaml", &yaml).unwrap_err();
+    assert_eq!(diags.total(), 300);
+    let lines: Vec<(usize, usize)> = diags.shown.iter().map(|d| (d.line, d.column)).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+    assert_eq!(lines.last(), Some(&(102, 21)));
+}
+
+#[test]
+fn a_file_of_max_size_full_of_errors_is_bounded() {
+    let mut yaml = String::from("version: 1\ngroups:\n  - id: 15\n    members: [0");
+    while yaml.len() < MAX_FILE_BYTES - 8 {
+        yaml.push_str(", 0");
+    }
+    yaml.push_str("]\n");
+    // About 3.5 million errors. 20 s because the YAML parser itself runs unoptimised in tests.
+    let diags = within(20, || parse("h.yaml", &yaml)).unwrap_err();
+    assert_eq!(diags.shown.len(), MAX_DIAGNOSTICS);
+    assert!(diags.total() > 3_000_000);
+}
+
+#[test]
+fn oversized_files_are_refused_without_parsing() {
+    let big = vec![b'#'; MAX_FILE_BYTES + 1];
+    let out = within(1, || diagnose(&big));
+    assert_eq!(
+        out,
+        "h.yaml:1:1: the file is larger than 10 MiB (spec::MAX_FILE_BYTES), the most roster reads"
+    );
+    // Exactly the limit is read.
+    let mut at_limit = b"version: 1\ngroups: []\n".to_vec();
+    at_limit.resize(MAX_FILE_BYTES, b'\n');
+    assert_eq!(diagnose(&at_limit), "ok");
+}
+
+#[test]
+fn non_utf8_is_located_at_the_first_bad_byte() {
+    assert_eq!(
+        diagnose(b"version: 1\ngroups:\n  - id: 15\n    name: caf\xe9\n"),
+        "h.yaml:4:14: the file is not valid UTF-8 (byte 0xE9); roster reads UTF-8 only"
+    );
+    // Columns count characters, not bytes.
+    assert_eq!(
+        diagnose(
+            "name: é"
+                .as_bytes()
+                .iter()
+                .chain(b"\xff")
+                .copied()
+                .collect::<Vec<_>>()
+                .as_slice()
+        ),
+        "h.yaml:1:8: the file is not valid UTF-8 (byte 0xFF); roster reads UTF-8 only"
+    );
+    assert_eq!(
+        diagnose(b"\xff\xfev\x00"),
+        "h.yaml:1:1: the file is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8"
+    );
+}
+
+#[test]
+fn a_utf8_bom_is_accepted() {
+    assert_eq!(diagnose(b"\xef\xbb\xbfversion: 1\ngroups: []\n"), "ok");
+}
+
+#[test]
+fn text_from_the_file_is_escaped_in_messages() {
+    let out = diagnose(b"version: 1\ngroups: []\n\"\\e]0;pwned\\a\\e[31mred\\u202e\": 1\n");
+    assert_eq!(
+        out,
+        "h.yaml:3:1: \\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{202e}: unknown field `\\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{202e}`; expected one of: version, protected, limits, groups"
+    );
+    assert!(!out.chars().any(|c| c.is_control()));
+    // Names and other strings are quoted with escapes.
+    let out = diagnose(b"version: 1\ngroups:\n  - id: \"\\e[2J\"\n");
+    assert_eq!(
+        out,
+        "h.yaml:3:9: groups[0].id: group ID must be a positive integer, found \"\\u{1b}[2J\""
+    );
+    // And so is the file name.
+    let d = parse("evil\x1b[2J.yaml", "").unwrap_err();
+    assert!(d.to_string().starts_with("evil\\u{1b}[2J.yaml:1:1:"), "{d}");
+}
+
+#[test]
+fn aliases_are_refused_not_expanded() {
+    // A billion laughs: nine levels of ten aliases each.
+    let mut yaml = "version: 1\nbomb:\n  a: &a [x, x, x, x, x, x, x, x, x, x]\n".to_owned();
+    for (prev, cur) in ('a'..='h').zip('b'..='i') {
+        yaml.push_str(&format!(
+            "  {cur}: &{cur} [{}]\n",
+            vec![format!("*{prev}"); 10].join(", ")
+        ));
+    }
+    yaml.push_str("groups: *i\n");
+    let out = within(5, || diagnose(yaml.as_bytes()));
+    assert_eq!(
+        out,
+        "h.yaml:2:1: bomb: unknown field `bomb`; expected one of: version, protected, limits, groups
+h.yaml:12:9: groups: expected a list of groups, found an alias (aliases are not supported in roster files)"
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused_early() {
+    let flow = format!(
+        "version: 1\ngroups: {}{}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    // The parser stops flow nesting itself, at 255 levels.
+    assert_eq!(
+        within(5, || diagnose(flow.as_bytes())),
+        "h.yaml:2:264: invalid YAML: recursion limit exceeded"
+    );
+    let maps = format!(
+        "version: 1\ngroups: {}1{}\n",
+        "{a: ".repeat(10_000),
+        "}".repeat(10_000)
+    );
+    assert_eq!(
+        within(5, || diagnose(maps.as_bytes())),
+        "h.yaml:2:133: nested more than 32 levels deep; a roster file needs 4"
+    );
+    // Block nesting has no parser limit of its own: `- - - …` on one line, 5 MiB deep.
+    let mut block = "version: 1\ngroups:\n".to_owned();
+    block.push_str(&"- ".repeat(MAX_FILE_BYTES / 2 - 16));
+    block.push_str("x\n");
+    assert_eq!(
+        within(5, || diagnose(block.as_bytes())),
+        "h.yaml:3:63: nested more than 32 levels deep; a roster file needs 4"
+    );
+}
+
+#[test]
+fn huge_numbers_are_quoted_briefly() {
+    let nines = "9".repeat(400);
+    let out = diagnose(
+        format!("version: 1\ngroups:\n  - id: 1e999999\n  - id: {nines}\n  - id: -{nines}\n")
+            .as_bytes(),
+    );
+    assert_eq!(
+        out,
+        "h.yaml:3:9: groups[0].id: group ID must be a positive integer, found 1e999999
+h.yaml:4:9: groups[1].id: group ID must be a positive integer, found 9999999999999999999999999999999999999999… (400 characters)
+h.yaml:5:9: groups[2].id: group ID must be a positive integer, found -999999999999999999999999999999999999999… (401 characters)"
+    );
+    let long = "x".repeat(1000);
+    let out = diagnose(format!("version: 1\ngroups:\n  - id: 1\n    name: [{long}]\n").as_bytes());
+    assert!(out.ends_with("found a list"), "{out}");
+    let out = diagnose(format!("version: 1\ngroups:\n  - id: {long}\n").as_bytes());
+    assert!(
+        out.ends_with(&format!("found \"{}\"… (1000 characters)", "x".repeat(40))),
+        "{out}"
+    );
+}
+
+#[test]
+fn tabs_duplicate_keys_and_documents_are_clear() {
+    assert_eq!(
+        diagnose(b"version: 1\ngroups:\n\t- id: 15\n"),
+        "h.yaml:3:2: invalid YAML: tabs disallowed within this context (block indentation)"
+    );
+    assert_eq!(
+        diagnose(
+            b"version: 1\ngroups:\n  - id: 15\n    id: 16\n    members: []\n    members: [1]\n"
+        ),
+        "h.yaml:4:5: groups[0].id: field `id` is given twice (first on line 3)
+h.yaml:6:5: groups[0].members: field `members` is given twice (first on line 5)"
+    );
+    assert_eq!(
+        diagnose(b"version: 1\ngroups: []\n---\nversion: 1\n"),
+        "h.yaml:3:1: expected one YAML document, found several"
+    );
+    assert_eq!(
+        diagnose(b"version: 1\ngroups: [!!int abc, ? [1]]\n"),
+        "h.yaml:2:10: groups[0]: expected a mapping, found a value that does not fit its tag !!int
+h.yaml:2:21: groups[1]: missing field `id` (the workgroup ID)
+h.yaml:2:23: groups[1]: expected a field name, found a list"
+    );
+}
+
+#[test]
+fn a_valid_file_of_a_mebibyte_is_quick() {
+    let mut yaml = "version: 1\ngroups:\n".to_owned();
+    let members: Vec<String> = (2..500).map(|u| u.to_string()).collect();
+    let members = members.join(", ");
+    let mut id = 0;
+    while yaml.len() < 1024 * 1024 {
+        id += 1;
+        yaml.push_str(&format!("  - id: {id}\n    members: [{members}]\n"));
+    }
+    let state = within(5, || parse("h.yaml", &yaml)).unwrap();
+    assert_eq!(state.groups.len(), id);
+}
+
+// ---- mutated files ----
+
+/// A mutation of a file: what is done where (positions are taken modulo the length).
+#[derive(Debug, Clone)]
+enum Mutation {
+    DeleteByte(usize),
+    DuplicateLine(usize),
+    DeleteLine(usize),
+    Insert(usize, &'static str),
+    SetByte(usize, u8),
+    Truncate(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let punct = prop::sample::select(vec![
+        "[",
+        "]",
+        "{",
+        "}",
+        ":",
+        ": ",
+        "- ",
+        ",",
+        "\"",
+        "'",
+        "&a ",
+        "*a",
+        "!!int ",
+        "? ",
+        "|",
+        ">",
+        "#",
+        "\t",
+        "\n",
+        "\r",
+        "  ",
+        "---\n",
+        "%",
+        "\u{feff}",
+        "\u{1b}",
+        "é",
+        "\u{0}",
+        "99999999999999999999",
+        "-1",
+        "1e999",
+        "~",
+        "null",
+    ]);
+    prop_oneof![
+        any::<usize>().prop_map(Mutation::DeleteByte),
+        any::<usize>().prop_map(Mutation::DuplicateLine),
+        any::<usize>().prop_map(Mutation::DeleteLine),
+        (any::<usize>(), punct).prop_map(|(i, s)| Mutation::Insert(i, s)),
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::SetByte(i, b)),
+        any::<usize>().prop_map(Mutation::Truncate),
+    ]
+}
+
+fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+    for m in mutations {
+        let len = bytes.len().max(1);
+        let lines = |b: &[u8]| -> Vec<(usize, usize)> {
+            let mut out = Vec::new();
+            let mut start = 0;
+            for (i, &c) in b.iter().enumerate() {
+                if c == b'\n' {
+                    out.push((start, i + 1));
+                    start = i + 1;
+                }
+            }
+            out.push((start, b.len()));
+            out
+        };
+        match *m {
+            Mutation::DeleteByte(i) if !bytes.is_empty() => {
+                bytes.remove(i % len);
+            }
+            Mutation::DuplicateLine(i) => {
+                let ls = lines(&bytes);
+                let (s, e) = ls[i % ls.len()];
+                let line = bytes[s..e].to_vec();
+                bytes.splice(s..s, line);
+            }
+            Mutation::DeleteLine(i) => {
+                let ls = lines(&bytes);
+                let (s, e) = ls[i % ls.len()];
+                bytes.drain(s..e);
+            }
+            Mutation::Insert(i, s) => {
+                let at = i % (bytes.len() + 1);
+                bytes.splice(at..at, s.bytes());
+            }
+            Mutation::SetByte(i, b) if !bytes.is_empty() => bytes[i % len] = b,
+            Mutation::Truncate(i) => bytes.truncate(i % (bytes.len() + 1)),
+            _ => {}
+        }
+    }
+    bytes
+}
+
+const EXAMPLES: [&str; 2] = [
+    include_str!("../../examples/groups.yaml"),
+    "version: 1
+protected: [7]
+limits: { max_removals: 25%, max_total_removals: 10, allow_empty: false }
+groups:
+  - id: 15
+    name: \"Marketing\"
+    owner: 1
+    moderators: [10, 11]
+    members:
+      - 21
+      - 22
+    protected: [21]
+    limits:
+      max_removals: 5
+  - {id: 16, prune: false, members: [3]}
+",
+];
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+    /// Whatever is done to a valid file, parsing returns (no panic) and every diagnostic points
+    /// inside the file.
+    #[test]
+    fn mutated_files_never_panic_and_errors_point_inside(
+        example in 0..EXAMPLES.len(),
+        mutations in prop::collection::vec(mutation(), 1..6),
+    ) {
+        let bytes = mutate(EXAMPLES[example].as_bytes().to_vec(), &mutations);
+        if let Err(diags) = parse_bytes("m.yaml", &bytes) {
+            prop_assert!(!diags.shown.is_empty());
+            for d in &diags.shown {
+                prop_assert!(
+                    position_is_inside(&bytes, d.line, d.column),
+                    "{} is outside {:?}", d, String::from_utf8_lossy(&bytes)
+                );
+                prop_assert!(!d.to_string().chars().any(|c| c.is_control()), "{}", d);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_examples_are_valid() {
+    for e in EXAMPLES {
+        parse_bytes("e.yaml", e.as_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn unprintable_characters_are_located_exactly() {
+    // Found by `cargo fuzz` (spec_parse): the parser put this error at 1:39, past the line's
+    // end (the line has 36 characters, the control character is the 30th).
+    let crash: &[u8] = &[
+        37, 58, 37, 58, 32, 37, 58, 32, 207, 157, 108, 207, 157, 108, 207, 157, 108, 207, 157, 108,
+        115, 32, 37, 58, 32, 207, 157, 108, 207, 157, 108, 207, 157, 108, 207, 157, 108, 1, 0, 0,
+        0, 0, 0, 0, 13, 115,
+    ];
+    assert_eq!(
+        diagnose(crash),
+        "h.yaml:1:30: the character U+0001 is not allowed in a YAML file (only printable characters, tab and line breaks are)"
+    );
+    assert_eq!(
+        diagnose(b"version: 1\r\ngroups: []\r\nx: \x7f\n"),
+        "h.yaml:3:4: the character U+007F is not allowed in a YAML file (only printable characters, tab and line breaks are)"
+    );
+}
+
+#[test]
+fn parser_positions_are_kept_inside_the_file() {
+    // The parser reports the end of a file without a final newline on the next line.
+    assert_eq!(
+        diagnose(b"version: 1\ngroups:\n  - id: 15\n    name: x\n    m"),
+        "h.yaml:5:6: invalid YAML: simple key expected"
+    );
+    // Found by `cargo fuzz`: an empty key after a comment at the end of the file was put on a
+    // line that does not exist.
+    assert_eq!(
+        diagnose(b"? #[ "),
+        "h.yaml:1:1: missing field `version` (expected `version: 1`)
+h.yaml:1:1: missing field `groups`
+h.yaml:1:6: expected a field name, found null"
+    );
+    let lengths = super::line_lengths("ab\r\ncd\ref\n");
+    assert_eq!(lengths, [2, 2, 2, 0]);
+    assert_eq!(super::clamp(&lengths, 1, 9), (1, 3));
+    assert_eq!(super::clamp(&lengths, 7, 1), (4, 1));
+    assert_eq!(super::clamp(&lengths, 2, 2), (2, 2));
+    assert_eq!(super::clamp(&lengths, 0, 0), (4, 1));
 }

@@ -88,6 +88,10 @@ pub struct PlanArgs {
     /// Exit 2 when the plan has changes (0 none, 1 error).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Accept, for this run only, a plan that removes more than the file's `limits:` (or the
+    /// defaults) allow.
+    #[arg(long)]
+    pub allow_mass_removal: bool,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +103,10 @@ pub struct ApplyArgs {
     /// Apply without asking (required when stdin is not a terminal).
     #[arg(long)]
     pub auto_approve: bool,
+    /// Apply, for this run only, a plan that removes more than the file's `limits:` (or the
+    /// defaults) allow.
+    #[arg(long)]
+    pub allow_mass_removal: bool,
 }
 
 #[derive(Debug, Subcommand)]

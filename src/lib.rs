@@ -261,9 +261,13 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
     conn.close().await?;
     let current = fetched.context("cannot read the portal's current membership")?;
     let plan = plan::diff(&desired, &current);
+    let breaches = plan::check_limits(&desired, &current, &plan);
     match args.format {
         Format::Text => emit(&render::text::plan(&plan, style))?,
-        Format::Json => emit(&render::json::plan(&plan))?,
+        Format::Json => emit(&render::json::plan_with_limits(&plan, &breaches))?,
+    }
+    if refuse_mass_removal(&breaches, args.allow_mass_removal, "plan") {
+        return Ok(Exit::Failure);
     }
     Ok(if args.detailed_exitcode && plan.summary().has_changes() {
         Exit::Changes
@@ -293,6 +297,11 @@ async fn apply_connected(
         .context("cannot read the portal's current membership")?;
     let plan = plan::diff(desired, &current);
     emit(&render::text::plan(&plan, style))?;
+    // Checked on the plan, before anything is sent.
+    let breaches = plan::check_limits(desired, &current, &plan);
+    if refuse_mass_removal(&breaches, args.allow_mass_removal, "apply") {
+        return Ok(Exit::Failure);
+    }
     if !plan.summary().has_changes() {
         return Ok(Exit::Success);
     }
@@ -352,6 +361,56 @@ async fn watch_interrupts(stop: provider::CancellationToken, timeout: std::time:
         );
         std::process::exit(130);
     }
+}
+
+/// Print the limits a plan breaks on stderr. True when the run must stop; with
+/// `--allow-mass-removal` they are shown as a warning and the run goes on.
+fn refuse_mass_removal(breaches: &[plan::LimitBreach], allowed: bool, command: &str) -> bool {
+    if breaches.is_empty() {
+        return false;
+    }
+    // A file that empties 2,000 groups should not print 2,000 lines: every breach of the first
+    // groups, a count of the other groups, and the run-wide limit, which says the most.
+    const SHOWN_GROUPS: usize = 10;
+    let group_of = |b: &plan::LimitBreach| match &b.scope {
+        plan::BreachScope::Group { id, .. } => Some(*id),
+        plan::BreachScope::Run => None,
+    };
+    let groups: std::collections::BTreeSet<model::GroupId> =
+        breaches.iter().filter_map(group_of).collect();
+    let shown: std::collections::BTreeSet<model::GroupId> =
+        groups.iter().take(SHOWN_GROUPS).copied().collect();
+    let (listed, run): (Vec<_>, Vec<_>) = breaches
+        .iter()
+        .filter(|b| group_of(b).is_none_or(|g| shown.contains(&g)))
+        .cloned()
+        .partition(|b| group_of(b).is_some());
+    let mut text = render::text::limit_breaches(&listed);
+    if groups.len() > shown.len() {
+        text.push_str(&format!(
+            "error: … and {} more group(s) over their limits\n",
+            groups.len() - shown.len()
+        ));
+    }
+    text.push_str(&render::text::limit_breaches(&run));
+    if allowed {
+        eprint!("{}", text.replace("error: ", "warning: "));
+        eprintln!(
+            "roster: --allow-mass-removal: {command} goes on for this run despite the limits above"
+        );
+        return false;
+    }
+    eprint!("{text}");
+    eprintln!(
+        "roster: {command} refused: the plan removes more than the limits allow ({} group(s) over their limits{}); nothing was changed",
+        groups.len(),
+        if run.is_empty() {
+            ""
+        } else {
+            ", and the run-wide limit"
+        }
+    );
+    true
 }
 
 /// Fetch the groups `plan` changes again and plan them anew. `Some(plan of the groups whose

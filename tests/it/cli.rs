@@ -229,7 +229,7 @@ fn invalid_file_exits_1_with_positions() {
     --- stderr
     error: bad.yaml:4:19: groups[0].members[1]: user 21 is listed twice in this group (first under `members` on line 4)
     error: bad.yaml:4:23: groups[0].members[2]: user ID must be a positive integer, found "x"
-    error: bad.yaml:5:5: groups[0].owners: unknown field `owners`; expected one of: id, name, owner, moderators, members, prune
+    error: bad.yaml:5:5: groups[0].owners: unknown field `owners`; expected one of: id, name, owner, moderators, members, prune, protected, limits
     error: bad.yaml:6:9: groups[1].id: group ID must be a positive integer, found -2
     bad.yaml: 4 problem(s); nothing was sent to any portal
     "#);

@@ -338,3 +338,132 @@ fn a_stricter_portal_than_configured_slows_the_run_but_never_fails_it() {
         assert!(run.stdout.contains("No changes."), "{}", run.stdout);
     }
 }
+
+/// The stats a served sandbox reports at `/_sandbox/stats`.
+fn stats(url: &str) -> serde_json::Value {
+    let base = &url[..url.find("/rest/").unwrap()];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        crate::support::http()
+            .get(format!("{base}/_sandbox/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+}
+
+/// Acceptance 1: on a generated 2,000-group sandbox, a file that empties every group is refused
+/// by `plan` and by `apply` (exit 1, the limit named, no write request at the sandbox's
+/// counters); `--allow-mass-removal` lets it through; protected users and owners stay.
+#[test]
+fn a_file_that_empties_every_group_is_refused_unless_allowed() {
+    let ws = Workspace::with_example_portal();
+    let generated = ws.roster(&[
+        "sandbox",
+        "generate",
+        "--out",
+        "gen",
+        "--groups",
+        "2000",
+        "--members",
+        "12",
+        "--churn",
+        "0",
+    ]);
+    assert_eq!(generated.code, 0, "{}", generated.transcript());
+    // An enterprise-sized bucket keeps the test quick; the guard does not depend on it.
+    let state = ws.read("gen/portal.yaml").replacen(
+        "rate_limit: { burst: 50, per_second: 2 }",
+        "rate_limit: { burst: 250, per_second: 5 }",
+        1,
+    );
+    ws.write("gen/portal.yaml", &state);
+    // Every group declared with no members: prune removes everyone but owners and the
+    // protected user 2.
+    let mut empty = String::from("version: 1\nprotected: [2]\ngroups:\n");
+    for id in 1..=2000 {
+        empty.push_str(&format!("  - id: {id}\n"));
+    }
+    ws.write("empty.yaml", &empty);
+    let served = ws.serve("gen/portal.yaml");
+    let portal = format!("--portal={}", served.url);
+    let rate = "--rate-limit=enterprise";
+
+    let plan = ws.roster(&["plan", "empty.yaml", &portal, rate]);
+    assert_eq!(plan.code, 1, "{}", plan.stderr);
+    assert!(
+        plan.stdout.contains("Plan: 0 to add, 0 to change,"),
+        "the plan is printed first"
+    );
+    assert!(plan.stderr.contains("max_removals"), "{}", plan.stderr);
+    assert!(
+        plan.stderr.contains("max_total_removals"),
+        "{}",
+        plan.stderr
+    );
+    assert!(
+        plan.stderr.contains("--allow-mass-removal"),
+        "{}",
+        plan.stderr
+    );
+    assert!(
+        plan.stderr.contains("more group(s) over their limits"),
+        "{}",
+        plan.stderr
+    );
+    assert!(
+        plan.stderr.lines().count() < 30,
+        "a bounded list: {}",
+        plan.stderr
+    );
+    let apply = ws.roster(&["apply", "empty.yaml", &portal, rate, "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{}", apply.stderr);
+    assert!(apply.stderr.contains("apply refused"), "{}", apply.stderr);
+    let counted = stats(&served.url);
+    assert_eq!(counted["write_commands"], 0, "{counted}");
+    assert!(
+        counted["http_requests"].as_u64().unwrap() >= 80,
+        "{counted}"
+    );
+    assert_eq!(ws.read("gen/portal.yaml"), state);
+
+    let allowed = ws.roster(&[
+        "apply",
+        "empty.yaml",
+        &portal,
+        rate,
+        "--auto-approve",
+        "--allow-mass-removal",
+    ]);
+    assert_eq!(allowed.code, 0, "{}", allowed.stderr);
+    assert!(allowed.stderr.contains("warning: "), "{}", allowed.stderr);
+    // What is left: each group's owner, plus user 2 where it was a member.
+    let before: serde_norway::Value = serde_norway::from_str(&state).unwrap();
+    let after: serde_norway::Value = serde_norway::from_str(&ws.read("gen/portal.yaml")).unwrap();
+    let rows = |v: &serde_norway::Value, g: usize| -> Vec<(u64, String)> {
+        v["groups"][g]["members"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["user"].as_u64().unwrap(),
+                    m["role"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    for g in 0..2000 {
+        let kept: Vec<_> = rows(&before, g)
+            .into_iter()
+            .filter(|(u, r)| r == "A" || *u == 2)
+            .collect();
+        assert_eq!(rows(&after, g), kept, "group {}", g + 1);
+    }
+}

@@ -105,6 +105,62 @@ struct Generated {
     desired_yaml: String,
     /// Protected users per group (top-level and per-group lists merged).
     protected: BTreeMap<i64, BTreeSet<i64>>,
+    /// The limits the file declares, as the soak understands them (its own reading).
+    top_limits: SoakLimits,
+    group_limits: BTreeMap<i64, SoakLimits>,
+}
+
+/// A `limits:` mapping as generated: each field optional.
+#[derive(Debug, Clone, Copy, Default)]
+struct SoakLimits {
+    /// `(value, is_percent)`
+    max_removals: Option<(u64, bool)>,
+    allow_empty: Option<bool>,
+    max_total_removals: Option<(u64, bool)>,
+}
+
+impl SoakLimits {
+    fn random(rng: &mut fastrand::Rng, top: bool) -> SoakLimits {
+        let limit = |rng: &mut fastrand::Rng| {
+            if rng.bool() {
+                (rng.u64(0..8), false)
+            } else {
+                (rng.u64(0..=100), true)
+            }
+        };
+        SoakLimits {
+            max_removals: rng.bool().then(|| limit(rng)),
+            allow_empty: rng.bool().then(|| rng.bool()),
+            max_total_removals: (top && rng.bool()).then(|| limit(rng)),
+        }
+    }
+
+    /// The YAML flow mapping, or `None` when no field is set.
+    fn yaml(&self) -> Option<String> {
+        let show = |(v, pct): (u64, bool)| if pct { format!("{v}%") } else { v.to_string() };
+        let mut fields = Vec::new();
+        if let Some(l) = self.max_removals {
+            fields.push(format!("max_removals: {}", show(l)));
+        }
+        if let Some(b) = self.allow_empty {
+            fields.push(format!("allow_empty: {b}"));
+        }
+        if let Some(l) = self.max_total_removals {
+            fields.push(format!("max_total_removals: {}", show(l)));
+        }
+        (!fields.is_empty()).then(|| format!("{{ {} }}", fields.join(", ")))
+    }
+}
+
+/// The most removals a limit allows out of `current` memberships, or `None` where it does not
+/// apply (a percent of fewer than 10). Written from the file format's documentation, not from
+/// `plan::check_limits`.
+fn allowed((value, percent): (u64, bool), current: usize) -> Option<u64> {
+    match percent {
+        false => Some(value),
+        true if current >= 10 => Some(current as u64 * value / 100),
+        true => None,
+    }
 }
 
 fn generate(rng: &mut fastrand::Rng) -> Generated {
@@ -126,6 +182,16 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
     if !top_protected.is_empty() {
         let _ = writeln!(yaml, "protected: {}", list(&top_protected));
     }
+    // Half the files set limits of their own; the rest get the defaults.
+    let top_limits = if rng.bool() {
+        SoakLimits::random(rng, true)
+    } else {
+        SoakLimits::default()
+    };
+    if let Some(l) = top_limits.yaml() {
+        let _ = writeln!(yaml, "limits: {l}");
+    }
+    let mut group_limits = BTreeMap::new();
     yaml.push_str("groups:\n");
     for id in 1..=rng.i64(1..6) {
         let owner = rng.i64(1..=n_users);
@@ -219,6 +285,15 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
         if rng.u8(0..5) == 0 {
             yaml.push_str("    prune: false\n");
         }
+        let limits = if rng.u8(0..3) == 0 {
+            SoakLimits::random(rng, false)
+        } else {
+            SoakLimits::default()
+        };
+        if let Some(l) = limits.yaml() {
+            let _ = writeln!(yaml, "    limits: {l}");
+        }
+        group_limits.insert(id, limits);
         protected.insert(id, top_protected.union(&group_protected).copied().collect());
         groups.push(Group {
             id,
@@ -248,6 +323,8 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
         },
         desired_yaml: yaml,
         protected,
+        top_limits,
+        group_limits,
     }
 }
 
@@ -324,6 +401,14 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
         return Ok(out);
     };
     let the_plan = plan::diff(&desired, &current);
+    // The shell's gate: a plan over the limits is not applied (no --allow-mass-removal here).
+    if !plan::check_limits(&desired, &current, &the_plan).is_empty() {
+        out.refused = true;
+        out.faults = injected(&sandbox.stats());
+        sandbox.shutdown().await?;
+        check_unchanged(&generated.state, &state::load(path)?, &mut out.violations);
+        return Ok(out);
+    }
     let report = apply::apply(&the_plan, &provider, &quiet, &CancellationToken::new()).await;
     out.faults = injected(&sandbox.stats());
     sandbox.shutdown().await?;
@@ -352,6 +437,9 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
             }
         }
     }
+    // 3. The limits held: removals counted from the state files, limits read from the file
+    // as generated.
+    check_limits_held(&generated, &after, &mut out.violations);
     // 4. Reported outcome == what the portal holds.
     for o in &report.outcomes {
         let group = after.group(o.group.0 as i64).context("group vanished")?;
@@ -444,6 +532,63 @@ fn holds(g: &Group, change: &Change) -> bool {
             role_of(user) == Some(role)
         }
         Change::Remove { user, .. } => role_of(user).is_none(),
+    }
+}
+
+/// Removals per group and in the run, from the state before and after, against the limits
+/// the generated file declares (group over top over the 25 % default).
+fn check_limits_held(g: &Generated, after: &State, violations: &mut Vec<String>) {
+    let default = (25, true);
+    let mut removed_total = 0;
+    let mut current_total = 0;
+    for before in &g.state.groups {
+        let Some(now) = after.group(before.id) else {
+            continue;
+        };
+        let members: Vec<&Member> = before
+            .members
+            .iter()
+            .filter(|m| m.role.is_member())
+            .collect();
+        current_total += members.len();
+        let non_owner: Vec<&&Member> = members
+            .iter()
+            .filter(|m| m.role != state::Role::A)
+            .collect();
+        let removed = non_owner.iter().filter(|m| rank(now, m.user) == 0).count();
+        removed_total += removed;
+        let own = g.group_limits[&before.id];
+        let max = own
+            .max_removals
+            .or(g.top_limits.max_removals)
+            .unwrap_or(default);
+        if let Some(allowed) = allowed(max, non_owner.len())
+            && removed as u64 > allowed
+        {
+            violations.push(format!(
+                "group {}: {removed} of {} non-owner members removed, limit {max:?} allows {allowed}",
+                before.id,
+                non_owner.len()
+            ));
+        }
+        let allow_empty = own
+            .allow_empty
+            .or(g.top_limits.allow_empty)
+            .unwrap_or(false);
+        if !allow_empty && non_owner.len() >= 4 && removed == non_owner.len() {
+            violations.push(format!(
+                "group {}: all {removed} non-owner members removed",
+                before.id
+            ));
+        }
+    }
+    let max = g.top_limits.max_total_removals.unwrap_or(default);
+    if let Some(allowed) = allowed(max, current_total)
+        && removed_total as u64 > allowed
+    {
+        violations.push(format!(
+            "run: {removed_total} of {current_total} memberships removed, limit {max:?} allows {allowed}"
+        ));
     }
 }
 

@@ -7,4 +7,5 @@ mod resilience;
 mod safety;
 mod sandbox_conformance;
 mod secrets;
+mod soak;
 mod support;

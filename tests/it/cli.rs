@@ -634,3 +634,81 @@ fn apply_refuses_when_the_portal_moved_during_the_prompt() {
     );
     assert_eq!(ws.read("portal.yaml"), before, "nothing was sent: {text}");
 }
+
+/// `sandbox generate` never overwrites a portal silently; `--force` does.
+#[test]
+fn generate_refuses_to_overwrite_without_force() {
+    let ws = Workspace::with_example_portal();
+    let args = ["sandbox", "generate", "--out", "gen", "--groups", "2"];
+    assert_eq!(ws.roster(&args).code, 0);
+    ws.write("gen/portal.yaml", "# mine\n");
+    let again = ws.roster(&args);
+    assert_eq!(again.code, 1, "{}", again.transcript());
+    assert!(
+        again.stderr.contains("refusing to overwrite") && again.stderr.contains("--force"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(ws.read("gen/portal.yaml"), "# mine\n");
+    let forced = ws.roster(&[&args[..], &["--force"]].concat());
+    assert_eq!(forced.code, 0, "{}", forced.transcript());
+    assert_ne!(ws.read("gen/portal.yaml"), "# mine\n");
+}
+
+/// An error whose message already quotes its cause does not repeat it.
+#[test]
+fn an_error_names_its_cause_once() {
+    let ws = Workspace::with_example_portal();
+    let run = ws.roster(&["plan", "groups.yaml", "--portal=sandbox:missing.yaml"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr.matches("No such file or directory").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}
+
+/// `sandbox serve` prints its counters as JSON when it stops.
+#[test]
+fn sandbox_serve_prints_its_counters_when_it_stops() {
+    use std::io::{BufRead, BufReader};
+    let ws = Workspace::with_example_portal();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args([
+            "sandbox",
+            "serve",
+            "--state",
+            "portal.yaml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(ws.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(url) = line.strip_prefix("webhook URL: ") {
+            break url.to_owned();
+        }
+    };
+    let v = crate::support::call(&url, "sonet_group.user.get", serde_json::json!({"ID": 15}));
+    assert!(v["result"].is_array(), "{v}");
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(child.wait().unwrap().success());
+    let counters = rest
+        .iter()
+        .find_map(|l| l.strip_prefix("roster sandbox: stopped; counters: "))
+        .unwrap_or_else(|| panic!("{rest:?}"));
+    let c: serde_json::Value = serde_json::from_str(counters).unwrap();
+    assert_eq!(c["http_requests"], 1, "{c}");
+    assert_eq!(c["methods"]["sonet_group.user.get"]["commands"], 1, "{c}");
+    assert_eq!(c["write_commands"], 0, "{c}");
+}

@@ -18,5 +18,8 @@ async fn a_short_soak_breaks_no_promise() {
     assert_eq!(totals.scenarios, 40);
     assert!(totals.faults_injected > 20, "{totals:?}");
     assert!(totals.operations > 100, "{totals:?}");
-    assert!(totals.refused_by_limits > 0, "the limits were exercised: {totals:?}");
+    assert!(
+        totals.refused_by_limits > 0,
+        "the limits were exercised: {totals:?}"
+    );
 }

@@ -672,37 +672,16 @@ fn an_error_names_its_cause_once() {
 /// `sandbox serve` prints its counters as JSON when it stops.
 #[test]
 fn sandbox_serve_prints_its_counters_when_it_stops() {
-    use std::io::{BufRead, BufReader};
     let ws = Workspace::with_example_portal();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
-        .args([
-            "sandbox",
-            "serve",
-            "--state",
-            "portal.yaml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(ws.dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(url) = line.strip_prefix("webhook URL: ") {
-            break url.to_owned();
-        }
-    };
-    let v = crate::support::call(&url, "sonet_group.user.get", serde_json::json!({"ID": 15}));
+    let mut served = ws.serve("portal.yaml");
+    let v = crate::support::call(
+        &served.url,
+        "sonet_group.user.get",
+        serde_json::json!({"ID": 15}),
+    );
     assert!(v["result"].is_array(), "{v}");
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
-    assert!(child.wait().unwrap().success());
+    assert!(served.interrupt().success());
+    let rest = served.output.lock().unwrap().clone();
     let counters = rest
         .iter()
         .find_map(|l| l.strip_prefix("roster sandbox: stopped; counters: "))

@@ -67,28 +67,21 @@ fn reported(stdout: &str) -> Vec<(String, (u64, char, u64))> {
 #[test]
 fn an_interrupted_apply_reports_what_the_portal_holds() {
     let ws = Workspace::with_example_portal();
-    let generated = ws.roster(&[
-        "sandbox",
-        "generate",
-        "--out",
-        "gen",
-        "--groups",
-        "300",
-        "--members",
-        "20",
-        "--churn",
-        "0.1",
-        "--seed",
-        "3",
-    ]);
-    assert_eq!(generated.code, 0, "{}", generated.transcript());
     // A strict, slow portal so the apply takes several seconds.
-    let state = ws.read("gen/portal.yaml").replacen(
-        "rate_limit: { burst: 50, per_second: 2 }",
+    let state = ws.generate(
+        "gen",
+        &[
+            "--groups",
+            "300",
+            "--members",
+            "20",
+            "--churn",
+            "0.1",
+            "--seed",
+            "3",
+        ],
         "rate_limit: { burst: 4, per_second: 4 }\n  latency_ms: 100",
-        1,
     );
-    ws.write("gen/portal.yaml", &state);
     let served = ws.serve("gen/portal.yaml");
     let portal = format!("--portal={}", served.url);
     let rate = "--rate-limit=4/4";
@@ -98,26 +91,14 @@ fn an_interrupted_apply_reports_what_the_portal_holds() {
     let all = planned(&before.stdout);
     assert!(all.len() > 500, "{}", all.len());
 
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
-        .args(["apply", "gen/groups.yaml", &portal, rate, "--auto-approve"])
-        .current_dir(ws.dir.path())
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn(&["apply", "gen/groups.yaml", &portal, rate, "--auto-approve"]);
     // Interrupt once the portal has started changing.
     let deadline = Instant::now() + Duration::from_secs(60);
     while ws.read("gen/portal.yaml") == state {
         assert!(Instant::now() < deadline, "apply never changed the portal");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    crate::support::interrupt(&child);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -171,14 +152,7 @@ fn an_interrupted_apply_reports_what_the_portal_holds() {
 #[test]
 fn a_portal_that_never_answers_fails_within_the_timeout() {
     let ws = Workspace::with_example_portal();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming() {
-            held.push(s);
-        }
-    });
+    let port = crate::support::silent_listener();
     let portal = format!("--portal=http://127.0.0.1:{port}/rest/1/silentcode77/");
     let started = Instant::now();
     let run = ws.roster(&["plan", "groups.yaml", &portal, "--timeout", "5"]);
@@ -243,20 +217,12 @@ fn concurrent_applies_on_one_sandbox_lose_no_update() {
         "version: 1\ngroups:\n  - id: 42\n    prune: false\n    members: [40]\n",
     );
     let spawn = |file: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
-            .args([
-                "apply",
-                file,
-                "--portal=sandbox:portal.yaml",
-                "--auto-approve",
-            ])
-            .current_dir(ws.dir.path())
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+        ws.spawn(&[
+            "apply",
+            file,
+            "--portal=sandbox:portal.yaml",
+            "--auto-approve",
+        ])
     };
     let (a, b) = (spawn("a.yaml"), spawn("b.yaml"));
     for child in [a, b] {
@@ -308,25 +274,11 @@ fn a_held_sandbox_state_is_refused_after_the_stated_wait() {
 #[test]
 fn a_stricter_portal_than_configured_slows_the_run_but_never_fails_it() {
     let ws = Workspace::with_example_portal();
-    let generated = ws.roster(&[
-        "sandbox",
-        "generate",
-        "--out",
+    ws.generate(
         "gen",
-        "--groups",
-        "1000",
-        "--members",
-        "3",
-        "--churn",
-        "0",
-    ]);
-    assert_eq!(generated.code, 0, "{}", generated.transcript());
-    let state = ws.read("gen/portal.yaml").replacen(
-        "rate_limit: { burst: 50, per_second: 2 }",
+        &["--groups", "1000", "--members", "3", "--churn", "0"],
         "rate_limit: { burst: 3, per_second: 4 }",
-        1,
     );
-    ws.write("gen/portal.yaml", &state);
     for rate in ["off", "enterprise"] {
         let run = ws.roster(&[
             "plan",
@@ -339,51 +291,18 @@ fn a_stricter_portal_than_configured_slows_the_run_but_never_fails_it() {
     }
 }
 
-/// The stats a served sandbox reports at `/_sandbox/stats`.
-fn stats(url: &str) -> serde_json::Value {
-    let base = &url[..url.find("/rest/").unwrap()];
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        crate::support::http()
-            .get(format!("{base}/_sandbox/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    })
-}
-
 /// Acceptance 1: on a generated 2,000-group sandbox, a file that empties every group is refused
 /// by `plan` and by `apply` (exit 1, the limit named, no write request at the sandbox's
 /// counters); `--allow-mass-removal` lets it through; protected users and owners stay.
 #[test]
 fn a_file_that_empties_every_group_is_refused_unless_allowed() {
     let ws = Workspace::with_example_portal();
-    let generated = ws.roster(&[
-        "sandbox",
-        "generate",
-        "--out",
-        "gen",
-        "--groups",
-        "2000",
-        "--members",
-        "12",
-        "--churn",
-        "0",
-    ]);
-    assert_eq!(generated.code, 0, "{}", generated.transcript());
     // An enterprise-sized bucket keeps the test quick; the guard does not depend on it.
-    let state = ws.read("gen/portal.yaml").replacen(
-        "rate_limit: { burst: 50, per_second: 2 }",
+    let state = ws.generate(
+        "gen",
+        &["--groups", "2000", "--members", "12", "--churn", "0"],
         "rate_limit: { burst: 250, per_second: 5 }",
-        1,
     );
-    ws.write("gen/portal.yaml", &state);
     // Every group declared with no members: prune removes everyone but owners and the
     // protected user 2.
     let mut empty = String::from("version: 1\nprotected: [2]\ngroups:\n");
@@ -425,7 +344,7 @@ fn a_file_that_empties_every_group_is_refused_unless_allowed() {
     let apply = ws.roster(&["apply", "empty.yaml", &portal, rate, "--auto-approve"]);
     assert_eq!(apply.code, 1, "{}", apply.stderr);
     assert!(apply.stderr.contains("apply refused"), "{}", apply.stderr);
-    let counted = stats(&served.url);
+    let counted = crate::support::sandbox_stats(&served.url);
     assert_eq!(counted["write_commands"], 0, "{counted}");
     assert!(
         counted["http_requests"].as_u64().unwrap() >= 80,

@@ -157,17 +157,10 @@ fn no_command_or_error_path_reveals_a_webhook_code() {
             .port();
         format!("http://127.0.0.1:{port}/rest/1/{CANARY}/")
     };
-    let silent = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for s in listener.incoming() {
-                held.push(s);
-            }
-        });
-        format!("http://127.0.0.1:{port}/rest/1/{CANARY}/")
-    };
+    let silent = format!(
+        "http://127.0.0.1:{}/rest/1/{CANARY}/",
+        crate::support::silent_listener()
+    );
     let portal = |u: &str| format!("--portal={u}");
     let cases: Vec<(&str, Run)> = vec![
         ("validate", run(&["validate", "groups.yaml"])),

@@ -121,6 +121,8 @@ pub struct Served {
     pub child: std::process::Child,
     /// The admin webhook URL it printed, ending in `/`.
     pub url: String,
+    /// Every later line it prints on stdout, as it prints them.
+    pub output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Served {
@@ -128,6 +130,28 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+impl Served {
+    /// Stop it as Ctrl-C does and wait for it to exit; then `output` is complete.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        interrupt(&self.child);
+        let status = self.child.wait().unwrap();
+        // The reader thread sees end-of-file once the process is gone.
+        while std::sync::Arc::strong_count(&self.output) > 1 {
+            std::thread::yield_now();
+        }
+        status
+    }
+}
+
+/// Send SIGINT to a child process, as Ctrl-C would.
+pub fn interrupt(child: &std::process::Child) {
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }
 
 impl Workspace {
@@ -157,21 +181,87 @@ impl Workspace {
             }
         };
         // Keep reading stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Served { child, url }
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Served { child, url, output }
     }
+
+    /// `roster ARGS…` started in this workspace without waiting, stdout and stderr piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ROSTER_PORTAL")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `roster sandbox generate --out DIR ARGS…`, with the generated portal's cloud rate limit
+    /// replaced by `portal` (YAML lines under `portal:`). Returns the state file's text.
+    pub fn generate(&self, dir: &str, args: &[&str], portal: &str) -> String {
+        let run = self.roster(&[&["sandbox", "generate", "--out", dir][..], args].concat());
+        assert_eq!(run.code, 0, "{}", run.transcript());
+        let file = format!("{dir}/portal.yaml");
+        let state =
+            self.read(&file)
+                .replacen("rate_limit: { burst: 50, per_second: 2 }", portal, 1);
+        self.write(&file, &state);
+        state
+    }
+}
+
+/// A loopback port whose listener accepts connections and never answers.
+pub fn silent_listener() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    port
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 /// One blocking call of a REST method on a served sandbox with a JSON body.
 pub fn call(url: &str, method: &str, body: serde_json::Value) -> serde_json::Value {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         http()
             .post(format!("{url}{method}.json"))
             .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+}
+
+/// A served sandbox's counters (`GET /_sandbox/stats`), given its webhook URL.
+pub fn sandbox_stats(url: &str) -> serde_json::Value {
+    let base = &url[..url.find("/rest/").expect("a webhook URL")];
+    block_on(async {
+        http()
+            .get(format!("{base}/_sandbox/stats"))
             .send()
             .await
             .unwrap()

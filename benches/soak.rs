@@ -30,6 +30,14 @@ fn args() -> Result<Params> {
 
 fn main() -> Result<()> {
     let params = args()?;
+    // RUST_LOG=roster=info shows why reads failed under faults, and the client's retries.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let dir = tempfile::tempdir()?;
     let started = std::time::Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()

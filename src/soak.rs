@@ -193,7 +193,8 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
     }
     let mut group_limits = BTreeMap::new();
     yaml.push_str("groups:\n");
-    for id in 1..=rng.i64(1..6) {
+    // Up to 24 groups, so some applies take more than one batch.
+    for id in 1..=rng.i64(1..25) {
         let owner = rng.i64(1..=n_users);
         let mut members = vec![Member {
             user: owner,
@@ -393,21 +394,19 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
         out.violations
             .push(format!("plan sent {writes} write command(s)"));
     }
-    let Ok(current) = fetched else {
-        out.plan_failed = true;
-        out.faults = injected(&sandbox.stats());
-        sandbox.shutdown().await?;
-        check_unchanged(&generated.state, &state::load(path)?, &mut out.violations);
-        return Ok(out);
+    let current = match fetched {
+        Ok(current) => current,
+        Err(e) => {
+            tracing::info!("soak: reading failed under faults: {e}");
+            out.plan_failed = true;
+            return stop_unchanged(out, sandbox, &generated.state, path).await;
+        }
     };
     let the_plan = plan::diff(&desired, &current);
     // The shell's gate: a plan over the limits is not applied (no --allow-mass-removal here).
     if !plan::check_limits(&desired, &current, &the_plan).is_empty() {
         out.refused = true;
-        out.faults = injected(&sandbox.stats());
-        sandbox.shutdown().await?;
-        check_unchanged(&generated.state, &state::load(path)?, &mut out.violations);
-        return Ok(out);
+        return stop_unchanged(out, sandbox, &generated.state, path).await;
     }
     let report = apply::apply(&the_plan, &provider, &quiet, &CancellationToken::new()).await;
     out.faults = injected(&sandbox.stats());
@@ -484,6 +483,19 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
         ));
     }
     sandbox.shutdown().await?;
+    Ok(out)
+}
+
+/// End a scenario in which nothing was applied: the portal must be as generated.
+async fn stop_unchanged(
+    mut out: ScenarioResult,
+    sandbox: Sandbox,
+    initial: &State,
+    path: &Path,
+) -> Result<ScenarioResult> {
+    out.faults = injected(&sandbox.stats());
+    sandbox.shutdown().await?;
+    check_unchanged(initial, &state::load(path)?, &mut out.violations);
     Ok(out)
 }
 

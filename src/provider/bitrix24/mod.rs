@@ -219,6 +219,16 @@ impl CallError {
     }
 }
 
+/// A command that failed inside a batch with a server error (`result_error`
+/// `INTERNAL_SERVER_ERROR`: an exception while it ran): worth sending again, like a whole
+/// request answered 500; it may have run partly, so its changes are uncertain until settled.
+fn is_server_error(e: &ApiError) -> bool {
+    matches!(
+        e.code.as_str(),
+        "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER"
+    )
+}
+
 /// A command deferred inside a batch (`result_error`), to be sent again.
 fn is_deferral(e: &ApiError) -> bool {
     matches!(
@@ -893,22 +903,25 @@ impl Client {
             };
             let mut again = Vec::new();
             let mut tainted = BTreeSet::new();
-            let (mut throttle, mut limited) = (false, false);
+            let (mut throttle, mut limited, mut failed) = (false, false, false);
             for (&i, r) in pending.iter().zip(results) {
                 let group = chunk[i].0;
                 let deferred = matches!(&r, Err(e) if is_deferral(e));
+                let server = matches!(&r, Err(e) if is_server_error(e));
                 throttle |= matches!(&r, Err(e) if e.code == "OPERATION_TIME_LIMIT");
                 limited |= matches!(&r, Err(e) if e.code == "QUERY_LIMIT_EXCEEDED");
+                failed |= server;
                 let a = &mut answers[i];
                 if !deferred {
                     a.executed = true;
                 }
-                if matches!(&r, Err(e) if e.description == NO_RESULT) {
-                    a.uncertain
-                        .get_or_insert_with(|| format!("{}: {NO_RESULT}", chunk[i].1.method));
+                if let Err(e) = &r
+                    && (e.description == NO_RESULT || server)
+                {
+                    a.uncertain.get_or_insert_with(|| e.to_string());
                 }
                 a.got.push(r.map_err(|e| e.to_string()));
-                if deferred || tainted.contains(&group) {
+                if deferred || server || tainted.contains(&group) {
                     tainted.insert(group);
                     again.push(i);
                 }
@@ -935,6 +948,14 @@ impl Client {
                     )
                 });
                 delay
+            } else if failed {
+                // A server error inside the batch: the same allowance and backoff as a whole
+                // request answered 500.
+                if budget.hurry || budget.retries + 1 >= self.options.max_attempts {
+                    break;
+                }
+                budget.retries += 1;
+                backoff(&self.options, budget.retries)
             } else {
                 if budget.limited >= MAX_LIMITED {
                     break;

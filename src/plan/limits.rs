@@ -13,7 +13,7 @@
 //! A percent applies only where there are at least `PERCENT_FLOOR` (10) memberships to take it
 //! of; a count always applies. Only `Remove` changes count: skipped entries and demotions don't.
 
-use crate::model::{CurrentState, DesiredGroup, DesiredState, GroupId, Limit, Role, Setting};
+use crate::model::{CurrentState, DesiredGroup, DesiredState, GroupId, Limit, Setting};
 
 use super::{Change, Plan};
 
@@ -88,6 +88,7 @@ fn breaks(limit: Limit, removals: usize, current: usize) -> bool {
 }
 
 /// Every limit `plan` breaks, groups first (by ID), then the run. Empty when the plan is safe.
+/// `plan` must be `diff(desired, current)`: its per-group counts of non-owner members are used.
 pub fn check_limits(
     desired: &DesiredState,
     current: &CurrentState,
@@ -100,10 +101,9 @@ pub fn check_limits(
         let Some(want) = desired.groups.get(&g.id) else {
             continue;
         };
-        let members = current.groups.get(&g.id).map(|c| &c.members);
-        let all = members.map_or(0, |m| m.len());
-        let owners = members.map_or(0, |m| m.values().filter(|r| **r == Role::Owner).count());
-        let non_owner = all - owners;
+        // All memberships from the current state (O(1)); non-owners as counted by the diff.
+        let all = current.groups.get(&g.id).map_or(0, |c| c.members.len());
+        let non_owner = g.current_non_owners;
         let removals = g
             .changes()
             .filter(|c| matches!(c, Change::Remove { .. }))

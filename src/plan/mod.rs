@@ -97,6 +97,9 @@ pub struct GroupPlan {
     /// Sorted by user.
     pub entries: Vec<Entry>,
     pub owner_mismatch: Option<OwnerMismatch>,
+    /// How many non-owner members the group had in the current state the plan was made from,
+    /// counted during the diff so `check_limits` need not walk every membership again.
+    pub current_non_owners: usize,
 }
 
 impl GroupPlan {
@@ -155,7 +158,9 @@ pub fn diff(desired: &DesiredState, current: &CurrentState) -> Plan {
         .map(|want| {
             let have = current.groups.get(&want.id).unwrap_or(&empty);
             let mut entries = Vec::new();
+            let mut current_non_owners = 0;
             for (user, have_role, want_role) in merge(&have.members, &want.members) {
+                current_non_owners += usize::from(matches!(have_role, Some(r) if r != Role::Owner));
                 let declared_owner = want.owner == Some(user);
                 let skip = |role, wanted, reason| {
                     Some(Entry::Skipped(Skipped {
@@ -199,6 +204,7 @@ pub fn diff(desired: &DesiredState, current: &CurrentState) -> Plan {
                 name: want.name.clone(),
                 entries,
                 owner_mismatch,
+                current_non_owners,
             }
         })
         .collect();

@@ -451,6 +451,7 @@ proptest! {
             let members = &cur.groups[&g.id].members;
             all += members.len();
             let non_owner = members.values().filter(|r| **r != Role::Owner).count();
+            prop_assert_eq!(g.current_non_owners, non_owner);
             let n = removals(g);
             let limit = d.limits.max_removals.or(want.limits.max_removals).map_or(Limit::Percent(25), |s| s.value);
             if matches!(limit, Limit::Count(_)) || non_owner >= super::PERCENT_FLOOR {

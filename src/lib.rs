@@ -116,10 +116,37 @@ fn init_tracing(verbose: u8, color: bool) {
         .with_ansi(color)
         .with_target(false);
     let _ = if verbose == 0 {
-        builder.without_time().try_init()
+        builder.event_format(Plain).try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// The default log format: `roster: warning: MESSAGE key=value`, like roster's other stderr
+/// lines, without timestamps or padding.
+struct Plain;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            _ => "debug",
+        };
+        write!(writer, "roster: {level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// Write the product to stdout. A closed pipe (`roster plan | head`) is not an error.

@@ -46,14 +46,6 @@ impl Provider {
         }
     }
 
-    /// How many provider commands carrying out `changes` takes. Not a progress total any more:
-    /// `execute`'s progress counts changes, so its total is `changes.len()`.
-    pub fn command_count(&self, changes: &[(GroupId, Change)]) -> usize {
-        match self {
-            Provider::Bitrix24(_) => bitrix24::command_count(changes),
-        }
-    }
-
     /// Requests sent and retries made so far.
     pub fn counters(&self) -> bitrix24::Counters {
         match self {

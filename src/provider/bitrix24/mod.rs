@@ -1307,11 +1307,6 @@ fn members(v: &Value) -> Result<CurrentGroup, String> {
     Ok(group)
 }
 
-/// How many commands `changes` coalesce into. Progress counts changes now (`changes.len()`).
-pub fn command_count(changes: &[(GroupId, Change)]) -> usize {
-    coalesce(changes).len()
-}
-
 /// What a write command is for, to judge its result. The derived order is the execution order
 /// within a group: add, promote to moderator, set member, delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -7,7 +7,7 @@ async fn a_short_soak_breaks_no_promise() {
     let dir = tempfile::tempdir().unwrap();
     let totals = roster::soak::run(
         &roster::soak::Params {
-            scenarios: 40,
+            scenarios: 120,
             seed: 20261201,
         },
         dir.path(),
@@ -15,9 +15,9 @@ async fn a_short_soak_breaks_no_promise() {
     .await
     .unwrap();
     assert_eq!(totals.violations, 0, "{:#?}", totals.details);
-    assert_eq!(totals.scenarios, 40);
-    assert!(totals.faults_injected > 20, "{totals:?}");
-    assert!(totals.operations > 100, "{totals:?}");
+    assert_eq!(totals.scenarios, 120);
+    assert!(totals.faults_injected > 100, "{totals:?}");
+    assert!(totals.operations > 1000, "{totals:?}");
     assert!(
         totals.refused_by_limits > 0,
         "the limits were exercised: {totals:?}"

@@ -256,6 +256,9 @@ pub struct Options {
     /// The portal's request-intensity limit, mirrored client-side (`None`: no pacing until the
     /// portal refuses a request for its limit; then the client learns one).
     pub rate: Option<RateProfile>,
+    /// Whether a 503 `QUERY_LIMIT_EXCEEDED` teaches the pacer the portal's limit (always, in
+    /// roster; the soak turns it off because its 503s are random faults, not a bucket).
+    pub learn_rate: bool,
     /// Batch requests in flight at once (still never more than the bucket allows).
     pub concurrency: usize,
     /// The portal's operating-time budget per method per 10 minutes, and how close to it a
@@ -277,6 +280,7 @@ impl Default for Options {
             timeout: Duration::from_secs(30),
             no_answer_attempts: 3,
             rate: Some(RateProfile::CLOUD),
+            learn_rate: true,
             concurrency: 4,
             operating_limit_s: 480.0,
             operating_margin_s: 10.0,
@@ -494,7 +498,11 @@ impl Client {
                 *uncertain = Some(e.to_string());
             }
             if e.is_rate_limit() {
-                let learned = self.pacer.refused(sent);
+                let learned = if self.options.learn_rate {
+                    self.pacer.refused(sent)
+                } else {
+                    Learned::Nothing
+                };
                 self.tell(learned);
             } else if matches!(e, CallError::Api(_)) {
                 self.pacer.accepted(sent);
@@ -930,7 +938,11 @@ impl Client {
                 break;
             }
             if limited {
-                let learned = self.pacer.refused(sent);
+                let learned = if self.options.learn_rate {
+                    self.pacer.refused(sent)
+                } else {
+                    Learned::Nothing
+                };
                 self.tell(learned);
             }
             let delay = if throttle {

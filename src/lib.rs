@@ -351,7 +351,9 @@ async fn apply_connected(
     let total = apply::changes(&plan).len();
     let progress = Progress::start("applying", total);
     let stop = provider::CancellationToken::new();
-    let watcher = tokio::spawn(watch_interrupts(stop.clone(), args.portal.timeout));
+    // Registered before the first write is sent, so no interrupt can slip past the handler.
+    let signals = Signals::new()?;
+    let watcher = tokio::spawn(watch_interrupts(signals, stop.clone(), args.portal.timeout));
     let report = apply::apply(&plan, &conn.provider, &|n| progress.inc(n), &stop).await;
     watcher.abort();
     progress.finish();
@@ -373,21 +375,22 @@ async fn apply_connected(
 /// During apply: the first SIGINT/SIGTERM stops new requests (the report still comes); the
 /// second exits at once. Installed only while changes are being sent, so Ctrl-C anywhere else
 /// keeps its ordinary meaning.
-async fn watch_interrupts(stop: provider::CancellationToken, timeout: std::time::Duration) {
-    if shutdown_signal().await.is_err() {
-        return;
-    }
+async fn watch_interrupts(
+    mut signals: Signals,
+    stop: provider::CancellationToken,
+    timeout: std::time::Duration,
+) {
+    signals.next().await;
     eprintln!(
         "\nroster: interrupted: no new changes will be sent; waiting for the requests in flight (at most {} s), then reporting. Interrupt again to exit at once.",
         timeout.as_secs()
     );
     stop.cancel();
-    if shutdown_signal().await.is_ok() {
-        eprintln!(
-            "roster: interrupted again: exiting now without a report; run `roster plan` to see what the portal holds"
-        );
-        std::process::exit(130);
-    }
+    signals.next().await;
+    eprintln!(
+        "roster: interrupted again: exiting now without a report; run `roster plan` to see what the portal holds"
+    );
+    std::process::exit(130);
 }
 
 /// Print the limits a plan breaks on stderr. True when the run must stop; with
@@ -520,6 +523,8 @@ async fn serve(state: &Path, listen: SocketAddr) -> Result<Exit> {
     let sandbox = Sandbox::start_with(state, listen, sandbox_options()?)
         .await
         .with_context(|| format!("cannot start the sandbox on {}", state.display()))?;
+    // Listening before the banner: whoever reads it may stop us at once.
+    let mut signals = Signals::new()?;
     let url = sandbox
         .webhook_url()
         .unwrap_or_else(|| "(no webhook declared in the state file)".into());
@@ -529,7 +534,7 @@ async fn serve(state: &Path, listen: SocketAddr) -> Result<Exit> {
         sandbox::bitrix24::server::STATS_PATH,
         addr = sandbox.addr(),
     ))?;
-    shutdown_signal().await?;
+    signals.next().await;
     let stats = sandbox.stats();
     sandbox
         .shutdown()
@@ -587,19 +592,27 @@ try: roster plan {0}/groups.yaml --portal sandbox:{0}/portal.yaml
     Ok(Exit::Success)
 }
 
-/// Ctrl-C, or SIGTERM from a service manager or CI runner.
-async fn shutdown_signal() -> Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot listen for SIGTERM")?;
+/// SIGINT (Ctrl-C) and SIGTERM (a service manager or CI runner), listened for from the moment
+/// this is created: until then they keep their default meaning (stop at once).
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+        })
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) {
         tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C"),
-            _ = term.recv() => Ok(()),
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")
 }

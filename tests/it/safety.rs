@@ -386,3 +386,49 @@ fn a_file_that_empties_every_group_is_refused_unless_allowed() {
         assert_eq!(rows(&after, g), kept, "group {}", g + 1);
     }
 }
+
+/// A second SIGINT while apply waits for its requests in flight exits at once, with a one-line
+/// warning instead of the report.
+#[test]
+fn a_second_interrupt_exits_at_once() {
+    use std::io::{BufRead, BufReader};
+    let ws = Workspace::with_example_portal();
+    // Every answer takes 3 s, so the first interrupt always finds a request in flight.
+    let state =
+        ws.read("portal.yaml")
+            .replacen("rate_limit:", "latency_ms: 3000\n  rate_limit:", 1);
+    ws.write("portal.yaml", &state);
+    let served = ws.serve("portal.yaml");
+    let portal = format!("--portal={}", served.url);
+    let mut child = ws.spawn(&["apply", "groups.yaml", &portal, "--auto-approve"]);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Interrupt once the first write has reached the portal (its answer takes 3 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::support::sandbox_stats(&served.url)["write_commands"] == 0 {
+        assert!(Instant::now() < deadline, "apply never wrote");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    crate::support::interrupt(&child);
+    let first = stderr.next().unwrap().unwrap();
+    let first = if first.is_empty() {
+        stderr.next().unwrap().unwrap()
+    } else {
+        first
+    };
+    assert!(first.contains("roster: interrupted:"), "{first}");
+    let started = Instant::now();
+    crate::support::interrupt(&child);
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    let rest: Vec<String> = stderr.map_while(Result::ok).collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("interrupted again: exiting now")),
+        "{rest:?}"
+    );
+}

@@ -308,9 +308,36 @@ async fn apply(args: ApplyArgs, style: Style) -> Result<Exit> {
         return Ok(Exit::Failure);
     };
     let conn = Connection::open(&args.portal).await?;
-    let result = apply_connected(&args, &desired, &conn, style).await;
+    // From here on an interrupt never kills apply mid-way: while reading or at the prompt it
+    // ends the run with nothing sent; while writing it stops new writes and still reports.
+    let signals = Signals::new()?;
+    let result = apply_connected(&args, &desired, &conn, style, signals).await;
     conn.close().await?;
     result
+}
+
+/// What became of a step an interrupt may cut short.
+enum Step<T> {
+    Done(T),
+    Interrupted,
+}
+
+/// Run `work` unless SIGINT/SIGTERM comes first. Only for steps that send no write: dropping
+/// them half-way loses nothing.
+async fn unless_interrupted<T>(
+    signals: &mut Signals,
+    work: impl std::future::Future<Output = T>,
+) -> Step<T> {
+    tokio::select! {
+        out = work => Step::Done(out),
+        _ = signals.next() => Step::Interrupted,
+    }
+}
+
+/// The message and exit for an interrupt before any write was sent.
+fn interrupted_before_writing(when: &str) -> Result<Exit> {
+    eprintln!("\nroster: interrupted {when}; nothing was sent");
+    Ok(Exit::Interrupted)
 }
 
 async fn apply_connected(
@@ -318,10 +345,14 @@ async fn apply_connected(
     desired: &DesiredState,
     conn: &Connection,
     style: Style,
+    mut signals: Signals,
 ) -> Result<Exit> {
-    let current = fetch(&conn.provider, desired)
-        .await
-        .context("cannot read the portal's current membership")?;
+    let Step::Done(current) =
+        unless_interrupted(&mut signals, fetch(&conn.provider, desired)).await
+    else {
+        return interrupted_before_writing("while reading the portal");
+    };
+    let current = current.context("cannot read the portal's current membership")?;
     let plan = plan::diff(desired, &current);
     emit(&render::text::plan(&plan, style))?;
     // Checked on the plan, before anything is sent.
@@ -333,13 +364,33 @@ async fn apply_connected(
         return Ok(Exit::Success);
     }
     if !args.auto_approve {
-        if !confirm()? {
-            return Ok(Exit::Failure);
+        if !io::stdin().is_terminal() {
+            bail!(
+                "refusing to apply: standard input is not a terminal, so nobody can confirm; pass --auto-approve to apply without asking"
+            );
+        }
+        match unless_interrupted(&mut signals, tokio::task::spawn_blocking(confirm)).await {
+            Step::Done(answer) => {
+                if !answer.context("the confirmation prompt failed")?? {
+                    return Ok(Exit::Failure);
+                }
+            }
+            // The blocked read of the terminal cannot be cancelled, and the runtime would wait
+            // for it: leave at once (nothing was sent; a sandbox's state is already on disk).
+            Step::Interrupted => {
+                eprintln!("\nApply cancelled; nothing was changed.");
+                std::process::exit(130);
+            }
         }
         // The prompt may have waited for minutes: re-read the groups the plan changes and
         // refuse if what would be sent is no longer what was shown (a member made owner while
         // we waited must not be sent a delete, whatever the portal would do with it).
-        if let Some(changed) = recheck(desired, &plan, &conn.provider).await? {
+        let Step::Done(moved) =
+            unless_interrupted(&mut signals, recheck(desired, &plan, &conn.provider)).await
+        else {
+            return interrupted_before_writing("while reading the portal again");
+        };
+        if let Some(changed) = moved? {
             emit(&format!("\n{}", render::text::plan(&changed, style)))?;
             let ids: Vec<String> = changed.groups.iter().map(|g| g.id.to_string()).collect();
             bail!(
@@ -351,8 +402,6 @@ async fn apply_connected(
     let total = apply::changes(&plan).len();
     let progress = Progress::start("applying", total);
     let stop = provider::CancellationToken::new();
-    // Registered before the first write is sent, so no interrupt can slip past the handler.
-    let signals = Signals::new()?;
     let watcher = tokio::spawn(watch_interrupts(signals, stop.clone(), args.portal.timeout));
     let report = apply::apply(&plan, &conn.provider, &|n| progress.inc(n), &stop).await;
     watcher.abort();
@@ -372,9 +421,8 @@ async fn apply_connected(
     })
 }
 
-/// During apply: the first SIGINT/SIGTERM stops new requests (the report still comes); the
-/// second exits at once. Installed only while changes are being sent, so Ctrl-C anywhere else
-/// keeps its ordinary meaning.
+/// While apply writes: the first SIGINT/SIGTERM stops new requests (the report still comes);
+/// the second exits at once.
 async fn watch_interrupts(
     mut signals: Signals,
     stop: provider::CancellationToken,
@@ -483,13 +531,8 @@ async fn fetch(
     result
 }
 
-/// Ask on the terminal; refuse when there is none.
+/// Ask on the terminal (the caller has checked there is one).
 fn confirm() -> Result<bool> {
-    if !io::stdin().is_terminal() {
-        bail!(
-            "refusing to apply: standard input is not a terminal, so nobody can confirm; pass --auto-approve to apply without asking"
-        );
-    }
     eprint!("\nDo you want to apply these changes? Only 'yes' will be accepted: ");
     let mut answer = String::new();
     io::stdin()

@@ -432,3 +432,41 @@ fn a_second_interrupt_exits_at_once() {
         "{rest:?}"
     );
 }
+
+/// An interrupt while apply still reads the portal ends the run at once with exit 130 and
+/// nothing sent.
+#[test]
+fn an_interrupt_while_reading_sends_nothing() {
+    let ws = Workspace::with_example_portal();
+    let state =
+        ws.read("portal.yaml")
+            .replacen("rate_limit:", "latency_ms: 3000\n  rate_limit:", 1);
+    ws.write("portal.yaml", &state);
+    let served = ws.serve("portal.yaml");
+    let portal = format!("--portal={}", served.url);
+    let child = ws.spawn(&["apply", "groups.yaml", &portal, "--auto-approve"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::support::sandbox_stats(&served.url)["http_requests"] == 0 {
+        assert!(Instant::now() < deadline, "apply never read");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    crate::support::interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("interrupted while reading the portal; nothing was sent"),
+        "{stderr}"
+    );
+    assert_eq!(
+        crate::support::sandbox_stats(&served.url)["write_commands"],
+        0
+    );
+    assert_eq!(ws.read("portal.yaml"), state);
+}

@@ -134,28 +134,28 @@ pub fn report(report: &crate::apply::Report, style: Style) -> String {
             o.change.user()
         );
         let line = match &o.status {
-            OpStatus::Done => style.paint(GREEN, &format!("{:<9}{subject}", "done")),
+            OpStatus::Done => style.paint(GREEN, &format!("{:<12}{subject}", "done")),
             OpStatus::Confirmed => style.paint(
                 GREEN,
                 &format!(
-                    "{:<9}{subject} (in place: confirmed by reading the group again)",
+                    "{:<12}{subject} (in place: confirmed by reading the group again)",
                     "done"
                 ),
             ),
             OpStatus::NotDone { reason } => {
-                style.paint(RED, &format!("{:<9}{subject}: {reason}", "not done"))
+                style.paint(RED, &format!("{:<12}{subject}: {reason}", "not done"))
             }
             OpStatus::Failed { error } => {
-                style.paint(RED, &format!("{:<9}{subject}: {error}", "failed"))
+                style.paint(RED, &format!("{:<12}{subject}: {error}", "failed"))
             }
             OpStatus::Unknown { error } => style.paint(
                 YELLOW,
-                &format!("{:<9}{subject}: outcome unknown: {error}", "unknown"),
+                &format!("{:<12}{subject}: outcome unknown: {error}", "unknown"),
             ),
             OpStatus::NotStarted => style.paint(
                 YELLOW,
                 &format!(
-                    "{:<9}{subject}: not sent (the run was interrupted)",
+                    "{:<12}{subject}: not sent (the run was interrupted)",
                     "not started"
                 ),
             ),

@@ -67,11 +67,11 @@ fn detailed_exitcode_before_and_after_apply() {
 
     Plan: 3 to add, 1 to change, 1 to remove, 1 skipped.
 
-    done     group 15 "Marketing": ~ user 10 member -> moderator
-    done     group 15 "Marketing": + user 22 member
-    done     group 15 "Marketing": - user 30 member
-    done     group 27 "Engineering": + user 30 member
-    done     group 42 "Sales": + user 23 member
+    done        group 15 "Marketing": ~ user 10 member -> moderator
+    done        group 15 "Marketing": + user 22 member
+    done        group 15 "Marketing": - user 30 member
+    done        group 27 "Engineering": + user 30 member
+    done        group 42 "Sales": + user 23 member
     Apply: 5 done, 0 not done, 0 failed, 1 skipped.
     --- stderr
     "#);
@@ -175,13 +175,13 @@ fn a_skipped_user_is_reported_and_the_rest_still_applies() {
     let run = ws.roster(&["apply", "pending.yaml", PORTAL, "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(
-        run.stdout.contains("done     group 27: + user 21 member"),
+        run.stdout.contains("done        group 27: + user 21 member"),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout
-            .contains("not done group 27: + user 40 member: the portal did not add the user"),
+            .contains("not done    group 27: + user 40 member: the portal did not add the user"),
         "{}",
         run.stdout
     );
@@ -544,7 +544,7 @@ fn a_non_admin_webhook_fails_every_change_visibly() {
     let run = ws.roster(&["apply", "groups.yaml", PORTAL, "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(
-        run.stdout.contains("failed   group 42 \"Sales\": + user 23 member: sonet_group.user.add: error (No permissions to add users)"),
+        run.stdout.contains("failed      group 42 \"Sales\": + user 23 member: sonet_group.user.add: error (No permissions to add users)"),
         "{}",
         run.stdout
     );

@@ -28,7 +28,7 @@ fn planned(json: &str) -> BTreeSet<(u64, char, u64)> {
     out
 }
 
-/// `(status, (group, symbol, user))` of each line of an apply report (`done     group 7 "G": + user 3 member`).
+/// `(status, (group, symbol, user))` of each line of an apply report (`done        group 7 "G": + user 3 member`).
 fn reported(stdout: &str) -> Vec<(String, (u64, char, u64))> {
     let mut out = Vec::new();
     for line in stdout.lines() {
@@ -117,6 +117,10 @@ fn an_interrupted_apply_reports_what_the_portal_holds() {
     assert!(
         report.iter().any(|(s, _)| s == "not started"),
         "the interrupt came too late to leave anything unsent:\n{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("not started group ")),
+        "statuses are padded to one column:\n{stdout}"
     );
     assert!(!done.is_empty(), "{stdout}");
     let unknown = report.iter().filter(|(s, _)| s == "unknown").count();

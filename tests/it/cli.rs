@@ -175,7 +175,8 @@ fn a_skipped_user_is_reported_and_the_rest_still_applies() {
     let run = ws.roster(&["apply", "pending.yaml", PORTAL, "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(
-        run.stdout.contains("done        group 27: + user 21 member"),
+        run.stdout
+            .contains("done        group 27: + user 21 member"),
         "{}",
         run.stdout
     );

@@ -360,29 +360,9 @@ fn usage_errors_exit_1() {
 /// request styles of curl and the official SDKs (JSON POST, form POST, GET query).
 #[test]
 fn sandbox_serve_answers_json_form_and_query_requests() {
-    use std::io::{BufRead, BufReader};
     let ws = Workspace::with_example_portal();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
-        .args([
-            "sandbox",
-            "serve",
-            "--state",
-            "portal.yaml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(ws.dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("serve prints the webhook URL").unwrap();
-        if let Some(url) = line.strip_prefix("webhook URL: ") {
-            break url.to_owned();
-        }
-    };
+    let served = ws.serve("portal.yaml");
+    let url = served.url.clone();
     assert!(
         url.starts_with("http://127.0.0.1:") && url.ends_with(&format!("/rest/1/{EXAMPLE_CODE}/")),
         "{url}"
@@ -431,8 +411,7 @@ fn sandbox_serve_answers_json_form_and_query_requests() {
         ws.portal_group("portal.yaml", 42)
             .contains(&"31=K".to_owned())
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(served);
 }
 
 /// With the portal refusing requests at random, `roster apply` still finishes, exits 0, and its

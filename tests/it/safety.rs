@@ -398,20 +398,13 @@ fn a_second_interrupt_exits_at_once() {
     use std::io::{BufRead, BufReader};
     let ws = Workspace::with_example_portal();
     // Every answer takes 3 s, so the first interrupt always finds a request in flight.
-    let state =
-        ws.read("portal.yaml")
-            .replacen("rate_limit:", "latency_ms: 3000\n  rate_limit:", 1);
-    ws.write("portal.yaml", &state);
+    ws.slow_example_portal(3000);
     let served = ws.serve("portal.yaml");
     let portal = format!("--portal={}", served.url);
     let mut child = ws.spawn(&["apply", "groups.yaml", &portal, "--auto-approve"]);
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     // Interrupt once the first write has reached the portal (its answer takes 3 s).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while crate::support::sandbox_stats(&served.url)["write_commands"] == 0 {
-        assert!(Instant::now() < deadline, "apply never wrote");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::support::wait_for_counter(&served.url, "write_commands");
     crate::support::interrupt(&child);
     let first = stderr.next().unwrap().unwrap();
     let first = if first.is_empty() {
@@ -442,18 +435,11 @@ fn a_second_interrupt_exits_at_once() {
 #[test]
 fn an_interrupt_while_reading_sends_nothing() {
     let ws = Workspace::with_example_portal();
-    let state =
-        ws.read("portal.yaml")
-            .replacen("rate_limit:", "latency_ms: 3000\n  rate_limit:", 1);
-    ws.write("portal.yaml", &state);
+    let state = ws.slow_example_portal(3000);
     let served = ws.serve("portal.yaml");
     let portal = format!("--portal={}", served.url);
     let child = ws.spawn(&["apply", "groups.yaml", &portal, "--auto-approve"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while crate::support::sandbox_stats(&served.url)["http_requests"] == 0 {
-        assert!(Instant::now() < deadline, "apply never read");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::support::wait_for_counter(&served.url, "http_requests");
     let started = Instant::now();
     crate::support::interrupt(&child);
     let out = child.wait_with_output().unwrap();

@@ -270,3 +270,28 @@ pub fn sandbox_stats(url: &str) -> serde_json::Value {
             .unwrap()
     })
 }
+
+/// Wait (polling, at most 30 s) until a served sandbox's counter `key` is above zero.
+pub fn wait_for_counter(url: &str, key: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sandbox_stats(url)[key] == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sandbox's {key} stayed 0"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+impl Workspace {
+    /// The example portal with every answer delayed by `ms` milliseconds; returns its text.
+    pub fn slow_example_portal(&self, ms: u64) -> String {
+        let state = self.read("portal.yaml").replacen(
+            "rate_limit:",
+            &format!("latency_ms: {ms}\n  rate_limit:"),
+            1,
+        );
+        self.write("portal.yaml", &state);
+        state
+    }
+}

@@ -430,8 +430,8 @@ async fn watch_interrupts(
 ) {
     signals.next().await;
     eprintln!(
-        "\nroster: interrupted: no new changes will be sent; waiting for the requests in flight (at most {} s), then reporting. Interrupt again to exit at once.",
-        timeout.as_secs()
+        "\nroster: interrupted: no new changes will be sent; waiting for the requests in flight and reading the changed groups again (at most {} s), then reporting. Interrupt again to exit at once.",
+        2 * timeout.as_secs()
     );
     stop.cancel();
     signals.next().await;

@@ -1090,15 +1090,23 @@ impl Client {
         let weights = vec![1; cmds.len()];
         let mut state = CurrentState::default();
         let mut failed = Vec::new();
+        // In a hurry (the run was interrupted) the whole read gets one timeout: no pause for
+        // the operating budget, the pacer or 503s may outlast it. What is not read by then is
+        // reported unread.
+        let deadline = CancellationToken::new();
+        let timer = hurry.then(|| {
+            let (token, after) = (deadline.clone(), self.options.timeout);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                token.cancel();
+            })
+        });
         let ran = self
-            .run_all(
-                &cmds,
-                &weights,
-                on_progress,
-                &CancellationToken::new(),
-                hurry,
-            )
+            .run_all(&cmds, &weights, on_progress, &deadline, hurry)
             .await;
+        if let Some(t) = timer {
+            t.abort();
+        }
         for (g, answers) in groups.iter().zip(ran) {
             // Reads are idempotent: the last successful answer is the freshest.
             let last_ok = answers.got.iter().rev().find_map(|a| a.as_ref().ok());

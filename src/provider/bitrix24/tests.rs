@@ -518,7 +518,7 @@ fn batch_commands_go_on_the_wire_in_execution_order() {
 #[tokio::test(start_paused = true)]
 async fn time_objects_feed_the_operating_budget() {
     let client = Client::new(
-        Webhook::parse("http://127.0.0.1:1/rest/1/code/").unwrap(),
+        Webhook::parse("http://127.0.0.1:1/rest/1/code1234/").unwrap(),
         Options::default(),
     )
     .unwrap();

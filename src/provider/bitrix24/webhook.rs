@@ -50,6 +50,9 @@ pub struct WebhookError {
 /// Why `http://` is refused for anything but loopback.
 const CLEAR_TEXT: &str = "http:// would send the webhook code in clear text; use https:// (http is allowed only for loopback, e.g. the sandbox)";
 
+/// The shortest webhook code accepted (see `Webhook::parse`).
+pub const MIN_CODE_LEN: usize = 8;
+
 impl Webhook {
     /// Parse `https://HOST/…/rest/USER_ID/CODE/`. `http://` is accepted only for loopback
     /// hosts (127.0.0.0/8, `localhost`, `[::1]`: the sandbox), since it would carry the code in
@@ -102,6 +105,14 @@ impl Webhook {
         let code = segments[n - 1];
         if code.is_empty() || !code.bytes().all(is_code_byte) {
             return Err(fail("CODE must be letters and digits"));
+        }
+        // Answers are scrubbed of the code before roster reads them, so a code that could be
+        // ordinary answer text (a role `K`, a key `ROLE`) would corrupt the data. Bitrix24's
+        // codes are 16 characters.
+        if code.len() < MIN_CODE_LEN {
+            return Err(fail(
+                "CODE must be at least 8 characters (Bitrix24's are 16)",
+            ));
         }
         let prefix = format!(
             "{}://{authority}/{}/",
@@ -277,10 +288,10 @@ mod tests {
         );
         assert_eq!(w.display(), "https://acme.bitrix24.com/rest/1/***/");
         assert!(!format!("{w:?}").contains("s3cr3t"));
-        let no_slash = Webhook::parse("http://127.0.0.1:8080/rest/7/abc").unwrap();
+        let no_slash = Webhook::parse("http://127.0.0.1:8080/rest/7/abcd1234").unwrap();
         assert_eq!(
             no_slash.method_url("user.current"),
-            "http://127.0.0.1:8080/rest/7/abc/user.current.json"
+            "http://127.0.0.1:8080/rest/7/abcd1234/user.current.json"
         );
     }
 
@@ -310,24 +321,24 @@ mod tests {
     #[test]
     fn http_only_for_loopback() {
         for ok in [
-            "http://127.0.0.1:8080/rest/1/code/",
-            "http://127.3.4.5/rest/1/code/",
-            "http://localhost:3000/rest/1/code/",
-            "http://LOCALHOST/rest/1/code/",
-            "http://[::1]:9/rest/1/code/",
-            "https://acme.bitrix24.com/rest/1/code/",
-            "HTTPS://acme.bitrix24.com/rest/1/code/",
+            "http://127.0.0.1:8080/rest/1/code1234/",
+            "http://127.3.4.5/rest/1/code1234/",
+            "http://localhost:3000/rest/1/code1234/",
+            "http://LOCALHOST/rest/1/code1234/",
+            "http://[::1]:9/rest/1/code1234/",
+            "https://acme.bitrix24.com/rest/1/code1234/",
+            "HTTPS://acme.bitrix24.com/rest/1/code1234/",
         ] {
             assert!(Webhook::parse(ok).is_ok(), "{ok}");
         }
         for clear in [
-            "http://acme.bitrix24.com/rest/1/s3cr3t/",
-            "http://10.0.0.1/rest/1/s3cr3t/",
-            "http://128.0.0.1/rest/1/s3cr3t/",
-            "http://[::2]/rest/1/s3cr3t/",
-            "http://localhost.evil.com/rest/1/s3cr3t/",
-            "http://127.0.0.1.nip.io/rest/1/s3cr3t/",
-            "http://[::ffff:10.0.0.1]/rest/1/s3cr3t/",
+            "http://acme.bitrix24.com/rest/1/s3cr3tcode/",
+            "http://10.0.0.1/rest/1/s3cr3tcode/",
+            "http://128.0.0.1/rest/1/s3cr3tcode/",
+            "http://[::2]/rest/1/s3cr3tcode/",
+            "http://localhost.evil.com/rest/1/s3cr3tcode/",
+            "http://127.0.0.1.nip.io/rest/1/s3cr3tcode/",
+            "http://[::ffff:10.0.0.1]/rest/1/s3cr3tcode/",
         ] {
             let err = Webhook::parse(clear).unwrap_err().to_string();
             assert!(err.contains(CLEAR_TEXT), "{clear}: {err}");

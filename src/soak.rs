@@ -3,16 +3,22 @@
 //! then checked against the promises roster makes:
 //!
 //! 1. `plan` sends no write (counted by method at the sandbox);
-//! 2. owners are never removed or demoted, and neither are protected users;
-//! 3. the removal limits hold: a plan over a limit is not applied, and an applied plan removes
-//!    no more than the limits allow;
+//! 2. no change sent removes or demotes an owner or a protected user (checked on what roster
+//!    sent, since the sandbox itself skips owners), and no protected user lost standing in the
+//!    state file;
+//! 3. the removal limits hold: a plan over a limit is not applied (and a refused plan really
+//!    breaks one), and an applied plan removes no more than the limits allow;
 //! 4. every change's reported outcome is what the portal holds afterwards (done or confirmed ⇔
-//!    held; not done, failed, not started ⇒ not held; unknown is counted, never a violation);
-//! 5. a second apply without faults converges: a plan after it has no changes.
+//!    held; not done, failed, not started ⇒ not held; unknown is counted, never a violation),
+//!    and without faults every change is done;
+//! 5. a second apply without faults converges, judged from the file as generated: declared
+//!    roles in place, pruned members gone, owners and protected users kept.
 //!
-//! The checks read the sandbox's state file directly and re-derive every expectation from the
-//! generated inputs, never from the code under test. Used by `cargo bench --bench soak` and by
-//! a short CI test. Like `loadtest`, it is a module that uses both the client and the sandbox.
+//! The checks read the sandbox's state file and re-derive every expectation from the
+//! generated inputs (the limits from the file format's documentation), never from the code
+//! under test; each was seen to fail against a deliberately broken planner or guard. Used by
+//! `cargo bench --bench soak` and by a short CI test. Like `loadtest`, it is a module that uses
+//! both the client and the sandbox.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -108,6 +114,18 @@ struct Generated {
     /// The limits the file declares, as the soak understands them (its own reading).
     top_limits: SoakLimits,
     group_limits: BTreeMap<i64, SoakLimits>,
+    /// What the file declares per group, for the final comparison.
+    wanted: BTreeMap<i64, Wanted>,
+    /// No faults at all: every change must be done.
+    calm: bool,
+}
+
+/// One group as the generated file declares it.
+#[derive(Debug, Clone, Default)]
+struct Wanted {
+    moderators: BTreeSet<i64>,
+    members: BTreeSet<i64>,
+    prune: bool,
 }
 
 /// A `limits:` mapping as generated: each field optional.
@@ -192,6 +210,7 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
         let _ = writeln!(yaml, "limits: {l}");
     }
     let mut group_limits = BTreeMap::new();
+    let mut wanted = BTreeMap::new();
     yaml.push_str("groups:\n");
     // Up to 24 groups, so some applies take more than one batch.
     for id in 1..=rng.i64(1..25) {
@@ -284,9 +303,18 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
         if !group_protected.is_empty() {
             let _ = writeln!(yaml, "    protected: {}", list(&group_protected));
         }
-        if rng.u8(0..5) == 0 {
+        let prune = rng.u8(0..5) != 0;
+        if !prune {
             yaml.push_str("    prune: false\n");
         }
+        wanted.insert(
+            id,
+            Wanted {
+                moderators: moderators.clone(),
+                members: plain.clone(),
+                prune,
+            },
+        );
         let limits = if rng.u8(0..3) == 0 {
             SoakLimits::random(rng, false)
         } else {
@@ -308,9 +336,11 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
             active: true,
         });
     }
+    let faults = faults(rng);
+    let calm = faults.request_rates().iter().all(|r| *r == 0.0) && faults.rate_cmd_error == 0.0;
     let portal = Portal {
         rate_limit: None,
-        faults: Some(faults(rng)),
+        faults: Some(faults),
         ..Portal::default()
     };
     Generated {
@@ -327,6 +357,8 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
         protected,
         top_limits,
         group_limits,
+        wanted,
+        calm,
     }
 }
 
@@ -410,6 +442,10 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
     // The shell's gate: a plan over the limits is not applied (no --allow-mass-removal here).
     if !plan::check_limits(&desired, &current, &the_plan).is_empty() {
         out.refused = true;
+        if !breaks_a_limit(&generated, &the_plan) {
+            out.violations
+                .push("a plan within every limit was refused".to_owned());
+        }
         return stop_unchanged(out, sandbox, &generated.state, path).await;
     }
     let report = apply::apply(&the_plan, &provider, &quiet, &CancellationToken::new()).await;
@@ -443,7 +479,17 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
     // 3. The limits held: removals counted from the state files, limits read from the file
     // as generated.
     check_limits_held(&generated, &after, &mut out.violations);
-    // 4. Reported outcome == what the portal holds.
+    // 2. (again, on what roster sent: the sandbox skips owners by itself, so the state file
+    // alone cannot show an owner change.)
+    check_sent(&generated, &report, &mut out.violations);
+    // 4. Reported outcome == what the portal holds; without faults, everything is done.
+    if generated.calm && !report.all_done() {
+        out.violations.push(format!(
+            "no faults, yet {} of {} changes not done",
+            report.outcomes.len() - report.done(),
+            report.outcomes.len()
+        ));
+    }
     for o in &report.outcomes {
         let group = after.group(o.group.0 as i64).context("group vanished")?;
         let held = holds(group, &o.change);
@@ -471,6 +517,7 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
     let current = provider.fetch(&desired, &quiet).await?;
     let again = plan::diff(&desired, &current);
     let second = apply::apply(&again, &provider, &quiet, &CancellationToken::new()).await;
+    check_sent(&generated, &second, &mut out.violations);
     if !second.all_done() {
         out.violations.push(format!(
             "second apply: {} of {} changes not done",
@@ -487,7 +534,116 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
         ));
     }
     sandbox.shutdown().await?;
+    // ... and the portal is what the file asked for, judged from the file as generated (not
+    // by the planner under test).
+    check_converged(&generated, &state::load(path)?, &mut out.violations);
     Ok(out)
+}
+
+/// No change roster sent removes or demotes a group's owner or a protected user.
+fn check_sent(g: &Generated, report: &apply::Report, violations: &mut Vec<String>) {
+    for o in &report.outcomes {
+        let id = o.group.0 as i64;
+        let Some(before) = g.state.group(id) else {
+            continue;
+        };
+        let user = o.change.user().0 as i64;
+        let harmful = match o.change {
+            Change::Remove { .. } => true,
+            Change::SetRole { from, to, .. } => to > from,
+            Change::Add { .. } => false,
+        };
+        if harmful && before.owner() == Some(user) {
+            violations.push(format!("group {id}: sent {:?} to the owner", o.change));
+        }
+        if harmful && g.protected[&id].contains(&user) {
+            violations.push(format!(
+                "group {id}: sent {:?} to a protected user",
+                o.change
+            ));
+        }
+    }
+}
+
+/// After the calm second apply: every declared user has the declared role (the owner and
+/// protected users excepted where the file would demote them); with prune, nobody else but
+/// the owner and protected users is left.
+fn check_converged(g: &Generated, after: &State, violations: &mut Vec<String>) {
+    for before in &g.state.groups {
+        let Some(now) = after.group(before.id) else {
+            continue;
+        };
+        let owner = before.owner();
+        let protected = &g.protected[&before.id];
+        let want = &g.wanted[&before.id];
+        for &u in &want.moderators {
+            if Some(u) != owner && rank(now, u) != 2 {
+                violations.push(format!(
+                    "group {}: user {u} declared moderator, has rank {}",
+                    before.id,
+                    rank(now, u)
+                ));
+            }
+        }
+        for &u in &want.members {
+            let kept_higher = Some(u) == owner || (protected.contains(&u) && rank(before, u) == 2);
+            if !kept_higher && rank(now, u) != 1 {
+                violations.push(format!(
+                    "group {}: user {u} declared member, has rank {}",
+                    before.id,
+                    rank(now, u)
+                ));
+            }
+        }
+        if want.prune {
+            for m in now.members.iter().filter(|m| m.role.is_member()) {
+                let declared = want.moderators.contains(&m.user) || want.members.contains(&m.user);
+                let kept = Some(m.user) == owner || protected.contains(&m.user);
+                if !declared && !kept {
+                    violations.push(format!(
+                        "group {}: user {} is still a member although the file prunes it",
+                        before.id, m.user
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Whether `plan` removes more than the file's limits allow, counted from the generated state
+/// and the file as generated (an independent reading of the rules in `crate::spec`).
+fn breaks_a_limit(g: &Generated, plan: &plan::Plan) -> bool {
+    let default = (25, true);
+    let removals = |id: i64| {
+        plan.groups
+            .iter()
+            .filter(|p| p.id.0 as i64 == id)
+            .flat_map(|p| p.changes())
+            .filter(|c| matches!(c, Change::Remove { .. }))
+            .count()
+    };
+    let (mut removed_total, mut current_total) = (0, 0);
+    let mut broken = false;
+    for before in &g.state.groups {
+        let members = before.members.iter().filter(|m| m.role.is_member()).count();
+        let non_owner = members - usize::from(before.owner().is_some());
+        let removed = removals(before.id);
+        removed_total += removed;
+        current_total += members;
+        let own = g.group_limits[&before.id];
+        let max = own
+            .max_removals
+            .or(g.top_limits.max_removals)
+            .unwrap_or(default);
+        broken |= allowed(max, non_owner).is_some_and(|a| removed as u64 > a);
+        let allow_empty = own
+            .allow_empty
+            .or(g.top_limits.allow_empty)
+            .unwrap_or(false);
+        broken |= !allow_empty && non_owner >= 4 && removed == non_owner;
+    }
+    let max = g.top_limits.max_total_removals.unwrap_or(default);
+    broken || allowed(max, current_total).is_some_and(|a| removed_total as u64 > a)
 }
 
 /// End a scenario in which nothing was applied: the portal must be as generated.

@@ -402,12 +402,19 @@ async fn apply_connected(
     let total = apply::changes(&plan).len();
     let progress = Progress::start("applying", total);
     let stop = provider::CancellationToken::new();
+    // An interrupt already pending stops the run before the first write, not after it: the
+    // watcher task may not be polled before `apply` sends.
+    if futures_util::FutureExt::now_or_never(signals.next()).is_some() {
+        interrupted_while_writing(&stop, args.portal.timeout);
+    }
     let watcher = tokio::spawn(watch_interrupts(signals, stop.clone(), args.portal.timeout));
     let report = apply::apply(&plan, &conn.provider, &|n| progress.inc(n), &stop).await;
-    watcher.abort();
+    let interrupted = stop.is_cancelled();
     progress.finish();
+    // The watcher stays until the report is out, so a second interrupt still exits at once.
     emit(&format!("\n{}", render::text::report(&report, style)))?;
-    if stop.is_cancelled() {
+    watcher.abort();
+    if interrupted {
         eprintln!(
             "roster: apply was interrupted: {} change(s) not started; run `roster plan` to see what remains",
             report.not_started()
@@ -428,17 +435,24 @@ async fn watch_interrupts(
     stop: provider::CancellationToken,
     timeout: std::time::Duration,
 ) {
-    signals.next().await;
-    eprintln!(
-        "\nroster: interrupted: no new changes will be sent; waiting for the requests in flight and reading the changed groups again (at most {} s), then reporting. Interrupt again to exit at once.",
-        2 * timeout.as_secs()
-    );
-    stop.cancel();
+    if !stop.is_cancelled() {
+        signals.next().await;
+        interrupted_while_writing(&stop, timeout);
+    }
     signals.next().await;
     eprintln!(
         "roster: interrupted again: exiting now without a report; run `roster plan` to see what the portal holds"
     );
     std::process::exit(130);
+}
+
+/// The first interrupt while writing: say what happens next and stop new requests.
+fn interrupted_while_writing(stop: &provider::CancellationToken, timeout: std::time::Duration) {
+    eprintln!(
+        "\nroster: interrupted: no new changes will be sent; waiting for the requests in flight and reading the changed groups again (at most {} s), then reporting. Interrupt again to exit at once.",
+        2 * timeout.as_secs()
+    );
+    stop.cancel();
 }
 
 /// Print the limits a plan breaks on stderr. True when the run must stop; with

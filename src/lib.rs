@@ -439,17 +439,28 @@ async fn watch_interrupts(
         signals.next().await;
         interrupted_while_writing(&stop, timeout);
     }
-    signals.next().await;
+    // `timeout(1)` and some CI runners send one signal to the process and again to its group:
+    // a second signal within a second is the same interrupt, not a second one.
+    let first = std::time::Instant::now();
+    loop {
+        signals.next().await;
+        if first.elapsed() >= SAME_INTERRUPT {
+            break;
+        }
+    }
     eprintln!(
         "roster: interrupted again: exiting now without a report; run `roster plan` to see what the portal holds"
     );
     std::process::exit(130);
 }
 
+/// Signals closer together than this count as one interrupt.
+const SAME_INTERRUPT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The first interrupt while writing: say what happens next and stop new requests.
 fn interrupted_while_writing(stop: &provider::CancellationToken, timeout: std::time::Duration) {
     eprintln!(
-        "\nroster: interrupted: no new changes will be sent; waiting for the requests in flight and reading the changed groups again (at most {} s), then reporting. Interrupt again to exit at once.",
+        "\nroster: interrupted: no new changes will be sent; waiting for the requests in flight and reading the changed groups again (at most {} s), then reporting. Interrupt again (a second later) to exit at once.",
         2 * timeout.as_secs()
     );
     stop.cancel();

@@ -532,6 +532,15 @@ async fn scripted(
     code: &str,
     answer: impl Fn(usize) -> String + Send + Sync + 'static,
 ) -> (String, Arc<AtomicUsize>) {
+    scripted_with_status(code, 200, answer).await
+}
+
+/// As `scripted`, every answer with HTTP `status`.
+async fn scripted_with_status(
+    code: &str,
+    status: u16,
+    answer: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let url = format!("http://{}/rest/1/{code}/", listener.local_addr().unwrap());
     let count = Arc::new(AtomicUsize::new(0));
@@ -545,7 +554,7 @@ async fn scripted(
                     read_request(&mut socket).await;
                     let body = answer(c.fetch_add(1, Ordering::SeqCst));
                     let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        "HTTP/1.1 {status} Whatever\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                         body.len()
                     );
                     if socket.write_all(response.as_bytes()).await.is_err() {
@@ -614,4 +623,39 @@ fn a_code_short_enough_to_be_data_is_refused() {
         assert!(!err.contains(&format!("/1/{short}")), "{err}");
     }
     assert!(Webhook::parse("https://portal.example.invalid/rest/1/abcd1234/").is_ok());
+}
+
+/// A portal that refuses every request for its rate limit is down for us: the run gives up
+/// once, with one message, after a bounded number of refusals in a row. (Found by the
+/// adversarial campaign: 196 s of near-silence, then one error per group.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_portal_that_refuses_everything_fails_the_run_once() {
+    let (url, count) = scripted_with_status("c0de0000", 503, |_| {
+        r#"{"error":"QUERY_LIMIT_EXCEEDED","error_description":"Too many requests"}"#.into()
+    })
+    .await;
+    let c = client(
+        &url,
+        Options {
+            rate: None,
+            // No pacing to learn, so the refusals come as fast as the test can go.
+            learn_rate: false,
+            ..Options::default()
+        },
+    );
+    let started = Instant::now();
+    let err = c.fetch(&groups(200), &|_| {}).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err, FetchError::RunWide { unread: 200, .. }),
+        "one run-wide failure: {err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("refused 40 requests in a row"), "{text}");
+    let sent = count.load(Ordering::SeqCst);
+    assert!((40..50).contains(&sent), "{sent} requests");
 }

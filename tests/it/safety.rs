@@ -413,6 +413,9 @@ fn a_second_interrupt_exits_at_once() {
         first
     };
     assert!(first.contains("roster: interrupted:"), "{first}");
+    // Signals within a second are one interrupt (timeout(1) signals the process, then its
+    // group): the second must come later. The write in flight takes 3 s.
+    std::thread::sleep(Duration::from_millis(1200));
     let started = Instant::now();
     crate::support::interrupt(&child);
     let status = child.wait().unwrap();
@@ -459,4 +462,27 @@ fn an_interrupt_while_reading_sends_nothing() {
         0
     );
     assert_eq!(ws.read("portal.yaml"), state);
+}
+
+/// Two signals at once (as `timeout` sends them: to the process, then to its group) are one
+/// interrupt: the report is still printed. (Found by the adversarial campaign.)
+#[test]
+fn a_doubled_signal_is_one_interrupt() {
+    let ws = Workspace::with_example_portal();
+    ws.slow_example_portal(1500);
+    let served = ws.serve("portal.yaml");
+    let portal = format!("--portal={}", served.url);
+    let child = ws.spawn(&["apply", "groups.yaml", &portal, "--auto-approve"]);
+    crate::support::wait_for_counter(&served.url, "write_commands");
+    crate::support::interrupt(&child);
+    crate::support::interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stdout.contains("Apply: "),
+        "the report is printed:\n{stdout}\n{stderr}"
+    );
+    assert!(!stderr.contains("interrupted again"), "{stderr}");
 }

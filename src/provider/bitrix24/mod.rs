@@ -309,7 +309,15 @@ pub struct Client {
     notices: Notices,
     requests: AtomicU64,
     retries: AtomicU64,
+    /// Whole requests refused with 503 `QUERY_LIMIT_EXCEEDED` since the portal last accepted
+    /// one: a portal that refuses everything is down for us, not just strict.
+    refused_in_a_row: std::sync::atomic::AtomicU32,
 }
+
+/// Refusals in a row (503 `QUERY_LIMIT_EXCEEDED`, nothing accepted in between) after which the
+/// run gives up on the portal: at the pacer's slowest, about 80 s of waiting; a strict portal
+/// that the pacer has learned refuses a handful at most.
+const REFUSALS_TO_GIVE_UP: u32 = 40;
 
 /// The run-wide breaker: once one request has given up because the portal did not answer (or
 /// refused the webhook), every other request fails at once with that cause.
@@ -436,6 +444,7 @@ impl Client {
             notices: Notices::default(),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            refused_in_a_row: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -487,6 +496,7 @@ impl Client {
             let e = match self.call_once(method, body).await {
                 Ok(v) => {
                     self.pacer.accepted(sent);
+                    self.refused_in_a_row.store(0, Ordering::Relaxed);
                     if let Some(t) = v.get("time") {
                         self.observe_time(method, t);
                     }
@@ -504,8 +514,23 @@ impl Client {
                     Learned::Nothing
                 };
                 self.tell(learned);
+                let n = self.refused_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= REFUSALS_TO_GIVE_UP {
+                    self.breaker.trip(format!(
+                        "{e}: the portal refused {n} requests in a row for its rate limit, so it is overloaded or blocking this client; giving up"
+                    ));
+                    return Err(e);
+                }
+                if n >= 3 {
+                    self.notices.warn("refused", || {
+                        format!(
+                            "the portal has refused {n} requests in a row (503 QUERY_LIMIT_EXCEEDED); waiting for its limit (giving up after {REFUSALS_TO_GIVE_UP})"
+                        )
+                    });
+                }
             } else if matches!(e, CallError::Api(_)) {
                 self.pacer.accepted(sent);
+                self.refused_in_a_row.store(0, Ordering::Relaxed);
             }
             if e.is_run_wide() {
                 self.breaker.trip(e.to_string());
@@ -1216,6 +1241,22 @@ fn settle(
     }
     match (reread, uncertain) {
         (Ok(group), _) if holds(group, change) => OpStatus::Confirmed,
+        // An add as moderator is an add and a promotion: say so when only the add landed.
+        (Ok(group), _)
+            if matches!(change, Change::Add { user, role: Role::Moderator }
+                if group.members.get(user) == Some(&Role::Member)) =>
+        {
+            let half = "only half done: the portal added the user as a member but did not make them moderator";
+            match status {
+                OpStatus::NotDone { reason } => OpStatus::NotDone {
+                    reason: format!("{half} ({reason})"),
+                },
+                OpStatus::Failed { error } => OpStatus::Failed {
+                    error: format!("{half} ({error})"),
+                },
+                other => other,
+            }
+        }
         (Ok(_), _) | (Err(_), None) => status,
         (Err(e), Some(u)) => OpStatus::Unknown {
             error: format!(

@@ -553,3 +553,33 @@ async fn time_objects_feed_the_operating_budget() {
     client.observe_time("batch", &json!({"start": 1.0, "finish": 2.0}));
     assert_eq!(client.operating.wait_for("batch"), Duration::ZERO);
 }
+
+/// An add as moderator that only got as far as the add says so, rather than reading as if
+/// nothing happened. (Found by the adversarial campaign: "failed … HTTP 502" for a user the
+/// portal held as a member.)
+#[test]
+fn a_half_done_add_as_moderator_says_so() {
+    let change = add(5, Role::Moderator);
+    let as_member = group(&[(1, Role::Owner), (5, Role::Member)]);
+    let failed = OpStatus::Failed {
+        error: "batch: HTTP 502".into(),
+    };
+    match settle(&change, failed, Some("lost"), Ok(&as_member)) {
+        OpStatus::Failed { error } => {
+            assert!(
+                error.starts_with("only half done: the portal added the user as a member"),
+                "{error}"
+            );
+            assert!(error.contains("HTTP 502"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let absent = group(&[(1, Role::Owner)]);
+    let not_done = OpStatus::NotDone {
+        reason: "skipped".into(),
+    };
+    assert_eq!(
+        settle(&change, not_done.clone(), None, Ok(&absent)),
+        not_done
+    );
+}

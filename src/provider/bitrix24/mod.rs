@@ -381,6 +381,8 @@ type CommandResult = Result<Value, ApiError>;
 /// re-read after an interrupt) only request-limit refusals are retried.
 #[derive(Debug, Default)]
 struct Budget {
+    /// Attempts that timed out: the portal may still be carrying them out.
+    timeouts: u32,
     retries: u32,
     no_answer: u32,
     throttled: u32,
@@ -396,6 +398,9 @@ struct Answers {
     /// Why the portal may have carried it out without saying so: the first attempt that may
     /// have reached the portal and got no trustworthy answer.
     uncertain: Option<String>,
+    /// An attempt timed out: the portal may still be carrying it out after we stop waiting
+    /// (it cuts requests only at 60 s), so not seeing it when reading again proves nothing.
+    still_running: bool,
     /// The portal may have run it: some attempt got its own answer, or is uncertain.
     executed: bool,
     /// The run was interrupted before it got a final answer.
@@ -506,6 +511,9 @@ impl Client {
             };
             if e.may_have_acted() && uncertain.is_none() {
                 *uncertain = Some(e.to_string());
+            }
+            if matches!(&e, CallError::Transport(t) if t.kind == TransportKind::Timeout) {
+                budget.timeouts += 1;
             }
             if e.is_rate_limit() {
                 let learned = if self.options.learn_rate {
@@ -913,11 +921,13 @@ impl Client {
         while !pending.is_empty() {
             let cmds: Vec<&Command> = pending.iter().map(|&i| &chunk[i].1).collect();
             let mut uncertain = None;
+            let timeouts = budget.timeouts;
             let outcome = self.batch(&cmds, &mut budget, stop, &mut uncertain).await;
             if let Some(u) = &uncertain {
                 for &i in &pending {
                     answers[i].executed = true;
                     answers[i].uncertain.get_or_insert_with(|| u.clone());
+                    answers[i].still_running |= budget.timeouts > timeouts;
                 }
             }
             let (results, sent) = match outcome {
@@ -1173,6 +1183,7 @@ impl Client {
         let mut verdicts: Vec<Vec<OpStatus>> = vec![Vec::new(); changes.len()];
         // Why some command carrying the change may have acted without a trustworthy answer.
         let mut uncertain: Vec<Option<String>> = vec![None; changes.len()];
+        let mut still_running = vec![false; changes.len()];
         let ran = self
             .run_all(&cmds, &weights, on_progress, stop, false)
             .await;
@@ -1181,6 +1192,7 @@ impl Client {
             if let Some(u) = &answers.uncertain {
                 for &(i, _) in &w.carries {
                     uncertain[i].get_or_insert_with(|| u.clone());
+                    still_running[i] |= answers.still_running;
                 }
             }
         }
@@ -1201,13 +1213,18 @@ impl Client {
             .iter()
             .zip(statuses)
             .zip(uncertain)
-            .map(|(((g, change), status), uncertain)| {
+            .zip(still_running)
+            .map(|((((g, change), status), uncertain), still_running)| {
                 let reread = match (now.groups.get(g), unread.get(g)) {
                     (Some(group), _) => Ok(group),
                     (None, Some(e)) => Err(e.as_str()),
                     (None, None) => Err("not read again"),
                 };
-                let settled = settle(change, status.clone(), uncertain.as_deref(), reread);
+                let uncertain = uncertain.as_deref().map(|cause| Uncertain {
+                    cause,
+                    still_running,
+                });
+                let settled = settle(change, status.clone(), uncertain, reread);
                 if settled == OpStatus::Confirmed && status != OpStatus::Confirmed {
                     info!(group = %g, user = %change.user(), "change confirmed by reading the group again");
                 }
@@ -1226,6 +1243,15 @@ fn needs_reread(status: &OpStatus) -> bool {
     matches!(status, OpStatus::NotDone { .. } | OpStatus::Failed { .. })
 }
 
+/// Why the portal may have made a change without saying so.
+#[derive(Debug, Clone, Copy)]
+struct Uncertain<'a> {
+    /// The first attempt's failure that left it uncertain.
+    cause: &'a str,
+    /// Some attempt timed out, so the portal may still be carrying it out.
+    still_running: bool,
+}
+
 /// Settle a change no answer confirmed, from its group as read again after apply (or why it
 /// could not be read), and why the portal may have acted without saying so (`uncertain`):
 /// held → `Confirmed`; not held → the status as answered (`NotDone`/`Failed`); unreadable →
@@ -1233,7 +1259,7 @@ fn needs_reread(status: &OpStatus) -> bool {
 fn settle(
     change: &Change,
     status: OpStatus,
-    uncertain: Option<&str>,
+    uncertain: Option<Uncertain<'_>>,
     reread: Result<&CurrentGroup, &str>,
 ) -> OpStatus {
     if !needs_reread(&status) {
@@ -1241,6 +1267,13 @@ fn settle(
     }
     match (reread, uncertain) {
         (Ok(group), _) if holds(group, change) => OpStatus::Confirmed,
+        // A timed-out request may still land after the re-read: not seeing it proves nothing.
+        (Ok(_), Some(u)) if u.still_running => OpStatus::Unknown {
+            error: format!(
+                "the request timed out ({}) and may still be running on the portal; reading the group again did not show the change yet",
+                u.cause
+            ),
+        },
         // An add as moderator is an add and a promotion: say so when only the add landed.
         (Ok(group), _)
             if matches!(change, Change::Add { user, role: Role::Moderator }
@@ -1260,7 +1293,8 @@ fn settle(
         (Ok(_), _) | (Err(_), None) => status,
         (Err(e), Some(u)) => OpStatus::Unknown {
             error: format!(
-                "the portal may have made the change ({u}), and reading the group again failed ({e})"
+                "the portal may have made the change ({}), and reading the group again failed ({e})",
+                u.cause
             ),
         },
     }

@@ -373,8 +373,11 @@ fn settling_unconfirmed_changes() {
     let change = add(5, Role::Member);
     let held = group(&[(1, Role::Owner), (5, Role::Member)]);
     let missing = group(&[(1, Role::Owner)]);
-    let lost = Some("batch: HTTP 502, not JSON");
-    let check = |status: OpStatus, uncertain, reread, want: &OpStatus| {
+    let lost = Some(Uncertain {
+        cause: "batch: HTTP 502, not JSON",
+        still_running: false,
+    });
+    let check = |status: OpStatus, uncertain: Option<Uncertain>, reread, want: &OpStatus| {
         let got = settle(&change, status.clone(), uncertain, reread);
         match (want, &got) {
             (OpStatus::Unknown { .. }, OpStatus::Unknown { error }) => {
@@ -410,6 +413,23 @@ fn settling_unconfirmed_changes() {
     for s in [OpStatus::Done, OpStatus::Confirmed, OpStatus::NotStarted] {
         check(s.clone(), lost, Ok(&missing), &s);
         check(s.clone(), lost, Err("timed out"), &s);
+    }
+    // A request that timed out may still land after the re-read: not held proves nothing.
+    let timed_out = Some(Uncertain {
+        cause: "batch: no answer within 30 s (--timeout)",
+        still_running: true,
+    });
+    for s in [not_done(), failed()] {
+        match settle(&change, s, timed_out, Ok(&missing)) {
+            OpStatus::Unknown { error } => {
+                assert!(error.contains("may still be running"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            settle(&change, failed(), timed_out, Ok(&held)),
+            OpStatus::Confirmed
+        );
     }
 }
 
@@ -564,7 +584,11 @@ fn a_half_done_add_as_moderator_says_so() {
     let failed = OpStatus::Failed {
         error: "batch: HTTP 502".into(),
     };
-    match settle(&change, failed, Some("lost"), Ok(&as_member)) {
+    let lost = Some(Uncertain {
+        cause: "lost",
+        still_running: false,
+    });
+    match settle(&change, failed, lost, Ok(&as_member)) {
         OpStatus::Failed { error } => {
             assert!(
                 error.starts_with("only half done: the portal added the user as a member"),

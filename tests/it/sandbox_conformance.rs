@@ -2549,6 +2549,47 @@ async fn writes_keep_mode_follow_symlinks_and_leave_no_temp_files() {
     assert_eq!(mode, 0o600);
 }
 
+/// Symlinks planted at the lock or temp file's name are never followed: the files they point
+/// to are left alone. (Found by review: the lock file was truncated through a link.)
+#[cfg(unix)]
+#[tokio::test]
+async fn symlinks_at_the_lock_or_temp_name_are_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("portal.yaml");
+    std::fs::write(&state, PORTAL).unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+
+    // At the lock's name: the sandbox refuses to start, and the victim is untouched.
+    let lock = dir.path().join(".portal.yaml.lock");
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    let err = Sandbox::start(&state, "127.0.0.1:0".parse().unwrap())
+        .await
+        .err()
+        .expect("a symlinked lock file is refused")
+        .to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    std::fs::remove_file(&lock).unwrap();
+
+    // At the temp file's name, planted while the sandbox runs: the write replaces the link
+    // with a fresh file and leaves the victim alone.
+    let sb = Sandbox::start(&state, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let tmp = dir.path().join(".portal.yaml.tmp");
+    std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+    assert_eq!(add_member(&client(), &sb, 42, 31).await, json!(["31"]));
+    sb.shutdown().await.unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(
+        std::fs::read_to_string(&state)
+            .unwrap()
+            .contains("{ user: 31, role: K }")
+    );
+    assert!(!tmp.exists());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Counters per method, in process and at GET /_sandbox/stats (issue 6)
 

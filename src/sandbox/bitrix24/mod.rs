@@ -204,6 +204,12 @@ async fn lock_state(path: &Path, wait: Duration) -> Result<std::fs::File, Sandbo
         lock: lock_path.clone(),
         source,
     };
+    // The lock file is truncated and rewritten: never through a symlink planted at its name.
+    if std::fs::symlink_metadata(&lock_path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(fail(std::io::Error::other(
+            "the lock file is a symbolic link; refusing to follow it",
+        )));
+    }
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

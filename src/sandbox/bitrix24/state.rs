@@ -550,7 +550,16 @@ pub fn save(path: &Path, state: &State) -> Result<(), SandboxError> {
     let tmp = temp_path(&target);
     let existing = std::fs::metadata(&target).ok().map(|m| m.permissions());
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        // A fresh file, never an existing one: `create_new` (O_EXCL) does not follow a
+        // symlink planted at the temp name, so the state cannot be written through it.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         if let Some(perm) = &existing {
             f.set_permissions(perm.clone())?;
         }

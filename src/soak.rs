@@ -184,14 +184,7 @@ fn allowed((value, percent): (u64, bool), current: usize) -> Option<u64> {
 fn generate(rng: &mut fastrand::Rng) -> Generated {
     let n_users = rng.i64(8..40);
     let users = (1..=n_users)
-        .map(|id| User {
-            id,
-            email: format!("u{id}@example.com"),
-            name: format!("U{id}"),
-            last_name: "Soak".into(),
-            active: true,
-            admin: id == 1,
-        })
+        .map(|id| User::generated(id, "u", "Soak"))
         .collect();
     let top_protected: BTreeSet<i64> = (0..rng.usize(0..3)).map(|_| rng.i64(2..=n_users)).collect();
     let mut groups = Vec::new();

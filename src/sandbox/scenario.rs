@@ -39,14 +39,7 @@ pub fn generate(p: &Params) -> Scenario {
     // Room to pick new users for adds.
     let pool = (members as i64) * 4 + 1;
     let users: Vec<User> = (1..=pool)
-        .map(|id| User {
-            id,
-            email: format!("user{id}@example.com"),
-            name: format!("User{id}"),
-            last_name: "Generated".into(),
-            active: true,
-            admin: id == 1,
-        })
+        .map(|id| User::generated(id, "user", "Generated"))
         .collect();
     let per_group_changes = ((members as f64) * p.churn).round() as usize;
     let mut groups = Vec::with_capacity(p.groups);

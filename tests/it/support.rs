@@ -241,34 +241,20 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         .block_on(f)
 }
 
+/// Send `request` and decode its JSON answer, blocking.
+fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    block_on(async { request.send().await.unwrap().json().await.unwrap() })
+}
+
 /// One blocking call of a REST method on a served sandbox with a JSON body.
 pub fn call(url: &str, method: &str, body: serde_json::Value) -> serde_json::Value {
-    block_on(async {
-        http()
-            .post(format!("{url}{method}.json"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    })
+    json_of(http().post(format!("{url}{method}.json")).json(&body))
 }
 
 /// A served sandbox's counters (`GET /_sandbox/stats`), given its webhook URL.
 pub fn sandbox_stats(url: &str) -> serde_json::Value {
     let base = &url[..url.find("/rest/").expect("a webhook URL")];
-    block_on(async {
-        http()
-            .get(format!("{base}/_sandbox/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    })
+    json_of(http().get(format!("{base}/_sandbox/stats")))
 }
 
 /// Wait (polling, at most 30 s) until a served sandbox's counter `key` is above zero.

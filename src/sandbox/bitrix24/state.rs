@@ -266,6 +266,21 @@ pub struct User {
     pub admin: bool,
 }
 
+impl User {
+    /// An active generated user `{prefix}{id}@example.com` named `{Prefix}{id}` (`prefix` is
+    /// ASCII and not empty); user 1 is the administrator.
+    pub fn generated(id: i64, prefix: &str, last_name: &str) -> User {
+        User {
+            id,
+            email: format!("{prefix}{id}@example.com"),
+            name: format!("{}{}{id}", prefix[..1].to_uppercase(), &prefix[1..]),
+            last_name: last_name.into(),
+            active: true,
+            admin: id == 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Group {

@@ -603,11 +603,9 @@ fn check_converged(g: &Generated, after: &State, violations: &mut Vec<String>) {
     }
 }
 
-/// Whether `plan` removes more than the file's limits allow, counted from the generated state
-/// and the file as generated (an independent reading of the rules in `crate::spec`).
+/// Whether `plan` removes more than the file's limits allow (see `over_limits`).
 fn breaks_a_limit(g: &Generated, plan: &plan::Plan) -> bool {
-    let default = (25, true);
-    let removals = |id: i64| {
+    let removed = |id: i64| {
         plan.groups
             .iter()
             .filter(|p| p.id.0 as i64 == id)
@@ -615,12 +613,20 @@ fn breaks_a_limit(g: &Generated, plan: &plan::Plan) -> bool {
             .filter(|c| matches!(c, Change::Remove { .. }))
             .count()
     };
+    !over_limits(g, removed).is_empty()
+}
+
+/// The limits that `removed(group)` non-owner removals would break, counted against the
+/// generated state and read from the file as generated (group over top over the 25 % default):
+/// an independent reading of the rules in `crate::spec`, one line per broken limit.
+fn over_limits(g: &Generated, removed: impl Fn(i64) -> usize) -> Vec<String> {
+    let default = (25, true);
+    let mut broken = Vec::new();
     let (mut removed_total, mut current_total) = (0, 0);
-    let mut broken = false;
     for before in &g.state.groups {
         let members = before.members.iter().filter(|m| m.role.is_member()).count();
         let non_owner = members - usize::from(before.owner().is_some());
-        let removed = removals(before.id);
+        let removed = removed(before.id);
         removed_total += removed;
         current_total += members;
         let own = g.group_limits[&before.id];
@@ -628,15 +634,34 @@ fn breaks_a_limit(g: &Generated, plan: &plan::Plan) -> bool {
             .max_removals
             .or(g.top_limits.max_removals)
             .unwrap_or(default);
-        broken |= allowed(max, non_owner).is_some_and(|a| removed as u64 > a);
+        if let Some(allowed) = allowed(max, non_owner)
+            && removed as u64 > allowed
+        {
+            broken.push(format!(
+                "group {}: {removed} of {non_owner} non-owner members removed, limit {max:?} allows {allowed}",
+                before.id
+            ));
+        }
         let allow_empty = own
             .allow_empty
             .or(g.top_limits.allow_empty)
             .unwrap_or(false);
-        broken |= !allow_empty && non_owner >= 4 && removed == non_owner;
+        if !allow_empty && non_owner >= 4 && removed == non_owner {
+            broken.push(format!(
+                "group {}: all {removed} non-owner members removed",
+                before.id
+            ));
+        }
     }
     let max = g.top_limits.max_total_removals.unwrap_or(default);
-    broken || allowed(max, current_total).is_some_and(|a| removed_total as u64 > a)
+    if let Some(allowed) = allowed(max, current_total)
+        && removed_total as u64 > allowed
+    {
+        broken.push(format!(
+            "run: {removed_total} of {current_total} memberships removed, limit {max:?} allows {allowed}"
+        ));
+    }
+    broken
 }
 
 /// End a scenario in which nothing was applied: the portal must be as generated.
@@ -700,61 +725,20 @@ fn holds(g: &Group, change: &Change) -> bool {
     }
 }
 
-/// Removals per group and in the run, from the state before and after, against the limits
-/// the generated file declares (group over top over the 25 % default).
+/// Removals per group, counted from the state before and after the apply, within the limits.
 fn check_limits_held(g: &Generated, after: &State, violations: &mut Vec<String>) {
-    let default = (25, true);
-    let mut removed_total = 0;
-    let mut current_total = 0;
-    for before in &g.state.groups {
-        let Some(now) = after.group(before.id) else {
-            continue;
+    let removed = |id: i64| {
+        let (Some(before), Some(now)) = (g.state.group(id), after.group(id)) else {
+            return 0;
         };
-        let members: Vec<&Member> = before
+        before
             .members
             .iter()
-            .filter(|m| m.role.is_member())
-            .collect();
-        current_total += members.len();
-        let non_owner: Vec<&&Member> = members
-            .iter()
-            .filter(|m| m.role != state::Role::A)
-            .collect();
-        let removed = non_owner.iter().filter(|m| rank(now, m.user) == 0).count();
-        removed_total += removed;
-        let own = g.group_limits[&before.id];
-        let max = own
-            .max_removals
-            .or(g.top_limits.max_removals)
-            .unwrap_or(default);
-        if let Some(allowed) = allowed(max, non_owner.len())
-            && removed as u64 > allowed
-        {
-            violations.push(format!(
-                "group {}: {removed} of {} non-owner members removed, limit {max:?} allows {allowed}",
-                before.id,
-                non_owner.len()
-            ));
-        }
-        let allow_empty = own
-            .allow_empty
-            .or(g.top_limits.allow_empty)
-            .unwrap_or(false);
-        if !allow_empty && non_owner.len() >= 4 && removed == non_owner.len() {
-            violations.push(format!(
-                "group {}: all {removed} non-owner members removed",
-                before.id
-            ));
-        }
-    }
-    let max = g.top_limits.max_total_removals.unwrap_or(default);
-    if let Some(allowed) = allowed(max, current_total)
-        && removed_total as u64 > allowed
-    {
-        violations.push(format!(
-            "run: {removed_total} of {current_total} memberships removed, limit {max:?} allows {allowed}"
-        ));
-    }
+            .filter(|m| m.role.is_member() && m.role != state::Role::A)
+            .filter(|m| rank(now, m.user) == 0)
+            .count()
+    };
+    violations.extend(over_limits(g, removed));
 }
 
 fn check_unchanged(before: &State, after: &State, violations: &mut Vec<String>) {

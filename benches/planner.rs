@@ -64,20 +64,19 @@ fn main() {
                 }
             }
         }
-        current
-            .groups
-            .insert(GroupId(g), CurrentGroup { members: have });
+        current.groups.insert(
+            GroupId(g),
+            CurrentGroup {
+                members: have,
+                ..Default::default()
+            },
+        );
         desired.groups.insert(
             GroupId(g),
             DesiredGroup {
-                id: GroupId(g),
-                name: None,
                 owner: Some(UserId(1)),
                 members: want,
-                prune: true,
-                protected: Default::default(),
-                limits: Default::default(),
-                line: 1,
+                ..DesiredGroup::new(GroupId(g))
             },
         );
     }

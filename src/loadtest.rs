@@ -64,7 +64,9 @@ pub fn write_commands(plan: &Plan) -> u64 {
                         role: Role::Moderator,
                         ..
                     } => vec![0, 1],
-                    Change::Add { .. } => vec![0],
+                    Change::Add { .. } | Change::Accept { .. } => vec![0],
+                    Change::Invite { .. } => vec![4],
+                    Change::SetOwner { .. } => vec![5],
                     Change::SetRole {
                         to: Role::Moderator,
                         ..

@@ -55,18 +55,40 @@ impl fmt::Display for Role {
     }
 }
 
-/// What the YAML file declares for one group.
+/// How a group's new members are brought in (`add_with:` in the file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddWith {
+    /// `sonet_group.user.add`: the user is a member at once (needs an administrator).
+    #[default]
+    Add,
+    /// `sonet_group.user.invite`: the user is invited and becomes a member on accepting.
+    Invite,
+}
+
+/// What the YAML file declares for one group, with every reference resolved to IDs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredGroup {
     pub id: GroupId,
-    /// Optional label, shown in plans.
+    /// The group's name: the file's, else the portal's once resolved. Shown in plans.
     pub name: Option<String>,
-    /// The declared owner, if any: checked against the portal, never changed.
+    /// The declared owner, if any: checked against the portal; changed only with
+    /// `--allow-owner-change`.
     pub owner: Option<UserId>,
-    /// Declared members with their role (moderator or member; never owner).
+    /// Declared active members with their role (moderator or member; never owner).
     pub members: BTreeMap<UserId, Role>,
+    /// Declared users the portal reports as inactive (dismissed): shown, never added, never
+    /// removed for being undeclared.
+    pub inactive: BTreeMap<UserId, Role>,
     /// When true, members present on the portal but not declared are removed (owners never).
     pub prune: bool,
+    /// Whether `prune:` was written for this group (a department-synced group is pruned only
+    /// when the file says so explicitly).
+    pub prune_explicit: bool,
+    /// How new members are brought in.
+    pub add_with: AddWith,
+    /// The invitation text (`invite_message:`), for `AddWith::Invite`.
+    pub invite_message: Option<String>,
     /// Users never removed or demoted in this group (in addition to `DesiredState::protected`).
     pub protected: BTreeSet<UserId>,
     /// This group's own removal limits; unset fields fall back to the file's, then the defaults.
@@ -74,6 +96,26 @@ pub struct DesiredGroup {
     pub limits: Limits,
     /// 1-based line of the group in its source file, for messages about it.
     pub line: usize,
+}
+
+impl DesiredGroup {
+    /// A group with nothing declared: no owner, no members, pruned, added with `add`.
+    pub fn new(id: GroupId) -> DesiredGroup {
+        DesiredGroup {
+            id,
+            name: None,
+            owner: None,
+            members: BTreeMap::new(),
+            inactive: BTreeMap::new(),
+            prune: true,
+            prune_explicit: false,
+            add_with: AddWith::Add,
+            invite_message: None,
+            protected: BTreeSet::new(),
+            limits: Limits::default(),
+            line: 1,
+        }
+    }
 }
 
 /// The whole desired state: every declared group, by ID.
@@ -138,10 +180,22 @@ pub struct Limits {
     pub max_total_removals: Option<Setting<Limit>>,
 }
 
-/// One group's members as the portal reports them (owner included, with `Role::Owner`).
+/// One group's members as the portal reports them (owner included, with `Role::Owner`), and
+/// the relations that are not memberships yet.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CurrentGroup {
     pub members: BTreeMap<UserId, Role>,
+    /// Invited by the group, not accepted yet (Bitrix24 `Z` initiated by the group).
+    pub invited: BTreeSet<UserId>,
+    /// Asked to join, waiting for approval (Bitrix24 `Z` initiated by the user).
+    pub requested: BTreeSet<UserId>,
+    /// The portal's name for the group, when the read tells it.
+    pub name: Option<String>,
+    /// Departments the portal itself keeps the group in step with (Bitrix24 `UF_SG_DEPT`);
+    /// empty when none (or when the read cannot tell).
+    pub departments: Vec<u64>,
+    /// The least role allowed to invite (Bitrix24 `INITIATE_PERMS`), when known.
+    pub initiate_perms: Option<Role>,
 }
 
 impl CurrentGroup {
@@ -157,6 +211,52 @@ impl CurrentGroup {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CurrentState {
     pub groups: BTreeMap<GroupId, CurrentGroup>,
+}
+
+/// What roster knows about a portal user, for display and for plan-time checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub id: UserId,
+    pub email: Option<String>,
+    /// Full name as the portal gives it (first and last), when known.
+    pub name: Option<String>,
+    /// False for dismissed users.
+    pub active: bool,
+    /// An external (extranet) user.
+    pub extranet: bool,
+}
+
+/// Who the run acts as: the webhook's creator or the OAuth token's user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub user: UserId,
+    /// A portal administrator (`user.admin`).
+    pub admin: bool,
+}
+
+/// What the file refers to by something other than an ID, and the IDs it names: what the
+/// provider must look up before the file can be resolved. E-mails are lower-cased.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    pub emails: BTreeSet<String>,
+    pub users: BTreeSet<UserId>,
+    pub group_names: BTreeSet<String>,
+}
+
+/// What the provider found for a `Wanted`: every user it found (by e-mail or ID; two users
+/// may share an e-mail), the groups found for each name asked (0..n each), and the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookups {
+    pub people: Vec<Person>,
+    pub groups_by_name: BTreeMap<String, Vec<(GroupId, String)>>,
+    pub caller: Option<Caller>,
+}
+
+/// Names for display: people and groups roster learned about during the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directory {
+    pub users: BTreeMap<UserId, Person>,
+    pub groups: BTreeMap<GroupId, String>,
 }
 
 /// What became of one planned change when it was carried out.

@@ -544,7 +544,10 @@ fn check_sent(g: &Generated, report: &apply::Report, violations: &mut Vec<String
         let harmful = match o.change {
             Change::Remove { .. } => true,
             Change::SetRole { from, to, .. } => to > from,
-            Change::Add { .. } => false,
+            Change::Add { .. }
+            | Change::Invite { .. }
+            | Change::Accept { .. }
+            | Change::SetOwner { .. } => false,
         };
         if harmful && before.owner() == Some(user) {
             violations.push(format!("group {id}: sent {:?} to the owner", o.change));
@@ -722,6 +725,11 @@ fn holds(g: &Group, change: &Change) -> bool {
             role_of(user) == Some(role)
         }
         Change::Remove { user, .. } => role_of(user).is_none(),
+        Change::Accept { user, role } => role_of(user) == Some(role),
+        Change::Invite { user, .. } => g
+            .relation(user.0 as i64)
+            .is_some_and(|m| m.role == state::Role::Z),
+        Change::SetOwner { to, .. } => role_of(to) == Some(Role::Owner),
     }
 }
 

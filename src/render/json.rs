@@ -122,6 +122,19 @@ fn entry(e: &Entry) -> JsonEntry {
         Entry::Change(Change::Add { user, role }) => JsonEntry::Add { user, role },
         Entry::Change(Change::SetRole { user, from, to }) => JsonEntry::SetRole { user, from, to },
         Entry::Change(Change::Remove { user, role }) => JsonEntry::Remove { user, role },
+        Entry::Change(Change::Invite { user, role } | Change::Accept { user, role }) => {
+            JsonEntry::Add { user, role }
+        }
+        Entry::Change(Change::SetOwner { to, .. }) => JsonEntry::Add {
+            user: to,
+            role: Role::Owner,
+        },
+        Entry::Pending(p) => JsonEntry::Skip {
+            user: p.user,
+            role: Role::Member,
+            wanted: "pending",
+            reason: "pending",
+        },
         Entry::Skipped(s) => JsonEntry::Skip {
             user: s.user,
             role: s.role,
@@ -132,6 +145,7 @@ fn entry(e: &Entry) -> JsonEntry {
             reason: match s.reason {
                 SkipReason::Owner => "owner",
                 SkipReason::Protected => "protected",
+                SkipReason::DeptSynced => "synced",
             },
         },
     }

@@ -28,12 +28,25 @@ pub fn group_title(id: crate::model::GroupId, name: Option<&str>) -> String {
 pub fn describe_entry(entry: &Entry) -> (char, String) {
     match entry {
         Entry::Change(Change::Add { role, .. }) => ('+', role.to_string()),
+        Entry::Change(Change::Accept { role, .. }) => {
+            ('+', format!("{role}  (accepting their request to join)"))
+        }
+        Entry::Change(Change::Invite { role, .. }) => ('+', format!("{role}  (invite)")),
+        Entry::Change(Change::SetOwner { from, .. }) => (
+            '~',
+            match from {
+                Some(f) => format!("owner  (from {f}, who becomes a member)"),
+                None => "owner".to_owned(),
+            },
+        ),
+        Entry::Pending(p) => ('!', format!("{:?}", p.kind)),
         Entry::Change(Change::SetRole { from, to, .. }) => ('~', format!("{from} -> {to}")),
         Entry::Change(Change::Remove { role, .. }) => ('-', role.to_string()),
         Entry::Skipped(s) => {
             let (reason, who) = match s.reason {
                 SkipReason::Owner => ("owner", "owners"),
                 SkipReason::Protected => ("protected", "protected users"),
+                SkipReason::DeptSynced => ("synced", "department-synced members"),
             };
             let why = match s.wanted {
                 Wanted::Remove => format!("not declared; {who} are never removed"),

@@ -274,8 +274,13 @@ fn state_holds(state: &State, group: GroupId, change: &Change) -> bool {
         Role::Member => "K",
     };
     match *change {
-        Change::Add { role: r, .. } | Change::SetRole { to: r, .. } => role == Some(code(r)),
+        Change::Add { role: r, .. }
+        | Change::Accept { role: r, .. }
+        | Change::SetRole { to: r, .. } => role == Some(code(r)),
+        Change::SetOwner { .. } => role == Some("A"),
         Change::Remove { .. } => role.is_none(),
+        // Never planned by these tests (no `add_with: invite`).
+        Change::Invite { .. } => false,
     }
 }
 

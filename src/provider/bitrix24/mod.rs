@@ -1352,6 +1352,11 @@ fn holds(group: &CurrentGroup, change: &Change) -> bool {
             group.members.get(&user) == Some(&role)
         }
         Change::Remove { user, .. } => !group.members.contains_key(&user),
+        Change::Accept { user, role } => group.members.get(&user) == Some(&role),
+        Change::Invite { user, .. } => {
+            group.invited.contains(&user) || group.members.contains_key(&user)
+        }
+        Change::SetOwner { to, .. } => group.owner() == Some(to),
     }
 }
 
@@ -1406,6 +1411,8 @@ fn members(v: &Value) -> Result<CurrentGroup, String> {
 /// within a group: add, promote to moderator, set member, delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
+    SetOwner,
+    Invite,
     Add,
     Update(Role),
     Delete,
@@ -1436,9 +1443,11 @@ fn coalesce(changes: &[(GroupId, Change)]) -> Vec<Write> {
                         .push((i, user));
                 }
             }
-            Change::SetRole { user, to, .. } => {
+            Change::SetRole { user, to, .. } | Change::Accept { user, role: to } => {
                 slots.entry(Kind::Update(to)).or_default().push((i, user))
             }
+            Change::Invite { user, .. } => slots.entry(Kind::Invite).or_default().push((i, user)),
+            Change::SetOwner { to, .. } => slots.entry(Kind::SetOwner).or_default().push((i, to)),
             Change::Remove { user, .. } => slots.entry(Kind::Delete).or_default().push((i, user)),
         }
     }
@@ -1447,12 +1456,18 @@ fn coalesce(changes: &[(GroupId, Change)]) -> Vec<Write> {
         for (kind, carries) in slots {
             let users = carries.iter().map(|(_, u)| u.0);
             let command = match kind {
+                Kind::SetOwner => Command::new("sonet_group.setowner"),
+                Kind::Invite => Command::new("sonet_group.user.invite"),
                 Kind::Add => Command::new("sonet_group.user.add"),
                 Kind::Update(_) => Command::new("sonet_group.user.update"),
                 Kind::Delete => Command::new("sonet_group.user.delete"),
             }
-            .param("GROUP_ID", g.0)
-            .list("USER_ID", users);
+            .param("GROUP_ID", g.0);
+            // setowner takes one user (a group has one owner, so one change carries it).
+            let command = match kind {
+                Kind::SetOwner => command.param("USER_ID", carries[0].1.0),
+                _ => command.list("USER_ID", users),
+            };
             let command = match kind {
                 Kind::Update(Role::Moderator) => command.param("ROLE", "E"),
                 Kind::Update(_) => command.param("ROLE", "K"),
@@ -1480,6 +1495,11 @@ fn judge(w: &Write, answers: &Answers, verdicts: &mut [Vec<OpStatus>]) {
     let mut last_error = None;
     for a in &answers.got {
         match a {
+            // setowner answers `true`: the one user it carries is done.
+            Ok(Value::Bool(true)) if w.kind == Kind::SetOwner => {
+                answered = true;
+                confirmed.extend(w.carries.iter().map(|(_, u)| u.0));
+            }
             Ok(v) => match wire::id_list(v) {
                 Some(ids) => {
                     answered = true;
@@ -1498,6 +1518,8 @@ fn judge(w: &Write, answers: &Answers, verdicts: &mut [Vec<OpStatus>]) {
         } else if answered {
             OpStatus::NotDone {
                 reason: match w.kind {
+                    Kind::SetOwner => "the portal did not make the user the owner".into(),
+                    Kind::Invite => "not done: already related or not invitable (the portal skips users who are already members, invited, waiting or banned, the caller, and users it may not invite)".into(),
                     Kind::Add => "the portal did not add the user (it skips users who do not exist or already have a pending request, invitation or ban in the group)".into(),
                     Kind::Update(r) => format!("the portal did not make the user {r} (it skips the owner, users who already have the role and non-members)"),
                     Kind::Delete => "the portal did not remove the user (it skips the owner and users who are not in the group)".into(),

@@ -198,6 +198,7 @@ fn a_change_is_held_when_the_group_shows_it() {
         members: [(UserId(1), Role::Owner), (UserId(2), Role::Moderator)]
             .into_iter()
             .collect(),
+        ..Default::default()
     };
     assert!(holds(
         &group,
@@ -358,6 +359,7 @@ fn add(user: u64, role: Role) -> Change {
 fn group(members: &[(u64, Role)]) -> CurrentGroup {
     CurrentGroup {
         members: members.iter().map(|&(u, r)| (UserId(u), r)).collect(),
+        ..Default::default()
     }
 }
 

@@ -55,6 +55,11 @@ pub struct PortalArgs {
     /// never answers fails the run after three such waits, about 2 minutes by default.
     #[arg(long, env = "ROSTER_TIMEOUT", default_value = "30", value_parser = parse_timeout, value_name = "SECONDS")]
     pub timeout: std::time::Duration,
+    /// OAuth only (`--portal https://HOST/rest/`): the file that keeps the current tokens. Read
+    /// at start (its tokens win over ROSTER_OAUTH_ACCESS_TOKEN/ROSTER_OAUTH_REFRESH_TOKEN) and
+    /// rewritten (mode 0600) after every refresh.
+    #[arg(long, env = "ROSTER_OAUTH_TOKEN_FILE", value_name = "FILE")]
+    pub oauth_token_file: Option<PathBuf>,
 }
 
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
@@ -92,6 +97,10 @@ pub struct PlanArgs {
     /// defaults) allow.
     #[arg(long)]
     pub allow_mass_removal: bool,
+    /// Plan an owner change (`sonet_group.setowner`) where a group's `owner:` differs from the
+    /// portal's; without it a differing owner is only reported.
+    #[arg(long)]
+    pub allow_owner_change: bool,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +116,11 @@ pub struct ApplyArgs {
     /// defaults) allow.
     #[arg(long)]
     pub allow_mass_removal: bool,
+    /// Change a group's owner (`sonet_group.setowner`, before its other changes) where its
+    /// `owner:` differs from the portal's; the old owner becomes a member and is reconciled in
+    /// the same run. Without it a differing owner is only reported.
+    #[arg(long)]
+    pub allow_owner_change: bool,
 }
 
 #[derive(Debug, Subcommand)]

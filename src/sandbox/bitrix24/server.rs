@@ -398,7 +398,7 @@ const AUTH_PARAMS: &[&str] = &["auth", "access_token"];
 
 /// The access token of an OAuth call: the `auth` or `access_token` parameter, else an
 /// `Authorization: Bearer` header.
-fn access_token(p: &Params, headers: &HeaderMap) -> Option<String> {
+fn access_token(p: &[(String, Value)], headers: &HeaderMap) -> Option<String> {
     AUTH_PARAMS
         .iter()
         .find_map(|k| params::get(p, k))
@@ -839,5 +839,29 @@ mod tests {
         assert_eq!(p("/rest/batch/"), oauth("batch"));
         assert_eq!(p("/rest/1/abc"), hook(""));
         assert_eq!(p("/other"), None);
+    }
+
+    #[test]
+    fn oauth_token_carriers_and_stripping() {
+        let mut h = HeaderMap::new();
+        let p = params::parse_str("ID=27&auth=tok1&access_token=tok2");
+        assert_eq!(access_token(&p, &h).as_deref(), Some("tok1"));
+        assert_eq!(without_auth(p), params::parse_str("ID=27"));
+        let p = params::parse_str("ID=27&access_token=tok2");
+        assert_eq!(access_token(&p, &h).as_deref(), Some("tok2"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  tok3 "),
+        );
+        assert_eq!(access_token(&[], &h).as_deref(), Some("tok3"));
+        // A parameter wins over the header; an empty one counts as none.
+        assert_eq!(access_token(&p, &h).as_deref(), Some("tok2"));
+        let empty = params::parse_str("auth=");
+        assert_eq!(access_token(&empty, &HeaderMap::new()), None);
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic eDp5"),
+        );
+        assert_eq!(access_token(&[], &h), None);
     }
 }

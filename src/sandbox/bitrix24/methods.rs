@@ -1,6 +1,8 @@
-//! The emulated REST methods (reference §1, §2): each takes the caller, the parsed PHP
-//! parameters and the portal state, and returns a PHP result value or a REST error. Checks run
-//! in the order the reference lists them, with its exact texts.
+//! The emulated REST methods (reference §1, §2; rules §2–§4): `sonet_group.*`, `user.get`,
+//! `user.current`, `user.admin` and `socialnetwork.api.workgroup.get`. Each takes the caller,
+//! the parsed PHP parameters and the portal state, and returns a PHP result value or a REST
+//! error. Checks run in the order the references list them, with their exact texts. Which
+//! scope a method needs is said here ([`scopes_for`]); the server enforces it.
 //!
 //! Pure: no HTTP, no clock, no file I/O; `batch` and the envelope live elsewhere.
 //!
@@ -13,7 +15,10 @@
 //! Fidelity notes (source: `CSocNetLogRestService`, see the reference): `USER_ID` as a scalar
 //! must be `intval > 0`, as an array only non-empty; `add` returns existing users once each in ID
 //! order (the intranet user lookup); `update`/`delete` walk relations in relation order;
-//! `invite` and `sonet_group.get` (without `IS_ADMIN=Y`) apply CHECK_PERMISSIONS to admins too.
+//! `invite` and `sonet_group.get` (without `IS_ADMIN=Y`) apply CHECK_PERMISSIONS to admins too;
+//! `invite` then needs the group's `INITIATE_PERMS` (or a portal admin) and checks only that
+//! each target exists, never ACTIVE; `setowner` is the owner's alone (rules §4, unless
+//! `portal.setowner_admin: allow`) and also checks only existence.
 
 use super::params::{self, Params, Value, list, obj, s};
 use super::state::{

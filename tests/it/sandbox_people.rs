@@ -1412,3 +1412,66 @@ async fn issued_tokens_expire_on_the_clock() {
         "The access token provided has expired.",
     );
 }
+
+/// OAuth calls pass through the same leaky bucket as webhook calls (reference §4: counted per
+/// portal and source IP, whatever the auth).
+#[tokio::test]
+async fn oauth_calls_share_the_leaky_bucket() {
+    let e = env(&PEOPLE.replacen(
+        "  rate_limit: null\n",
+        "  rate_limit: { burst: 2, per_second: 0 }\n",
+        1,
+    ))
+    .await;
+    let r = oauth(
+        &e,
+        Carrier::Json,
+        "user.current",
+        "livetoken0001",
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = e.call(Style::Json, "user.current", json!({})).await;
+    assert_eq!(r.status, 200);
+    let r = oauth(
+        &e,
+        Carrier::Bearer,
+        "user.current",
+        "livetoken0001",
+        json!({}),
+    )
+    .await;
+    assert_err(&r, 503, "QUERY_LIMIT_EXCEEDED", "Too many requests");
+    assert_eq!(e.sb().stats().rejected_503, 1);
+}
+
+/// A state file whose `oauth:` section is wrong is refused with a message that quotes no
+/// token or secret (house style 13; the loader names items by position).
+#[tokio::test]
+async fn oauth_state_errors_quote_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        PEOPLE.replace("user: 22, expires_at: 1000", "user: 7, expires_at: 1000"),
+        PEOPLE.replace(
+            "user: 22, expires_at: 1000",
+            "user: 22, expires_at: deadtoken0001",
+        ),
+        PEOPLE.replace(
+            "client_id: local.app2, user: 1",
+            "client_id: appsecret0001, user: 1",
+        ),
+    ] {
+        let path = dir.path().join("portal.yaml");
+        std::fs::write(&path, bad).unwrap();
+        let err = Sandbox::start(&path, "127.0.0.1:0".parse().unwrap())
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        for s in SECRETS {
+            assert!(!err.contains(s), "{s} in {err}");
+        }
+        assert!(err.contains("portal.yaml"), "{err}");
+    }
+}

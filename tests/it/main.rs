@@ -6,6 +6,7 @@ mod reconcile;
 mod resilience;
 mod safety;
 mod sandbox_conformance;
+mod sandbox_people;
 mod secrets;
 mod soak;
 mod support;

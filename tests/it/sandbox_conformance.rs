@@ -66,28 +66,28 @@ webhooks:
 
 /// How a request is encoded.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Style {
+pub(crate) enum Style {
     Json,
     Form,
     Get,
 }
 
-const STYLES: [Style; 3] = [Style::Json, Style::Form, Style::Get];
+pub(crate) const STYLES: [Style; 3] = [Style::Json, Style::Form, Style::Get];
 
-struct Env {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    sb: Option<Sandbox>,
-    http: reqwest::Client,
+pub(crate) struct Env {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) path: PathBuf,
+    pub(crate) sb: Option<Sandbox>,
+    pub(crate) http: reqwest::Client,
 }
 
-struct Reply {
-    status: u16,
-    body: Value,
-    content_type: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
+    pub(crate) content_type: String,
 }
 
-async fn env(yaml: &str) -> Env {
+pub(crate) async fn env(yaml: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("portal.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -104,7 +104,7 @@ async fn env(yaml: &str) -> Env {
 
 /// A plain-HTTP client. reqwest is built with `rustls-no-provider`, so a provider must be
 /// installed before a client is built (no TLS is used here).
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
@@ -114,7 +114,7 @@ async fn portal() -> Env {
 }
 
 /// PHP `http_build_query` of a JSON object (booleans as 1/0, nulls dropped).
-fn build_query(v: &Value) -> String {
+pub(crate) fn build_query(v: &Value) -> String {
     fn enc(s: &str) -> String {
         let mut o = String::new();
         for b in s.bytes() {
@@ -156,19 +156,19 @@ fn build_query(v: &Value) -> String {
 }
 
 impl Env {
-    fn sb(&self) -> &Sandbox {
+    pub(crate) fn sb(&self) -> &Sandbox {
         self.sb.as_ref().unwrap()
     }
 
-    fn base(&self, user: u32, code: &str) -> String {
+    pub(crate) fn base(&self, user: u32, code: &str) -> String {
         format!("http://{}/rest/{user}/{code}/", self.sb().addr())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         std::fs::read_to_string(&self.path).unwrap()
     }
 
-    async fn raw(&self, req: reqwest::RequestBuilder) -> Reply {
+    pub(crate) async fn raw(&self, req: reqwest::RequestBuilder) -> Reply {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let content_type = resp
@@ -185,7 +185,13 @@ impl Env {
         }
     }
 
-    async fn call_as(&self, who: (u32, &str), style: Style, method: &str, p: Value) -> Reply {
+    pub(crate) async fn call_as(
+        &self,
+        who: (u32, &str),
+        style: Style,
+        method: &str,
+        p: Value,
+    ) -> Reply {
         let url = format!("{}{method}", self.base(who.0, who.1));
         let req = match style {
             Style::Json => self.http.post(url).json(&p),
@@ -200,18 +206,18 @@ impl Env {
     }
 
     /// As the admin (user 1).
-    async fn call(&self, style: Style, method: &str, p: Value) -> Reply {
+    pub(crate) async fn call(&self, style: Style, method: &str, p: Value) -> Reply {
         self.call_as((1, "admincode"), style, method, p).await
     }
 
-    async fn ok(&self, style: Style, method: &str, p: Value) -> Value {
+    pub(crate) async fn ok(&self, style: Style, method: &str, p: Value) -> Value {
         let r = self.call(style, method, p).await;
         assert_eq!(r.status, 200, "{method} {style:?}: {}", r.body);
         assert_time(&r.body["time"]);
         r.body
     }
 
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         self.sb.take().unwrap().shutdown().await.unwrap();
         self.sb = Some(
             Sandbox::start(&self.path, "127.0.0.1:0".parse().unwrap())
@@ -221,7 +227,7 @@ impl Env {
     }
 
     /// Members of a group as (user, role) pairs, via `sonet_group.user.get`.
-    async fn members(&self, group: i64) -> Vec<(String, String)> {
+    pub(crate) async fn members(&self, group: i64) -> Vec<(String, String)> {
         let b = self
             .ok(Style::Json, "sonet_group.user.get", json!({"ID": group}))
             .await;
@@ -239,7 +245,7 @@ impl Env {
     }
 }
 
-fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
     v.iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
@@ -258,7 +264,7 @@ fn iso_ok(s: &str) -> bool {
 }
 
 /// The eight-field `time` object.
-fn assert_time(t: &Value) {
+pub(crate) fn assert_time(t: &Value) {
     let o = t
         .as_object()
         .unwrap_or_else(|| panic!("time is not an object: {t}"));
@@ -287,7 +293,7 @@ fn assert_time(t: &Value) {
 }
 
 /// An error reply: status and exact body (no `time`).
-fn assert_err(r: &Reply, status: u16, code: &str, text: &str) {
+pub(crate) fn assert_err(r: &Reply, status: u16, code: &str, text: &str) {
     assert_eq!(
         (r.status, &r.body),
         (status, &json!({"error": code, "error_description": text})),
@@ -778,7 +784,7 @@ async fn group_user_invite_creates_pending_rows() {
         // Pending rows are invisible to user.get, and present in the state file.
         assert_eq!(e.members(15).await.len(), 4);
         let text = e.text();
-        assert!(text.contains("      - { user: 31, role: Z, initiated_by: G }\n      - { user: 23, role: Z, initiated_by: G }\n"), "{text}");
+        assert!(text.contains("      - { user: 31, role: Z, initiated_by: G, message: hi }\n      - { user: 23, role: Z, initiated_by: G, message: hi }\n"), "{text}");
         // Invited users cannot be added: they have a relation now.
         let b = e
             .ok(
@@ -1131,16 +1137,31 @@ async fn setowner_errors() {
             "",
             "Insufficient permissions to complete the operation.",
         );
-        for uid in [999, 50] {
-            let r = e
-                .call(
-                    style,
-                    "sonet_group.setowner",
-                    json!({"GROUP_ID": 27, "USER_ID": uid}),
-                )
-                .await;
-            assert_err(&r, 400, "", "Cannot complete operation.");
-        }
+        // A portal admin who is not the owner is refused too (rules §4; `setowner_admin`).
+        let r = e
+            .call(
+                style,
+                "sonet_group.setowner",
+                json!({"GROUP_ID": 27, "USER_ID": 23}),
+            )
+            .await;
+        assert_err(
+            &r,
+            400,
+            "",
+            "Insufficient permissions to complete the operation.",
+        );
+        // SetOwner only checks that the new owner exists (an inactive user may own a group:
+        // see sandbox_people).
+        let r = e
+            .call_as(
+                (22, "dicode"),
+                style,
+                "sonet_group.setowner",
+                json!({"GROUP_ID": 27, "USER_ID": 999}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Cannot complete operation.");
     }
     // The UNCONFIRMED error code is configurable.
     let e = env(&PORTAL.replace(
@@ -1603,12 +1624,16 @@ async fn changes_survive_a_restart() {
         json!({"GROUP_ID": 15, "USER_ID": [21]}),
     )
     .await;
-    e.ok(
-        Style::Get,
-        "sonet_group.setowner",
-        json!({"GROUP_ID": 27, "USER_ID": 23}),
-    )
-    .await;
+    // Only the owner may hand a group over (rules §4).
+    let r = e
+        .call_as(
+            (22, "dicode"),
+            Style::Get,
+            "sonet_group.setowner",
+            json!({"GROUP_ID": 27, "USER_ID": 23}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     // Already on disk before shutdown (written before each response).
     let text = e.text();
     assert!(text.contains("      - { user: 31, role: K }\n"), "{text}");

@@ -3,6 +3,9 @@
 //!
 //! cargo bench --bench reconcile -- --groups 2000 --members 40 --churn 0.05 --profile cloud --latency-ms 20
 //!
+//! `--users 10000 --emails --group-names` puts 10,000 users on the portal and writes the file
+//! with e-mails and group names, so the plan's resolution step is measured too.
+//!
 //! `--faults 503=0.05,429=0.02,500=0.02,lost=0.02` makes the sandbox refuse (or, for `lost`,
 //! execute and then answer 502) that fraction of requests at random (seeded by `--seed`).
 //!
@@ -25,6 +28,9 @@ struct Args {
     latency_ms: u64,
     seed: u64,
     faults: Option<Faults>,
+    users: usize,
+    emails: bool,
+    group_names: bool,
 }
 
 /// `503=0.05,429=0.02,500=0.02,lost=0.02`
@@ -62,6 +68,9 @@ fn args() -> Result<Args> {
         latency_ms: 20,
         seed: 1,
         faults: None,
+        users: 0,
+        emails: false,
+        group_names: false,
     };
     let mut fault_spec = None;
     let mut it = std::env::args().skip(1);
@@ -75,9 +84,12 @@ fn args() -> Result<Args> {
             "--latency-ms" => a.latency_ms = value()?.parse()?,
             "--seed" => a.seed = value()?.parse()?,
             "--faults" => fault_spec = Some(value()?),
+            "--users" => a.users = value()?.parse()?,
+            "--emails" => a.emails = true,
+            "--group-names" => a.group_names = true,
             "--bench" => {}
             other => bail!(
-                "unknown flag {other}; expected --groups --members --churn --profile --latency-ms --seed --faults"
+                "unknown flag {other}; expected --groups --members --churn --profile --latency-ms --seed --faults --users --emails --group-names"
             ),
         }
     }
@@ -98,11 +110,11 @@ fn main() -> Result<()> {
         ..Portal::default()
     };
     let params = Params {
-        groups: a.groups,
-        members: a.members,
-        churn: a.churn,
-        seed: a.seed,
         portal,
+        users: a.users,
+        emails: a.emails,
+        group_names: a.group_names,
+        ..Params::new(a.groups, a.members, a.churn, a.seed)
     };
     eprintln!(
         "reconcile: {} groups x {} members, churn {}, profile {}, latency {} ms",

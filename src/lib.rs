@@ -638,13 +638,7 @@ fn generate(
             existing.join(" and ")
         );
     }
-    let params = sandbox::scenario::Params {
-        groups,
-        members,
-        churn,
-        seed,
-        portal: Default::default(),
-    };
+    let params = sandbox::scenario::Params::new(groups, members, churn, seed);
     let scenario = sandbox::scenario::generate(&params);
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     sandbox::bitrix24::state::save(&out.join("portal.yaml"), &scenario.state)?;

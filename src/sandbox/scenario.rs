@@ -21,6 +21,28 @@ pub struct Params {
     pub seed: u64,
     /// Portal settings (rate limit, latency, faults) for the generated state.
     pub portal: Portal,
+    /// Users on the portal (0: four per member slot, plus the admin).
+    pub users: usize,
+    /// Name people in the desired file by e-mail instead of by ID.
+    pub emails: bool,
+    /// Name groups in the desired file by name instead of by ID.
+    pub group_names: bool,
+}
+
+impl Params {
+    /// G groups × M members with `churn`, people and groups by ID, the default portal.
+    pub fn new(groups: usize, members: usize, churn: f64, seed: u64) -> Params {
+        Params {
+            groups,
+            members,
+            churn,
+            seed,
+            portal: Portal::default(),
+            users: 0,
+            emails: false,
+            group_names: false,
+        }
+    }
 }
 
 /// A generated portal and the desired state to reconcile it to.
@@ -37,10 +59,22 @@ pub fn generate(p: &Params) -> Scenario {
     let mut rng = fastrand::Rng::with_seed(p.seed);
     let members = p.members.max(1);
     // Room to pick new users for adds.
-    let pool = (members as i64) * 4 + 1;
+    let pool = if p.users > members {
+        p.users as i64
+    } else {
+        (members as i64) * 4 + 1
+    };
     let users: Vec<User> = (1..=pool)
         .map(|id| User::generated(id, "user", "Generated"))
         .collect();
+    // How the file names a user: `User::generated`'s address, or the ID.
+    let person = |u: i64| {
+        if p.emails {
+            format!("user{u}@example.com")
+        } else {
+            u.to_string()
+        }
+    };
     let per_group_changes = ((members as f64) * p.churn).round() as usize;
     let mut groups = Vec::with_capacity(p.groups);
     let mut desired = String::from("version: 1\ngroups:\n");
@@ -113,13 +147,19 @@ pub fn generate(p: &Params) -> Scenario {
                 .collect();
             ids.sort_unstable();
             ids.iter()
-                .map(i64::to_string)
+                .map(|&u| person(u))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let group = if p.group_names {
+            format!("name: Group {id}")
+        } else {
+            format!("id: {id}\n    name: Group {id}")
+        };
         let _ = write!(
             desired,
-            "  - id: {id}\n    name: Group {id}\n    owner: 1\n    moderators: [{}]\n    members: [{}]\n",
+            "  - {group}\n    owner: {}\n    moderators: [{}]\n    members: [{}]\n",
+            person(1),
             list(Role::E),
             list(Role::K)
         );

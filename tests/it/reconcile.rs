@@ -36,6 +36,7 @@ async fn two_hundred_groups_take_the_fewest_requests() {
             churn: 0.05,
             seed: 1,
             portal: portal(RateProfile::CLOUD, None),
+            ..Params::new(0, 0, 0.0, 0)
         },
         Options {
             rate: Some(RateProfile::CLOUD),
@@ -84,6 +85,7 @@ async fn converges_under_injected_faults() {
             churn: 0.1,
             seed: 3,
             portal: portal(rate, Some(faults)),
+            ..Params::new(0, 0, 0.0, 0)
         },
         Options {
             rate: Some(rate),

@@ -342,6 +342,7 @@ async fn the_report_agrees_with_the_portal_under_lost_answers() {
             churn: 0.3,
             seed,
             portal: p,
+            ..Params::new(0, 0, 0.0, 0)
         })
         .await;
         // Read patiently; write with two attempts a chunk, so some give up.
@@ -394,6 +395,7 @@ async fn an_interrupt_sends_no_new_batch() {
         churn: 0.0,
         seed: 7,
         portal: portal(None),
+        ..Params::new(0, 0, 0.0, 0)
     })
     .await;
     let c = served.client(quick(Options {
@@ -426,6 +428,7 @@ async fn an_interrupt_ends_the_waits() {
         churn: 0.0,
         seed: 8,
         portal: portal(None),
+        ..Params::new(0, 0, 0.0, 0)
     })
     .await;
     let reader = served.client(quick(Options {
@@ -503,6 +506,7 @@ async fn read_under_a_stricter_limit(rate: Option<RateProfile>) -> (Stats, Durat
             burst: 5.0,
             per_second: 2.0,
         })),
+        ..Params::new(0, 0, 0.0, 0)
     })
     .await;
     let c = served.client(Options {

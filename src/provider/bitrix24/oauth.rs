@@ -36,18 +36,42 @@ pub const FLAG_TOKEN_FILE: &str = "--oauth-token-file";
 /// (the docs' and CRest's server; PHPSDK's "west" default).
 pub const DEFAULT_SERVER: &str = "https://oauth.bitrix.info";
 
-/// What the shell collected for OAuth, unvalidated: every field as the user gave it (from
-/// `ROSTER_OAUTH_*` and `--oauth-token-file`), `None` when not given. The REST endpoint
-/// (`client_endpoint`) is `--portal`.
+/// What the shell collected for OAuth, unvalidated: every field as the user gave it, `None`
+/// when not given. An empty value counts as not given (a CI secret that is not defined
+/// expands to an empty string). The REST endpoint (`client_endpoint`) is `--portal`.
 #[derive(Debug, Clone, Default)]
 pub struct OAuthConfig {
+    /// `ROSTER_OAUTH_ACCESS_TOKEN`.
     pub access_token: Option<Secret>,
+    /// `ROSTER_OAUTH_REFRESH_TOKEN`.
     pub refresh_token: Option<Secret>,
+    /// `ROSTER_OAUTH_CLIENT_ID`.
     pub client_id: Option<String>,
+    /// `ROSTER_OAUTH_CLIENT_SECRET`.
     pub client_secret: Option<Secret>,
-    /// The OAuth server's base URL, e.g. `https://oauth.bitrix.info`.
+    /// `ROSTER_OAUTH_SERVER`: the OAuth server's base URL, e.g. `https://oauth.bitrix.info`.
     pub server: Option<String>,
+    /// `--oauth-token-file` / `ROSTER_OAUTH_TOKEN_FILE`.
     pub token_file: Option<PathBuf>,
+}
+
+impl OAuthConfig {
+    /// The same with empty values taken as not given.
+    fn given(&self) -> OAuthConfig {
+        let secret = |s: &Option<Secret>| s.clone().filter(|s| !s.expose().is_empty());
+        let text = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        OAuthConfig {
+            access_token: secret(&self.access_token),
+            refresh_token: secret(&self.refresh_token),
+            client_id: text(&self.client_id),
+            client_secret: secret(&self.client_secret),
+            server: text(&self.server),
+            token_file: self
+                .token_file
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
+        }
+    }
 }
 
 /// Why the OAuth configuration was refused. Never contains a secret.
@@ -357,6 +381,7 @@ impl OAuth {
     /// same endpoint. Needs an access token; with a refresh token also the client id and
     /// secret. Nothing is connected to.
     pub fn new(endpoint: &str, config: &OAuthConfig) -> Result<OAuth, OAuthError> {
+        let config = &config.given();
         let endpoint = rest_endpoint(endpoint).map_err(|why| OAuthError::Endpoint {
             shown: redact(endpoint),
             why,
@@ -385,6 +410,10 @@ impl OAuth {
                 if let Some(r) = &f.refresh {
                     check("refresh_token", r)?;
                 }
+                info!(
+                    file = %path(),
+                    "using the OAuth tokens saved in the token file (they take precedence over {ENV_ACCESS_TOKEN} and {ENV_REFRESH_TOKEN})"
+                );
                 (f.access, f.refresh, f.map, true)
             }
             None => {
@@ -414,7 +443,7 @@ impl OAuth {
                 });
             }
         }
-        let client_id = config.client_id.clone().filter(|c| !c.is_empty());
+        let client_id = config.client_id.clone();
         if let Some(id) = &client_id
             && !id.bytes().all(|b| b.is_ascii_graphic())
         {

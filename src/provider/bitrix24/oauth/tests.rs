@@ -140,8 +140,22 @@ fn refuses_values_that_cannot_be_credentials_without_showing_them() {
         e.starts_with("ROSTER_OAUTH_REFRESH_TOKEN is too short"),
         "{e}"
     );
+    let e = with(|c| c.client_secret = Some(Secret::new("        ")));
+    assert!(
+        e.starts_with("ROSTER_OAUTH_CLIENT_SECRET must be printable"),
+        "{e}"
+    );
+    // Empty is not given (an undefined CI secret expands to ""): the message says it is missing.
     let e = with(|c| c.client_secret = Some(Secret::new("")));
-    assert!(e.starts_with("ROSTER_OAUTH_CLIENT_SECRET is empty"), "{e}");
+    assert!(
+        e.starts_with("OAuth needs ROSTER_OAUTH_CLIENT_SECRET"),
+        "{e}"
+    );
+    let e = with(|c| c.access_token = Some(Secret::new("")));
+    assert!(
+        e.starts_with("OAuth needs ROSTER_OAUTH_ACCESS_TOKEN"),
+        "{e}"
+    );
     let e = with(|c| c.client_id = Some("local 1".into()));
     assert!(
         e.starts_with("ROSTER_OAUTH_CLIENT_ID must be printable"),
@@ -683,21 +697,69 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
-/// End to end: four batches in flight are all refused as expired; one refresh, each batch sent
-/// again with the new token, every group read; the token file rewritten (0600) with the new
-/// tokens and the answer's other fields; not one secret in the trace-level log.
-#[tokio::test]
-async fn a_client_refreshes_once_for_all_requests_in_flight() {
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Capture every log line of this thread, at every level, while the guard lives.
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     let log = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(log.clone())
         .with_ansi(false)
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let guard = tracing::subscriber::set_default(subscriber);
     // Other tests, on other threads, may have hit the client's log sites before this
     // subscriber existed; recompute their interest so none stays switched off.
     tracing::callsite::rebuild_interest_cache();
+    (log, guard)
+}
+
+/// Refreshed tokens that cannot be kept are warned about (the run goes on: it has them in
+/// memory), without showing them.
+#[tokio::test]
+async fn refreshed_tokens_that_cannot_be_kept_are_warned_about() {
+    let (log, _guard) = capture();
+    let fake = Fake::new(1);
+    let base = serve(fake.clone()).await;
+    let o = OAuth::new(&format!("{base}/rest/"), &config_for(&base)).unwrap();
+    o.refresh_after(0, &http()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("tokens.json");
+    let o = OAuth::new(
+        &format!("{base}/rest/"),
+        &OAuthConfig {
+            token_file: Some(missing.clone()),
+            ..config_for(&base)
+        },
+    )
+    .unwrap();
+    o.refresh_after(0, &http()).await.unwrap();
+    assert_eq!(o.current().access.expose(), NEW_ACCESS);
+    let log = log.text();
+    assert!(
+        log.contains("the new refresh token is kept nowhere (--oauth-token-file / ROSTER_OAUTH_TOKEN_FILE is not set)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "refreshed the OAuth tokens but cannot save them to {}",
+            missing.display()
+        )),
+        "{log}"
+    );
+    assert!(leaks(&log).is_empty(), "{log}");
+}
+
+/// End to end: four batches in flight are all refused as expired; one refresh, each batch sent
+/// again with the new token, every group read; the token file rewritten (0600) with the new
+/// tokens and the answer's other fields; not one secret in the trace-level log.
+#[tokio::test]
+async fn a_client_refreshes_once_for_all_requests_in_flight() {
+    let (log, _guard) = capture();
 
     let fake = Fake::new(4);
     let base = serve(fake.clone()).await;
@@ -761,7 +823,7 @@ async fn a_client_refreshes_once_for_all_requests_in_flight() {
     assert_eq!(next.current().access.expose(), NEW_ACCESS);
 
     drop(_guard);
-    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let log = log.text();
     assert!(log.contains("refreshed the OAuth access token"), "{log}");
     assert!(log.contains("batch body"), "the body is logged: {log}");
     assert!(

@@ -168,8 +168,6 @@ pub struct OAuth {
     /// `ROSTER_OAUTH_SERVER`, validated: always used when given.
     server_override: Option<String>,
     token_file: Option<PathBuf>,
-    /// Whether the tokens came from the token file (for advice in messages).
-    from_file: bool,
     tokens: Mutex<Tokens>,
     /// Held while a refresh is under way; holds why refreshing failed, once it has.
     gate: tokio::sync::Mutex<Option<String>>,
@@ -398,7 +396,7 @@ impl OAuth {
                 .display()
                 .to_string()
         };
-        let (access, refresh, saved, from_file) = match file {
+        let (access, refresh, saved) = match file {
             Some(f) => {
                 let check = |key: &str, s: &Secret| {
                     check_secret(s).map_err(|why| OAuthError::TokenFile {
@@ -414,7 +412,7 @@ impl OAuth {
                     file = %path(),
                     "using the OAuth tokens saved in the token file (they take precedence over {ENV_ACCESS_TOKEN} and {ENV_REFRESH_TOKEN})"
                 );
-                (f.access, f.refresh, f.map, true)
+                (f.access, f.refresh, f.map)
             }
             None => {
                 let access = config.access_token.clone().ok_or_else(|| {
@@ -426,7 +424,7 @@ impl OAuth {
                 if let Some(r) = &config.refresh_token {
                     check_env_secret(ENV_REFRESH_TOKEN, r)?;
                 }
-                (access, config.refresh_token.clone(), Map::new(), false)
+                (access, config.refresh_token.clone(), Map::new())
             }
         };
         if let Some(saved_endpoint) = saved.get("client_endpoint").and_then(Value::as_str) {
@@ -488,16 +486,16 @@ impl OAuth {
         secrets.extend(refresh.clone());
         secrets.extend(config.client_secret.clone());
         // The environment's tokens too, when the file's replaced them: a portal or server
-        // could still quote them.
-        secrets.extend(config.access_token.clone());
-        secrets.extend(config.refresh_token.clone());
-        secrets.retain(|s| !s.expose().is_empty());
+        // could still quote them. Only plausible ones: masking a short one would corrupt
+        // answers (a role `K`).
+        let plausible = |s: &Option<Secret>| s.clone().filter(|s| check_secret(s).is_ok());
+        secrets.extend(plausible(&config.access_token));
+        secrets.extend(plausible(&config.refresh_token));
         Ok(OAuth {
             client_id,
             client_secret: config.client_secret.clone(),
             server_override,
             token_file: config.token_file.clone(),
-            from_file,
             tokens: Mutex::new(Tokens {
                 generation: 0,
                 access,
@@ -549,15 +547,12 @@ impl OAuth {
 
     /// What to do when the tokens cannot be refreshed.
     fn reauthorise(&self) -> String {
-        match (&self.token_file, self.from_file) {
-            (Some(f), true) => format!(
-                "authorise roster again, then write the new access_token and refresh_token into {} (it takes precedence over {ENV_ACCESS_TOKEN} and {ENV_REFRESH_TOKEN}), or delete it and set those variables",
-                f.display()
+        match &self.token_file {
+            Some(f) => format!(
+                "authorise roster again, then write the new access_token and refresh_token into {f}, or delete {f} (while it exists it takes precedence over {ENV_ACCESS_TOKEN} and {ENV_REFRESH_TOKEN}) and set those variables",
+                f = f.display()
             ),
-            (Some(_), false) => format!(
-                "authorise roster again and set {ENV_ACCESS_TOKEN} and {ENV_REFRESH_TOKEN} to the new tokens"
-            ),
-            (None, _) => format!(
+            None => format!(
                 "authorise roster again and set {ENV_ACCESS_TOKEN} and {ENV_REFRESH_TOKEN} to the new tokens (and {FLAG_TOKEN_FILE} / {ENV_TOKEN_FILE}, so that refreshed tokens are kept)"
             ),
         }

@@ -30,8 +30,14 @@
 //! Errors keep "the API said no" (`ApiError`: method, code, description, HTTP status) apart from
 //! "the HTTP call failed" (`TransportError`). The webhook code never appears in either: every
 //! answer is scrubbed as text and again after JSON decoding.
+//!
+//! Authentication (`Auth`): a webhook (the code is in the URL) or OAuth (`oauth`: the access
+//! token in the body's `auth` field, refreshed once, for all requests in flight, after a 401
+//! `expired_token`). With OAuth every token and the client secret are scrubbed like the code.
 
+pub mod auth;
 pub mod limits;
+pub mod oauth;
 pub mod webhook;
 pub mod wire;
 
@@ -50,8 +56,10 @@ use tracing::{debug, info, warn};
 use crate::model::{CurrentGroup, CurrentState, GroupId, OpStatus, Role, UserId};
 use crate::plan::Change;
 use crate::provider::{CancellationToken, FetchError, OnProgress};
+pub use auth::{Auth, AuthError};
 pub use limits::RateProfile;
 use limits::{Learned, Operating, Pacer};
+pub use oauth::{OAuth, OAuthConfig, OAuthError};
 pub use webhook::{Secret, Webhook, WebhookError, scrub_webhook_urls};
 use wire::Command;
 
@@ -294,14 +302,18 @@ impl Default for Options {
 pub struct Counters {
     /// HTTP requests sent, retries included.
     pub requests: u64,
-    /// Requests and batch commands sent again after a transient failure.
+    /// Requests and batch commands sent again after a transient failure (or with a refreshed
+    /// OAuth token).
     pub retries: u64,
+    /// OAuth refresh requests sent to the OAuth server (not counted in `requests`, which go to
+    /// the portal); 0 with a webhook.
+    pub refreshes: u64,
 }
 
-/// A Bitrix24 portal reached through an incoming webhook.
+/// A Bitrix24 portal reached through an incoming webhook or with OAuth.
 pub struct Client {
     http: reqwest::Client,
-    webhook: Webhook,
+    auth: Auth,
     options: Options,
     pacer: Pacer,
     operating: Operating,
@@ -423,13 +435,14 @@ const MAX_LIMITED: u32 = 100;
 const NO_RESULT: &str = "the batch answer has no result for this command";
 
 impl Client {
-    pub fn new(webhook: Webhook, options: Options) -> Result<Client, TransportError> {
+    pub fn new(auth: impl Into<Auth>, options: Options) -> Result<Client, TransportError> {
         // rustls needs a process-wide crypto provider; installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(options.timeout))
-            // A portal that moved answers 302; following it blindly could send the code elsewhere.
+            // A portal that moved answers 302; following it blindly could send the code (or
+            // the token) elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -441,7 +454,7 @@ impl Client {
             })?;
         Ok(Client {
             http,
-            webhook,
+            auth: auth.into(),
             pacer: Pacer::new(options.rate),
             operating: Operating::new(options.operating_limit_s, options.operating_margin_s),
             options,
@@ -457,6 +470,10 @@ impl Client {
         Counters {
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            refreshes: match &self.auth {
+                Auth::OAuth(o) => o.refreshes(),
+                Auth::Webhook(_) => 0,
+            },
         }
     }
 
@@ -686,10 +703,11 @@ impl Client {
         known.max(doubling)
     }
 
-    /// Replace the webhook code in text that came from the network (an error page may echo the
-    /// request path), so it cannot reach a message or a log.
+    /// Replace every secret (the webhook code; OAuth's tokens, old and new, and client secret)
+    /// in text that came from the network (an error page may echo the request), so it cannot
+    /// reach a message or a log.
     fn scrub(&self, text: &str) -> String {
-        self.webhook.scrub(text)
+        self.auth.scrub(text)
     }
 
     /// Feed a `time` object's `operating` / `operating_reset_at` to the operating-time tracker.
@@ -712,7 +730,67 @@ impl Client {
         self.operating.observe(method, operating, reset_in);
     }
 
+    /// One request, authenticated: a webhook's URL carries its code; with OAuth the access
+    /// token goes in the body's `auth` field, and a 401 `expired_token` is answered by one
+    /// refresh (shared by every request in flight, `OAuth::refresh_after`) and one more try
+    /// with the new token. A portal refusing an expired token did nothing, so writes are safe
+    /// to send again. A refusal no refresh can fix trips the breaker, with what to do.
     async fn call_once(&self, method: &str, body: &Value) -> Result<Value, CallError> {
+        let oauth = match &self.auth {
+            Auth::Webhook(w) => return self.send_once(method, w.method_url(method), body).await,
+            Auth::OAuth(o) => o,
+        };
+        let refused = |code: &str, description: String| -> CallError {
+            self.breaker.trip(description.clone());
+            ApiError {
+                method: method.to_owned(),
+                code: code.to_owned(),
+                description,
+                status: Some(401),
+            }
+            .into()
+        };
+        let used = oauth.current();
+        let sent = Instant::now();
+        match self
+            .send_once(method, used.url(method), &used.sign(body))
+            .await
+        {
+            Err(CallError::Api(e)) => match oauth::refusal(e.status, &e.code) {
+                Some(oauth::Refusal::Expired) => self.pacer.accepted(sent),
+                Some(oauth::Refusal::Invalid) => {
+                    return Err(refused(&e.code, oauth.invalid_token(&e.description)));
+                }
+                None => return Err(e.into()),
+            },
+            other => return other,
+        }
+        if let Err(why) = oauth.refresh_after(used.generation, &self.http).await {
+            return Err(refused("expired_token", why));
+        }
+        // Sent again: counted and paced like any request.
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        let wait = self.pacer.reserve();
+        self.sleep(method, wait, &CancellationToken::new()).await?;
+        let now = oauth.current();
+        match self
+            .send_once(method, now.url(method), &now.sign(body))
+            .await
+        {
+            Err(CallError::Api(e)) => match oauth::refusal(e.status, &e.code) {
+                Some(oauth::Refusal::Expired) => Err(refused(&e.code, oauth.expired_again())),
+                Some(oauth::Refusal::Invalid) => {
+                    Err(refused(&e.code, oauth.invalid_token(&e.description)))
+                }
+                None => Err(e.into()),
+            },
+            other => other,
+        }
+    }
+
+    /// POST `body` as JSON to `url` and read the answer: the envelope, or why not.
+    async fn send_once(&self, method: &str, url: String, body: &Value) -> Result<Value, CallError> {
         let started = std::time::Instant::now();
         let transport = |kind: TransportKind, status: Option<u16>, detail: String| TransportError {
             method: method.to_owned(),
@@ -728,7 +806,7 @@ impl Client {
         };
         let response = self
             .http
-            .post(self.webhook.method_url(method))
+            .post(url)
             .json(body)
             .send()
             .await

@@ -1,6 +1,9 @@
 //! The incoming-webhook address `https://HOST/rest/USER_ID/CODE/` and the secret it carries.
 //! The code is a credential: it lives in a `Secret`, which never prints, and the only string that
 //! contains it is the request URL handed to the HTTP client.
+//!
+//! Also the pieces every way of authenticating shares: `Secret`, the check that credentials go
+//! only over https (or to loopback), and masking a secret out of text from the network.
 
 use std::fmt;
 
@@ -48,7 +51,7 @@ pub struct WebhookError {
 }
 
 /// Why `http://` is refused for anything but loopback.
-const CLEAR_TEXT: &str = "http:// would send the webhook code in clear text; use https:// (http is allowed only for loopback, e.g. the sandbox)";
+pub(crate) const CLEAR_TEXT: &str = "http:// would send the credentials in clear text; use https:// (http is allowed only for loopback, e.g. the sandbox)";
 
 /// The shortest webhook code accepted (see `Webhook::parse`).
 pub const MIN_CODE_LEN: usize = 8;
@@ -62,29 +65,7 @@ impl Webhook {
             shown: redact(url),
             why,
         };
-        let (scheme, _) = url.split_once("://").ok_or_else(|| fail("no scheme"))?;
-        if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
-            return Err(fail(
-                "the scheme must be https (or http for a local sandbox)",
-            ));
-        }
-        // The HTTP client must accept it too, and read it the same way (a backslash is a
-        // slash to it): take host and path from a real URL parser.
-        let parsed = reqwest::Url::parse(url).map_err(|_| fail("not a valid URL"))?;
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(fail("user:password@ does not belong in a webhook URL"));
-        }
-        let host = parsed
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| fail("no host"))?;
-        if parsed.scheme() == "http" && !is_loopback(host) {
-            return Err(fail(CLEAR_TEXT));
-        }
-        let authority = match parsed.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_string(),
-        };
+        let (parsed, authority) = secure_url(url).map_err(fail)?;
         let segments: Vec<&str> = parsed
             .path_segments()
             .ok_or_else(|| fail("no path"))?
@@ -136,15 +117,7 @@ impl Webhook {
     /// JSON-escaped (`\u0073…`), character by character or mixed; then every other webhook path
     /// masked too (`scrub_webhook_urls`).
     pub fn scrub(&self, text: &str) -> String {
-        let code = self.code.expose().as_bytes();
-        let own = mask(text, |t, i| {
-            let mut j = i;
-            for &c in code {
-                j += spelled(t, j, |b| b.eq_ignore_ascii_case(&c))?;
-            }
-            Some((i, j))
-        });
-        scrub_webhook_urls(&own)
+        scrub_webhook_urls(&scrub_secret(text, &self.code))
     }
 
     /// The address with the code masked, safe for messages and logs. Anything that looks like
@@ -158,6 +131,51 @@ impl fmt::Debug for Webhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Webhook({})", self.display())
     }
+}
+
+/// Check an address that credentials will be sent to: `https://`, or `http://` for a loopback
+/// host only; a host; no `user:password@`. Returns the parsed URL (as the HTTP client reads it:
+/// a backslash is a slash) and its `host[:port]`. The reason is safe to show; the URL is not.
+pub(crate) fn secure_url(url: &str) -> Result<(reqwest::Url, String), &'static str> {
+    let (scheme, _) = url.split_once("://").ok_or("no scheme")?;
+    if !scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http") {
+        return Err("the scheme must be https (or http for a local sandbox)");
+    }
+    // The HTTP client must accept it too, and read it the same way (a backslash is a
+    // slash to it): take host and path from a real URL parser.
+    let parsed = reqwest::Url::parse(url).map_err(|_| "not a valid URL")?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("user:password@ does not belong in a Bitrix24 URL");
+    }
+    let host = parsed
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("no host")?;
+    if parsed.scheme() == "http" && !is_loopback(host) {
+        return Err(CLEAR_TEXT);
+    }
+    let authority = match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    Ok((parsed, authority))
+}
+
+/// `text` with `secret` masked as `***` wherever it appears: in any letter case (a page may
+/// upper-case what it quotes), percent-encoded (`%73%33…`, also twice: `%2573…`) or
+/// JSON-escaped (`\u0073…`), character by character or mixed. An empty secret masks nothing.
+pub(crate) fn scrub_secret(text: &str, secret: &Secret) -> String {
+    let code = secret.expose().as_bytes();
+    if code.is_empty() {
+        return text.to_owned();
+    }
+    mask(text, |t, i| {
+        let mut j = i;
+        for &c in code {
+            j += spelled(t, j, |b| b.eq_ignore_ascii_case(&c))?;
+        }
+        Some((i, j))
+    })
 }
 
 /// `localhost`, 127.0.0.0/8 or `[::1]`, as the URL parser normalised it (`127.1` reads as

@@ -27,7 +27,7 @@ use cli::{ApplyArgs, Cli, ColorChoice, Command, Format, PlanArgs, SandboxCommand
 use model::DesiredState;
 use progress::Progress;
 use provider::Provider;
-use provider::bitrix24::{self, Webhook};
+use provider::bitrix24::{self, Auth, OAuthConfig, Secret, Webhook};
 use render::Style;
 use sandbox::bitrix24::Sandbox;
 
@@ -212,19 +212,35 @@ fn validate(file: &Path) -> Result<Exit> {
 
 /// Where `--portal` points.
 enum Portal {
-    Webhook(Webhook),
+    /// A webhook URL, or a REST endpoint with OAuth tokens.
+    Remote(Auth),
     /// `sandbox:PATH`: the built-in emulator on that state file, in-process.
     Sandbox(PathBuf),
 }
 
-fn parse_portal(s: &str) -> Result<Portal> {
+fn parse_portal(s: &str, token_file: Option<&Path>) -> Result<Portal> {
     if let Some(path) = s.strip_prefix("sandbox:") {
         if path.is_empty() {
             bail!("`sandbox:` needs a state file path, e.g. sandbox:examples/sandbox.yaml");
         }
         return Ok(Portal::Sandbox(PathBuf::from(path)));
     }
-    Ok(Portal::Webhook(Webhook::parse(s)?))
+    Ok(Portal::Remote(Auth::parse(s, &oauth_config(token_file))?))
+}
+
+/// The OAuth settings from the environment (secrets never come from flags: they would show in
+/// process lists and shell history) and `--oauth-token-file`.
+fn oauth_config(token_file: Option<&Path>) -> OAuthConfig {
+    use bitrix24::oauth;
+    let var = |name: &str| std::env::var(name).ok();
+    OAuthConfig {
+        access_token: var(oauth::ENV_ACCESS_TOKEN).map(Secret::new),
+        refresh_token: var(oauth::ENV_REFRESH_TOKEN).map(Secret::new),
+        client_id: var(oauth::ENV_CLIENT_ID),
+        client_secret: var(oauth::ENV_CLIENT_SECRET).map(Secret::new),
+        server: var(oauth::ENV_SERVER),
+        token_file: token_file.map(Path::to_path_buf),
+    }
 }
 
 /// A connected portal, and the in-process sandbox behind it if any (shut down by `close`).
@@ -236,8 +252,8 @@ struct Connection {
 impl Connection {
     async fn open(args: &cli::PortalArgs) -> Result<Connection> {
         let portal = args.portal.as_str();
-        let (webhook, sandbox) = match parse_portal(portal)? {
-            Portal::Webhook(w) => (w, None),
+        let (auth, sandbox) = match parse_portal(portal, args.oauth_token_file.as_deref())? {
+            Portal::Remote(a) => (a, None),
             Portal::Sandbox(path) => {
                 let sandbox = Sandbox::start_with(
                     &path,
@@ -252,16 +268,16 @@ impl Connection {
                         path.display()
                     )
                 })?;
-                (Webhook::parse(&url)?, Some(sandbox))
+                (Auth::from(Webhook::parse(&url)?), Some(sandbox))
             }
         };
-        tracing::info!(portal = %webhook.display(), "connecting");
+        tracing::info!(portal = %auth.display(), "connecting");
         let options = bitrix24::Options {
             rate: args.rate_limit.0,
             timeout: args.timeout,
             ..bitrix24::Options::default()
         };
-        let client = bitrix24::Client::new(webhook, options)?;
+        let client = bitrix24::Client::new(auth, options)?;
         Ok(Connection {
             provider: Provider::Bitrix24(client),
             sandbox,

@@ -212,6 +212,7 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
             user: owner,
             role: state::Role::A,
             initiated_by: None,
+            message: None,
         }];
         let mut related = BTreeSet::from([owner]);
         let size = rng.usize(0..(n_users as usize).min(25));
@@ -231,6 +232,7 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
                 user: u,
                 role,
                 initiated_by,
+                message: None,
             });
         }
         // The desired membership: most members kept, some re-roled, some dropped, a few added.
@@ -327,6 +329,8 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
             description: String::new(),
             project: false,
             active: true,
+            departments: Vec::new(),
+            initiate_perms: Default::default(),
         });
     }
     let faults = faults(rng);
@@ -344,7 +348,9 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
             webhooks: vec![state::Webhook {
                 user: 1,
                 code: CODE.into(),
+                scopes: None,
             }],
+            oauth: None,
         },
         desired_yaml: yaml,
         protected,

@@ -56,6 +56,7 @@ pub fn generate(p: &Params) -> Scenario {
             user: 1,
             role: Role::A,
             initiated_by: None,
+            message: None,
         }];
         for u in &chosen {
             let role = if rng.u8(0..5) == 0 { Role::E } else { Role::K };
@@ -63,6 +64,7 @@ pub fn generate(p: &Params) -> Scenario {
                 user: *u,
                 role,
                 initiated_by: None,
+                message: None,
             });
         }
         memberships += rows.len();
@@ -130,6 +132,8 @@ pub fn generate(p: &Params) -> Scenario {
             description: String::new(),
             project: false,
             active: true,
+            departments: Vec::new(),
+            initiate_perms: Default::default(),
         });
     }
     Scenario {
@@ -140,7 +144,9 @@ pub fn generate(p: &Params) -> Scenario {
             webhooks: vec![Webhook {
                 user: 1,
                 code: WEBHOOK_CODE.into(),
+                scopes: None,
             }],
+            oauth: None,
         },
         desired_yaml: desired,
         memberships,

@@ -778,7 +778,7 @@ async fn group_user_invite_creates_pending_rows() {
         // Pending rows are invisible to user.get, and present in the state file.
         assert_eq!(e.members(15).await.len(), 4);
         let text = e.text();
-        assert!(text.contains("      - { user: 31, role: Z, initiated_by: G }\n      - { user: 23, role: Z, initiated_by: G }\n"), "{text}");
+        assert!(text.contains("      - { user: 31, role: Z, initiated_by: G, message: hi }\n      - { user: 23, role: Z, initiated_by: G, message: hi }\n"), "{text}");
         // Invited users cannot be added: they have a relation now.
         let b = e
             .ok(
@@ -1131,16 +1131,31 @@ async fn setowner_errors() {
             "",
             "Insufficient permissions to complete the operation.",
         );
-        for uid in [999, 50] {
-            let r = e
-                .call(
-                    style,
-                    "sonet_group.setowner",
-                    json!({"GROUP_ID": 27, "USER_ID": uid}),
-                )
-                .await;
-            assert_err(&r, 400, "", "Cannot complete operation.");
-        }
+        // A portal admin who is not the owner is refused too (rules §4; `setowner_admin`).
+        let r = e
+            .call(
+                style,
+                "sonet_group.setowner",
+                json!({"GROUP_ID": 27, "USER_ID": 23}),
+            )
+            .await;
+        assert_err(
+            &r,
+            400,
+            "",
+            "Insufficient permissions to complete the operation.",
+        );
+        // SetOwner only checks that the new owner exists (an inactive user may own a group:
+        // see sandbox_people).
+        let r = e
+            .call_as(
+                (22, "dicode"),
+                style,
+                "sonet_group.setowner",
+                json!({"GROUP_ID": 27, "USER_ID": 999}),
+            )
+            .await;
+        assert_err(&r, 400, "", "Cannot complete operation.");
     }
     // The UNCONFIRMED error code is configurable.
     let e = env(&PORTAL.replace(
@@ -1603,12 +1618,16 @@ async fn changes_survive_a_restart() {
         json!({"GROUP_ID": 15, "USER_ID": [21]}),
     )
     .await;
-    e.ok(
-        Style::Get,
-        "sonet_group.setowner",
-        json!({"GROUP_ID": 27, "USER_ID": 23}),
-    )
-    .await;
+    // Only the owner may hand a group over (rules §4).
+    let r = e
+        .call_as(
+            (22, "dicode"),
+            Style::Get,
+            "sonet_group.setowner",
+            json!({"GROUP_ID": 27, "USER_ID": 23}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     // Already on disk before shutdown (written before each response).
     let text = e.text();
     assert!(text.contains("      - { user: 31, role: K }\n"), "{text}");

@@ -16,7 +16,10 @@
 //! `invite` and `sonet_group.get` (without `IS_ADMIN=Y`) apply CHECK_PERMISSIONS to admins too.
 
 use super::params::{self, Params, Value, list, obj, s};
-use super::state::{BareEmail, Group, Initiator, Member, PastEnd, Portal, Role, State, User};
+use super::state::{
+    BareEmail, Group, InactiveMembers, Initiator, Member, PastEnd, Portal, Role, SetOwnerAdmin,
+    State, User,
+};
 
 /// Page size of every list method (`IRestService::LIST_LIMIT`).
 pub const PAGE: i64 = 50;
@@ -24,7 +27,7 @@ pub const PAGE: i64 = 50;
 /// Fixed dates reported for groups (the state file keeps none).
 const GROUP_DATE: &str = "2024-01-01T00:00:00+00:00";
 
-/// Who is calling: the webhook's user.
+/// Who is calling: the webhook's or the access token's user.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub user: i64,
@@ -88,10 +91,29 @@ pub const METHODS: &[&str] = &[
     "sonet_group.setowner",
     "user.get",
     "user.current",
+    "user.admin",
+    "socialnetwork.api.workgroup.get",
 ];
 
 pub fn is_known(method: &str) -> bool {
     METHODS.contains(&method)
+}
+
+/// The scopes of which a webhook or token needs one to call `method` (rules §2.4, §1.5;
+/// reference §2); empty for methods of the `basic` scope (`user.admin`) and `batch`, which
+/// every caller may use.
+pub fn scopes_for(method: &str) -> &'static [&'static str] {
+    if method == "user.admin" {
+        &[]
+    } else if method.starts_with("sonet_group.") {
+        &["sonet_group", "socialnetwork"]
+    } else if method.starts_with("socialnetwork.api.") {
+        &["socialnetwork"]
+    } else if method.starts_with("user.") {
+        &["user", "user_basic", "user_brief"]
+    } else {
+        &[]
+    }
 }
 
 /// Run one method (lowercase name) against `state`.
@@ -124,6 +146,8 @@ pub fn call(
         "sonet_group.setowner" => set_owner(state, caller, rest),
         "user.get" => user_get(state, &params::change_key_case(rest, false), start),
         "user.current" => user_current(state, caller),
+        "user.admin" => Ok(Output::plain(Value::Bool(caller.admin))),
+        "socialnetwork.api.workgroup.get" => workgroup_get(state, caller, rest),
         _ => Err(ApiError::method_not_found()),
     }
 }
@@ -457,11 +481,7 @@ fn group_user_add(state: &mut State, caller: Caller, p: &Params) -> Result<Outpu
         if g.relation(id).is_some() {
             continue;
         }
-        g.members.push(Member {
-            user: id,
-            role: Role::K,
-            initiated_by: None,
-        });
+        g.members.push(Member::new(id, Role::K));
         added.push(s(id.to_string()));
     }
     Ok(Output::plain(list(added)))
@@ -473,15 +493,21 @@ fn group_user_invite(state: &mut State, caller: Caller, p: &Params) -> Result<Ou
         return Err(ApiError::sonet("Wrong group ID"));
     }
     let ids = user_ids(p).ok_or_else(|| ApiError::sonet("Wrong user IDs"))?;
-    // CHECK_PERMISSIONS is applied here even to admins.
+    // CHECK_PERMISSIONS is applied here even to admins (rules §3.1).
     let g = state
         .group(gid)
         .filter(|g| g.visible_to(caller.user))
         .ok_or_else(|| ApiError::sonet("Socialnetwork group not found"))?;
-    // INITIATE_PERMS is taken as K (members may invite); admins always may.
-    let may_invite = caller.admin || g.relation(caller.user).is_some_and(|m| m.role.is_member());
+    // SendRequestToJoinGroup: the caller passes the group's INITIATE_PERMS, or is an admin.
+    let may_invite = caller.admin
+        || g.relation(caller.user)
+            .is_some_and(|m| g.initiate_perms.allows(m.role));
+    let message = params::get(p, "MESSAGE")
+        .map(Value::to_php_string)
+        .filter(|m| !m.is_empty());
     let mut invited = Vec::new();
     for (id, raw) in ids {
+        // Existence only: nothing checks ACTIVE or USER_TYPE (rules §3.1).
         let exists = state.user(id).is_some();
         let Some(g) = state.group_mut(gid) else { break };
         if !may_invite || id == caller.user || !exists || g.relation(id).is_some() {
@@ -491,6 +517,7 @@ fn group_user_invite(state: &mut State, caller: Caller, p: &Params) -> Result<Ou
             user: id,
             role: Role::Z,
             initiated_by: Some(Initiator::G),
+            message: message.clone(),
         });
         invited.push(raw);
     }
@@ -521,8 +548,10 @@ fn group_user_update(state: &mut State, caller: Caller, p: &Params) -> Result<Ou
         if m.role == Role::A || m.role == role {
             continue;
         }
+        // A pending (Z) or banned (T) row becomes E/K like any other (reference §1.2).
         m.role = role;
         m.initiated_by = None;
+        m.message = None;
         changed.push(s(m.user.to_string()));
     }
     Ok(Output::plain(list(changed)))
@@ -553,6 +582,8 @@ fn group_user_delete(state: &mut State, caller: Caller, p: &Params) -> Result<Ou
     Ok(Output::plain(list(removed)))
 }
 
+/// `sonet_group.setowner` (rules §4): checks in the source's order; only the current owner
+/// may call it (a webhook has no admin-mode session), unless `portal.setowner_admin: allow`.
 fn set_owner(state: &mut State, caller: Caller, p: &Params) -> Result<Output, ApiError> {
     let err = |portal: &Portal, text: &str| ApiError::new(400, &portal.setowner_error_code, text);
     let gid = int_param(p, "GROUP_ID");
@@ -563,43 +594,185 @@ fn set_owner(state: &mut State, caller: Caller, p: &Params) -> Result<Output, Ap
     if uid <= 0 {
         return Err(err(&state.portal, "Invalid user ID"));
     }
+    // The lookup skips CHECK_PERMISSIONS for module admins (checked without session).
     let Some(g) = state.group(gid).filter(|g| sees(caller, g)) else {
         return Err(err(&state.portal, "Invalid workgroup/project ID"));
     };
     let owner = g.owner();
-    if !caller.admin && owner != Some(caller.user) {
+    let admin_may = caller.admin && state.portal.setowner_admin == SetOwnerAdmin::Allow;
+    if owner != Some(caller.user) && !admin_may {
         return Err(err(
             &state.portal,
             "Insufficient permissions to complete the operation.",
         ));
     }
-    if !state.user(uid).is_some_and(|u| u.active) {
+    // SetOwner checks only that the user exists: not ACTIVE, not USER_TYPE.
+    if state.user(uid).is_none() {
         return Err(err(&state.portal, "Cannot complete operation."));
     }
     if owner == Some(uid) {
         return Ok(Output::plain(Value::Bool(true)));
     }
     let Some(g) = state.group_mut(gid) else {
-        return Err(ApiError::sonet("Cannot complete operation."));
+        return Err(err(&state.portal, "Cannot complete operation."));
     };
     for m in g.members.iter_mut() {
         if m.role == Role::A {
             m.role = Role::K;
         }
     }
+    // The new owner's row of any role (K, E, Z, T) becomes A; else a new A row.
     match g.members.iter_mut().find(|m| m.user == uid) {
         Some(m) => {
             m.role = Role::A;
             m.initiated_by = None;
+            m.message = None;
         }
-        None => g.members.push(Member {
-            user: uid,
-            role: Role::A,
-            initiated_by: None,
-        }),
+        None => g.members.push(Member::new(uid, Role::A)),
     }
     Ok(Output::plain(Value::Bool(true)))
 }
+
+// ---------------------------------------------------------------------------------------------
+// socialnetwork.api.workgroup.get
+
+/// `socialnetwork.api.workgroup.get` (rules §2.1, §3.3; DOCS-EN
+/// `api-reference/sonet-group/socialnetwork-api-workgroup-get.md`): parameters wrapped in
+/// `params`, ids as JSON ints. Admins see every group; others visible groups and their own.
+fn workgroup_get(state: &State, caller: Caller, p: &Params) -> Result<Output, ApiError> {
+    let wrapped: &[(String, Value)] = match params::get(p, "params") {
+        Some(Value::Arr(a)) => a,
+        _ => &[],
+    };
+    let gid = params::get(wrapped, "groupId").map_or(0, Value::intval);
+    if gid <= 0 {
+        return Err(ApiError::new(
+            400,
+            "SONET_CONTROLLER_WORKGROUP_EMPTY",
+            "No value for the workgroup ID was provided.",
+        ));
+    }
+    let g = state
+        .group(gid)
+        .filter(|g| sees(caller, g))
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "SONET_CONTROLLER_WORKGROUP_NOT_FOUND",
+                "Workgroup not found.",
+            )
+        })?;
+    let select: Vec<String> = match params::get(wrapped, "select") {
+        Some(Value::Arr(a)) => a.iter().map(|(_, v)| v.to_php_string()).collect(),
+        _ => Vec::new(),
+    };
+    let selected = |name: &str| select.iter().any(|s| s == name);
+    let include_inactive = state.portal.workgroup_members_inactive == InactiveMembers::Include;
+    let shown = |m: &&Member| include_inactive || state.user(m.user).is_some_and(|u| u.active);
+    let rows: Vec<&Member> = g.members.iter().filter(shown).collect();
+    let ids = |keep: &dyn Fn(&Member) -> bool| {
+        list(
+            rows.iter()
+                .filter(|m| keep(m))
+                .map(|m| Value::Int(m.user))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let invited = |m: &Member| m.role == Role::Z && m.initiated_by == Some(Initiator::G);
+    let awaiting = |m: &Member| m.role == Role::Z && m.initiated_by != Some(Initiator::G);
+    // The counters are the stored ones: active users only (CSocNetGroup::SetStat).
+    let active_count = |keep: &dyn Fn(Role) -> bool| {
+        g.members
+            .iter()
+            .filter(|m| keep(m.role) && state.user(m.user).is_some_and(|u| u.active))
+            .count() as i64
+    };
+    let mut out: Vec<(String, Value)> = vec![
+        ("ID".into(), Value::Int(g.id)),
+        ("ACTIVE".into(), yn(g.active)),
+        ("SITE_ID".into(), s("s1")),
+        ("SUBJECT_ID".into(), Value::Int(1)),
+        ("NAME".into(), s(g.name.clone())),
+        ("DESCRIPTION".into(), s(g.description.clone())),
+        ("KEYWORDS".into(), s("")),
+        ("CLOSED".into(), s("N")),
+        ("VISIBLE".into(), yn(g.visible)),
+        ("OPENED".into(), yn(g.opened)),
+        ("DATE_CREATE".into(), s(WORKGROUP_DATE)),
+        ("DATE_UPDATE".into(), s(WORKGROUP_DATE)),
+        ("DATE_ACTIVITY".into(), s(WORKGROUP_DATE)),
+        ("IMAGE_ID".into(), Value::Int(0)),
+        ("AVATAR_TYPE".into(), s("folder")),
+        ("OWNER_ID".into(), Value::Int(g.owner().unwrap_or(0))),
+        ("INITIATE_PERMS".into(), s(g.initiate_perms.code())),
+        (
+            "NUMBER_OF_MEMBERS".into(),
+            Value::Int(active_count(&Role::is_member)),
+        ),
+        (
+            "NUMBER_OF_MODERATORS".into(),
+            Value::Int(active_count(&|r| matches!(r, Role::A | Role::E))),
+        ),
+        ("PROJECT".into(), yn(g.project)),
+        ("PROJECT_DATE_START".into(), Value::Null),
+        ("PROJECT_DATE_FINISH".into(), Value::Null),
+        ("LANDING".into(), s("N")),
+        ("SCRUM_OWNER_ID".into(), Value::Int(0)),
+        ("SCRUM_SPRINT_DURATION".into(), Value::Int(0)),
+        ("SCRUM_TASK_RESPONSIBLE".into(), s("")),
+        (
+            "TYPE".into(),
+            s(if g.project { "project" } else { "group" }),
+        ),
+        ("MEMBERS".into(), ids(&|m| m.role.is_member())),
+        ("ORDINARY_MEMBERS".into(), ids(&|m| m.role == Role::K)),
+        ("INVITED_MEMBERS".into(), ids(&invited)),
+        ("MODERATOR_MEMBERS".into(), ids(&|m| m.role == Role::E)),
+        ("SITE_IDS".into(), list([s("s1")])),
+    ];
+    if selected("DEPARTMENTS") {
+        let depts = g.departments.iter().map(|d| Value::Int(*d));
+        out.push(("DEPARTMENTS".into(), list(depts.collect::<Vec<_>>())));
+    }
+    if selected("LIST_OF_MEMBERS_AWAITING_INVITE") {
+        let people = rows.iter().filter(|m| awaiting(m)).map(|m| {
+            let name = state
+                .user(m.user)
+                .map(|u| format!("{} {}", u.name, u.last_name).trim().to_owned())
+                .unwrap_or_default();
+            obj([
+                ("id", Value::Int(m.user)),
+                ("name", s(name)),
+                ("photo", s("")),
+            ])
+        });
+        out.push((
+            "LIST_OF_MEMBERS_AWAITING_INVITE".into(),
+            list(people.collect::<Vec<_>>()),
+        ));
+    }
+    if selected("GROUP_MEMBERS_LIST") {
+        let people = rows
+            .iter()
+            .filter(|m| m.role.is_member() || m.role == Role::Z)
+            .map(|m| {
+                obj([
+                    ("id", Value::Int(m.user)),
+                    ("invited", Value::Bool(invited(m))),
+                    ("isAwaiting", Value::Bool(awaiting(m))),
+                    ("isMember", Value::Bool(m.role.is_member())),
+                ])
+            });
+        out.push((
+            "GROUP_MEMBERS_LIST".into(),
+            list(people.collect::<Vec<_>>()),
+        ));
+    }
+    Ok(Output::plain(Value::Arr(out)))
+}
+
+/// Dates of `socialnetwork.api.workgroup.get` (`DD.MM.YYYY hh:mm:ss`; the state keeps none).
+const WORKGROUP_DATE: &str = "01.01.2024 00:00:00";
 
 // ---------------------------------------------------------------------------------------------
 // user.get / user.current
@@ -611,8 +784,13 @@ fn user_json(u: &User) -> Value {
         ("NAME", s(u.name.clone())),
         ("LAST_NAME", s(u.last_name.clone())),
         ("EMAIL", s(u.email.clone())),
-        ("USER_TYPE", s("employee")),
+        ("USER_TYPE", s(user_type(u))),
     ])
+}
+
+/// `USER_TYPE` (rules §1.5): `extranet` for extranet users, else `employee`.
+fn user_type(u: &User) -> &'static str {
+    if u.extranet { "extranet" } else { "employee" }
 }
 
 /// The user fields this emulator stores; filter keys on other fields are ignored.
@@ -625,7 +803,7 @@ fn user_field(u: &User, name: &str) -> Option<Field> {
         "NAME" => Field::Text(u.name.clone()),
         "LAST_NAME" => Field::Text(u.last_name.clone()),
         "EMAIL" => Field::Text(u.email.clone()),
-        "USER_TYPE" => Field::Text("employee".to_owned()),
+        "USER_TYPE" => Field::Text(user_type(u).to_owned()),
         _ => return None,
     })
 }

@@ -7,6 +7,7 @@
 //! * [`params`] — PHP values, `parse_str`, casts, `json_encode`-style output;
 //! * [`methods`] — the REST methods, pure functions of (caller, params, state);
 //! * [`batch`] — `batch`: command parsing, references, result sections;
+//! * [`oauth`] — the OAuth refresh grant and access-token checks;
 //! * [`limits`] — the clock abstraction and the leaky bucket;
 //! * [`server`] — HTTP: routing, auth, request parsing, the envelope, persistence.
 //!
@@ -29,6 +30,7 @@
 pub mod batch;
 pub mod limits;
 pub mod methods;
+pub mod oauth;
 pub mod params;
 pub mod server;
 pub mod state;
@@ -44,7 +46,8 @@ use tokio::task::JoinHandle;
 
 /// Counters since start. Serialized (and served at [`server::STATS_PATH`],
 /// `GET /_sandbox/stats`) as
-/// `{"http_requests":N,"commands":N,"rejected_503":N,"rejected_429":N,"write_commands":N,
+/// `{"http_requests":N,"commands":N,"rejected_503":N,"rejected_429":N,"faults_injected":N,
+/// "oauth_token_requests":N,"oauth_tokens_issued":N,"write_commands":N,
 /// "methods":{"batch":{"http_requests":N,"commands":N,"rejected_503":N,"rejected_429":N},…}}`,
 /// methods in name order. Method names are lower-case; names the sandbox does not implement are
 /// counted together as `(unknown)`.
@@ -61,6 +64,10 @@ pub struct Stats {
     /// Faults injected from `portal.faults`, of every kind: requests refused, lost, cut,
     /// slowed or answered with an error after acting, and batch commands failed.
     pub faults_injected: u64,
+    /// Requests to the OAuth token endpoint (`/oauth/token/`), whatever their outcome.
+    pub oauth_token_requests: u64,
+    /// Successful refreshes: new token pairs issued.
+    pub oauth_tokens_issued: u64,
     /// The same counters per method. A plain call counts its request and its command under
     /// its method; a batch counts the request under `batch` and each sub-command under the
     /// sub-command's method.
@@ -101,12 +108,14 @@ impl Stats {
 impl serde::Serialize for Stats {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = ser.serialize_struct("Stats", 7)?;
+        let mut st = ser.serialize_struct("Stats", 9)?;
         st.serialize_field("http_requests", &self.http_requests)?;
         st.serialize_field("commands", &self.commands)?;
         st.serialize_field("rejected_503", &self.rejected_503)?;
         st.serialize_field("rejected_429", &self.rejected_429)?;
         st.serialize_field("faults_injected", &self.faults_injected)?;
+        st.serialize_field("oauth_token_requests", &self.oauth_token_requests)?;
+        st.serialize_field("oauth_tokens_issued", &self.oauth_tokens_issued)?;
         st.serialize_field("write_commands", &self.write_commands())?;
         st.serialize_field("methods", &self.methods)?;
         st.end()
@@ -316,7 +325,13 @@ impl Sandbox {
             addr: listen,
             source,
         })?;
-        let shared = Arc::new(server::Shared::new(state_path.to_owned(), st, clock, lock));
+        let shared = Arc::new(server::Shared::new(
+            state_path.to_owned(),
+            addr,
+            st,
+            clock,
+            lock,
+        ));
         let app = server::router(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -1,6 +1,12 @@
-//! HTTP side of the emulator: routing `/rest/{user}/{code}/{method}[.json][/]`, webhook auth,
-//! merging query string and body into PHP params, the success/error envelope with its `time`
-//! object, the limits, and persisting state changes before the response is sent.
+//! HTTP side of the emulator: routing `/rest/{user}/{code}/{method}[.json][/]` (webhooks) and
+//! `/rest/{method}[.json][/]` (OAuth), auth and scopes, the OAuth token endpoint
+//! `/oauth/token/`, merging query string and body into PHP params, the success/error envelope
+//! with its `time` object, the limits, and persisting state changes before the response is
+//! sent.
+//!
+//! OAuth calls carry the access token in the `auth` or `access_token` parameter (query, form
+//! or JSON body) or an `Authorization: Bearer` header (rules §5); those parameters are taken
+//! out before the method sees its parameters. No error or log line quotes a token or a code.
 //!
 //! Method semantics live in `methods`/`batch`; this module must not interpret parameters
 //! beyond what the server layer does (`start` is handled by `methods::call`).
@@ -8,7 +14,7 @@
 //! Pipeline per request: count → injected fault (503/429/500/502 refusals answer here, before
 //! anything else runs; lost/500-after/truncated/slow are applied to the response after it ran)
 //! → leaky bucket (503, before auth, like the portal's balancer) → auth (401) → method lookup
-//! (404) → operating budget (429) → execute on a copy of the state → if the copy differs, write
+//! (404) → scope (`insufficient_scope`) → operating budget (429) → execute on a copy of the state → if the copy differs, write
 //! it atomically, then make it current (a failed write answers 500 and changes nothing)
 //! → wait `latency_ms` plus the simulated command time → respond.
 //!
@@ -18,6 +24,7 @@
 //! state lock is released (so concurrent requests overlap, as on a portal). With the real
 //! clock that is a real wait; with a `ManualClock` it only moves virtual time.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -31,6 +38,7 @@ use axum::response::{IntoResponse, Response};
 use super::batch::{self, CmdResult};
 use super::limits::{Clock, Dice, LeakyBucket, OperatingBudget};
 use super::methods::{self, ApiError, Caller, Output};
+use super::oauth;
 use super::params::{self, Params, Value, obj, s};
 use super::state::{self, BatchBilling, Portal, State};
 use super::{MethodStats, SandboxError, Stats};
@@ -38,6 +46,8 @@ use super::{MethodStats, SandboxError, Stats};
 /// State shared by all request handlers.
 pub struct Shared {
     path: PathBuf,
+    /// Where the sandbox listens: the portal's and the OAuth server's `host:port`.
+    addr: SocketAddr,
     /// Portal settings as loaded; requests never change them.
     portal: Portal,
     state: Mutex<State>,
@@ -74,7 +84,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(path: PathBuf, st: State, clock: Arc<dyn Clock>, lock: std::fs::File) -> Self {
+    pub fn new(
+        path: PathBuf,
+        addr: SocketAddr,
+        st: State,
+        clock: Arc<dyn Clock>,
+        lock: std::fs::File,
+    ) -> Self {
         let bucket = st
             .portal
             .rate_limit
@@ -82,6 +98,7 @@ impl Shared {
         let dice = Dice::new(st.portal.faults.map_or(0, |f| f.seed));
         Shared {
             path,
+            addr,
             portal: st.portal.clone(),
             state: Mutex::new(st),
             bucket: Mutex::new(bucket),
@@ -129,9 +146,14 @@ impl Shared {
 /// Where the counters are served, outside `/rest/` (see [`Stats`]).
 pub const STATS_PATH: &str = "/_sandbox/stats";
 
+/// The OAuth server's token endpoint (in production `https://oauth.bitrix.info/oauth/token/`).
+pub const TOKEN_PATH: &str = "/oauth/token/";
+
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(STATS_PATH, axum::routing::get(stats))
+        .route(TOKEN_PATH, axum::routing::any(token))
+        .route(TOKEN_PATH.trim_end_matches('/'), axum::routing::any(token))
         .fallback(handle)
         .with_state(shared)
 }
@@ -142,15 +164,59 @@ async fn stats(AxState(sh): AxState<Arc<Shared>>) -> Response {
     respond(200, serde_json::to_vec(&sh.stats()).unwrap_or_default())
 }
 
+/// `GET|POST /oauth/token/`: the refresh grant (see [`oauth::refresh`]). It is the OAuth
+/// server's, not the portal's: no leaky bucket, no faults, not counted as a REST request (it
+/// has its own counters, `oauth_token_requests` and `oauth_tokens_issued`).
+async fn token(
+    AxState(sh): AxState<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = tokio::task::spawn_blocking(move || issue_token(&sh, &uri, &headers, &body));
+    let (status, body) = work.await.unwrap_or_else(|_| error_body(&internal_error()));
+    respond(status, body)
+}
+
+fn issue_token(sh: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Vec<u8>) {
+    lock(&sh.stats).oauth_token_requests += 1;
+    let p = request_params(uri, headers, body);
+    let now = sh.clock.unix().floor() as i64;
+    let mut current = lock(&sh.state);
+    let mut next = current.clone();
+    let mut new_token = || {
+        std::iter::repeat_with(fastrand::alphanumeric)
+            .take(48)
+            .collect()
+    };
+    match oauth::refresh(&mut next, &p, now, &mut new_token) {
+        Ok(grant) => {
+            if let Err(e) = state::save(&sh.path, &next) {
+                tracing::error!(error = %e, "sandbox could not persist state");
+                return error_body(&internal_error());
+            }
+            *current = next;
+            lock(&sh.stats).oauth_tokens_issued += 1;
+            let addr = sh.addr.to_string();
+            (
+                200,
+                serde_json::to_vec(&grant.to_json(&addr)).unwrap_or_default(),
+            )
+        }
+        Err(e) => {
+            let v = serde_json::json!({"error": e.code, "error_description": e.description});
+            (400, serde_json::to_vec(&v).unwrap_or_default())
+        }
+    }
+}
+
 async fn handle(
     AxState(sh): AxState<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let method = parse_path(uri.path())
-        .map(|(_, _, m)| m)
-        .unwrap_or_default();
+    let method = route_method(uri.path());
     sh.count(&method, Counter::Request);
     let fault = roll_fault(&sh, &method);
     let (status, body, work) = match &fault {
@@ -279,16 +345,116 @@ fn error_body(e: &ApiError) -> (u16, Vec<u8>) {
     (e.status, serde_json::to_vec(&v).unwrap_or_default())
 }
 
-/// The route parts: webhook user, webhook code, lowercase method name.
-fn parse_path(path: &str) -> Option<(String, String, String)> {
+/// A REST route: a webhook's (user, code, method) or an OAuth call's method (lowercase, without
+/// `.json` or a trailing slash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Webhook {
+        user: String,
+        code: String,
+        method: String,
+    },
+    OAuth {
+        method: String,
+    },
+}
+
+impl Route {
+    fn method(&self) -> &str {
+        match self {
+            Route::Webhook { method, .. } | Route::OAuth { method } => method,
+        }
+    }
+}
+
+/// `/rest/{user}/{code}/{method}` or `/rest/{method}` (one segment, optionally `/`-ended).
+fn parse_path(path: &str) -> Option<Route> {
     let rest = path.strip_prefix("/rest/")?;
+    let clean = |m: &str| {
+        let m = params::urldecode(m).to_lowercase();
+        let m = m.trim_end_matches('/');
+        m.strip_suffix(".json").unwrap_or(m).to_owned()
+    };
+    let one = rest.strip_suffix('/').unwrap_or(rest);
+    if !one.is_empty() && !one.contains('/') {
+        return Some(Route::OAuth { method: clean(one) });
+    }
     let mut parts = rest.splitn(3, '/');
     let user = parts.next()?.to_owned();
     let code = parts.next()?.to_owned();
-    let method = params::urldecode(parts.next().unwrap_or("")).to_lowercase();
-    let method = method.trim_end_matches('/');
-    let method = method.strip_suffix(".json").unwrap_or(method).to_owned();
-    Some((user, code, method))
+    let method = clean(parts.next().unwrap_or(""));
+    Some(Route::Webhook { user, code, method })
+}
+
+/// The method a REST path names, for counting (`""` if none).
+fn route_method(path: &str) -> String {
+    parse_path(path)
+        .map(|r| r.method().to_owned())
+        .unwrap_or_default()
+}
+
+/// The parameters that carry an OAuth access token (rules §5, `$authQueryParams`).
+const AUTH_PARAMS: &[&str] = &["auth", "access_token"];
+
+/// The access token of an OAuth call: the `auth` or `access_token` parameter, else an
+/// `Authorization: Bearer` header.
+fn access_token(p: &Params, headers: &HeaderMap) -> Option<String> {
+    AUTH_PARAMS
+        .iter()
+        .find_map(|k| params::get(p, k))
+        .map(Value::to_php_string)
+        .or_else(|| {
+            let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+            let (scheme, token) = h.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        })
+        .filter(|t| !t.is_empty())
+}
+
+fn without_auth(p: Params) -> Params {
+    if AUTH_PARAMS.iter().any(|k| params::get(&p, k).is_some()) {
+        p.into_iter()
+            .filter(|(k, _)| !AUTH_PARAMS.contains(&k.as_str()))
+            .collect()
+    } else {
+        p
+    }
+}
+
+/// What a call may reach: a webhook's scopes (`None`: all) or an OAuth token (all scopes).
+#[derive(Debug, Clone)]
+enum Grants {
+    Webhook(Option<Vec<String>>),
+    OAuth,
+}
+
+impl Grants {
+    fn allow(&self, method: &str) -> bool {
+        let needed = methods::scopes_for(method);
+        match self {
+            Grants::Webhook(Some(scopes)) if !needed.is_empty() => {
+                scopes.iter().any(|s| needed.contains(&s.as_str()))
+            }
+            _ => true,
+        }
+    }
+
+    /// `insufficient_scope` (rules §5; reference §5 for the webhook text). Inside a batch the
+    /// description is empty (reference §3, src PROV).
+    fn refusal(&self, portal: &Portal, in_batch: bool) -> ApiError {
+        let text = match (in_batch, self) {
+            (true, _) => "",
+            (false, Grants::Webhook(_)) => {
+                "The request requires higher privileges than provided by the webhook token"
+            }
+            (false, Grants::OAuth) => {
+                "The request requires higher privileges than provided by the access token"
+            }
+        };
+        ApiError::new(portal.insufficient_scope_status, "insufficient_scope", text)
+    }
 }
 
 /// Query string and body merged into PHP params; the body wins.
@@ -424,10 +590,7 @@ fn process(
         if let Some(b) = bucket.as_mut()
             && !b.try_acquire(sh.clock.monotonic())
         {
-            let method = parse_path(uri.path())
-                .map(|(_, _, m)| m)
-                .unwrap_or_default();
-            sh.count(&method, Counter::Refused503);
+            sh.count(&route_method(uri.path()), Counter::Refused503);
             return error_parts(&ApiError::new(
                 503,
                 "QUERY_LIMIT_EXCEEDED",
@@ -447,32 +610,62 @@ fn process(
             "Wrong authorization data",
         ))
     };
-    let Some((user, code, method)) = parse_path(uri.path()) else {
+    let Some(route) = parse_path(uri.path()) else {
         return error_parts(&ApiError::method_not_found());
     };
-    let Ok(uid) = user.parse::<i64>() else {
-        return unauthorized();
-    };
-    let caller = match current.user(uid) {
-        Some(u)
-            if u.active
-                && current
-                    .webhooks
-                    .iter()
-                    .any(|w| w.user == uid && w.code == code) =>
-        {
-            Caller {
+    // The caller, what it may call, its operating-budget key, and the method's parameters.
+    let (caller, grants, budget, p, method) = match route {
+        Route::Webhook { user, code, method } => {
+            let Ok(uid) = user.parse::<i64>() else {
+                return unauthorized();
+            };
+            let Some(u) = current.user(uid).filter(|u| u.active) else {
+                return unauthorized();
+            };
+            let Some(w) = current
+                .webhooks
+                .iter()
+                .find(|w| w.user == uid && w.code == code)
+            else {
+                return unauthorized();
+            };
+            let caller = Caller {
                 user: uid,
                 admin: u.admin,
-            }
+            };
+            let grants = Grants::Webhook(w.scopes.clone());
+            (caller, grants, format!("{uid}:{code}"), p, method)
         }
-        _ => return unauthorized(),
+        Route::OAuth { method } => {
+            let Some(token) = access_token(&p, headers) else {
+                return unauthorized();
+            };
+            let uid = match oauth::check(&current, &token, start) {
+                Ok(uid) => uid,
+                Err(refusal) => {
+                    let (code, text) = refusal.code_and_text();
+                    return error_parts(&ApiError::new(401, code, text));
+                }
+            };
+            let admin = current.user(uid).is_some_and(|u| u.admin);
+            let caller = Caller { user: uid, admin };
+            (
+                caller,
+                Grants::OAuth,
+                format!("oauth:{uid}"),
+                without_auth(p),
+                method,
+            )
+        }
     };
     if method != "batch" && !methods::is_known(&method) {
         return error_parts(&ApiError::method_not_found());
     }
-    // The operating budget is kept per (webhook, method).
-    let key = |m: &str| format!("{uid}:{code}:{m}");
+    if !grants.allow(&method) {
+        return error_parts(&grants.refusal(portal, false));
+    }
+    // The operating budget is kept per (webhook or OAuth user, method).
+    let key = |m: &str| format!("{budget}:{m}");
     let limit = portal.operating_limit_s;
     let command_s = portal.command_ms as f64 / 1000.0;
     let billed_whole = method != "batch" || portal.batch_billing == BatchBilling::Batch;
@@ -500,6 +693,13 @@ fn process(
                     time: None,
                 };
             }
+            // Scope is checked per sub-call; the outer auth covers it (src PROV).
+            if !grants.allow(m) {
+                return CmdResult {
+                    outcome: Err(grants.refusal(portal, true)),
+                    time: None,
+                };
+            }
             let c0 = sh.clock.unix();
             if per_command && lock(&sh.operating).blocked(&key(m), c0 + extra, limit) {
                 return CmdResult {
@@ -508,7 +708,11 @@ fn process(
                 };
             }
             sh.count(m, Counter::Command);
-            let outcome = methods::call(&mut next, caller, m, sp);
+            let outcome = match &grants {
+                // The caller's auth is copied into each sub-call and taken out again.
+                Grants::OAuth => methods::call(&mut next, caller, m, &without_auth(sp.clone())),
+                Grants::Webhook(_) => methods::call(&mut next, caller, m, sp),
+            };
             let measured = sh.clock.unix() - c0;
             let t0 = c0 + extra;
             extra += command_s;
@@ -621,14 +825,19 @@ mod tests {
     #[test]
     fn paths() {
         let p = |x: &str| parse_path(x);
-        assert_eq!(
-            p("/rest/1/abc/User.Get.json/"),
-            Some(("1".into(), "abc".into(), "user.get".into()))
-        );
-        assert_eq!(
-            p("/rest/1/abc/batch"),
-            Some(("1".into(), "abc".into(), "batch".into()))
-        );
+        let hook = |m: &str| {
+            Some(Route::Webhook {
+                user: "1".into(),
+                code: "abc".into(),
+                method: m.into(),
+            })
+        };
+        let oauth = |m: &str| Some(Route::OAuth { method: m.into() });
+        assert_eq!(p("/rest/1/abc/User.Get.json/"), hook("user.get"));
+        assert_eq!(p("/rest/1/abc/batch"), hook("batch"));
+        assert_eq!(p("/rest/User.Get.json"), oauth("user.get"));
+        assert_eq!(p("/rest/batch/"), oauth("batch"));
+        assert_eq!(p("/rest/1/abc"), hook(""));
         assert_eq!(p("/other"), None);
     }
 }

@@ -9,6 +9,10 @@
 //!   setowner_error_code: ""                 # `error` of sonet_group.setowner failures: "" or "0"
 //!   sonet_group_get_past_end: last_page     # `start` past the end: last_page | empty
 //!   user_get_bare_email: like               # user.get FILTER {EMAIL: ..} without prefix: like | exact
+//!   setowner_admin: deny                    # sonet_group.setowner by a non-owner admin: deny | allow
+//!   workgroup_members_inactive: exclude     # socialnetwork.api.workgroup.get lists inactive users: exclude | include
+//!   oauth_rotation: invalidate              # a used refresh token: invalidate | keep
+//!   insufficient_scope_status: 401          # HTTP status of `insufficient_scope`: 401 | 403
 //!   latency_ms: 0                           # phase 2: added to every HTTP response
 //!   command_ms: 0                           # phase 2: processing time charged per command
 //!   operating_limit_s: 480                  # phase 2: per-method budget over 10 one-minute buckets
@@ -19,18 +23,34 @@
 //! users:
 //!   - { id: 1, email: admin@example.com, name: Ada, last_name: Admin, active: true, admin: true }
 //!   - { id: 10, email: bo@example.com, name: Bo, last_name: Berg }  # active: true, admin: false
+//!   - { id: 11, email: ex@example.com, name: Ex, last_name: Tern, active: true, extranet: true }
 //! groups:
 //!   - id: 15
 //!     name: Marketing
 //!     # optional: visible (true), opened (false), description (""), project (false), active (true)
+//!     departments: [8]    # UF_SG_DEPT, the linked departments (default [])
+//!     initiate_perms: K   # who may invite: A owner, E owner + moderators, K all members (default)
 //!     members:            # relation rows in relation-ID (creation) order; exactly one A
 //!       - { user: 1, role: A }
 //!       - { user: 10, role: K }
 //!       - { user: 30, role: Z, initiated_by: U }   # pending: U = user asked, G = group invited
+//!       - { user: 31, role: Z, initiated_by: G, message: "Join us" }  # MESSAGE of the invite
 //!       - { user: 40, role: T }                     # banned
 //! webhooks:
 //!   - { user: 1, code: sandboxcode0001 }
+//!   - { user: 10, code: bocode0000001, scopes: [user_basic] }   # default: every scope
+//! oauth:                                    # optional
+//!   clients: [{ client_id: local.app1, client_secret: appsecret0001 }]
+//!   access_ttl_s: 3600                      # lifetime of access tokens issued by /oauth/token/
+//!   tokens:
+//!     - { access_token: accesstoken0001, user: 1, expires_at: 1773850553 }   # unix seconds
+//!   refresh_tokens:
+//!     - { refresh_token: refreshtoken0001, client_id: local.app1, user: 1 }  # revoked: false
 //! ```
+//!
+//! Scopes (webhooks): `sonet_group.*` needs `sonet_group` or `socialnetwork`, `user.*` needs
+//! `user`, `user_basic` or `user_brief`, `socialnetwork.api.*` needs `socialnetwork`; other
+//! names are accepted and grant nothing here.
 //!
 //! # Injected faults (`portal.faults`, all optional, default 0)
 //!
@@ -57,6 +77,10 @@
 //! Write-back keeps every list in file order (new relation rows are appended) and writes keys
 //! in the order shown above; optional keys are written only when they differ from the default,
 //! except `active` on users, which is always written. Comments are not preserved.
+//!
+//! Webhook codes, access and refresh tokens and client secrets are secrets: no validation or
+//! parser message quotes them (validation names items by position, and parser messages are
+//! scrubbed of every value that follows a `code`, `token` or `secret` key).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -78,6 +102,8 @@ pub struct State {
     pub groups: Vec<Group>,
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
+    #[serde(default)]
+    pub oauth: Option<OAuth>,
 }
 
 /// Portal-wide settings, including the knobs for behaviour the reference leaves UNCONFIRMED.
@@ -96,6 +122,19 @@ pub struct Portal {
     /// How `user.get` matches a FILTER `EMAIL` key without prefix.
     #[serde(default)]
     pub user_get_bare_email: BareEmail,
+    /// Whether a portal admin who is not the owner may call `sonet_group.setowner`.
+    #[serde(default)]
+    pub setowner_admin: SetOwnerAdmin,
+    /// Whether `socialnetwork.api.workgroup.get` lists inactive users.
+    #[serde(default)]
+    pub workgroup_members_inactive: InactiveMembers,
+    /// What happens to a refresh token once it has been used.
+    #[serde(default)]
+    pub oauth_rotation: OAuthRotation,
+    /// The HTTP status of `insufficient_scope` (docs: 403; newer docs and the OAuth source
+    /// path: 401).
+    #[serde(default = "default_scope_status")]
+    pub insufficient_scope_status: u16,
     /// Milliseconds added to every HTTP response.
     #[serde(default)]
     pub latency_ms: u64,
@@ -120,6 +159,10 @@ impl Default for Portal {
             setowner_error_code: String::new(),
             sonet_group_get_past_end: PastEnd::default(),
             user_get_bare_email: BareEmail::default(),
+            setowner_admin: SetOwnerAdmin::default(),
+            workgroup_members_inactive: InactiveMembers::default(),
+            oauth_rotation: OAuthRotation::default(),
+            insufficient_scope_status: default_scope_status(),
             latency_ms: 0,
             command_ms: 0,
             operating_limit_s: default_operating_limit(),
@@ -138,6 +181,10 @@ fn default_rate_limit() -> Option<RateLimit> {
 
 fn default_operating_limit() -> f64 {
     480.0
+}
+
+fn default_scope_status() -> u16 {
+    401
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -164,6 +211,37 @@ pub enum BareEmail {
     Like,
     /// Case-insensitive equality.
     Exact,
+}
+
+/// `portal.setowner_admin` (rules §4: a webhook has no admin-mode session, so an admin who is
+/// not the owner most likely gets "Insufficient permissions"; UNCONFIRMED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetOwnerAdmin {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// `portal.workgroup_members_inactive` (rules §8.6, UNCONFIRMED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InactiveMembers {
+    /// Like `sonet_group.user.get`: relations of inactive users are left out.
+    #[default]
+    Exclude,
+    Include,
+}
+
+/// `portal.oauth_rotation` (rules §5, UNCONFIRMED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthRotation {
+    /// A refresh token works once: using it revokes it.
+    #[default]
+    Invalidate,
+    /// The old refresh token keeps working after a refresh.
+    Keep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -264,6 +342,9 @@ pub struct User {
     pub active: bool,
     #[serde(default)]
     pub admin: bool,
+    /// An extranet user (`USER_TYPE` `extranet`, no departments); else an employee.
+    #[serde(default)]
+    pub extranet: bool,
 }
 
 impl User {
@@ -277,6 +358,7 @@ impl User {
             last_name: last_name.into(),
             active: true,
             admin: id == 1,
+            extranet: false,
         }
     }
 }
@@ -298,6 +380,40 @@ pub struct Group {
     pub project: bool,
     #[serde(default = "yes")]
     pub active: bool,
+    /// `UF_SG_DEPT`: the departments Bitrix24 syncs the group's members from.
+    #[serde(default)]
+    pub departments: Vec<i64>,
+    /// `INITIATE_PERMS`: who may invite.
+    #[serde(default)]
+    pub initiate_perms: InitiatePerms,
+}
+
+/// Who may invite to a group: the owner (`A`), owner and moderators (`E`), every member (`K`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum InitiatePerms {
+    A,
+    E,
+    #[default]
+    K,
+}
+
+impl InitiatePerms {
+    pub fn code(self) -> &'static str {
+        match self {
+            InitiatePerms::A => "A",
+            InitiatePerms::E => "E",
+            InitiatePerms::K => "K",
+        }
+    }
+
+    /// May a user with relation `role` invite?
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            InitiatePerms::A => role == Role::A,
+            InitiatePerms::E => matches!(role, Role::A | Role::E),
+            InitiatePerms::K => role.is_member(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -307,6 +423,21 @@ pub struct Member {
     pub role: Role,
     #[serde(default)]
     pub initiated_by: Option<Initiator>,
+    /// The `MESSAGE` of the invite that created this `Z` row.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl Member {
+    /// A row of `role` with no initiator and no message.
+    pub fn new(user: i64, role: Role) -> Member {
+        Member {
+            user,
+            role,
+            initiated_by: None,
+            message: None,
+        }
+    }
 }
 
 /// Relation roles (reference §1.1). `T` is banned, `Z` pending.
@@ -347,6 +478,74 @@ pub enum Initiator {
 pub struct Webhook {
     pub user: i64,
     pub code: String,
+    /// The scopes granted; `None` (no key) is every scope.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+}
+
+impl Webhook {
+    /// Does this webhook grant any of `needed`?
+    pub fn grants(&self, needed: &[&str]) -> bool {
+        self.scopes
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| needed.contains(&x.as_str())))
+    }
+}
+
+/// The `oauth:` section: applications, issued access tokens and refresh tokens.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth {
+    #[serde(default)]
+    pub clients: Vec<OAuthClient>,
+    /// Lifetime of the access tokens `/oauth/token/` issues, seconds.
+    #[serde(default = "default_access_ttl")]
+    pub access_ttl_s: u64,
+    #[serde(default)]
+    pub tokens: Vec<AccessToken>,
+    #[serde(default)]
+    pub refresh_tokens: Vec<RefreshToken>,
+}
+
+impl Default for OAuth {
+    fn default() -> Self {
+        OAuth {
+            clients: Vec::new(),
+            access_ttl_s: default_access_ttl(),
+            tokens: Vec::new(),
+            refresh_tokens: Vec::new(),
+        }
+    }
+}
+
+fn default_access_ttl() -> u64 {
+    3600
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessToken {
+    pub access_token: String,
+    pub user: i64,
+    /// Unix seconds; the token is expired when `expires_at <= now`.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshToken {
+    pub refresh_token: String,
+    pub client_id: String,
+    pub user: i64,
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 fn yes() -> bool {
@@ -385,9 +584,10 @@ impl Group {
     }
 }
 
-/// Read, parse and validate the state file. No error message contains a webhook code from the
-/// file: validation names webhooks by position and user, and parser messages (which may quote
-/// a scalar) are scrubbed of everything that looks like a `code:` value.
+/// Read, parse and validate the state file. No error message contains a secret from the file
+/// (a webhook code, token or client secret): validation names those items by position and
+/// user, and parser messages (which may quote a scalar) are scrubbed of everything that looks
+/// like the value of a `code`, `token` or `secret` key.
 pub fn load(path: &Path) -> Result<State, SandboxError> {
     let text = std::fs::read_to_string(path).map_err(|source| SandboxError::Read {
         path: path.to_owned(),
@@ -414,33 +614,40 @@ pub fn parse(path: &Path, text: &str) -> Result<State, SandboxError> {
     Ok(state)
 }
 
-/// Every value in `text` that follows a `code` key (`code: X`, `"code": "X"`), found without
-/// parsing, since the text may not parse.
+/// The key endings whose values are secrets: webhook `code`s, `access_token`/`refresh_token`
+/// and `client_secret`.
+const SECRET_KEYS: &[&str] = &["code", "token", "secret"];
+
+/// Every value in `text` that follows a secret key (`code: X`, `"refresh_token": "X"`), found
+/// without parsing, since the text may not parse.
 fn code_like_values(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("code") {
-        let after = &rest[i + 4..];
-        rest = after;
-        let after = after.trim_start_matches(['"', '\'', ' ', '\t']);
-        let Some(after) = after.strip_prefix(':') else {
-            continue;
-        };
-        let value: String = after
-            .trim_start()
-            .chars()
-            .take_while(|c| !matches!(c, ',' | '}' | ']' | '\n' | '\r' | '#'))
-            .collect();
-        let value = value.trim().trim_matches(['"', '\'']).trim();
-        if !value.is_empty() {
-            out.push(value.to_owned());
+    for key in SECRET_KEYS {
+        let mut rest = text;
+        while let Some(i) = rest.find(key) {
+            let after = &rest[i + key.len()..];
+            rest = after;
+            let after = after.trim_start_matches(['"', '\'', ' ', '\t']);
+            let Some(after) = after.strip_prefix(':') else {
+                continue;
+            };
+            let value: String = after
+                .trim_start()
+                .chars()
+                .take_while(|c| !matches!(c, ',' | '}' | ']' | '\n' | '\r' | '#'))
+                .collect();
+            let value = value.trim().trim_matches(['"', '\'']).trim();
+            if !value.is_empty() {
+                out.push(value.to_owned());
+            }
         }
     }
     out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out.dedup();
     out
 }
 
-/// `message` with every whole-word occurrence of a webhook code of `text` replaced by `***`.
+/// `message` with every whole-word occurrence of a secret of `text` replaced by `***`.
 fn scrub(message: &str, text: &str) -> String {
     let mut msg = message.to_owned();
     for code in code_like_values(text) {
@@ -507,6 +714,12 @@ pub fn validate(s: &State) -> Result<(), String> {
                     g.id, m.user
                 ));
             }
+            if m.message.is_some() && m.role != Role::Z {
+                return Err(format!(
+                    "group {}: user {}: message is only allowed on role Z",
+                    g.id, m.user
+                ));
+            }
         }
     }
     let mut wseen = std::collections::BTreeSet::new();
@@ -525,6 +738,20 @@ pub fn validate(s: &State) -> Result<(), String> {
                 w.user
             ));
         }
+        if let Some(scopes) = &w.scopes
+            && let Some(bad) = scopes.iter().find(|s| !scope_name_ok(s))
+        {
+            return Err(format!(
+                "webhook #{n} (user {}): scope {bad:?} is not a scope name (lower-case letters, digits, _)",
+                w.user
+            ));
+        }
+    }
+    if let Some(o) = &s.oauth {
+        validate_oauth(s, o)?;
+    }
+    if !matches!(s.portal.insufficient_scope_status, 401 | 403) {
+        return Err("portal.insufficient_scope_status must be 401 or 403".to_owned());
     }
     if let Some(r) = s.portal.rate_limit
         && (r.burst < 1.0 || r.per_second < 0.0)
@@ -542,6 +769,80 @@ pub fn validate(s: &State) -> Result<(), String> {
         }
         if !(0.0..=1.0).contains(&f.rate_cmd_error) {
             return Err("portal.faults.rate_cmd_error must be between 0 and 1".to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// `[a-z][a-z0-9_]*`.
+fn scope_name_ok(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The `oauth:` section. Clients, tokens and refresh tokens are named by position (and user),
+/// never by a secret.
+fn validate_oauth(s: &State, o: &OAuth) -> Result<(), String> {
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, c) in o.clients.iter().enumerate() {
+        let n = i + 1;
+        if c.client_id.is_empty() || c.client_secret.is_empty() {
+            return Err(format!(
+                "oauth.clients #{n} needs a client_id and a client_secret"
+            ));
+        }
+        if !ids.insert(c.client_id.as_str()) {
+            return Err(format!(
+                "oauth.clients #{n} repeats the client_id of an earlier client"
+            ));
+        }
+    }
+    if o.access_ttl_s == 0 {
+        return Err("oauth.access_ttl_s must be at least 1".to_owned());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, t) in o.tokens.iter().enumerate() {
+        let n = i + 1;
+        if s.user(t.user).is_none() {
+            return Err(format!("oauth.tokens #{n}: user {} does not exist", t.user));
+        }
+        if t.access_token.is_empty() {
+            return Err(format!("oauth.tokens #{n} (user {}) is empty", t.user));
+        }
+        if !seen.insert(t.access_token.as_str()) {
+            return Err(format!(
+                "oauth.tokens #{n} (user {}) repeats an earlier access token",
+                t.user
+            ));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, r) in o.refresh_tokens.iter().enumerate() {
+        let n = i + 1;
+        if s.user(r.user).is_none() {
+            return Err(format!(
+                "oauth.refresh_tokens #{n}: user {} does not exist",
+                r.user
+            ));
+        }
+        if !ids.contains(r.client_id.as_str()) {
+            return Err(format!(
+                "oauth.refresh_tokens #{n} (user {}): its client_id is not in oauth.clients",
+                r.user
+            ));
+        }
+        if r.refresh_token.is_empty() {
+            return Err(format!(
+                "oauth.refresh_tokens #{n} (user {}) is empty",
+                r.user
+            ));
+        }
+        if !seen.insert(r.refresh_token.as_str()) {
+            return Err(format!(
+                "oauth.refresh_tokens #{n} (user {}) repeats an earlier refresh token",
+                r.user
+            ));
         }
     }
     Ok(())
@@ -655,6 +956,22 @@ pub fn render(s: &State) -> String {
     if p.user_get_bare_email != d.user_get_bare_email {
         o.push_str("  user_get_bare_email: exact\n");
     }
+    if p.setowner_admin != d.setowner_admin {
+        o.push_str("  setowner_admin: allow\n");
+    }
+    if p.workgroup_members_inactive != d.workgroup_members_inactive {
+        o.push_str("  workgroup_members_inactive: include\n");
+    }
+    if p.oauth_rotation != d.oauth_rotation {
+        o.push_str("  oauth_rotation: keep\n");
+    }
+    if p.insufficient_scope_status != d.insufficient_scope_status {
+        let _ = writeln!(
+            o,
+            "  insufficient_scope_status: {}",
+            p.insufficient_scope_status
+        );
+    }
     if p.latency_ms != 0 {
         let _ = writeln!(o, "  latency_ms: {}", p.latency_ms);
     }
@@ -717,6 +1034,9 @@ pub fn render(s: &State) -> String {
         if u.admin {
             o.push_str(", admin: true");
         }
+        if u.extranet {
+            o.push_str(", extranet: true");
+        }
         o.push_str(" }\n");
     }
     o.push_str(if s.groups.is_empty() {
@@ -742,6 +1062,13 @@ pub fn render(s: &State) -> String {
         if !g.active {
             o.push_str("    active: false\n");
         }
+        if !g.departments.is_empty() {
+            let ids: Vec<String> = g.departments.iter().map(i64::to_string).collect();
+            let _ = writeln!(o, "    departments: [{}]", ids.join(", "));
+        }
+        if g.initiate_perms != InitiatePerms::default() {
+            let _ = writeln!(o, "    initiate_perms: {}", g.initiate_perms.code());
+        }
         o.push_str("    members:\n");
         for m in &g.members {
             let _ = write!(o, "      - {{ user: {}, role: {}", m.user, m.role.code());
@@ -749,6 +1076,9 @@ pub fn render(s: &State) -> String {
                 Some(Initiator::U) => o.push_str(", initiated_by: U"),
                 Some(Initiator::G) => o.push_str(", initiated_by: G"),
                 None => {}
+            }
+            if let Some(msg) = &m.message {
+                let _ = write!(o, ", message: {}", scalar(msg));
             }
             o.push_str(" }\n");
         }
@@ -759,9 +1089,60 @@ pub fn render(s: &State) -> String {
         "webhooks:\n"
     });
     for w in &s.webhooks {
-        let _ = writeln!(o, "  - {{ user: {}, code: {} }}", w.user, scalar(&w.code));
+        let _ = write!(o, "  - {{ user: {}, code: {}", w.user, scalar(&w.code));
+        if let Some(scopes) = &w.scopes {
+            let names: Vec<String> = scopes.iter().map(|x| scalar(x)).collect();
+            let _ = write!(o, ", scopes: [{}]", names.join(", "));
+        }
+        o.push_str(" }\n");
+    }
+    if let Some(a) = &s.oauth {
+        render_oauth(&mut o, a);
     }
     o
+}
+
+fn render_oauth(o: &mut String, a: &OAuth) {
+    o.push_str("oauth:\n");
+    let list = |o: &mut String, key: &str, empty: bool| {
+        let _ = writeln!(o, "  {key}:{}", if empty { " []" } else { "" });
+    };
+    list(o, "clients", a.clients.is_empty());
+    for c in &a.clients {
+        let _ = writeln!(
+            o,
+            "    - {{ client_id: {}, client_secret: {} }}",
+            scalar(&c.client_id),
+            scalar(&c.client_secret)
+        );
+    }
+    if a.access_ttl_s != default_access_ttl() {
+        let _ = writeln!(o, "  access_ttl_s: {}", a.access_ttl_s);
+    }
+    list(o, "tokens", a.tokens.is_empty());
+    for t in &a.tokens {
+        let _ = writeln!(
+            o,
+            "    - {{ access_token: {}, user: {}, expires_at: {} }}",
+            scalar(&t.access_token),
+            t.user,
+            t.expires_at
+        );
+    }
+    list(o, "refresh_tokens", a.refresh_tokens.is_empty());
+    for r in &a.refresh_tokens {
+        let _ = write!(
+            o,
+            "    - {{ refresh_token: {}, client_id: {}, user: {}",
+            scalar(&r.refresh_token),
+            scalar(&r.client_id),
+            r.user
+        );
+        if r.revoked {
+            o.push_str(", revoked: true");
+        }
+        o.push_str(" }\n");
+    }
 }
 
 fn num(f: f64) -> String {
@@ -828,6 +1209,7 @@ webhooks:
             user: 1,
             role: Role::K,
             initiated_by: None,
+            message: None,
         });
         assert_eq!(
             validate(&s).unwrap_err(),
@@ -860,5 +1242,135 @@ webhooks:
         assert_eq!(s.portal.rate_limit, None);
         let s: State = serde_norway::from_str("users: []").unwrap();
         assert_eq!(s.portal.rate_limit, default_rate_limit());
+    }
+
+    const PEOPLE: &str = r#"portal:
+  rate_limit: null
+  setowner_admin: allow
+  workgroup_members_inactive: include
+  oauth_rotation: keep
+  insufficient_scope_status: 403
+users:
+  - { id: 1, email: admin@example.com, name: Ada, last_name: Admin, active: true, admin: true }
+  - { id: 11, email: ex@example.com, name: Ex, last_name: Tern, active: false, extranet: true }
+groups:
+  - id: 15
+    name: Marketing
+    departments: [8, 9]
+    initiate_perms: E
+    members:
+      - { user: 1, role: A }
+      - { user: 11, role: Z, initiated_by: G, message: "Join us, please" }
+webhooks:
+  - { user: 1, code: sandboxcode0001, scopes: [user_basic, sonet_group] }
+oauth:
+  clients:
+    - { client_id: local.app1, client_secret: appsecret0001 }
+  access_ttl_s: 60
+  tokens:
+    - { access_token: accesstoken0001, user: 1, expires_at: 1773850553 }
+  refresh_tokens:
+    - { refresh_token: refreshtoken0001, client_id: local.app1, user: 1, revoked: true }
+"#;
+
+    #[test]
+    fn people_keys_round_trip_byte_for_byte() {
+        let s = parse(Path::new("p.yaml"), PEOPLE).unwrap();
+        assert!(s.users[1].extranet);
+        assert_eq!(s.groups[0].departments, [8, 9]);
+        assert_eq!(s.groups[0].initiate_perms, InitiatePerms::E);
+        assert_eq!(
+            s.groups[0].members[1].message.as_deref(),
+            Some("Join us, please")
+        );
+        assert_eq!(render(&s), PEOPLE);
+    }
+
+    #[test]
+    fn people_defaults_are_not_written() {
+        let s: State = serde_norway::from_str(SAMPLE).unwrap();
+        assert_eq!(s.groups[0].initiate_perms, InitiatePerms::K);
+        assert_eq!(s.webhooks[0].scopes, None);
+        assert_eq!(s.portal.insufficient_scope_status, 401);
+        let text = render(&s);
+        for key in [
+            "extranet",
+            "departments",
+            "initiate_perms",
+            "message",
+            "scopes",
+            "oauth",
+            "setowner_admin",
+            "workgroup_members_inactive",
+            "oauth_rotation",
+            "insufficient_scope_status",
+        ] {
+            assert!(!text.contains(key), "{key} written:\n{text}");
+        }
+        // An oauth section with only defaults keeps its lists, not its defaults.
+        let s = parse(
+            Path::new("p.yaml"),
+            "users: [{ id: 1 }]\noauth:\n  refresh_tokens: []\n",
+        )
+        .unwrap();
+        assert!(
+            render(&s).ends_with("oauth:\n  clients: []\n  tokens: []\n  refresh_tokens: []\n")
+        );
+    }
+
+    #[test]
+    fn oauth_errors_never_quote_secrets() {
+        let bad = [
+            // Unknown user of a token.
+            PEOPLE.replace("user: 1, expires_at", "user: 7, expires_at"),
+            // A refresh token of an unknown client.
+            PEOPLE.replace("client_id: local.app1, user: 1", "client_id: other, user: 1"),
+            // Duplicate access token.
+            PEOPLE.replace(
+                "    - { access_token: accesstoken0001, user: 1, expires_at: 1773850553 }\n",
+                "    - { access_token: accesstoken0001, user: 1, expires_at: 1773850553 }\n    - { access_token: accesstoken0001, user: 1, expires_at: 1 }\n",
+            ),
+            // Parse errors quoting the secret scalars.
+            PEOPLE.replace("expires_at: 1773850553", "expires_at: accesstoken0001"),
+            PEOPLE.replace("revoked: true", "revoked: refreshtoken0001"),
+            PEOPLE.replace("client_secret: appsecret0001 }", "client_secret: appsecret0001, x: appsecret0001 }"),
+            PEOPLE.replace("access_ttl_s: 60", "access_ttl_s: appsecret0001"),
+        ];
+        for text in &bad {
+            let e = parse(Path::new("p.yaml"), text).unwrap_err().to_string();
+            for secret in [
+                "accesstoken0001",
+                "refreshtoken0001",
+                "appsecret0001",
+                "sandboxcode0001",
+            ] {
+                assert!(!e.contains(secret), "{secret} in {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn people_validation_messages() {
+        let err = |text: String| parse(Path::new("p.yaml"), &text).unwrap_err().to_string();
+        assert!(
+            err(PEOPLE.replace("{ user: 1, role: A }", "{ user: 1, role: A, message: x }"))
+                .contains("message is only allowed on role Z")
+        );
+        assert!(err(PEOPLE.replace("scopes: [user_basic", "scopes: [User")).contains("scope"));
+        assert!(
+            err(PEOPLE.replace(
+                "insufficient_scope_status: 403",
+                "insufficient_scope_status: 500"
+            ))
+            .contains("401 or 403")
+        );
+        assert!(
+            err(PEOPLE.replace("initiate_perms: E", "initiate_perms: Z"))
+                .contains("initiate_perms")
+        );
+        assert!(
+            err(PEOPLE.replace("user: 1, revoked", "user: 1, used: true, revoked"))
+                .contains("used")
+        );
     }
 }

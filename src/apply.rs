@@ -70,6 +70,14 @@ pub fn changes(plan: &Plan) -> Vec<(GroupId, Change)> {
         .collect()
 }
 
+/// Each group's invitation text, for the groups that have one.
+pub fn invite_messages(plan: &Plan) -> BTreeMap<GroupId, String> {
+    plan.groups
+        .iter()
+        .filter_map(|g| Some((g.id, g.invite_message.clone()?)))
+        .collect()
+}
+
 /// Execute every change in `plan`. Failures do not stop the other changes.
 pub async fn apply(
     plan: &Plan,
@@ -81,7 +89,9 @@ pub async fn apply(
     let names: BTreeMap<GroupId, &Option<String>> =
         plan.groups.iter().map(|g| (g.id, &g.name)).collect();
     let changes = changes(plan);
-    let statuses = provider.execute(&changes, on_progress, stop).await;
+    let statuses = provider
+        .execute(&changes, &invite_messages(plan), on_progress, stop)
+        .await;
     let outcomes = changes
         .into_iter()
         .zip(statuses)

@@ -139,6 +139,8 @@ pub struct GroupPlan {
     pub owner_mismatch: Option<OwnerMismatch>,
     /// Departments Bitrix24 syncs this group from (`UF_SG_DEPT`), as read.
     pub departments: Vec<u64>,
+    /// The invitation text for this group's invitations (`DesiredGroup::invite_message`).
+    pub invite_message: Option<String>,
     /// How many non-owner members the group had in the current state the plan was made from,
     /// counted during the diff so `check_limits` need not walk every membership again.
     pub current_non_owners: usize,
@@ -346,6 +348,7 @@ pub fn diff_with(desired: &DesiredState, current: &CurrentState, options: Option
                 entries,
                 owner_mismatch,
                 departments: have.departments.clone(),
+                invite_message: want.invite_message.clone(),
                 current_non_owners,
             }
         })

@@ -3,7 +3,11 @@
 
 pub mod bitrix24;
 
-use crate::model::{CurrentState, DesiredState, GroupId, OpStatus};
+use std::collections::BTreeMap;
+
+use crate::model::{
+    CurrentState, DesiredState, GroupId, Lookups, OpStatus, Person, UserId, Wanted,
+};
 use crate::plan::Change;
 pub use tokio_util::sync::CancellationToken;
 
@@ -29,20 +33,37 @@ impl Provider {
         }
     }
 
+    /// Look up what the file names by e-mail or group name, the user IDs it names, and the
+    /// caller: everything the resolve step needs, in as few requests as the API allows.
+    pub async fn lookup(&self, wanted: &Wanted) -> Result<Lookups, FetchError> {
+        match self {
+            Provider::Bitrix24(c) => c.lookup(wanted).await,
+        }
+    }
+
+    /// The portal's users with these IDs (for showing people the file does not name).
+    pub async fn people(&self, ids: &[UserId]) -> Result<Vec<Person>, FetchError> {
+        match self {
+            Provider::Bitrix24(c) => c.people(ids).await,
+        }
+    }
+
     /// Carry out changes; the result has one status per input, in the same order. A failure
     /// never stops the other changes. `on_progress` counts changes finished, adding up to
     /// `changes.len()`. Once `stop` is cancelled no new request is started and every wait ends:
     /// what is in flight finishes (bounded by the request timeout), unconfirmed changes are
     /// settled by reading their groups again as usual, and changes never sent are
     /// `OpStatus::NotStarted`.
+    /// `invite_messages` holds each group's invitation text.
     pub async fn execute(
         &self,
         changes: &[(GroupId, Change)],
+        invite_messages: &BTreeMap<GroupId, String>,
         on_progress: OnProgress<'_>,
         stop: &CancellationToken,
     ) -> Vec<OpStatus> {
         match self {
-            Provider::Bitrix24(c) => c.execute(changes, on_progress, stop).await,
+            Provider::Bitrix24(c) => c.execute(changes, invite_messages, on_progress, stop).await,
         }
     }
 
@@ -65,4 +86,7 @@ pub enum FetchError {
     /// were left unread.
     #[error("{cause} ({unread} group(s) not read)")]
     RunWide { cause: String, unread: usize },
+    /// Looking up users or groups failed (each failed command with its error).
+    #[error("could not look up users or groups:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Lookup(Vec<String>),
 }

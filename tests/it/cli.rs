@@ -111,7 +111,7 @@ fn detailed_exitcode_is_1_on_error() {
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(
         run.stderr
-            .contains("group 99: sonet_group.user.get: error (Socialnetwork group not found)"),
+            .contains("group 99: socialnetwork.api.workgroup.get: SONET_CONTROLLER_WORKGROUP_NOT_FOUND (Workgroup not found.)"),
         "{}",
         run.stderr
     );
@@ -167,7 +167,14 @@ fn apply_without_a_terminal_refuses_and_changes_nothing() {
 #[test]
 fn a_skipped_user_is_reported_and_the_rest_still_applies() {
     let ws = Workspace::with_example_portal();
-    // User 40 has a pending request in group 27, so the portal silently skips adding them.
+    // User 40 is banned from group 27: no read shows a ban, so roster plans an add, and the
+    // portal silently skips adding a user with any relation. (A pending request, which this
+    // used to rely on, is now seen and accepted.)
+    let portal = ws.read("portal.yaml").replace(
+        "{ user: 40, role: Z, initiated_by: U }",
+        "{ user: 40, role: T }",
+    );
+    ws.write("portal.yaml", &portal);
     ws.write(
         "pending.yaml",
         "version: 1\ngroups:\n  - id: 27\n    moderators: [23]\n    members: [31, 40, 21]\n",

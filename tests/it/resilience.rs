@@ -105,7 +105,12 @@ async fn writes_to_an_unresponsive_portal_are_unknown_or_not_sent() {
     let changes: Vec<(GroupId, Change)> = groups(120).into_iter().map(|g| (g, remove(7))).collect();
     let started = Instant::now();
     let statuses = c
-        .execute(&changes, &|_| {}, &CancellationToken::new())
+        .execute(
+            &changes,
+            &Default::default(),
+            &|_| {},
+            &CancellationToken::new(),
+        )
         .await;
     assert!(started.elapsed() < Duration::from_secs(3));
     for s in &statuses[..50] {
@@ -363,6 +368,7 @@ async fn the_report_agrees_with_the_portal_under_lost_answers() {
         let statuses = writer
             .execute(
                 &changes,
+                &Default::default(),
                 &|n| {
                     progress.fetch_add(n, Ordering::SeqCst);
                 },
@@ -405,7 +411,9 @@ async fn an_interrupt_sends_no_new_batch() {
     }));
     let (changes, before) = removals(&served, &c).await;
     let stop = CancellationToken::new();
-    let statuses = c.execute(&changes, &|_| stop.cancel(), &stop).await;
+    let statuses = c
+        .execute(&changes, &Default::default(), &|_| stop.cancel(), &stop)
+        .await;
     assert_eq!(served.stats().http_requests - before, 1, "one write batch");
     check_against_state(&served.state(), &changes, &statuses);
     assert!(
@@ -447,7 +455,9 @@ async fn an_interrupt_ends_the_waits() {
     }));
     let stop = CancellationToken::new();
     let started = Instant::now();
-    let statuses = slow.execute(&changes, &|_| stop.cancel(), &stop).await;
+    let statuses = slow
+        .execute(&changes, &Default::default(), &|_| stop.cancel(), &stop)
+        .await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -604,7 +614,7 @@ async fn an_interrupted_reread_does_not_wait_for_the_operating_budget() {
     let started = Instant::now();
     let out = tokio::time::timeout(
         Duration::from_secs(5),
-        c.execute(&changes, &|_| stop.cancel(), &stop),
+        c.execute(&changes, &Default::default(), &|_| stop.cancel(), &stop),
     )
     .await;
     let statuses = out.unwrap_or_else(|_| {

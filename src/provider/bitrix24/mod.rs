@@ -1,10 +1,17 @@
-//! The Bitrix24 provider: reads memberships with `sonet_group.user.get` and writes with
-//! `sonet_group.user.add/update/delete`, always through `batch` (up to 50 commands a request).
+//! The Bitrix24 provider: reads groups with `socialnetwork.api.workgroup.get` (members, roles,
+//! pending invitations and requests, linked departments, name; one command per group), or with
+//! `sonet_group.user.get` for the rest of the run once the portal refuses that method (no
+//! `socialnetwork` scope, an old portal); looks people and groups up (`lookup`); and writes
+//! with `sonet_group.user.invite/add/update/delete` and `sonet_group.setowner`, always through
+//! `batch` (up to 50 commands a request).
 //!
-//! Writes are coalesced: per group one `add` with every new user, one `update` per target role,
-//! one `delete` with every removed user (the methods take arrays of `USER_ID`). Each command's
-//! result array is checked user by user, so a user the portal silently skipped is reported as
-//! not done rather than counted as success.
+//! Writes are coalesced: per group one `invite` with every invited user (and the group's
+//! message), one `add` with every new user, one `update` per target role (accepted requests
+//! included), one `delete` with every removed user (the methods take arrays of `USER_ID`).
+//! Owner changes go first, as a phase of their own, and a group's changes about its old owner
+//! wait for its owner change to be confirmed. Each command's result array is checked user by
+//! user, so a user the portal silently skipped is reported as not done rather than counted as
+//! success.
 //!
 //! Pacing: requests pass a model of the portal's leaky bucket (`limits::Pacer`), which starts
 //! from the configured profile and learns from 503 `QUERY_LIMIT_EXCEEDED` (creating a model when
@@ -37,6 +44,7 @@
 
 pub mod auth;
 pub mod limits;
+pub mod lookup;
 pub mod oauth;
 pub mod webhook;
 pub mod wire;
@@ -324,6 +332,9 @@ pub struct Client {
     /// Whole requests refused with 503 `QUERY_LIMIT_EXCEEDED` since the portal last accepted
     /// one: a portal that refuses everything is down for us, not just strict.
     refused_in_a_row: std::sync::atomic::AtomicU32,
+    /// Set once the portal refused `socialnetwork.api.workgroup.get` (no `socialnetwork` scope,
+    /// or a portal without the method): every read of the run uses `sonet_group.user.get`.
+    legacy_read: std::sync::atomic::AtomicBool,
 }
 
 /// Refusals in a row (503 `QUERY_LIMIT_EXCEEDED`, nothing accepted in between) after which the
@@ -417,6 +428,11 @@ struct Answers {
     executed: bool,
     /// The run was interrupted before it got a final answer.
     interrupted: bool,
+    /// `result_next` of the last successful answer: a list has more pages from there.
+    next: Option<u64>,
+    /// The `error` code of the last answer that was the portal's own error for this command
+    /// (`result_error`), to tell a method the portal refuses from a transport failure.
+    code: Option<String>,
 }
 
 /// The length of the portal's operating-time window; no budget wait is longer.
@@ -463,6 +479,7 @@ impl Client {
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             refused_in_a_row: std::sync::atomic::AtomicU32::new(0),
+            legacy_read: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -928,14 +945,15 @@ impl Client {
     }
 
     /// Run up to `BATCH_MAX` commands in one `batch` request (`halt=0`), returning each
-    /// command's own result or error, in order, and when the request that answered was sent.
+    /// command's own result or error and its `result_next`, in order, and when the request
+    /// that answered was sent.
     async fn batch(
         &self,
         cmds: &[&Command],
         budget: &mut Budget,
         stop: &CancellationToken,
         uncertain: &mut Option<String>,
-    ) -> Result<(Vec<CommandResult>, Instant), CallError> {
+    ) -> Result<(Vec<(CommandResult, Option<u64>)>, Instant), CallError> {
         assert!(cmds.len() <= BATCH_MAX, "callers chunk batches");
         let (names, body) = batch_body(cmds);
         let methods: BTreeSet<&str> = cmds.iter().map(|c| c.method).collect();
@@ -957,21 +975,24 @@ impl Client {
                 if let Some(e) =
                     wire::section(result, "result_error", name).and_then(wire::error_body)
                 {
-                    return Err(ApiError {
+                    let e = ApiError {
                         method: c.method.to_owned(),
                         code: e.code,
                         description: e.description,
                         status: None,
-                    });
+                    };
+                    return (Err(e), None);
                 }
-                wire::section(result, "result", name)
+                let next = wire::section_number(result, "result_next", name);
+                let r = wire::section(result, "result", name)
                     .cloned()
                     .ok_or_else(|| ApiError {
                         method: c.method.to_owned(),
                         code: String::new(),
                         description: NO_RESULT.into(),
                         status: None,
-                    })
+                    });
+                (r, next)
             })
             .collect();
         Ok((results, sent))
@@ -985,7 +1006,7 @@ impl Client {
     /// carried get that error as one more answer, and earlier answers stand.
     async fn run_chunk(
         &self,
-        chunk: &[(GroupId, Command)],
+        chunk: &[(Option<GroupId>, Command)],
         stop: &CancellationToken,
         hurry: bool,
     ) -> Vec<Answers> {
@@ -1025,7 +1046,7 @@ impl Client {
             let mut again = Vec::new();
             let mut tainted = BTreeSet::new();
             let (mut throttle, mut limited, mut failed) = (false, false, false);
-            for (&i, r) in pending.iter().zip(results) {
+            for (&i, (r, next)) in pending.iter().zip(results) {
                 let group = chunk[i].0;
                 let deferred = matches!(&r, Err(e) if is_deferral(e));
                 let server = matches!(&r, Err(e) if is_server_error(e));
@@ -1036,14 +1057,22 @@ impl Client {
                 if !deferred {
                     a.executed = true;
                 }
+                match &r {
+                    Ok(_) => a.next = next,
+                    Err(e) if e.description != NO_RESULT => a.code = Some(e.code.clone()),
+                    Err(_) => {}
+                }
                 if let Err(e) = &r
                     && (e.description == NO_RESULT || server)
                 {
                     a.uncertain.get_or_insert_with(|| e.to_string());
                 }
                 a.got.push(r.map_err(|e| e.to_string()));
-                if deferred || server || tainted.contains(&group) {
-                    tainted.insert(group);
+                // A later command of a group whose command is sent again goes with it (commands
+                // without a group depend on nothing).
+                let follows = group.is_some_and(|g| tainted.contains(&g));
+                if deferred || server || follows {
+                    tainted.extend(group);
                     again.push(i);
                 }
             }
@@ -1112,23 +1141,26 @@ impl Client {
 
     /// Run commands in chunks of `BATCH_MAX`, up to `concurrency` chunks at once. A chunk that
     /// starts with the same group the previous chunk ended with waits for it, so a group's
-    /// commands (add before promote) keep their order. Once `stop` is cancelled no chunk
-    /// starts (nor one waiting for its predecessor). `on_progress` is told the `weights` of
-    /// each finished chunk's commands. Answers come back in input order.
+    /// commands (add before promote) keep their order; commands without a group (lookups)
+    /// depend on nothing. Once `stop` is cancelled no chunk starts (nor one waiting for its
+    /// predecessor). `on_progress` is told the `weights` of each finished chunk's commands.
+    /// Answers come back in input order.
     async fn run_all(
         &self,
-        commands: &[(GroupId, Command)],
+        commands: &[(Option<GroupId>, Command)],
         weights: &[usize],
         on_progress: OnProgress<'_>,
         stop: &CancellationToken,
         hurry: bool,
     ) -> Vec<Answers> {
-        let chunks: Vec<&[(GroupId, Command)]> = commands.chunks(BATCH_MAX).collect();
+        let chunks: Vec<&[(Option<GroupId>, Command)]> = commands.chunks(BATCH_MAX).collect();
         let (done_tx, done_rx): (Vec<_>, Vec<_>) =
             chunks.iter().map(|_| watch::channel(false)).unzip();
         let tasks = chunks.iter().enumerate().map(|(i, chunk)| {
-            let after = (i > 0 && chunks[i - 1].last().map(|c| c.0) == chunk.first().map(|c| c.0))
-                .then(|| done_rx[i - 1].clone());
+            let continues = i > 0
+                && matches!((chunks[i - 1].last(), chunk.first()),
+                    (Some((Some(a), _)), Some((Some(b), _))) if a == b);
+            let after = continues.then(|| done_rx[i - 1].clone());
             let done = &done_tx[i];
             let weight: usize = weights[i * BATCH_MAX..i * BATCH_MAX + chunk.len()]
                 .iter()
@@ -1167,7 +1199,8 @@ impl Client {
             .collect()
     }
 
-    /// Read the members of `groups` (`sonet_group.user.get`, 50 groups a batch). Every group
+    /// Read the members of `groups` (`socialnetwork.api.workgroup.get`, one command per group,
+    /// 50 groups a batch; `sonet_group.user.get` where the portal refuses that). Every group
     /// that cannot be read is reported, not just the first; a failure of the whole run (the
     /// portal unreachable, the webhook refused) is reported once.
     pub async fn fetch(
@@ -1189,20 +1222,52 @@ impl Client {
     }
 
     /// Read what can be read: the groups that answered, and each other group with its error.
-    /// In a `hurry` each request is tried once.
+    /// In a `hurry` each request is tried once. The first time the portal refuses
+    /// `socialnetwork.api.workgroup.get` as a method (scope or existence), the run falls back
+    /// to `sonet_group.user.get` for good, says so once, and reads the refused groups again.
     async fn read(
         &self,
         groups: &[GroupId],
         on_progress: OnProgress<'_>,
         hurry: bool,
     ) -> (CurrentState, Vec<(GroupId, String)>) {
-        let cmds: Vec<(GroupId, Command)> = groups
+        let legacy = self.legacy_read.load(Ordering::Relaxed);
+        let (mut state, mut failed, refused) =
+            self.read_as(groups, legacy, on_progress, hurry).await;
+        if refused.is_empty() {
+            return (state, failed);
+        }
+        if !self.legacy_read.swap(true, Ordering::Relaxed) {
+            let why = &refused[0].1;
+            warn!(
+                "the portal refuses socialnetwork.api.workgroup.get ({why}); reading groups with sonet_group.user.get instead, which cannot show invitations, join requests or department sync: invited users may be planned as adds (a webhook needs the `socialnetwork` scope)"
+            );
+        }
+        let again: Vec<GroupId> = refused.iter().map(|(g, _)| *g).collect();
+        let (more, still_failed, _) = self.read_as(&again, true, &|_| {}, hurry).await;
+        state.groups.extend(more.groups);
+        failed.extend(still_failed);
+        failed.sort_by_key(|(g, _)| *g);
+        (state, failed)
+    }
+
+    /// One pass of `read`, with `sonet_group.user.get` when `legacy`: the groups read, the
+    /// groups that failed, and the groups whose read the portal refused as a method.
+    async fn read_as(
+        &self,
+        groups: &[GroupId],
+        legacy: bool,
+        on_progress: OnProgress<'_>,
+        hurry: bool,
+    ) -> (CurrentState, Vec<(GroupId, String)>, Vec<(GroupId, String)>) {
+        let cmds: Vec<(Option<GroupId>, Command)> = groups
             .iter()
-            .map(|g| (*g, Command::new("sonet_group.user.get").param("ID", g.0)))
+            .map(|g| (Some(*g), read_command(*g, legacy)))
             .collect();
         let weights = vec![1; cmds.len()];
         let mut state = CurrentState::default();
         let mut failed = Vec::new();
+        let mut refused = Vec::new();
         // In a hurry (the run was interrupted) the whole read gets one timeout: no pause for
         // the operating budget, the pacer or 503s may outlast it. What is not read by then is
         // reported unread.
@@ -1224,7 +1289,8 @@ impl Client {
             // Reads are idempotent: the last successful answer is the freshest.
             let last_ok = answers.got.iter().rev().find_map(|a| a.as_ref().ok());
             let read = match (last_ok, answers.got.last()) {
-                (Some(v), _) => members(v),
+                (Some(v), _) if legacy => members(v),
+                (Some(v), _) => workgroup(v),
                 (None, Some(Err(e))) => Err(e.clone()),
                 (None, _) => Err("no answer".to_owned()),
             };
@@ -1232,14 +1298,25 @@ impl Client {
                 Ok(members) => {
                     state.groups.insert(*g, members);
                 }
+                Err(e)
+                    if !legacy && last_ok.is_none() && refuses_method(answers.code.as_deref()) =>
+                {
+                    refused.push((*g, e))
+                }
                 Err(e) => failed.push((*g, e)),
             }
         }
-        (state, failed)
+        (state, failed, refused)
     }
 
     /// Carry out `changes`; one status per change, in input order. `on_progress` counts the
     /// changes each finished chunk completed (a change counts once, with its last command).
+    /// `invite_messages` is each group's invitation text (`MESSAGE` of its invite command).
+    ///
+    /// Owner changes (`sonet_group.setowner`) run first, all of them, as a phase of their own;
+    /// then everything else. A group's changes about its old owner (who stays owner until
+    /// `setowner` succeeds, and whom `update`/`delete` skip as owner) are sent only when its
+    /// owner change was confirmed; otherwise they are not done, naming the owner change.
     ///
     /// A change is done when an answer to a command carrying it lists the user. Every other
     /// change that was sent is settled by reading its group again (`settle`), also after an
@@ -1248,32 +1325,33 @@ impl Client {
     pub async fn execute(
         &self,
         changes: &[(GroupId, Change)],
+        invite_messages: &BTreeMap<GroupId, String>,
         on_progress: OnProgress<'_>,
         stop: &CancellationToken,
     ) -> Vec<OpStatus> {
-        let writes = coalesce(changes);
-        let cmds: Vec<(GroupId, Command)> = writes
-            .iter()
-            .map(|w| (w.group, w.command.clone()))
-            .collect();
-        let weights = progress_weights(&writes, changes.len());
-        // Every command's verdict on each change it carried; a change is done when all agree.
-        let mut verdicts: Vec<Vec<OpStatus>> = vec![Vec::new(); changes.len()];
-        // Why some command carrying the change may have acted without a trustworthy answer.
-        let mut uncertain: Vec<Option<String>> = vec![None; changes.len()];
-        let mut still_running = vec![false; changes.len()];
-        let ran = self
-            .run_all(&cmds, &weights, on_progress, stop, false)
-            .await;
-        for (w, answers) in writes.iter().zip(&ran) {
-            judge(w, answers, &mut verdicts);
-            if let Some(u) = &answers.uncertain {
-                for &(i, _) in &w.carries {
-                    uncertain[i].get_or_insert_with(|| u.clone());
-                    still_running[i] |= answers.still_running;
-                }
-            }
+        let mut ran = Ran::new(changes.len());
+        let is_owner = |i: usize| matches!(changes[i].1, Change::SetOwner { .. });
+        if (0..changes.len()).any(is_owner) {
+            let writes = coalesce_only(changes, invite_messages, &is_owner);
+            self.run_writes(changes, &writes, on_progress, stop, &mut ran)
+                .await;
         }
+        let held = held_back(changes, &ran.verdicts);
+        for (i, status) in &held {
+            ran.verdicts[*i].push(status.clone());
+        }
+        if !held.is_empty() {
+            on_progress(held.len());
+        }
+        let rest = |i: usize| !is_owner(i) && !held.contains_key(&i);
+        let writes = coalesce_only(changes, invite_messages, &rest);
+        self.run_writes(changes, &writes, on_progress, stop, &mut ran)
+            .await;
+        let Ran {
+            verdicts,
+            uncertain,
+            still_running,
+        } = ran;
         let statuses: Vec<OpStatus> = verdicts.into_iter().map(combine).collect();
         let recheck: BTreeSet<GroupId> = changes
             .iter()
@@ -1310,10 +1388,118 @@ impl Client {
             })
             .collect()
     }
+
+    /// Send `writes` (one phase of `execute`) and record what each answer says of the changes
+    /// they carry.
+    async fn run_writes(
+        &self,
+        changes: &[(GroupId, Change)],
+        writes: &[Write],
+        on_progress: OnProgress<'_>,
+        stop: &CancellationToken,
+        ran: &mut Ran,
+    ) {
+        if writes.is_empty() {
+            return;
+        }
+        let cmds: Vec<(Option<GroupId>, Command)> = writes
+            .iter()
+            .map(|w| (Some(w.group), w.command.clone()))
+            .collect();
+        let weights = progress_weights(writes, changes.len());
+        let answers = self
+            .run_all(&cmds, &weights, on_progress, stop, false)
+            .await;
+        for (w, answers) in writes.iter().zip(&answers) {
+            judge(w, answers, changes, &mut ran.verdicts);
+            if let Some(u) = &answers.uncertain {
+                for &(i, _) in &w.carries {
+                    ran.uncertain[i].get_or_insert_with(|| u.clone());
+                    ran.still_running[i] |= answers.still_running;
+                }
+            }
+        }
+    }
 }
 
 /// The connect part of the request timeout, at most.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `execute`'s phases learned, per change.
+struct Ran {
+    /// Every command's verdict on each change it carried; a change is done when all agree.
+    verdicts: Vec<Vec<OpStatus>>,
+    /// Why some command carrying the change may have acted without a trustworthy answer.
+    uncertain: Vec<Option<String>>,
+    /// Some attempt carrying the change timed out.
+    still_running: Vec<bool>,
+}
+
+impl Ran {
+    fn new(changes: usize) -> Ran {
+        Ran {
+            verdicts: vec![Vec::new(); changes],
+            uncertain: vec![None; changes],
+            still_running: vec![false; changes],
+        }
+    }
+}
+
+/// The changes not to send because they concern a group's old owner and that group's owner
+/// change was not confirmed by its answer (the old owner may still be the owner, whom update
+/// and delete skip): each with its status, not started if the owner change never was, else
+/// not done naming the owner change.
+fn held_back(
+    changes: &[(GroupId, Change)],
+    verdicts: &[Vec<OpStatus>],
+) -> BTreeMap<usize, OpStatus> {
+    let mut blocked: BTreeMap<GroupId, (UserId, UserId, OpStatus)> = BTreeMap::new();
+    for (i, (g, change)) in changes.iter().enumerate() {
+        if let Change::SetOwner {
+            from: Some(from),
+            to,
+        } = *change
+        {
+            let status = combine(verdicts[i].clone());
+            if !status.is_done() {
+                blocked.insert(*g, (from, to, status));
+            }
+        }
+    }
+    changes
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, c))| !matches!(c, Change::SetOwner { .. }))
+        .filter_map(|(i, (g, change))| {
+            let (from, to, owner) = blocked.get(g)?;
+            (change.user() == *from).then(|| {
+                let status = match owner {
+                    OpStatus::NotStarted => OpStatus::NotStarted,
+                    other => OpStatus::NotDone {
+                        reason: format!(
+                            "not sent: it waits for the owner change to #{to} in group {g}, which was not confirmed ({}), so #{from} may still be the owner",
+                            describe(other)
+                        ),
+                    },
+                };
+                (i, status)
+            })
+        })
+        .collect()
+}
+
+/// A status's own words, for another change's reason.
+fn describe(status: &OpStatus) -> String {
+    match status {
+        OpStatus::Done => "done".into(),
+        OpStatus::Confirmed => "confirmed".into(),
+        OpStatus::NotDone { reason } if reason.starts_with("not done") => reason.clone(),
+        OpStatus::NotDone { reason } => format!("not done: {reason}"),
+        OpStatus::Failed { error } => format!("failed: {error}"),
+        OpStatus::Unknown { error } => format!("unknown: {error}"),
+        OpStatus::NotStarted => "not started".into(),
+    }
+}
 
 /// Whether a change's group must be read again to settle it: it was sent (or refused) and no
 /// answer confirmed it.
@@ -1460,6 +1646,70 @@ fn backoff(options: &Options, attempt: u32) -> Duration {
     capped.mul_f64(0.75 + fastrand::f64() * 0.5)
 }
 
+/// What reads `group`: `socialnetwork.api.workgroup.get` with the fields roster needs beyond
+/// the default ones (linked departments, join requests), or `sonet_group.user.get`.
+fn read_command(group: GroupId, legacy: bool) -> Command {
+    if legacy {
+        return Command::new("sonet_group.user.get").param("ID", group.0);
+    }
+    Command::new("socialnetwork.api.workgroup.get")
+        .param("params[groupId]", group.0)
+        .list(
+            "params[select]",
+            ["DEPARTMENTS", "LIST_OF_MEMBERS_AWAITING_INVITE"],
+        )
+}
+
+/// An error code that means the portal will not run the method at all for this webhook
+/// (missing scope, or no such method): the same for every group of the run.
+fn refuses_method(code: Option<&str>) -> bool {
+    matches!(code, Some("insufficient_scope" | "ERROR_METHOD_NOT_FOUND"))
+}
+
+/// A `socialnetwork.api.workgroup.get` result into a group: `OWNER_ID` is the owner,
+/// `MODERATOR_MEMBERS` the moderators, every other user of `MEMBERS` (or `ORDINARY_MEMBERS`)
+/// a member; `INVITED_MEMBERS` the pending invitations, `LIST_OF_MEMBERS_AWAITING_INVITE` the
+/// pending requests, `DEPARTMENTS` the linked departments. Tolerant: IDs as numbers or
+/// strings, lists as arrays, objects or missing (empty). A user in two lists keeps the
+/// strongest relation (owner, moderator, member, invited, requested).
+fn workgroup(v: &Value) -> Result<CurrentGroup, String> {
+    let obj = v.as_object().ok_or_else(|| {
+        format!("socialnetwork.api.workgroup.get: expected a group object, got {v}")
+    })?;
+    let list = |key: &str| wire::ids(obj.get(key));
+    let mut group = CurrentGroup::default();
+    for u in list("MEMBERS").into_iter().chain(list("ORDINARY_MEMBERS")) {
+        group.members.insert(UserId(u), Role::Member);
+    }
+    for u in list("MODERATOR_MEMBERS") {
+        group.members.insert(UserId(u), Role::Moderator);
+    }
+    if let Some(owner) = obj.get("OWNER_ID").and_then(wire::id).filter(|o| *o > 0) {
+        group.members.insert(UserId(owner), Role::Owner);
+    }
+    group.invited = list("INVITED_MEMBERS")
+        .into_iter()
+        .map(UserId)
+        .filter(|u| !group.members.contains_key(u))
+        .collect();
+    group.requested = list("LIST_OF_MEMBERS_AWAITING_INVITE")
+        .into_iter()
+        .map(UserId)
+        .filter(|u| !group.members.contains_key(u) && !group.invited.contains(u))
+        .collect();
+    let mut departments = list("DEPARTMENTS");
+    departments.sort_unstable();
+    group.departments = departments;
+    group.name = wire::text(obj.get("NAME"));
+    group.initiate_perms = match obj.get("INITIATE_PERMS").and_then(Value::as_str) {
+        Some("A") => Some(Role::Owner),
+        Some("E") => Some(Role::Moderator),
+        Some("K") => Some(Role::Member),
+        _ => None,
+    };
+    Ok(group)
+}
+
 /// `[{"USER_ID":"1","ROLE":"A"},…]` into members. Rows with roles other than A/E/K (which the
 /// method does not return) are ignored.
 fn members(v: &Value) -> Result<CurrentGroup, String> {
@@ -1485,15 +1735,29 @@ fn members(v: &Value) -> Result<CurrentGroup, String> {
     Ok(group)
 }
 
-/// What a write command is for, to judge its result. The derived order is the execution order
-/// within a group: add, promote to moderator, set member, delete.
+/// What a write command is for, to judge its result. Within a group the derived order is the
+/// wire order: invite, add, promote to moderator, set member (a new moderator is added, then
+/// promoted; an accepted request is updated), delete. Owner changes are sent in a phase of
+/// their own before all of these (`execute`), so their place here orders nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
-    SetOwner,
     Invite,
     Add,
     Update(Role),
     Delete,
+    SetOwner,
+}
+
+impl Kind {
+    fn method(self) -> &'static str {
+        match self {
+            Kind::Invite => "sonet_group.user.invite",
+            Kind::Add => "sonet_group.user.add",
+            Kind::Update(_) => "sonet_group.user.update",
+            Kind::Delete => "sonet_group.user.delete",
+            Kind::SetOwner => "sonet_group.setowner",
+        }
+    }
 }
 
 /// One coalesced write command and the changes (index, user) it carries.
@@ -1505,11 +1769,28 @@ struct Write {
     carries: Vec<(usize, UserId)>,
 }
 
-/// Coalesce changes into the fewest commands: per group an add, an update per target role and a
-/// delete, in that order (a new moderator is added, then promoted).
-fn coalesce(changes: &[(GroupId, Change)]) -> Vec<Write> {
+/// Coalesce every change into the fewest commands (see `coalesce_only`).
+#[cfg(test)]
+fn coalesce(
+    changes: &[(GroupId, Change)],
+    invite_messages: &BTreeMap<GroupId, String>,
+) -> Vec<Write> {
+    coalesce_only(changes, invite_messages, &|_| true)
+}
+
+/// Coalesce the changes whose index `keep` accepts into the fewest commands: per group an
+/// invite (with the group's message), an add, an update per target role (role changes and
+/// accepted requests alike) and a delete, in `Kind` order; one `setowner` per owner change.
+fn coalesce_only(
+    changes: &[(GroupId, Change)],
+    invite_messages: &BTreeMap<GroupId, String>,
+    keep: &dyn Fn(usize) -> bool,
+) -> Vec<Write> {
     let mut per_group: BTreeMap<GroupId, BTreeMap<Kind, Vec<(usize, UserId)>>> = BTreeMap::new();
     for (i, (g, change)) in changes.iter().enumerate() {
+        if !keep(i) {
+            continue;
+        }
         let slots = per_group.entry(*g).or_default();
         match *change {
             Change::Add { user, role } => {
@@ -1532,23 +1813,33 @@ fn coalesce(changes: &[(GroupId, Change)]) -> Vec<Write> {
     let mut writes = Vec::new();
     for (g, slots) in per_group {
         for (kind, carries) in slots {
-            let users = carries.iter().map(|(_, u)| u.0);
-            let command = match kind {
-                Kind::SetOwner => Command::new("sonet_group.setowner"),
-                Kind::Invite => Command::new("sonet_group.user.invite"),
-                Kind::Add => Command::new("sonet_group.user.add"),
-                Kind::Update(_) => Command::new("sonet_group.user.update"),
-                Kind::Delete => Command::new("sonet_group.user.delete"),
+            // setowner takes one user: a group has one owner, so one change per group carries
+            // it (the planner makes at most one); any other would be its own command.
+            if kind == Kind::SetOwner {
+                for carried in carries {
+                    let command = Command::new(kind.method())
+                        .param("GROUP_ID", g.0)
+                        .param("USER_ID", carried.1.0);
+                    writes.push(Write {
+                        group: g,
+                        kind,
+                        command,
+                        carries: vec![carried],
+                    });
+                }
+                continue;
             }
-            .param("GROUP_ID", g.0);
-            // setowner takes one user (a group has one owner, so one change carries it).
-            let command = match kind {
-                Kind::SetOwner => command.param("USER_ID", carries[0].1.0),
-                _ => command.list("USER_ID", users),
-            };
+            let users = carries.iter().map(|(_, u)| u.0);
+            let command = Command::new(kind.method())
+                .param("GROUP_ID", g.0)
+                .list("USER_ID", users);
             let command = match kind {
                 Kind::Update(Role::Moderator) => command.param("ROLE", "E"),
                 Kind::Update(_) => command.param("ROLE", "K"),
+                Kind::Invite => match invite_messages.get(&g) {
+                    Some(message) => command.param("MESSAGE", message),
+                    None => command,
+                },
                 _ => command,
             };
             writes.push(Write {
@@ -1562,28 +1853,47 @@ fn coalesce(changes: &[(GroupId, Change)]) -> Vec<Write> {
     writes
 }
 
+/// Why the portal's answer leaves `change` (carried by a `kind` command) not done.
+fn not_done_reason(kind: Kind, change: &Change) -> String {
+    match (kind, change) {
+        (Kind::SetOwner, _) => "the portal did not make the user the owner".into(),
+        (Kind::Invite, _) => "not done: already related or not invitable (the portal skips users who are already members, invited, waiting or banned, the caller, and users it may not invite)".into(),
+        (Kind::Add, _) => "the portal did not add the user (it skips users who do not exist or already have a pending request, invitation or ban in the group)".into(),
+        (Kind::Update(_), Change::Accept { .. }) => "the portal did not admit the user (the request may have been withdrawn or answered meanwhile)".into(),
+        (Kind::Update(r), _) => format!("the portal did not make the user {r} (it skips the owner, users who already have the role and non-members)"),
+        (Kind::Delete, _) => "the portal did not remove the user (it skips the owner and users who are not in the group)".into(),
+    }
+}
+
 /// Record a command's verdict for every change it carried, from every answer it got: a user
 /// listed by any successful answer is done (a re-sent command answers `[]` for users its
-/// first run already handled); otherwise not done if the portal answered at all, else failed
-/// with the last error. A command interrupted before the portal could have run it is not
-/// started.
-fn judge(w: &Write, answers: &Answers, verdicts: &mut [Vec<OpStatus>]) {
+/// first run already handled; `setowner` answers `true`); otherwise not done if the portal
+/// answered at all, else failed with the last error. A command interrupted before the portal
+/// could have run it is not started.
+fn judge(
+    w: &Write,
+    answers: &Answers,
+    changes: &[(GroupId, Change)],
+    verdicts: &mut [Vec<OpStatus>],
+) {
     let mut confirmed = BTreeSet::new();
     let mut answered = false;
     let mut last_error = None;
     for a in &answers.got {
         match a {
             // setowner answers `true`: the one user it carries is done.
-            Ok(Value::Bool(true)) if w.kind == Kind::SetOwner => {
+            Ok(v) if w.kind == Kind::SetOwner && wire::flag(v).is_some() => {
                 answered = true;
-                confirmed.extend(w.carries.iter().map(|(_, u)| u.0));
+                if wire::flag(v) == Some(true) {
+                    confirmed.extend(w.carries.iter().map(|(_, u)| u.0));
+                }
             }
             Ok(v) => match wire::id_list(v) {
-                Some(ids) => {
+                Some(ids) if w.kind != Kind::SetOwner => {
                     answered = true;
                     confirmed.extend(ids);
                 }
-                None => last_error = Some(format!("{}: unexpected result {v}", w.command.method)),
+                _ => last_error = Some(format!("{}: unexpected result {v}", w.command.method)),
             },
             Err(e) => last_error = Some(e.clone()),
         }
@@ -1595,13 +1905,7 @@ fn judge(w: &Write, answers: &Answers, verdicts: &mut [Vec<OpStatus>]) {
             OpStatus::Done
         } else if answered {
             OpStatus::NotDone {
-                reason: match w.kind {
-                    Kind::SetOwner => "the portal did not make the user the owner".into(),
-                    Kind::Invite => "not done: already related or not invitable (the portal skips users who are already members, invited, waiting or banned, the caller, and users it may not invite)".into(),
-                    Kind::Add => "the portal did not add the user (it skips users who do not exist or already have a pending request, invitation or ban in the group)".into(),
-                    Kind::Update(r) => format!("the portal did not make the user {r} (it skips the owner, users who already have the role and non-members)"),
-                    Kind::Delete => "the portal did not remove the user (it skips the owner and users who are not in the group)".into(),
-                },
+                reason: not_done_reason(w.kind, &changes[i].1),
             }
         } else {
             OpStatus::Failed {

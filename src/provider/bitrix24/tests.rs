@@ -1,6 +1,8 @@
 //! Unit tests of write coalescing and result judging (no network: the round trips against the
 //! sandbox live in tests/it).
 
+use std::collections::BTreeSet;
+
 use serde_json::json;
 
 use super::*;
@@ -15,7 +17,7 @@ fn answered(got: Vec<Result<Value, String>>) -> Answers {
 }
 
 fn cmds(changes: &[(GroupId, Change)]) -> Vec<String> {
-    coalesce(changes)
+    coalesce(changes, &BTreeMap::new())
         .iter()
         .map(|w| w.command.to_cmd().replace("%5B", "[").replace("%5D", "]"))
         .collect()
@@ -108,9 +110,14 @@ fn silently_skipped_users_are_not_done() {
             },
         ),
     ];
-    let writes = coalesce(&changes);
+    let writes = coalesce(&changes, &BTreeMap::new());
     let mut verdicts = vec![Vec::new(); 2];
-    judge(&writes[0], &answered(vec![Ok(json!(["2"]))]), &mut verdicts);
+    judge(
+        &writes[0],
+        &answered(vec![Ok(json!(["2"]))]),
+        &changes,
+        &mut verdicts,
+    );
     assert_eq!(verdicts[0], [OpStatus::Done]);
     assert!(matches!(verdicts[1][0], OpStatus::NotDone { .. }));
 }
@@ -124,7 +131,7 @@ fn command_errors_fail_every_change_they_carry() {
             role: Role::Member,
         },
     )];
-    let writes = coalesce(&changes);
+    let writes = coalesce(&changes, &BTreeMap::new());
     let mut verdicts = vec![Vec::new()];
     let err = ApiError {
         method: "sonet_group.user.delete".into(),
@@ -135,6 +142,7 @@ fn command_errors_fail_every_change_they_carry() {
     judge(
         &writes[0],
         &answered(vec![Err(err.to_string())]),
+        &changes,
         &mut verdicts,
     );
     match &verdicts[0][0] {
@@ -173,7 +181,7 @@ fn any_answer_confirming_a_user_makes_it_done() {
             },
         ),
     ];
-    let writes = coalesce(&changes);
+    let writes = coalesce(&changes, &BTreeMap::new());
     let mut verdicts = vec![Vec::new(); 3];
     // First run removed 2; a re-send (after the group was deferred) answered [] for 2, removed
     // 3, and a third try failed outright. 4 was never confirmed, but the portal did answer.
@@ -182,7 +190,7 @@ fn any_answer_confirming_a_user_makes_it_done() {
         Ok(json!([3])),
         Err("batch: error (x)".to_owned()),
     ]);
-    judge(&writes[0], &answers, &mut verdicts);
+    judge(&writes[0], &answers, &changes, &mut verdicts);
     assert_eq!(verdicts[0], [OpStatus::Done]);
     assert_eq!(verdicts[1], [OpStatus::Done]);
     assert!(
@@ -441,7 +449,7 @@ fn interrupted_commands_that_never_ran_are_not_started() {
         (GroupId(1), add(2, Role::Moderator)),
         (GroupId(1), add(3, Role::Member)),
     ];
-    let writes = coalesce(&changes);
+    let writes = coalesce(&changes, &BTreeMap::new());
     assert_eq!(writes.len(), 2, "an add, then a promote");
     let never = Answers {
         interrupted: true,
@@ -455,8 +463,8 @@ fn interrupted_commands_that_never_ran_are_not_started() {
     };
     for a in [&never, &deferred] {
         let mut verdicts = vec![Vec::new(); 2];
-        judge(&writes[0], a, &mut verdicts);
-        judge(&writes[1], a, &mut verdicts);
+        judge(&writes[0], a, &changes, &mut verdicts);
+        judge(&writes[1], a, &changes, &mut verdicts);
         let statuses: Vec<OpStatus> = verdicts.into_iter().map(combine).collect();
         assert_eq!(statuses, [OpStatus::NotStarted, OpStatus::NotStarted]);
     }
@@ -465,9 +473,10 @@ fn interrupted_commands_that_never_ran_are_not_started() {
     judge(
         &writes[0],
         &answered(vec![Ok(json!([2, 3]))]),
+        &changes,
         &mut verdicts,
     );
-    judge(&writes[1], &never, &mut verdicts);
+    judge(&writes[1], &never, &changes, &mut verdicts);
     let statuses: Vec<OpStatus> = verdicts.into_iter().map(combine).collect();
     assert!(
         matches!(&statuses[0], OpStatus::Failed { error } if error.contains("interrupted")),
@@ -482,7 +491,7 @@ fn interrupted_commands_that_never_ran_are_not_started() {
         ..Answers::default()
     };
     let mut verdicts = vec![Vec::new(); 2];
-    judge(&writes[0], &unanswered, &mut verdicts);
+    judge(&writes[0], &unanswered, &changes, &mut verdicts);
     assert_eq!(
         verdicts[1],
         [OpStatus::Failed {
@@ -514,7 +523,7 @@ fn progress_counts_changes() {
             },
         ),
     ];
-    let writes = coalesce(&changes);
+    let writes = coalesce(&changes, &BTreeMap::new());
     // add(2,3), update(2,4 → E), delete(5)
     assert_eq!(progress_weights(&writes, changes.len()), [1, 2, 1]);
 }
@@ -608,4 +617,443 @@ fn a_half_done_add_as_moderator_says_so() {
         settle(&change, not_done.clone(), None, Ok(&absent)),
         not_done
     );
+}
+
+fn users(ids: &[u64]) -> BTreeSet<UserId> {
+    ids.iter().copied().map(UserId).collect()
+}
+
+/// The documented example answer of `socialnetwork.api.workgroup.get` (b24restdocs
+/// `api-reference/sonet-group/socialnetwork-api-workgroup-get.md`), trimmed to what roster reads.
+#[test]
+fn workgroup_answers_as_documented() {
+    let v = json!({
+        "ID": 622, "NAME": "Group for Demonstrating the Method", "OWNER_ID": 1,
+        "INITIATE_PERMS": "K", "MEMBERS": [1, 10, 20], "ORDINARY_MEMBERS": [10],
+        "INVITED_MEMBERS": [38], "MODERATOR_MEMBERS": [20], "DEPARTMENTS": [8],
+        "LIST_OF_MEMBERS_AWAITING_INVITE": [{"id": 41, "name": "Ann", "photo": ""}],
+        "TYPE": "group"
+    });
+    let g = workgroup(&v).unwrap();
+    assert_eq!(
+        g.members,
+        [
+            (UserId(1), Role::Owner),
+            (UserId(10), Role::Member),
+            (UserId(20), Role::Moderator)
+        ]
+        .into_iter()
+        .collect()
+    );
+    assert_eq!(g.invited, users(&[38]));
+    assert_eq!(g.requested, users(&[41]));
+    assert_eq!(g.departments, [8]);
+    assert_eq!(
+        g.name.as_deref(),
+        Some("Group for Demonstrating the Method")
+    );
+    assert_eq!(g.initiate_perms, Some(Role::Member));
+}
+
+/// Every shape the reader tolerates: numeric strings, lists as objects, missing lists, the
+/// owner also listed as moderator, a member without `MEMBERS`, a user in two lists.
+#[test]
+fn workgroup_answers_in_tolerated_shapes() {
+    let v = json!({
+        "OWNER_ID": "5", "MODERATOR_MEMBERS": ["5", "6"], "ORDINARY_MEMBERS": {"0": "7"},
+        "INVITED_MEMBERS": ["7", 8], "LIST_OF_MEMBERS_AWAITING_INVITE": {"a": {"id": "8"}, "b": {"id": "9"}},
+        "DEPARTMENTS": ["12", 3], "INITIATE_PERMS": "E", "NAME": ""
+    });
+    let g = workgroup(&v).unwrap();
+    assert_eq!(g.owner(), Some(UserId(5)));
+    assert_eq!(g.members.get(&UserId(6)), Some(&Role::Moderator));
+    assert_eq!(g.members.get(&UserId(7)), Some(&Role::Member));
+    assert_eq!(g.invited, users(&[8]), "a member is not also invited");
+    assert_eq!(
+        g.requested,
+        users(&[9]),
+        "an invited user is not also asking"
+    );
+    assert_eq!(g.departments, [3, 12]);
+    assert_eq!(g.name, None);
+    assert_eq!(g.initiate_perms, Some(Role::Moderator));
+    // Nothing but the owner: everything else empty.
+    let bare = workgroup(&json!({"OWNER_ID": 1, "MEMBERS": null, "DEPARTMENTS": false})).unwrap();
+    assert_eq!(bare.members.len(), 1);
+    assert!(bare.invited.is_empty() && bare.requested.is_empty() && bare.departments.is_empty());
+    assert_eq!(bare.initiate_perms, None);
+    // Not a group at all.
+    assert!(workgroup(&json!([])).is_err());
+    assert!(workgroup(&json!(true)).is_err());
+}
+
+#[test]
+fn reads_ask_for_departments_and_requests_or_fall_back() {
+    let text = |c: Command| c.to_cmd().replace("%5B", "[").replace("%5D", "]");
+    assert_eq!(
+        text(read_command(GroupId(15), false)),
+        "socialnetwork.api.workgroup.get?params[groupId]=15&params[select][0]=DEPARTMENTS&params[select][1]=LIST_OF_MEMBERS_AWAITING_INVITE"
+    );
+    assert_eq!(
+        text(read_command(GroupId(15), true)),
+        "sonet_group.user.get?ID=15"
+    );
+    assert!(refuses_method(Some("insufficient_scope")));
+    assert!(refuses_method(Some("ERROR_METHOD_NOT_FOUND")));
+    assert!(!refuses_method(Some(
+        "SONET_CONTROLLER_WORKGROUP_NOT_FOUND"
+    )));
+    assert!(!refuses_method(Some("")));
+    assert!(!refuses_method(None));
+}
+
+fn invite(user: u64) -> Change {
+    Change::Invite {
+        user: UserId(user),
+        role: Role::Member,
+    }
+}
+
+fn set_owner(from: u64, to: u64) -> Change {
+    Change::SetOwner {
+        from: Some(UserId(from)),
+        to: UserId(to),
+    }
+}
+
+#[test]
+fn invites_carry_their_groups_message_and_owner_changes_go_alone() {
+    let changes = [
+        (GroupId(3), invite(31)),
+        (GroupId(2), set_owner(1, 21)),
+        (GroupId(2), invite(22)),
+        (GroupId(2), invite(23)),
+        (
+            GroupId(2),
+            Change::Accept {
+                user: UserId(24),
+                role: Role::Member,
+            },
+        ),
+        (GroupId(2), add(25, Role::Member)),
+        (
+            GroupId(2),
+            Change::SetRole {
+                user: UserId(1),
+                from: Role::Member,
+                to: Role::Moderator,
+            },
+        ),
+    ];
+    let messages: BTreeMap<GroupId, String> = [(GroupId(2), "Welcome & hi".to_owned())].into();
+    let text: Vec<String> = coalesce(&changes, &messages)
+        .iter()
+        .map(|w| w.command.to_cmd().replace("%5B", "[").replace("%5D", "]"))
+        .collect();
+    assert_eq!(
+        text,
+        [
+            "sonet_group.user.invite?GROUP_ID=2&USER_ID[0]=22&USER_ID[1]=23&MESSAGE=Welcome+%26+hi",
+            "sonet_group.user.add?GROUP_ID=2&USER_ID[0]=25",
+            "sonet_group.user.update?GROUP_ID=2&USER_ID[0]=1&ROLE=E",
+            "sonet_group.user.update?GROUP_ID=2&USER_ID[0]=24&ROLE=K",
+            "sonet_group.setowner?GROUP_ID=2&USER_ID=21",
+            "sonet_group.user.invite?GROUP_ID=3&USER_ID[0]=31",
+        ]
+    );
+    // execute's phases: owner changes only, then the rest.
+    let owners = coalesce_only(&changes, &messages, &|i| {
+        matches!(changes[i].1, Change::SetOwner { .. })
+    });
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0].carries, [(1, UserId(21))]);
+}
+
+#[test]
+fn an_invite_the_portal_skipped_is_not_done() {
+    let changes = [(GroupId(1), invite(2)), (GroupId(1), invite(3))];
+    let writes = coalesce(&changes, &BTreeMap::new());
+    let mut verdicts = vec![Vec::new(); 2];
+    judge(
+        &writes[0],
+        &answered(vec![Ok(json!([3]))]),
+        &changes,
+        &mut verdicts,
+    );
+    assert_eq!(verdicts[1], [OpStatus::Done]);
+    match &verdicts[0][0] {
+        OpStatus::NotDone { reason } => assert!(
+            reason.starts_with("not done: already related or not invitable"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Settled by the re-read: invited or a member holds; otherwise it stays not done.
+    let status = verdicts[0][0].clone();
+    let mut shown = group(&[(1, Role::Owner)]);
+    assert_eq!(settle(&invite(2), status.clone(), None, Ok(&shown)), status);
+    shown.invited.insert(UserId(2));
+    assert_eq!(
+        settle(&invite(2), status.clone(), None, Ok(&shown)),
+        OpStatus::Confirmed
+    );
+    let member = group(&[(1, Role::Owner), (2, Role::Member)]);
+    assert_eq!(
+        settle(&invite(2), status, None, Ok(&member)),
+        OpStatus::Confirmed
+    );
+}
+
+#[test]
+fn owner_changes_are_judged_by_true() {
+    let changes = [(GroupId(1), set_owner(1, 5))];
+    let writes = coalesce(&changes, &BTreeMap::new());
+    let verdict = |got| {
+        let mut verdicts = vec![Vec::new()];
+        judge(&writes[0], &answered(got), &changes, &mut verdicts);
+        verdicts.remove(0).remove(0)
+    };
+    assert_eq!(verdict(vec![Ok(json!(true))]), OpStatus::Done);
+    assert!(matches!(
+        verdict(vec![Ok(json!(false))]),
+        OpStatus::NotDone { reason } if reason.contains("owner")
+    ));
+    // An opaque error (code "0", or empty), as the reference warns.
+    let e = ApiError {
+        method: "sonet_group.setowner".into(),
+        code: "0".into(),
+        description: "Insufficient permissions to complete the operation.".into(),
+        status: None,
+    };
+    assert_eq!(
+        verdict(vec![Err(e.to_string())]),
+        OpStatus::Failed {
+            error: "sonet_group.setowner: 0 (Insufficient permissions to complete the operation.)"
+                .into()
+        }
+    );
+    assert!(matches!(
+        verdict(vec![Ok(json!(["5"]))]),
+        OpStatus::Failed { error } if error.contains("unexpected result")
+    ));
+    // Settled: the re-read shows the new owner, or not.
+    let failed = OpStatus::Failed { error: "x".into() };
+    let moved = group(&[(1, Role::Member), (5, Role::Owner)]);
+    let stayed = group(&[(1, Role::Owner), (5, Role::Member)]);
+    assert_eq!(
+        settle(&set_owner(1, 5), failed.clone(), None, Ok(&moved)),
+        OpStatus::Confirmed
+    );
+    assert_eq!(
+        settle(&set_owner(1, 5), failed.clone(), None, Ok(&stayed)),
+        failed
+    );
+}
+
+/// The old owner's changes wait for the owner change: held back unless it was confirmed.
+#[test]
+fn the_old_owners_changes_wait_for_the_owner_change() {
+    let changes = [
+        (GroupId(1), set_owner(1, 5)),
+        (
+            GroupId(1),
+            Change::Remove {
+                user: UserId(1),
+                role: Role::Member,
+            },
+        ),
+        (GroupId(1), add(7, Role::Member)),
+        (
+            GroupId(2),
+            Change::Remove {
+                user: UserId(1),
+                role: Role::Member,
+            },
+        ),
+    ];
+    let with_owner = |status: OpStatus| {
+        let mut verdicts = vec![Vec::new(); changes.len()];
+        verdicts[0].push(status);
+        held_back(&changes, &verdicts)
+    };
+    assert!(with_owner(OpStatus::Done).is_empty());
+    let held = with_owner(OpStatus::Failed {
+        error: "sonet_group.setowner: 510 (Insufficient permissions to complete the operation.)"
+            .into(),
+    });
+    assert_eq!(held.keys().copied().collect::<Vec<_>>(), [1], "{held:?}");
+    match &held[&1] {
+        OpStatus::NotDone { reason } => {
+            assert!(
+                reason.starts_with("not sent: it waits for the owner change to #5 in group 1"),
+                "{reason}"
+            );
+            assert!(reason.contains("Insufficient permissions"), "{reason}");
+            assert!(reason.contains("#1 may still be the owner"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let interrupted = with_owner(OpStatus::NotStarted);
+    assert_eq!(interrupted[&1], OpStatus::NotStarted);
+    // An owner change with no previous owner holds nothing back.
+    let none = [(
+        GroupId(1),
+        Change::SetOwner {
+            from: None,
+            to: UserId(5),
+        },
+    )];
+    assert!(held_back(&none, &[vec![OpStatus::NotStarted]]).is_empty());
+}
+
+#[test]
+fn an_accepted_request_that_did_not_land_says_so() {
+    let changes = [(
+        GroupId(1),
+        Change::Accept {
+            user: UserId(9),
+            role: Role::Moderator,
+        },
+    )];
+    let writes = coalesce(&changes, &BTreeMap::new());
+    assert_eq!(writes[0].command.method, "sonet_group.user.update");
+    let mut verdicts = vec![Vec::new()];
+    judge(
+        &writes[0],
+        &answered(vec![Ok(json!([]))]),
+        &changes,
+        &mut verdicts,
+    );
+    assert!(
+        matches!(&verdicts[0][0], OpStatus::NotDone { reason } if reason.contains("did not admit")),
+        "{verdicts:?}"
+    );
+}
+
+mod lookups {
+    use super::super::lookup::*;
+    use super::*;
+    use crate::model::{Person, Wanted};
+
+    fn text(c: &Command) -> String {
+        c.to_cmd()
+            .replace("%5B", "[")
+            .replace("%5D", "]")
+            .replace("%40", "@")
+            .replace("%3D", "=")
+    }
+
+    fn wanted(emails: usize, ids: usize, names: &[&str]) -> Wanted {
+        Wanted {
+            emails: (0..emails)
+                .map(|i| format!("u{i:05}@example.com"))
+                .collect(),
+            users: (1..=ids as u64).map(UserId).collect(),
+            group_names: names.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn commands_are_exact_and_chunked() {
+        let mut w = wanted(0, 2, &["Sales_EU"]);
+        w.emails = ["a_b@x.io".to_owned(), "c%d@x.io".to_owned()].into();
+        let cmds: Vec<String> = lookup_commands(&w).iter().map(|(_, c)| text(c)).collect();
+        assert_eq!(
+            cmds,
+            [
+                "user.current?",
+                "user.admin?",
+                "user.get?FILTER[@EMAIL][0]=a_b@x.io&FILTER[@EMAIL][1]=c%25d@x.io",
+                "user.get?FILTER[@ID][0]=1&FILTER[@ID][1]=2",
+                "sonet_group.get?IS_ADMIN=Y&FILTER[=NAME]=Sales_EU",
+            ]
+        );
+        // 50 values a command.
+        let big = lookup_commands(&wanted(120, 51, &[]));
+        let per: Vec<usize> = big.iter().skip(2).map(|(_, c)| c.params.len()).collect();
+        assert_eq!(per, [50, 50, 20, 50, 1]);
+    }
+
+    /// Requests for one round (no list overflowing a page), against the bound
+    /// min(⌈N/50⌉, 1 + ⌈U/2,500⌉) for N identities.
+    #[test]
+    fn request_counts() {
+        let count = |w: &Wanted| requests_for(lookup_commands(w).len());
+        assert_eq!(count(&wanted(0, 0, &[])), 1, "the caller alone");
+        assert_eq!(count(&wanted(1, 1, &["a"])), 1);
+        // 10,000 e-mails: 200 commands + 2 = 202 → 5 requests (the bound for a portal of
+        // 10,000 users: min(200, 1 + 4) = 5).
+        assert_eq!(count(&wanted(10_000, 0, &[])), 5);
+        // 2,400 e-mails and 100 IDs: 48 + 2 + 2 = 52 commands → 2 requests.
+        assert_eq!(count(&wanted(2_400, 100, &[])), 2);
+        // 2,450 e-mails: 49 + 2 = 51 → 2 (the caller's two commands tip it over).
+        assert_eq!(count(&wanted(2_450, 0, &[])), 2);
+        // Group names cost one command each: 48 names fit with the caller.
+        let names: Vec<String> = (0..48).map(|i| format!("g{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(count(&wanted(0, 0, &names)), 1);
+        assert_eq!(requests_for(user_commands(&[UserId(1); 2_500]).len()), 1);
+        assert_eq!(requests_for(user_commands(&[UserId(1); 2_501]).len()), 2);
+    }
+
+    #[test]
+    fn users_as_the_portal_gives_them() {
+        let page = json!([
+            {"ID": "21", "EMAIL": "Anna@Example.com", "NAME": "Anna", "LAST_NAME": "Berg", "ACTIVE": true, "USER_TYPE": "employee"},
+            {"ID": 22, "EMAIL": "", "NAME": "", "LAST_NAME": "Ortiz", "ACTIVE": "N", "USER_TYPE": "extranet"},
+            {"ID": "23", "ACTIVE": "Y"},
+            {"EMAIL": "no-id@example.com"}
+        ]);
+        let people = people_in(&page).unwrap();
+        assert_eq!(
+            people,
+            [
+                Person {
+                    id: UserId(21),
+                    email: Some("Anna@Example.com".into()),
+                    name: Some("Anna Berg".into()),
+                    active: true,
+                    extranet: false
+                },
+                Person {
+                    id: UserId(22),
+                    email: None,
+                    name: Some("Ortiz".into()),
+                    active: false,
+                    extranet: true
+                },
+                Person {
+                    id: UserId(23),
+                    email: None,
+                    name: None,
+                    active: true,
+                    extranet: false
+                },
+            ]
+        );
+        assert!(people_in(&json!([])).unwrap().is_empty());
+        assert!(people_in(&json!("x")).is_err());
+        assert_eq!(
+            caller_id(&json!({"ID": "1", "NAME": "Admin"})),
+            Some(UserId(1))
+        );
+    }
+
+    #[test]
+    fn group_names_match_exactly_ignoring_case() {
+        let page = json!([
+            {"ID": "15", "NAME": "Marketing"},
+            {"ID": "16", "NAME": "MARKETING"},
+            {"ID": "17", "NAME": "Marketing EU"},
+            {"ID": "18", "NAME": "Markéting"}
+        ]);
+        assert_eq!(
+            groups_named(&page, "marketing").unwrap(),
+            [
+                (GroupId(15), "Marketing".to_owned()),
+                (GroupId(16), "MARKETING".to_owned())
+            ]
+        );
+        assert!(groups_named(&json!([]), "x").unwrap().is_empty());
+    }
 }

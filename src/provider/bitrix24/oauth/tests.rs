@@ -930,7 +930,9 @@ async fn a_write_is_sent_again_with_the_new_token() {
         },
     )];
     let stop = crate::provider::CancellationToken::new();
-    let _ = c.execute(&changes, &|_| {}, &stop).await;
+    let _ = c
+        .execute(&changes, &Default::default(), &|_| {}, &stop)
+        .await;
     let calls = fake.calls.lock().unwrap().clone();
     assert_eq!(
         calls[..2],

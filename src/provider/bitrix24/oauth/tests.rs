@@ -471,13 +471,25 @@ async fn portal(
             ),
         );
     }
-    let names: Vec<String> = body["cmd"]
+    // Each command answered as its method would be, for a group whose only member is its owner.
+    let cmds: Vec<(String, String)> = body["cmd"]
         .as_object()
-        .map(|m| m.keys().cloned().collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
         .unwrap_or_default();
-    let result: serde_json::Map<String, Value> = names
+    let result: serde_json::Map<String, Value> = cmds
         .into_iter()
-        .map(|n| (n, json!([{"USER_ID": "1", "ROLE": "A"}])))
+        .map(|(n, cmd)| {
+            let answer = if cmd.starts_with("socialnetwork.api.workgroup.get") {
+                json!({"ID": 1, "NAME": "G", "OWNER_ID": 1, "MEMBERS": [1], "MODERATOR_MEMBERS": [], "INVITED_MEMBERS": []})
+            } else {
+                json!([{"USER_ID": "1", "ROLE": "A"}])
+            };
+            (n, answer)
+        })
         .collect();
     (
         StatusCode::OK,

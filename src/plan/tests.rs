@@ -35,8 +35,13 @@ fn current(s: &str) -> CurrentState {
     state
 }
 
+/// A test file's desired state (IDs only).
+fn desired_of(file: &str, yaml: &str) -> Result<DesiredState, crate::spec::Diagnostics> {
+    crate::spec::parse(file, yaml).and_then(|s| crate::resolve::offline(&s))
+}
+
 fn plan_text(desired_yaml: &str, current_state: &str) -> String {
-    let desired = crate::spec::parse("t.yaml", desired_yaml).expect("test YAML is valid");
+    let desired = desired_of("t.yaml", desired_yaml).expect("test YAML is valid");
     text::plan(&diff(&desired, &current(current_state)), Style::default())
 }
 
@@ -171,7 +176,7 @@ groups:
 
 #[test]
 fn json_format_is_stable() {
-    let desired = crate::spec::parse(
+    let desired = desired_of(
         "t.yaml",
         "version: 1\ngroups:\n  - id: 15\n    name: M\n    owner: 3\n    moderators: [10]\n    members: [22]\n",
     )
@@ -234,7 +239,7 @@ fn plan_is_deterministic() {
     let yaml = "version: 1\ngroups:\n  - id: 3\n    members: [5, 4]\n  - id: 1\n    members: [9]\n";
     let cur = "3: 1=A 7=K 6=E; 1: 2=A 8=K";
     assert_eq!(plan_text(yaml, cur), plan_text(yaml, cur));
-    let desired = crate::spec::parse("t.yaml", yaml).unwrap();
+    let desired = desired_of("t.yaml", yaml).unwrap();
     let plan = diff(&desired, &current(cur));
     let users: Vec<Vec<u64>> = plan
         .groups
@@ -537,7 +542,7 @@ groups:
 
     Plan: 1 to add, 1 to change, 0 to remove, 2 skipped.
     ");
-    let desired = crate::spec::parse(
+    let desired = desired_of(
         "t.yaml",
         "version: 1\nprotected: [5]\ngroups:\n  - id: 15\n    members: [5]\n",
     )
@@ -611,7 +616,7 @@ fn limits(head: &str, groups: &[G]) -> String {
         let members: Vec<String> = (2..2 + have).map(|u| format!("{u}=K")).collect();
         cur.push_str(&format!("{id}: 1=A {};", members.join(" ")));
     }
-    let desired = crate::spec::parse("t.yaml", &yaml).unwrap_or_else(|d| panic!("{d}\n{yaml}"));
+    let desired = desired_of("t.yaml", &yaml).unwrap_or_else(|d| panic!("{d}\n{yaml}"));
     let cur = current(&cur);
     let plan = diff(&desired, &cur);
     let breaches = super::check_limits(&desired, &cur, &plan);
@@ -725,7 +730,7 @@ fn the_whole_run_has_a_limit_too() {
 fn skips_and_demotions_do_not_count_as_removals() {
     // 4 members, all undeclared, but protected: nothing is removed.
     assert_eq!(limits("protected: [2, 3, 4, 5]", &[G(15, 4, 4, "")]), "ok");
-    let desired = crate::spec::parse(
+    let desired = desired_of(
         "t.yaml",
         "version: 1\ngroups:\n  - id: 15\n    members: [2, 3, 4, 5]\n",
     )
@@ -738,7 +743,7 @@ fn skips_and_demotions_do_not_count_as_removals() {
 
 #[test]
 fn breaches_in_json_are_an_additive_field() {
-    let desired = crate::spec::parse(
+    let desired = desired_of(
         "t.yaml",
         "version: 1\nlimits: { max_total_removals: 1 }\ngroups:\n  - id: 15\n    name: M\n    members: [2]\n    limits: { max_removals: 1 }\n",
     )

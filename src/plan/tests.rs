@@ -793,3 +793,518 @@ fn breaches_in_json_are_an_additive_field() {
     let none = crate::render::json::plan_with_limits(&plan, &[]);
     assert!(none.contains("\"limit_breaches\": []"), "{none}");
 }
+
+// ---- people as people: invitations, requests, inactive users, owners, synced groups ----
+
+use super::{Options, Pending, PendingKind, SkipReason, diff_with};
+use crate::model::AddWith;
+
+/// A current group in a compact form: `1=A 10=K 21=I 22=R dept=8,12 name=Sales perms=E`
+/// (`I` invited, `R` asked to join).
+fn group(s: &str) -> CurrentGroup {
+    let mut g = CurrentGroup::default();
+    for t in s.split_whitespace() {
+        let (k, v) = t.split_once('=').expect("`KEY=VALUE`");
+        match k {
+            "dept" => g.departments = v.split(',').map(|d| d.parse().unwrap()).collect(),
+            "name" => g.name = Some(v.to_owned()),
+            "perms" => g.initiate_perms = Some(role_code(v)),
+            _ => {
+                let user = UserId(k.parse().unwrap());
+                match v {
+                    "I" => {
+                        g.invited.insert(user);
+                    }
+                    "R" => {
+                        g.requested.insert(user);
+                    }
+                    code => {
+                        g.members.insert(user, role_code(code));
+                    }
+                }
+            }
+        }
+    }
+    g
+}
+
+fn role_code(code: &str) -> Role {
+    match code {
+        "A" => Role::Owner,
+        "E" => Role::Moderator,
+        "K" => Role::Member,
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// One desired group from YAML with the users in `inactive` dismissed, planned against
+/// `have`; the entries as compact strings.
+fn entries(yaml: &str, inactive: &[u64], have: &str, options: Options) -> (Vec<String>, Plan) {
+    let spec = crate::spec::parse("t.yaml", yaml).unwrap();
+    let wanted = crate::resolve::wanted(&spec);
+    let found = crate::model::Lookups {
+        people: wanted
+            .users
+            .iter()
+            .map(|u| crate::model::Person {
+                id: *u,
+                email: None,
+                name: None,
+                active: !inactive.contains(&u.0),
+                extranet: false,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let resolved = crate::resolve::resolve(&spec, &found);
+    assert!(resolved.errors.is_empty(), "{:?}", resolved.errors);
+    let desired = resolved.desired;
+    let id = *desired.groups.keys().next().unwrap();
+    let mut cur = CurrentState::default();
+    cur.groups.insert(id, group(have));
+    let plan = diff_with(&desired, &cur, options);
+    let list = plan.groups[0]
+        .entries
+        .iter()
+        .map(|e| match e {
+            Entry::Change(c) => format!("{c:?}"),
+            Entry::Skipped(s) => format!("skip {} {:?} {:?}", s.user, s.wanted, s.reason),
+            Entry::Pending(p) => format!("pending {} {:?}", p.user, p.kind),
+        })
+        .collect();
+    // Convergence: carrying the plan out and planning again changes nothing.
+    let again = diff_with(&desired, &applied(&cur, &plan), options);
+    assert!(no_changes(&again), "re-plan is not empty: {again:?}");
+    (list, plan)
+}
+
+const TRANSFER: Options = Options {
+    allow_owner_change: true,
+};
+
+#[test]
+fn invited_users_are_pending_never_invited_again() {
+    let (e, plan) = entries(
+        "version: 1\nadd_with: invite\ngroups:\n  - id: 1\n    moderators: [5]\n    members: [6, 7]\n",
+        &[],
+        "1=A 5=I 8=I",
+        Options::default(),
+    );
+    assert_eq!(
+        e,
+        [
+            "skip 1 Remove Owner",
+            "pending 5 Invited { declared: Some(Moderator) }",
+            "Invite { user: UserId(6), role: Member }",
+            "Invite { user: UserId(7), role: Member }",
+            "pending 8 Invited { declared: None }",
+        ]
+    );
+    let s = plan.summary();
+    assert_eq!((s.invite, s.add, s.pending, s.skipped), (2, 0, 2, 1));
+    assert!(s.has_changes());
+    // With add_with: add an invited user is still pending (user.add would skip them).
+    let (e, _) = entries(
+        "version: 1\ngroups:\n  - id: 1\n    owner: 1\n    members: [5]\n",
+        &[],
+        "1=A 5=I",
+        Options::default(),
+    );
+    assert_eq!(e, ["pending 5 Invited { declared: Some(Member) }"]);
+}
+
+#[test]
+fn declared_requests_are_accepted_and_others_shown() {
+    // 9 is declared but dismissed, and asked to join: shown once, as inactive.
+    let (e, plan) = entries(
+        "version: 1\ngroups:\n  - id: 1\n    owner: 1\n    moderators: [5]\n    members: [6, 9]\n",
+        &[9],
+        "1=A 5=R 7=R 9=R",
+        Options::default(),
+    );
+    assert_eq!(
+        e,
+        [
+            "Accept { user: UserId(5), role: Moderator }",
+            "Add { user: UserId(6), role: Member }",
+            "pending 7 Requested",
+            "pending 9 Inactive { role: Member }",
+        ]
+    );
+    assert_eq!(
+        plan.summary().add,
+        2,
+        "an accepted request counts as an add"
+    );
+    assert_eq!(plan.summary().pending, 2);
+}
+
+#[test]
+fn inactive_declared_users_are_pending_and_never_removed() {
+    // 5 dismissed and absent: pending; 6 dismissed but still listed by the portal: left
+    // alone; 7 dismissed and invited: shown as invited.
+    let (e, plan) = entries(
+        "version: 1\ngroups:\n  - id: 1\n    owner: 1\n    moderators: [6]\n    members: [5, 7]\n",
+        &[5, 6, 7],
+        "1=A 6=K 7=I 8=K",
+        Options::default(),
+    );
+    assert_eq!(
+        e,
+        [
+            "pending 5 Inactive { role: Member }",
+            "pending 7 Invited { declared: Some(Member) }",
+            "Remove { user: UserId(8), role: Member }",
+        ]
+    );
+    assert_eq!(plan.summary().pending, 2);
+}
+
+#[test]
+fn synced_groups_plan_no_removals_unless_prune_is_written() {
+    let yaml = |prune: &str| {
+        format!("version: 1\ngroups:\n  - id: 1\n    owner: 1\n    members: [5, 6]\n{prune}")
+    };
+    let have = "1=A 5=K 7=K 8=E dept=8,12";
+    let (e, plan) = entries(&yaml(""), &[], have, Options::default());
+    assert_eq!(
+        e,
+        [
+            "Add { user: UserId(6), role: Member }",
+            "skip 7 Remove DeptSynced",
+            "skip 8 Remove DeptSynced",
+        ]
+    );
+    assert!(!plan.groups[0].prune_synced);
+    assert_eq!(plan.groups[0].departments, [8, 12]);
+    let (e, plan) = entries(&yaml("    prune: true\n"), &[], have, Options::default());
+    assert_eq!(
+        e,
+        [
+            "Add { user: UserId(6), role: Member }",
+            "Remove { user: UserId(7), role: Member }",
+            "Remove { user: UserId(8), role: Moderator }",
+        ]
+    );
+    assert!(plan.groups[0].prune_synced);
+    let (e, plan) = entries(&yaml("    prune: false\n"), &[], have, Options::default());
+    assert_eq!(e, ["Add { user: UserId(6), role: Member }"]);
+    assert!(!plan.groups[0].prune_synced);
+    // Protected users stay protected (and say so) in a synced group.
+    let (e, _) = entries(
+        &format!("{}    protected: [7]\n", yaml("")),
+        &[],
+        have,
+        Options::default(),
+    );
+    assert_eq!(e[1], "skip 7 Remove Protected");
+}
+
+#[test]
+fn owner_transfer_comes_first_and_reconciles_the_old_owner() {
+    let yaml = |rest: &str| format!("version: 1\ngroups:\n  - id: 1\n    owner: 5\n{rest}");
+    // Old owner not declared: a member after the transfer, then removed.
+    let (e, plan) = entries(&yaml("    members: [6]\n"), &[], "1=A 5=K 6=K", TRANSFER);
+    assert_eq!(
+        e,
+        [
+            "SetOwner { from: Some(UserId(1)), to: UserId(5) }",
+            "Remove { user: UserId(1), role: Member }",
+        ]
+    );
+    assert_eq!(plan.summary().owner, 1);
+    assert!(plan.groups[0].owner_mismatch.is_none());
+    // Declared as moderator: promoted. As member: kept. Protected: kept.
+    let (e, _) = entries(&yaml("    moderators: [1]\n"), &[], "1=A 5=E", TRANSFER);
+    assert_eq!(
+        e,
+        [
+            "SetOwner { from: Some(UserId(1)), to: UserId(5) }",
+            "SetRole { user: UserId(1), from: Member, to: Moderator }",
+        ]
+    );
+    let (e, _) = entries(&yaml("    members: [1]\n"), &[], "1=A 5=E", TRANSFER);
+    assert_eq!(e, ["SetOwner { from: Some(UserId(1)), to: UserId(5) }"]);
+    let (e, _) = entries(&yaml("    protected: [1]\n"), &[], "1=A", TRANSFER);
+    assert_eq!(
+        e,
+        [
+            "SetOwner { from: Some(UserId(1)), to: UserId(5) }",
+            "skip 1 Remove Protected",
+        ]
+    );
+    // The new owner invited or asking to join: made owner all the same, nothing else.
+    let (e, _) = entries(&yaml("    members: [1]\n"), &[], "1=A 5=I", TRANSFER);
+    assert_eq!(e, ["SetOwner { from: Some(UserId(1)), to: UserId(5) }"]);
+    let (e, _) = entries(&yaml("    members: [1]\n"), &[], "1=A 5=R", TRANSFER);
+    assert_eq!(e, ["SetOwner { from: Some(UserId(1)), to: UserId(5) }"]);
+    // A group without an owner gets one.
+    let (e, _) = entries(&yaml(""), &[], "6=K", TRANSFER);
+    assert_eq!(
+        e,
+        [
+            "SetOwner { from: None, to: UserId(5) }",
+            "Remove { user: UserId(6), role: Member }",
+        ]
+    );
+    // Without the option: reported, nothing changes for the owner.
+    let (e, plan) = entries(
+        &yaml("    members: [1]\n"),
+        &[],
+        "1=A 5=K",
+        Options::default(),
+    );
+    assert_eq!(e, ["skip 1 Demote(Member) Owner"]);
+    assert_eq!(
+        plan.groups[0].owner_mismatch,
+        Some(super::OwnerMismatch {
+            declared: UserId(5),
+            actual: Some(UserId(1))
+        })
+    );
+    // The declared owner already owns the group: no change with the option either.
+    let (e, _) = entries(&yaml(""), &[], "5=A", TRANSFER);
+    assert!(e.is_empty());
+}
+
+#[test]
+fn the_portal_name_and_the_invitation_text_reach_the_plan() {
+    let (_, plan) = entries(
+        "version: 1\ninvite_message: Hello\ngroups:\n  - id: 1\n    name: Mine\n",
+        &[],
+        "name=Theirs",
+        Options::default(),
+    );
+    assert_eq!(plan.groups[0].name.as_deref(), Some("Theirs"));
+    assert_eq!(plan.groups[0].invite_message.as_deref(), Some("Hello"));
+    let (_, plan) = entries(
+        "version: 1\ngroups:\n  - id: 1\n    name: Mine\n",
+        &[],
+        "",
+        Options::default(),
+    );
+    assert_eq!(plan.groups[0].name.as_deref(), Some("Mine"));
+}
+
+// ---- properties over invitations, requests, inactive users, transfers, synced groups ----
+
+/// A random portal group with invitations, requests and departments, and a random desired
+/// group with inactive users, add_with and an explicit prune, over one small user space.
+fn people_pair() -> impl Strategy<Value = (CurrentGroup, DesiredGroup)> {
+    (
+        group_pair(),
+        prop::collection::btree_map(1u64..12, 0u8..3, 0..6),
+        prop::collection::btree_map(1u64..12, role(), 0..3),
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+    )
+        .prop_map(
+            |((mut cur, mut want), pending, inactive, (dept, explicit, invite, no_owner))| {
+                for (u, kind) in pending {
+                    let u = UserId(u);
+                    if cur.members.contains_key(&u) {
+                        continue;
+                    }
+                    match kind {
+                        0 => cur.invited.insert(u),
+                        1 => cur.requested.insert(u),
+                        _ => false,
+                    };
+                }
+                for (u, r) in inactive {
+                    let u = UserId(u);
+                    if want.owner != Some(u) && !want.members.contains_key(&u) {
+                        want.inactive.insert(u, r);
+                    }
+                }
+                if dept {
+                    cur.departments = vec![8];
+                }
+                if no_owner {
+                    cur.members.retain(|_, r| *r != Role::Owner);
+                }
+                want.prune_explicit = explicit;
+                want.add_with = if invite {
+                    AddWith::Invite
+                } else {
+                    AddWith::Add
+                };
+                (cur, want)
+            },
+        )
+}
+
+fn people_states() -> impl Strategy<Value = (CurrentState, DesiredState, Options)> {
+    (
+        prop::collection::vec(people_pair(), 1..4),
+        prop::collection::btree_set(1u64..12, 0..2),
+        any::<bool>(),
+    )
+        .prop_map(|(pairs, protected, allow_owner_change)| {
+            let mut cur = CurrentState::default();
+            let mut want = DesiredState {
+                protected: protected.into_iter().map(UserId).collect(),
+                ..DesiredState::default()
+            };
+            for (i, (c, mut d)) in pairs.into_iter().enumerate() {
+                let id = GroupId(i as u64 + 1);
+                d.id = id;
+                cur.groups.insert(id, c);
+                want.groups.insert(id, d);
+            }
+            (cur, want, Options { allow_owner_change })
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Everything the issue promises about one group's plan, checked entry by entry.
+    #[test]
+    fn people_rules_hold((cur, want, options) in people_states()) {
+        let plan = diff_with(&want, &cur, options);
+        for g in &plan.groups {
+            let have = &cur.groups[&g.id];
+            let d = &want.groups[&g.id];
+            let owner = have.owner();
+            let transfer = g.changes().find_map(|c| match *c {
+                Change::SetOwner { from, to } => Some((from, to)),
+                _ => None,
+            });
+            // SetOwner only with the option, only where the declared owner differs, first.
+            match transfer {
+                Some((from, to)) => {
+                    prop_assert!(options.allow_owner_change);
+                    prop_assert_eq!(Some(to), d.owner);
+                    prop_assert_eq!(from, owner);
+                    prop_assert_ne!(Some(to), owner);
+                    prop_assert!(matches!(g.entries[0], Entry::Change(Change::SetOwner { .. })), "owner change not first");
+                    prop_assert!(g.owner_mismatch.is_none());
+                }
+                None => prop_assert!(
+                    !options.allow_owner_change || d.owner.is_none() || d.owner == owner
+                ),
+            }
+            // One entry per user, sorted after the owner change.
+            let users: Vec<UserId> = g.entries.iter().skip(usize::from(transfer.is_some())).map(Entry::user).collect();
+            let mut sorted = users.clone();
+            sorted.sort();
+            sorted.dedup();
+            prop_assert_eq!(&users, &sorted, "entries not sorted or a user twice");
+            if let Some((_, to)) = transfer {
+                prop_assert!(!users.contains(&to), "the new owner has another entry");
+            }
+            let new_owner = transfer.map(|(_, to)| to);
+            let synced = !have.departments.is_empty() && !d.prune_explicit;
+            for e in &g.entries {
+                let u = e.user();
+                if let Entry::Change(c) = e {
+                    // Invited users are never invited, added or accepted again.
+                    if have.invited.contains(&u) {
+                        prop_assert!(matches!(c, Change::SetOwner { .. }), "{:?} for invited {}", c, u);
+                    }
+                    // Inactive declared users are never a change.
+                    prop_assert!(!d.inactive.contains_key(&u) || matches!(c, Change::SetOwner { .. }), "{:?} for inactive {}", c, u);
+                    // Removal and demotion never touch the (new) owner or a protected user.
+                    let harmful = match *c {
+                        Change::Remove { .. } => true,
+                        Change::SetRole { from, to, .. } => to > from,
+                        _ => false,
+                    };
+                    if harmful {
+                        prop_assert!(!want.is_protected(d, u), "protected {} harmed", u);
+                        prop_assert_ne!(Some(u), new_owner.or(owner));
+                        prop_assert_ne!(Some(u), d.owner);
+                    }
+                    if transfer.is_none() {
+                        if let Change::Remove { role, .. } | Change::SetRole { from: role, .. } = *c {
+                            prop_assert_ne!(role, Role::Owner);
+                        }
+                    }
+                    // Department-synced groups plan no removals unless prune is written.
+                    if synced {
+                        prop_assert!(!matches!(c, Change::Remove { .. }), "removal in a synced group");
+                    }
+                    // New members come in the declared way; requests are accepted.
+                    match *c {
+                        Change::Add { .. } => {
+                            prop_assert_eq!(d.add_with, AddWith::Add);
+                            prop_assert!(!have.requested.contains(&u));
+                        }
+                        Change::Invite { .. } => {
+                            prop_assert_eq!(d.add_with, AddWith::Invite);
+                            prop_assert!(!have.requested.contains(&u));
+                        }
+                        Change::Accept { role, .. } => {
+                            prop_assert!(have.requested.contains(&u));
+                            prop_assert_eq!(d.members.get(&u), Some(&role));
+                        }
+                        _ => {}
+                    }
+                }
+                if let Entry::Pending(Pending { kind, .. }) = e {
+                    match *kind {
+                        PendingKind::Invited { declared } => {
+                            prop_assert!(have.invited.contains(&u));
+                            prop_assert_eq!(declared, d.members.get(&u).or(d.inactive.get(&u)).copied());
+                        }
+                        PendingKind::Requested => {
+                            prop_assert!(have.requested.contains(&u));
+                            prop_assert!(!d.members.contains_key(&u) && !d.inactive.contains_key(&u));
+                        }
+                        PendingKind::Inactive { role } => {
+                            prop_assert_eq!(d.inactive.get(&u), Some(&role));
+                            prop_assert!(!have.members.contains_key(&u));
+                        }
+                    }
+                }
+                if let Entry::Skipped(s) = e {
+                    prop_assert!(
+                        Some(u) == owner || want.is_protected(d, u) || (synced && s.reason == SkipReason::DeptSynced),
+                        "skipped {:?}", s
+                    );
+                }
+            }
+            // Every invitation and request waiting is shown, as an entry of its own or the
+            // owner change.
+            for u in have.invited.iter().chain(&have.requested) {
+                prop_assert!(users.contains(u) || new_owner == Some(*u), "pending {} not shown", u);
+            }
+            // Declared active members not in the group have a change or are invited.
+            for u in d.members.keys() {
+                if !have.members.contains_key(u) && new_owner != Some(*u) {
+                    prop_assert!(users.contains(u), "declared {} has no entry", u);
+                }
+            }
+        }
+        // Pending entries are never changes.
+        let s = plan.summary();
+        let changes: usize = plan.groups.iter().map(|g| g.changes().count()).sum();
+        prop_assert_eq!(s.add + s.invite + s.change + s.remove + s.owner, changes);
+    }
+
+    /// Carrying a plan out and planning again finds nothing to do: invitations stay pending
+    /// (not changes), owner transfers are not repeated.
+    #[test]
+    fn people_plans_converge((cur, want, options) in people_states()) {
+        let plan = diff_with(&want, &cur, options);
+        let after = applied(&cur, &plan);
+        let again = diff_with(&want, &after, options);
+        prop_assert!(no_changes(&again), "re-plan: {:?}", again);
+        for g in &again.groups {
+            let d = &want.groups[&g.id];
+            let have = &after.groups[&g.id];
+            // Invited in the first run: pending in the second.
+            for c in plan.groups.iter().filter(|p| p.id == g.id).flat_map(|p| p.changes()) {
+                if let Change::Invite { user, role } = *c {
+                    let pending = g.entries.iter().any(|e| matches!(e, Entry::Pending(p) if p.user == user && p.kind == PendingKind::Invited { declared: Some(role) }));
+                    prop_assert!(pending, "invited {} not pending", user);
+                }
+            }
+            if options.allow_owner_change {
+                if let Some(o) = d.owner {
+                    prop_assert_eq!(have.owner(), Some(o));
+                }
+            }
+        }
+    }
+}

@@ -1215,10 +1215,8 @@ proptest! {
                         prop_assert_ne!(Some(u), new_owner.or(owner));
                         prop_assert_ne!(Some(u), d.owner);
                     }
-                    if transfer.is_none() {
-                        if let Change::Remove { role, .. } | Change::SetRole { from: role, .. } = *c {
-                            prop_assert_ne!(role, Role::Owner);
-                        }
+                    if let (None, Change::Remove { role, .. } | Change::SetRole { from: role, .. }) = (transfer, *c) {
+                        prop_assert_ne!(role, Role::Owner);
                     }
                     // Department-synced groups plan no removals unless prune is written.
                     if synced {
@@ -1300,10 +1298,8 @@ proptest! {
                     prop_assert!(pending, "invited {} not pending", user);
                 }
             }
-            if options.allow_owner_change {
-                if let Some(o) = d.owner {
-                    prop_assert_eq!(have.owner(), Some(o));
-                }
+            if let (true, Some(o)) = (options.allow_owner_change, d.owner) {
+                prop_assert_eq!(have.owner(), Some(o));
             }
         }
     }

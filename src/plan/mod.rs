@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 
 use crate::model::{AddWith, CurrentGroup, CurrentState, DesiredState, GroupId, Role, UserId};
 
+pub mod access;
 mod limits;
 
+pub use access::AccessProblem;
 pub use limits::{
     BreachRule, BreachScope, DEFAULT_MAX_REMOVALS, EMPTY_FLOOR, LimitBreach, Origin, PERCENT_FLOOR,
     check_limits,

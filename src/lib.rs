@@ -314,8 +314,16 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
     let plan = plan::diff(&desired, &current);
     let breaches = plan::check_limits(&desired, &current, &plan);
     match args.format {
-        Format::Text => emit(&render::text::plan(&plan, style))?,
-        Format::Json => emit(&render::json::plan_with_limits(&plan, &breaches))?,
+        Format::Text => emit(&render::text::plan(
+            &plan,
+            &model::Directory::default(),
+            style,
+        ))?,
+        Format::Json => emit(&render::json::plan_with_limits(
+            &plan,
+            &model::Directory::default(),
+            &breaches,
+        ))?,
     }
     if refuse_mass_removal(&breaches, args.allow_mass_removal, "plan") {
         return Ok(Exit::Failure);
@@ -378,7 +386,11 @@ async fn apply_connected(
     };
     let current = current.context("cannot read the portal's current membership")?;
     let plan = plan::diff(desired, &current);
-    emit(&render::text::plan(&plan, style))?;
+    emit(&render::text::plan(
+        &plan,
+        &model::Directory::default(),
+        style,
+    ))?;
     // Checked on the plan, before anything is sent.
     let breaches = plan::check_limits(desired, &current, &plan);
     if refuse_mass_removal(&breaches, args.allow_mass_removal, "apply") {
@@ -415,7 +427,10 @@ async fn apply_connected(
             return interrupted_before_writing("while reading the portal again");
         };
         if let Some(changed) = moved? {
-            emit(&format!("\n{}", render::text::plan(&changed, style)))?;
+            emit(&format!(
+                "\n{}",
+                render::text::plan(&changed, &model::Directory::default(), style)
+            ))?;
             let ids: Vec<String> = changed.groups.iter().map(|g| g.id.to_string()).collect();
             bail!(
                 "the portal changed while waiting for confirmation (group(s) {}); nothing was sent. The current plan for them is above: review it and run apply again",
@@ -436,7 +451,10 @@ async fn apply_connected(
     let interrupted = stop.is_cancelled();
     progress.finish();
     // The watcher stays until the report is out, so a second interrupt still exits at once.
-    emit(&format!("\n{}", render::text::report(&report, style)))?;
+    emit(&format!(
+        "\n{}",
+        render::text::report(&report, &model::Directory::default(), style)
+    ))?;
     watcher.abort();
     if interrupted {
         eprintln!(

@@ -42,7 +42,11 @@ fn desired_of(file: &str, yaml: &str) -> Result<DesiredState, crate::spec::Diagn
 
 fn plan_text(desired_yaml: &str, current_state: &str) -> String {
     let desired = desired_of("t.yaml", desired_yaml).expect("test YAML is valid");
-    text::plan(&diff(&desired, &current(current_state)), Style::default())
+    text::plan(
+        &diff(&desired, &current(current_state)),
+        &Default::default(),
+        Style::default(),
+    )
 }
 
 #[test]
@@ -60,11 +64,11 @@ groups:
     insta::assert_snapshot!(out, @r#"
     roster will make these changes:
 
-      group 15 "Marketing"
-        ! 1   owner  skipped: owner (not declared; owners are never removed)
-        ~ 10  member -> moderator
-        + 22  member
-        - 30  member
+      group "Marketing" (#15)
+        ! #1   owner  skipped: owner (not declared; owners are never removed)
+        ~ #10  member -> moderator
+        + #22  member
+        - #30  member
 
     Plan: 1 to add, 1 to change, 1 to remove, 1 skipped.
     "#);
@@ -76,7 +80,7 @@ fn in_sync_group_is_no_changes() {
         "version: 1\ngroups:\n  - id: 15\n    owner: 1\n    members: [21]\n",
         "15: 1=A 21=K",
     );
-    insta::assert_snapshot!(out, @"No changes.");
+    insta::assert_snapshot!(out, @r#"No changes."#);
 }
 
 #[test]
@@ -85,14 +89,14 @@ fn only_skipped_owner_is_no_changes() {
         "version: 1\ngroups:\n  - id: 15\n    members: [21]\n",
         "15: 1=A 21=K",
     );
-    insta::assert_snapshot!(out, @"
+    insta::assert_snapshot!(out, @r#"
     roster found nothing to change; for information:
 
-      group 15
-        ! 1  owner  skipped: owner (not declared; owners are never removed)
+      group #15
+        ! #1  owner  skipped: owner (not declared; owners are never removed)
 
     No changes. 1 skipped.
-    ");
+    "#);
 }
 
 #[test]
@@ -101,15 +105,15 @@ fn owner_declared_as_moderator_is_not_demoted() {
         "version: 1\ngroups:\n  - id: 15\n    moderators: [1]\n    members: [2]\n",
         "15: 1=A",
     );
-    insta::assert_snapshot!(out, @"
+    insta::assert_snapshot!(out, @r#"
     roster will make these changes:
 
-      group 15
-        ! 1  owner  skipped: owner (declared as moderator; owners are never demoted)
-        + 2  member
+      group #15
+        ! #1  owner  skipped: owner (declared as moderator; owners are never demoted)
+        + #2  member
 
     Plan: 1 to add, 0 to change, 0 to remove, 1 skipped.
-    ");
+    "#);
 }
 
 #[test]
@@ -118,14 +122,14 @@ fn prune_false_keeps_undeclared_members() {
         "version: 1\ngroups:\n  - id: 15\n    prune: false\n    moderators: [21]\n",
         "15: 1=A 21=K 30=K 31=E",
     );
-    insta::assert_snapshot!(out, @"
+    insta::assert_snapshot!(out, @r#"
     roster will make these changes:
 
-      group 15
-        ~ 21  member -> moderator
+      group #15
+        ~ #21  member -> moderator
 
     Plan: 0 to add, 1 to change, 0 to remove, 0 skipped.
-    ");
+    "#);
 }
 
 #[test]
@@ -134,15 +138,15 @@ fn owner_mismatch_is_reported_and_declared_owner_kept() {
         "version: 1\ngroups:\n  - id: 15\n    owner: 5\n    members: [21]\n",
         "15: 1=A 5=E 21=K",
     );
-    insta::assert_snapshot!(out, @"
+    insta::assert_snapshot!(out, @r#"
     roster found nothing to change; for information:
 
-      group 15
-        ! 1  owner  skipped: owner (not declared; owners are never removed)
-        ! owner differs: the file declares user 5, the portal has user 1 (owners are never changed)
+      group #15
+        ! #1  owner  skipped: owner (not declared; owners are never removed)
+        ! owner differs: the file declares #5, the portal has #1 (pass --allow-owner-change to hand the group over)
 
     No changes. 1 skipped.
-    ");
+    "#);
 }
 
 #[test]
@@ -161,14 +165,14 @@ groups:
     insta::assert_snapshot!(out, @r#"
     roster will make these changes:
 
-      group 7
-        ! 2  owner  skipped: owner (not declared; owners are never removed)
-        - 4  member
+      group #7
+        ! #2  owner  skipped: owner (not declared; owners are never removed)
+        - #4  member
 
-      group 42 "Sales"
-        + 1  member
-        + 3  member
-        ! 8  owner  skipped: owner (not declared; owners are never removed)
+      group "Sales" (#42)
+        + #1  member
+        + #3  member
+        ! #8  owner  skipped: owner (not declared; owners are never removed)
 
     Plan: 2 to add, 0 to change, 1 to remove, 2 skipped.
     "#);
@@ -181,7 +185,10 @@ fn json_format_is_stable() {
         "version: 1\ngroups:\n  - id: 15\n    name: M\n    owner: 3\n    moderators: [10]\n    members: [22]\n",
     )
     .unwrap();
-    let out = crate::render::json::plan(&diff(&desired, &current("15: 1=A 10=K 30=E")));
+    let out = crate::render::json::plan(
+        &diff(&desired, &current("15: 1=A 10=K 30=E")),
+        &Default::default(),
+    );
     insta::assert_snapshot!(out, @r#"
     {
       "format_version": "1",
@@ -227,7 +234,8 @@ fn json_format_is_stable() {
               "user": 30,
               "role": "moderator"
             }
-          ]
+          ],
+          "departments": []
         }
       ]
     }
@@ -500,23 +508,23 @@ groups:
         // but moderator today (protected nowhere: demoted), 10 promoted although protected?
         "15: 1=A 7=K 8=E 9=E 10=K; 16: 2=A 7=E 8=E",
     );
-    insta::assert_snapshot!(out, @r"
+    insta::assert_snapshot!(out, @r#"
     roster will make these changes:
 
-      group 15
-        ! 1   owner  skipped: owner (not declared; owners are never removed)
-        ! 7   member  skipped: protected (not declared; protected users are never removed)
-        ! 8   moderator  skipped: protected (not declared; protected users are never removed)
-        ~ 9   moderator -> member
-        + 11  member
+      group #15
+        ! #1   owner  skipped: owner (not declared; owners are never removed)
+        ! #7   member  skipped: protected (not declared; protected users are never removed)
+        ! #8   moderator  skipped: protected (not declared; protected users are never removed)
+        ~ #9   moderator -> member
+        + #11  member
 
-      group 16
-        ! 2  owner  skipped: owner (not declared; owners are never removed)
-        ! 7  moderator  skipped: protected (not declared; protected users are never removed)
-        ~ 8  moderator -> member
+      group #16
+        ! #2  owner  skipped: owner (not declared; owners are never removed)
+        ! #7  moderator  skipped: protected (not declared; protected users are never removed)
+        ~ #8  moderator -> member
 
     Plan: 1 to add, 2 to change, 0 to remove, 5 skipped.
-    ");
+    "#);
 }
 
 #[test]
@@ -531,23 +539,26 @@ groups:
 ",
         "15: 1=A 5=E 6=K",
     );
-    insta::assert_snapshot!(out, @r"
+    insta::assert_snapshot!(out, @r#"
     roster will make these changes:
 
-      group 15
-        ! 1  owner  skipped: owner (declared as member; owners are never demoted)
-        ! 5  moderator  skipped: protected (declared as member; protected users are never demoted)
-        ~ 6  member -> moderator
-        + 7  moderator
+      group #15
+        ! #1  owner  skipped: owner (declared as member; owners are never demoted)
+        ! #5  moderator  skipped: protected (declared as member; protected users are never demoted)
+        ~ #6  member -> moderator
+        + #7  moderator
 
     Plan: 1 to add, 1 to change, 0 to remove, 2 skipped.
-    ");
+    "#);
     let desired = desired_of(
         "t.yaml",
         "version: 1\nprotected: [5]\ngroups:\n  - id: 15\n    members: [5]\n",
     )
     .unwrap();
-    let json = crate::render::json::plan(&diff(&desired, &current("15: 1=A 5=E")));
+    let json = crate::render::json::plan(
+        &diff(&desired, &current("15: 1=A 5=E")),
+        &Default::default(),
+    );
     insta::assert_snapshot!(json, @r#"
     {
       "format_version": "1",
@@ -580,7 +591,8 @@ groups:
               "wanted": "member",
               "reason": "protected"
             }
-          ]
+          ],
+          "departments": []
         }
       ]
     }
@@ -593,7 +605,7 @@ fn prune_false_leaves_protected_users_alone_silently() {
         "version: 1\nprotected: [7]\ngroups:\n  - id: 15\n    owner: 1\n    prune: false\n",
         "15: 1=A 7=K",
     );
-    insta::assert_snapshot!(out, @"No changes.");
+    insta::assert_snapshot!(out, @r#"No changes."#);
 }
 
 // ---- mass-removal limits ----
@@ -633,7 +645,7 @@ fn default_percent_applies_from_ten_members() {
     assert_eq!(limits("", &[G(15, 9, 8, ""), G(16, 60, 0, "")]), "ok");
     // 10 members: 25 % allows 2 (2.5 rounded down).
     assert_eq!(limits("", &[G(15, 10, 2, ""), G(16, 30, 0, "")]), "ok");
-    insta::assert_snapshot!(limits("", &[G(15, 10, 3, ""), G(16, 30, 0, "")]), @r#"error: group 15 "G15": the plan removes 3 of 10 current non-owner members (30 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)"#);
+    insta::assert_snapshot!(limits("", &[G(15, 10, 3, ""), G(16, 30, 0, "")]), @r#"error: group "G15" (#15): the plan removes 3 of 10 current non-owner members (30 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)"#);
 }
 
 #[test]
@@ -641,15 +653,15 @@ fn exactly_the_limit_passes() {
     // 40 members, 25 % = 10: ten pass, eleven do not. Other groups keep the run under 25 %.
     let quiet = G(16, 100, 0, "");
     assert_eq!(limits("", &[G(15, 40, 10, ""), G(16, 100, 0, "")]), "ok");
-    insta::assert_snapshot!(limits("", &[G(15, 40, 11, ""), quiet]), @r#"error: group 15 "G15": the plan removes 11 of 40 current non-owner members (27.5 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)"#);
+    insta::assert_snapshot!(limits("", &[G(15, 40, 11, ""), quiet]), @r#"error: group "G15" (#15): the plan removes 11 of 40 current non-owner members (27.5 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)"#);
     // The message rounds the share up, so it never reads as "25 %" over a 25 % limit.
-    insta::assert_snapshot!(limits("", &[G(15, 399, 100, ""), G(16, 1000, 0, "")]), @r#"error: group 15 "G15": the plan removes 100 of 399 current non-owner members (25.1 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)"#);
+    insta::assert_snapshot!(limits("", &[G(15, 399, 100, ""), G(16, 1000, 0, "")]), @r#"error: group "G15" (#15): the plan removes 100 of 399 current non-owner members (25.1 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)"#);
 }
 
 #[test]
 fn a_group_of_four_or_more_is_never_emptied() {
     assert_eq!(limits("", &[G(15, 3, 3, ""), G(16, 30, 0, "")]), "ok");
-    insta::assert_snapshot!(limits("", &[G(15, 4, 4, ""), G(16, 30, 0, "")]), @r#"error: group 15 "G15": the plan removes all 4 current non-owner members, and roster does not empty a group of 4 or more (default; set limits.allow_empty: true for the group or pass --allow-mass-removal for one run)"#);
+    insta::assert_snapshot!(limits("", &[G(15, 4, 4, ""), G(16, 30, 0, "")]), @r#"error: group "G15" (#15): the plan removes all 4 current non-owner members, and roster does not empty a group of 4 or more (default; set limits.allow_empty: true for the group or pass --allow-mass-removal for one run)"#);
     assert_eq!(limits("", &[G(15, 4, 3, ""), G(16, 30, 0, "")]), "ok");
     // Switched off per group, or for the whole file (a group can switch it back on).
     assert_eq!(
@@ -665,11 +677,11 @@ fn a_group_of_four_or_more_is_never_emptied() {
     insta::assert_snapshot!(limits(
         "limits: { allow_empty: true }",
         &[G(15, 4, 4, ""), G(17, 5, 5, "    limits: { allow_empty: false }\n"), G(16, 100, 0, "")]
-    ), @r#"error: group 17 "G17": the plan removes all 5 current non-owner members, and roster does not empty a group of 4 or more (the group's limits.allow_empty on line 10; change it there or pass --allow-mass-removal for one run)"#);
+    ), @r#"error: group "G17" (#17): the plan removes all 5 current non-owner members, and roster does not empty a group of 4 or more (the group's limits.allow_empty on line 10; change it there or pass --allow-mass-removal for one run)"#);
     // Both rules at once: 12 of 12 breaks the percent and empties the group.
     insta::assert_snapshot!(limits("", &[G(15, 12, 12, ""), G(16, 100, 0, "")]), @r#"
-    error: group 15 "G15": the plan removes 12 of 12 current non-owner members (100 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)
-    error: group 15 "G15": the plan removes all 12 current non-owner members, and roster does not empty a group of 4 or more (default; set limits.allow_empty: true for the group or pass --allow-mass-removal for one run)
+    error: group "G15" (#15): the plan removes 12 of 12 current non-owner members (100 %), over the limit of 25 % (default; set limits.max_removals in the file or pass --allow-mass-removal for one run)
+    error: group "G15" (#15): the plan removes all 12 current non-owner members, and roster does not empty a group of 4 or more (default; set limits.allow_empty: true for the group or pass --allow-mass-removal for one run)
     "#);
 }
 
@@ -677,12 +689,12 @@ fn a_group_of_four_or_more_is_never_emptied() {
 fn counts_apply_at_any_size_and_percents_from_ten() {
     let top = "limits: { max_removals: 2 }";
     assert_eq!(limits(top, &[G(15, 3, 2, ""), G(16, 30, 0, "")]), "ok");
-    insta::assert_snapshot!(limits(top, &[G(15, 3, 3, ""), G(16, 30, 0, "")]), @r#"error: group 15 "G15": the plan removes 3 of 3 current non-owner members (100 %), over the limit of 2 (limits.max_removals on line 2; change it there or pass --allow-mass-removal for one run)"#);
+    insta::assert_snapshot!(limits(top, &[G(15, 3, 3, ""), G(16, 30, 0, "")]), @r#"error: group "G15" (#15): the plan removes 3 of 3 current non-owner members (100 %), over the limit of 2 (limits.max_removals on line 2; change it there or pass --allow-mass-removal for one run)"#);
     let top = "limits: { max_removals: 10% }";
     assert_eq!(limits(top, &[G(15, 9, 3, ""), G(16, 60, 0, "")]), "ok");
-    insta::assert_snapshot!(limits(top, &[G(15, 10, 2, ""), G(16, 60, 0, "")]), @r#"error: group 15 "G15": the plan removes 2 of 10 current non-owner members (20 %), over the limit of 10 % (limits.max_removals on line 2; change it there or pass --allow-mass-removal for one run)"#);
+    insta::assert_snapshot!(limits(top, &[G(15, 10, 2, ""), G(16, 60, 0, "")]), @r#"error: group "G15" (#15): the plan removes 2 of 10 current non-owner members (20 %), over the limit of 10 % (limits.max_removals on line 2; change it there or pass --allow-mass-removal for one run)"#);
     // Zero forbids removals; 100 % allows all (but the empty rule still holds).
-    insta::assert_snapshot!(limits("limits: { max_removals: 0 }", &[G(15, 2, 1, ""), G(16, 60, 0, "")]), @r#"error: group 15 "G15": the plan removes 1 of 2 current non-owner members (50 %), over the limit of 0 (limits.max_removals on line 2; change it there or pass --allow-mass-removal for one run)"#);
+    insta::assert_snapshot!(limits("limits: { max_removals: 0 }", &[G(15, 2, 1, ""), G(16, 60, 0, "")]), @r#"error: group "G15" (#15): the plan removes 1 of 2 current non-owner members (50 %), over the limit of 0 (limits.max_removals on line 2; change it there or pass --allow-mass-removal for one run)"#);
     assert_eq!(
         limits(
             "limits: { max_removals: 100%, allow_empty: true, max_total_removals: 100% }",
@@ -698,8 +710,8 @@ fn group_limits_override_the_file() {
     let g = "    limits:\n      max_removals: 50%\n";
     assert_eq!(limits(top, &[G(15, 10, 5, g), G(16, 60, 0, "")]), "ok");
     insta::assert_snapshot!(limits(top, &[G(15, 10, 6, g), G(16, 60, 1, ""), G(17, 60, 2, "")]), @r#"
-    error: group 15 "G15": the plan removes 6 of 10 current non-owner members (60 %), over the limit of 50 % (the group's limits.max_removals on line 9; change it there or pass --allow-mass-removal for one run)
-    error: group 17 "G17": the plan removes 2 of 60 current non-owner members (3.4 %), over the limit of 1 (limits.max_removals on line 3; change it there or pass --allow-mass-removal for one run)
+    error: group "G15" (#15): the plan removes 6 of 10 current non-owner members (60 %), over the limit of 50 % (the group's limits.max_removals on line 9; change it there or pass --allow-mass-removal for one run)
+    error: group "G17" (#17): the plan removes 2 of 60 current non-owner members (3.4 %), over the limit of 1 (limits.max_removals on line 3; change it there or pass --allow-mass-removal for one run)
     "#);
 }
 
@@ -715,15 +727,15 @@ fn the_whole_run_has_a_limit_too() {
         ]
     };
     assert_eq!(limits("", &four(2)), "ok");
-    insta::assert_snapshot!(limits("limits: { max_total_removals: 15% }", &four(2)), @"error: the plan removes 8 of 44 current memberships in this run (18.2 %), over the limit of 15 % (limits.max_total_removals on line 2; change it there or pass --allow-mass-removal for one run)");
+    insta::assert_snapshot!(limits("limits: { max_total_removals: 15% }", &four(2)), @r#"error: the plan removes 8 of 44 current memberships in this run (18.2 %), over the limit of 15 % (limits.max_total_removals on line 2; change it there or pass --allow-mass-removal for one run)"#);
     // Many small groups under the per-group floor still add up.
     let small: Vec<G> = (1..=10).map(|id| G(id, 3, 1, "")).collect();
     assert_eq!(limits("", &small), "ok", "10 of 40 is exactly 25 %");
     let small: Vec<G> = (1..=10).map(|id| G(id, 2, 1, "")).collect();
-    insta::assert_snapshot!(limits("", &small), @"error: the plan removes 10 of 30 current memberships in this run (33.4 %), over the limit of 25 % (default; set limits.max_total_removals in the file or pass --allow-mass-removal for one run)");
+    insta::assert_snapshot!(limits("", &small), @r#"error: the plan removes 10 of 30 current memberships in this run (33.4 %), over the limit of 25 % (default; set limits.max_total_removals in the file or pass --allow-mass-removal for one run)"#);
     // A run under 10 memberships is below the percent floor; a count still applies.
     assert_eq!(limits("", &[G(1, 3, 2, "")]), "ok");
-    insta::assert_snapshot!(limits("limits: { max_total_removals: 1 }", &[G(1, 3, 2, "")]), @"error: the plan removes 2 of 4 current memberships in this run (50 %), over the limit of 1 (limits.max_total_removals on line 2; change it there or pass --allow-mass-removal for one run)");
+    insta::assert_snapshot!(limits("limits: { max_total_removals: 1 }", &[G(1, 3, 2, "")]), @r#"error: the plan removes 2 of 4 current memberships in this run (50 %), over the limit of 1 (limits.max_total_removals on line 2; change it there or pass --allow-mass-removal for one run)"#);
 }
 
 #[test]
@@ -751,7 +763,7 @@ fn breaches_in_json_are_an_additive_field() {
     let cur = current("15: 1=A 2=K 3=K 4=K 5=K");
     let plan = diff(&desired, &cur);
     let breaches = super::check_limits(&desired, &cur, &plan);
-    let json = crate::render::json::plan_with_limits(&plan, &breaches);
+    let json = crate::render::json::plan_with_limits(&plan, &Default::default(), &breaches);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     insta::assert_snapshot!(serde_json::to_string_pretty(&v["limit_breaches"]).unwrap(), @r#"
     [
@@ -788,9 +800,10 @@ fn breaches_in_json_are_an_additive_field() {
     // The rest of the document is the plain plan's, field for field.
     let mut without = v.clone();
     without.as_object_mut().unwrap().remove("limit_breaches");
-    let plain: serde_json::Value = serde_json::from_str(&crate::render::json::plan(&plan)).unwrap();
+    let plain: serde_json::Value =
+        serde_json::from_str(&crate::render::json::plan(&plan, &Default::default())).unwrap();
     assert_eq!(without, plain);
-    let none = crate::render::json::plan_with_limits(&plan, &[]);
+    let none = crate::render::json::plan_with_limits(&plan, &Default::default(), &[]);
     assert!(none.contains("\"limit_breaches\": []"), "{none}");
 }
 

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod progress;
 pub mod provider;
 pub mod render;
+pub mod resolve;
 pub mod sandbox;
 pub mod soak;
 pub mod spec;
@@ -161,7 +162,7 @@ fn emit(text: &str) -> Result<()> {
 /// Load and validate a desired-state file; on problems print the diagnostics to stderr.
 /// Reads at most `spec::MAX_FILE_BYTES + 1` bytes, so `/dev/zero` or a huge file is refused
 /// without exhausting memory.
-fn load(file: &Path) -> Result<Option<DesiredState>> {
+fn load(file: &Path) -> Result<Option<spec::Spec>> {
     use std::io::Read;
     let name = spec::escape(&file.display().to_string());
     let mut bytes = Vec::new();
@@ -172,39 +173,62 @@ fn load(file: &Path) -> Result<Option<DesiredState>> {
         })
         .with_context(|| format!("cannot read {name}"))?;
     match spec::parse_bytes(&file.display().to_string(), &bytes) {
-        Ok(desired) => Ok(Some(desired)),
+        Ok(spec) => Ok(Some(spec)),
         Err(diags) => {
-            let mut err = io::stderr().lock();
-            for d in &diags.shown {
-                let _ = writeln!(err, "error: {d}");
-            }
-            if diags.omitted > 0 {
-                let _ = writeln!(
-                    err,
-                    "… and {} more problem(s) not shown (the first {} are)",
-                    diags.omitted,
-                    diags.shown.len()
-                );
-            }
-            let _ = writeln!(
-                err,
-                "{name}: {} problem(s); nothing was sent to any portal",
-                diags.total()
-            );
+            print_diagnostics(&name, &diags);
             Ok(None)
         }
     }
 }
 
+/// Load a file and resolve it offline (IDs only, until the resolve step is wired in).
+fn load_desired(file: &Path) -> Result<Option<DesiredState>> {
+    let Some(spec) = load(file)? else {
+        return Ok(None);
+    };
+    match resolve::offline(&spec) {
+        Ok(desired) => Ok(Some(desired)),
+        Err(diags) => {
+            print_diagnostics(&spec::escape(&file.display().to_string()), &diags);
+            Ok(None)
+        }
+    }
+}
+
+/// The diagnostics on stderr, then how many there were.
+fn print_diagnostics(name: &str, diags: &spec::Diagnostics) {
+    let mut err = io::stderr().lock();
+    for d in &diags.shown {
+        let _ = writeln!(err, "error: {d}");
+    }
+    if diags.omitted > 0 {
+        let _ = writeln!(
+            err,
+            "… and {} more problem(s) not shown (the first {} are)",
+            diags.omitted,
+            diags.shown.len()
+        );
+    }
+    let _ = writeln!(
+        err,
+        "{name}: {} problem(s); nothing was sent to any portal",
+        diags.total()
+    );
+}
+
 fn validate(file: &Path) -> Result<Exit> {
-    let Some(desired) = load(file)? else {
+    let Some(spec) = load(file)? else {
         return Ok(Exit::Failure);
     };
-    let members: usize = desired.groups.values().map(|g| g.members.len()).sum();
+    let members: usize = spec
+        .groups
+        .iter()
+        .map(|g| g.moderators.len() + g.members.len())
+        .sum();
     emit(&format!(
         "{}: valid ({} group(s), {} declared membership(s))\n",
         spec::escape(&file.display().to_string()),
-        desired.groups.len(),
+        spec.groups.len(),
         members
     ))?;
     Ok(Exit::Success)
@@ -296,7 +320,7 @@ impl Connection {
 }
 
 async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
-    let Some(desired) = load(&args.file)? else {
+    let Some(desired) = load_desired(&args.file)? else {
         return Ok(Exit::Failure);
     };
     let conn = Connection::open(&args.portal).await?;
@@ -306,8 +330,16 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
     let plan = plan::diff(&desired, &current);
     let breaches = plan::check_limits(&desired, &current, &plan);
     match args.format {
-        Format::Text => emit(&render::text::plan(&plan, style))?,
-        Format::Json => emit(&render::json::plan_with_limits(&plan, &breaches))?,
+        Format::Text => emit(&render::text::plan(
+            &plan,
+            &model::Directory::default(),
+            style,
+        ))?,
+        Format::Json => emit(&render::json::plan_with_limits(
+            &plan,
+            &model::Directory::default(),
+            &breaches,
+        ))?,
     }
     if refuse_mass_removal(&breaches, args.allow_mass_removal, "plan") {
         return Ok(Exit::Failure);
@@ -320,7 +352,7 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
 }
 
 async fn apply(args: ApplyArgs, style: Style) -> Result<Exit> {
-    let Some(desired) = load(&args.file)? else {
+    let Some(desired) = load_desired(&args.file)? else {
         return Ok(Exit::Failure);
     };
     let conn = Connection::open(&args.portal).await?;
@@ -370,7 +402,11 @@ async fn apply_connected(
     };
     let current = current.context("cannot read the portal's current membership")?;
     let plan = plan::diff(desired, &current);
-    emit(&render::text::plan(&plan, style))?;
+    emit(&render::text::plan(
+        &plan,
+        &model::Directory::default(),
+        style,
+    ))?;
     // Checked on the plan, before anything is sent.
     let breaches = plan::check_limits(desired, &current, &plan);
     if refuse_mass_removal(&breaches, args.allow_mass_removal, "apply") {
@@ -407,7 +443,10 @@ async fn apply_connected(
             return interrupted_before_writing("while reading the portal again");
         };
         if let Some(changed) = moved? {
-            emit(&format!("\n{}", render::text::plan(&changed, style)))?;
+            emit(&format!(
+                "\n{}",
+                render::text::plan(&changed, &model::Directory::default(), style)
+            ))?;
             let ids: Vec<String> = changed.groups.iter().map(|g| g.id.to_string()).collect();
             bail!(
                 "the portal changed while waiting for confirmation (group(s) {}); nothing was sent. The current plan for them is above: review it and run apply again",
@@ -428,7 +467,10 @@ async fn apply_connected(
     let interrupted = stop.is_cancelled();
     progress.finish();
     // The watcher stays until the report is out, so a second interrupt still exits at once.
-    emit(&format!("\n{}", render::text::report(&report, style)))?;
+    emit(&format!(
+        "\n{}",
+        render::text::report(&report, &model::Directory::default(), style)
+    ))?;
     watcher.abort();
     if interrupted {
         eprintln!(

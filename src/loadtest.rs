@@ -100,8 +100,9 @@ pub async fn measure(
 ) -> Result<Measurement> {
     let state_path = dir.join("portal.yaml");
     state::save(&state_path, &scenario.state)?;
-    let desired =
-        spec::parse("desired.yaml", &scenario.desired_yaml).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let desired = spec::parse("desired.yaml", &scenario.desired_yaml)
+        .and_then(|s| crate::resolve::offline(&s))
+        .map_err(|d| anyhow::anyhow!("{d}"))?;
     let sandbox = Sandbox::start(&state_path, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
     let webhook = Webhook::parse(&sandbox.webhook_url().context("scenario has a webhook")?)?;
     let rate = options.rate;

@@ -414,6 +414,7 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let generated = generate(&mut rng);
     let desired = spec::parse("soak.yaml", &generated.desired_yaml)
+        .and_then(|s| crate::resolve::offline(&s))
         .map_err(|d| anyhow::anyhow!("generated desired state is invalid: {d}"))?;
     state::save(path, &generated.state)?;
     let mut out = ScenarioResult::default();

@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 
 use crate::model::{AddWith, CurrentGroup, CurrentState, DesiredState, GroupId, Role, UserId};
 
+pub mod access;
 mod limits;
 
+pub use access::AccessProblem;
 pub use limits::{
     BreachRule, BreachScope, DEFAULT_MAX_REMOVALS, EMPTY_FLOOR, LimitBreach, Origin, PERCENT_FLOOR,
     check_limits,
@@ -120,7 +122,8 @@ impl Entry {
     }
 }
 
-/// The declared owner differs from the portal's. Reported, never changed.
+/// The declared owner differs from the portal's, and the plan does not change it (no
+/// `--allow-owner-change`). Reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OwnerMismatch {
     pub declared: UserId,
@@ -131,6 +134,7 @@ pub struct OwnerMismatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupPlan {
     pub id: GroupId,
+    /// The portal's name for the group when the read told it, else the file's.
     pub name: Option<String>,
     /// Sorted by user.
     pub entries: Vec<Entry>,
@@ -139,7 +143,10 @@ pub struct GroupPlan {
     pub owner_mismatch: Option<OwnerMismatch>,
     /// Departments Bitrix24 syncs this group from (`UF_SG_DEPT`), as read.
     pub departments: Vec<u64>,
-    /// The invitation text for this group's invitations (`DesiredGroup::invite_message`).
+    /// The group is department-synced and the file says `prune: true` for it: removals are
+    /// planned, and Bitrix24 may add those members back.
+    pub prune_synced: bool,
+    /// The invitation text for this group's `Invite` changes (`invite_message:`).
     pub invite_message: Option<String>,
     /// How many non-owner members the group had in the current state the plan was made from,
     /// counted during the diff so `check_limits` need not walk every membership again.
@@ -311,7 +318,9 @@ pub fn diff_with(desired: &DesiredState, current: &CurrentState, options: Option
                 }
             }
             for &user in &have.requested {
+                // A declared but inactive user who asked to join is shown as inactive below.
                 if !want.members.contains_key(&user)
+                    && !want.inactive.contains_key(&user)
                     && !members.contains_key(&user)
                     && !have.invited.contains(&user)
                 {
@@ -344,10 +353,11 @@ pub fn diff_with(desired: &DesiredState, current: &CurrentState, options: Option
             };
             GroupPlan {
                 id: want.id,
-                name: want.name.clone(),
+                name: have.name.clone().or_else(|| want.name.clone()),
                 entries,
                 owner_mismatch,
                 departments: have.departments.clone(),
+                prune_synced: !have.departments.is_empty() && want.prune_explicit && want.prune,
                 invite_message: want.invite_message.clone(),
                 current_non_owners,
             }

@@ -1,13 +1,51 @@
-//! The machine-readable plan (`--format json`). This is an interface: its shape is documented in
-//! README.md ("JSON plan format") and changes only together with `FORMAT_VERSION`. Additive
-//! fields (such as `limit_breaches`) keep the version.
+//! The machine-readable plan (`--format json`). This is an interface: its shape is documented
+//! here and in README.md ("JSON plan format"), and changes only together with
+//! `FORMAT_VERSION`. Fields are only ever added within a version; existing keys keep their
+//! meaning.
+//!
+//! ```text
+//! {
+//!   "format_version": "1",
+//!   "has_changes": true,              // adds, invitations, role changes, removals, owner changes
+//!   "summary": { "add", "invite", "change", "remove", "owner", "skipped", "pending" },
+//!   "groups": [{
+//!     "id": 15, "name": "Marketing",  // the portal's name when known, else the file's, or null
+//!     "owner_mismatch": { "declared": 5, "actual": 1 },   // only when the owner differs and
+//!                                     //   the plan does not change it
+//!     "departments": [8, 12],         // UF_SG_DEPT; [] when the group is not synced
+//!     "entries": [                    // sorted by user; a set_owner entry comes first
+//!       // every entry has "action" and "user", and when the run knows them the user's
+//!       // "email", "name" and "extranet" (true/false)
+//!       { "action": "add",      "user": 22, "role": "member" },
+//!       { "action": "invite",   "user": 23, "role": "moderator" },  // the declared role
+//!       { "action": "accept",   "user": 24, "role": "member" },     // a request to join
+//!       { "action": "set_role", "user": 10, "from": "member", "to": "moderator" },
+//!       { "action": "remove",   "user": 30, "role": "member" },
+//!       { "action": "set_owner","user": 5, "from": 1, "to": 5 },    // "from" may be null
+//!       { "action": "skip",     "user": 1, "role": "owner", "wanted": "remove" | ROLE,
+//!         "reason": "owner" | "protected" | "synced" },
+//!       { "action": "pending",  "user": 26, "kind": "invited" | "requested" | "inactive",
+//!         "declared_role": ROLE or null }                           // never a change
+//!     ]
+//!   }],
+//!   // Only when the shell gives them (`Extras`), each an array (possibly empty):
+//!   "limit_breaches": [{ "scope", "group", "name", "rule", "limit", "origin", "line",
+//!                        "removals", "current", "allowed" }],
+//!   "errors":   [{ "file", "line", "column", "path", "message" }],  // resolve's; the groups
+//!                                                                   //   they are in are left out
+//!   "warnings": [{ "file", "line", "column", "path", "message" }],
+//!   "access_problems": [{ "group", "name", "changes", "message" }]
+//! }
+//! ```
 
 use serde::Serialize;
 
-use crate::model::{GroupId, Limit, Role, UserId};
+use crate::model::{Directory, GroupId, Limit, Role, UserId};
 use crate::plan::{
-    BreachRule, BreachScope, Change, Entry, LimitBreach, Origin, Plan, SkipReason, Summary, Wanted,
+    AccessProblem, BreachRule, BreachScope, Change, Entry, LimitBreach, Origin, PendingKind, Plan,
+    SkipReason, Summary, Wanted,
 };
+use crate::spec::Diagnostic;
 
 /// Bumped on any incompatible change to the JSON plan.
 pub const FORMAT_VERSION: &str = "1";
@@ -21,6 +59,12 @@ struct JsonPlan<'a> {
     /// Present when the shell checked the limits (`plan_with_limits`): empty when none broke.
     #[serde(skip_serializing_if = "Option::is_none")]
     limit_breaches: Option<Vec<JsonBreach<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<JsonDiagnostic<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<Vec<JsonDiagnostic<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_problems: Option<Vec<JsonAccessProblem<'a>>>,
 }
 
 /// One broken limit. `group` and `name` are null for the run-wide limit; `limit` is null for
@@ -84,7 +128,9 @@ struct JsonGroup<'a> {
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     owner_mismatch: Option<JsonOwnerMismatch>,
-    entries: Vec<JsonEntry>,
+    entries: Vec<JsonEntry<'a>>,
+    /// Departments Bitrix24 syncs the group from (`UF_SG_DEPT`); `[]` for none.
+    departments: &'a [u64],
 }
 
 #[derive(Serialize)]
@@ -93,48 +139,118 @@ struct JsonOwnerMismatch {
     actual: Option<UserId>,
 }
 
+/// What the run learned about a user: each field only when known.
+#[derive(Serialize, Default)]
+struct Who<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extranet: Option<bool>,
+}
+
+fn who(dir: &Directory, user: UserId) -> Who<'_> {
+    match dir.users.get(&user) {
+        None => Who::default(),
+        Some(p) => Who {
+            email: p.email.as_deref(),
+            name: p.name.as_deref(),
+            extranet: Some(p.extranet),
+        },
+    }
+}
+
 #[derive(Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
-enum JsonEntry {
+enum JsonEntry<'a> {
     Add {
         user: UserId,
         role: Role,
+        #[serde(flatten)]
+        who: Who<'a>,
+    },
+    Invite {
+        user: UserId,
+        role: Role,
+        #[serde(flatten)]
+        who: Who<'a>,
+    },
+    Accept {
+        user: UserId,
+        role: Role,
+        #[serde(flatten)]
+        who: Who<'a>,
     },
     SetRole {
         user: UserId,
         from: Role,
         to: Role,
+        #[serde(flatten)]
+        who: Who<'a>,
     },
     Remove {
         user: UserId,
         role: Role,
+        #[serde(flatten)]
+        who: Who<'a>,
+    },
+    SetOwner {
+        user: UserId,
+        from: Option<UserId>,
+        to: UserId,
+        #[serde(flatten)]
+        who: Who<'a>,
     },
     Skip {
         user: UserId,
         role: Role,
         wanted: &'static str,
         reason: &'static str,
+        #[serde(flatten)]
+        who: Who<'a>,
+    },
+    Pending {
+        user: UserId,
+        kind: &'static str,
+        declared_role: Option<Role>,
+        #[serde(flatten)]
+        who: Who<'a>,
     },
 }
 
-fn entry(e: &Entry) -> JsonEntry {
+fn entry<'a>(e: &Entry, dir: &'a Directory) -> JsonEntry<'a> {
+    let w = who(dir, e.user());
     match *e {
-        Entry::Change(Change::Add { user, role }) => JsonEntry::Add { user, role },
-        Entry::Change(Change::SetRole { user, from, to }) => JsonEntry::SetRole { user, from, to },
-        Entry::Change(Change::Remove { user, role }) => JsonEntry::Remove { user, role },
-        Entry::Change(Change::Invite { user, role } | Change::Accept { user, role }) => {
-            JsonEntry::Add { user, role }
-        }
-        Entry::Change(Change::SetOwner { to, .. }) => JsonEntry::Add {
+        Entry::Change(Change::Add { user, role }) => JsonEntry::Add { user, role, who: w },
+        Entry::Change(Change::Invite { user, role }) => JsonEntry::Invite { user, role, who: w },
+        Entry::Change(Change::Accept { user, role }) => JsonEntry::Accept { user, role, who: w },
+        Entry::Change(Change::SetRole { user, from, to }) => JsonEntry::SetRole {
+            user,
+            from,
+            to,
+            who: w,
+        },
+        Entry::Change(Change::Remove { user, role }) => JsonEntry::Remove { user, role, who: w },
+        Entry::Change(Change::SetOwner { from, to }) => JsonEntry::SetOwner {
             user: to,
-            role: Role::Owner,
+            from,
+            to,
+            who: w,
         },
-        Entry::Pending(p) => JsonEntry::Skip {
-            user: p.user,
-            role: Role::Member,
-            wanted: "pending",
-            reason: "pending",
-        },
+        Entry::Pending(p) => {
+            let (kind, declared_role) = match p.kind {
+                PendingKind::Invited { declared } => ("invited", declared),
+                PendingKind::Requested => ("requested", None),
+                PendingKind::Inactive { role } => ("inactive", Some(role)),
+            };
+            JsonEntry::Pending {
+                user: p.user,
+                kind,
+                declared_role,
+                who: w,
+            }
+        }
         Entry::Skipped(s) => JsonEntry::Skip {
             user: s.user,
             role: s.role,
@@ -147,23 +263,74 @@ fn entry(e: &Entry) -> JsonEntry {
                 SkipReason::Protected => "protected",
                 SkipReason::DeptSynced => "synced",
             },
+            who: w,
         },
     }
 }
 
-/// The plan as pretty-printed JSON, newline-terminated (no `limit_breaches` field).
-pub fn plan(plan: &Plan) -> String {
-    render(plan, None)
+/// A problem in the file or found resolving it, at its place.
+#[derive(Serialize)]
+struct JsonDiagnostic<'a> {
+    file: &'a str,
+    line: usize,
+    column: usize,
+    path: &'a str,
+    message: &'a str,
+}
+
+fn diagnostic(d: &Diagnostic) -> JsonDiagnostic<'_> {
+    JsonDiagnostic {
+        file: &d.file,
+        line: d.line,
+        column: d.column,
+        path: &d.path,
+        message: &d.message,
+    }
+}
+
+#[derive(Serialize)]
+struct JsonAccessProblem<'a> {
+    group: GroupId,
+    name: Option<&'a str>,
+    changes: usize,
+    message: &'a str,
+}
+
+/// What the shell checked besides the plan, each written as a top-level field when given
+/// (`Some`, even empty) and left out when `None`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras<'a> {
+    /// `plan::check_limits`'s breaches: `limit_breaches`.
+    pub limit_breaches: Option<&'a [LimitBreach]>,
+    /// Resolve's errors (groups with errors are not in the plan): `errors`.
+    pub errors: Option<&'a [Diagnostic]>,
+    /// Resolve's warnings and name mismatches: `warnings`.
+    pub warnings: Option<&'a [Diagnostic]>,
+    /// `plan::access::check`'s problems: `access_problems`.
+    pub access_problems: Option<&'a [AccessProblem]>,
+}
+
+/// The plan as pretty-printed JSON, newline-terminated (no extra fields).
+pub fn plan(plan: &Plan, dir: &Directory) -> String {
+    document(plan, dir, &Extras::default())
 }
 
 /// The plan with the limits it breaks (`plan::check_limits`), as the additive
 /// `limit_breaches` field: always present here, `[]` when the plan is within its limits, in
 /// `check_limits` order (groups by ID, then the run).
-pub fn plan_with_limits(plan: &Plan, breaches: &[LimitBreach]) -> String {
-    render(plan, Some(breaches))
+pub fn plan_with_limits(plan: &Plan, dir: &Directory, breaches: &[LimitBreach]) -> String {
+    document(
+        plan,
+        dir,
+        &Extras {
+            limit_breaches: Some(breaches),
+            ..Extras::default()
+        },
+    )
 }
 
-fn render(plan: &Plan, breaches: Option<&[LimitBreach]>) -> String {
+/// The plan with every extra the shell gives.
+pub fn document(plan: &Plan, dir: &Directory, extras: &Extras) -> String {
     let summary = plan.summary();
     let doc = JsonPlan {
         format_version: FORMAT_VERSION,
@@ -179,10 +346,25 @@ fn render(plan: &Plan, breaches: Option<&[LimitBreach]>) -> String {
                     declared: m.declared,
                     actual: m.actual,
                 }),
-                entries: g.entries.iter().map(entry).collect(),
+                entries: g.entries.iter().map(|e| entry(e, dir)).collect(),
+                departments: &g.departments,
             })
             .collect(),
-        limit_breaches: breaches.map(|b| b.iter().map(breach).collect()),
+        limit_breaches: extras
+            .limit_breaches
+            .map(|b| b.iter().map(breach).collect()),
+        errors: extras.errors.map(|d| d.iter().map(diagnostic).collect()),
+        warnings: extras.warnings.map(|d| d.iter().map(diagnostic).collect()),
+        access_problems: extras.access_problems.map(|p| {
+            p.iter()
+                .map(|p| JsonAccessProblem {
+                    group: p.group,
+                    name: p.name.as_deref(),
+                    changes: p.changes,
+                    message: &p.message,
+                })
+                .collect()
+        }),
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan JSON is always serialisable");
     s.push('\n');

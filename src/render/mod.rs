@@ -20,3 +20,6 @@ impl Style {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

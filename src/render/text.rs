@@ -1,14 +1,19 @@
-//! The human-readable plan and apply report, Terraform-style: `+` add, `~` role change,
-//! `-` remove, `!` skipped, and the mass-removal limits a plan breaks. Groups with nothing to
-//! say are left out.
+//! The human-readable plan and apply report, Terraform-style: `+` add (or invite, or accept a
+//! request), `~` role or owner change, `-` remove, `!` for what is not a change (skipped,
+//! pending invitations and requests, inactive users, department sync), and the mass-removal
+//! limits and access problems a plan has. People are shown as `anna@example.com (#21)` from
+//! the run's `Directory` (`#21` when unknown), groups as `group "Marketing" (#15)`. Groups
+//! with nothing to say are left out.
 
 use std::fmt::Write;
 
 use super::Style;
+use crate::model::{Directory, GroupId, Role, UserId};
 use crate::plan::{
-    BreachRule, BreachScope, Change, Entry, GroupPlan, LimitBreach, Origin, Plan, SkipReason,
-    Summary, Wanted,
+    AccessProblem, BreachRule, BreachScope, Change, Entry, GroupPlan, LimitBreach, Origin,
+    PendingKind, Plan, SkipReason, Summary, Wanted,
 };
+use crate::spec::escape;
 
 const GREEN: &str = "32";
 const YELLOW: &str = "33";
@@ -16,45 +21,100 @@ const RED: &str = "31";
 const CYAN: &str = "36";
 const BOLD: &str = "1";
 
-/// `group 15 "Marketing"`
-pub fn group_title(id: crate::model::GroupId, name: Option<&str>) -> String {
+/// `group "Marketing" (#15)`, or `group #15` when the name is not known.
+pub fn group_title(id: GroupId, name: Option<&str>) -> String {
     match name {
-        Some(n) => format!("group {id} {n:?}"),
-        None => format!("group {id}"),
+        Some(n) => format!("group {n:?} (#{id})"),
+        None => format!("group #{id}"),
     }
 }
 
-/// The symbol and description of one plan entry, e.g. (`~`, `member -> moderator`).
-pub fn describe_entry(entry: &Entry) -> (char, String) {
-    match entry {
+/// A person as plans show them: `anna@example.com (#21)`, else their name, else `#21`;
+/// extranet users marked (`anna@x (#21, extranet)`). Text from the portal is escaped.
+pub fn person(dir: &Directory, user: UserId) -> String {
+    let Some(p) = dir.users.get(&user) else {
+        return format!("#{user}");
+    };
+    let extranet = if p.extranet { ", extranet" } else { "" };
+    match p.email.as_deref().or(p.name.as_deref()) {
+        Some(label) => format!("{} (#{user}{extranet})", escape(label)),
+        None if p.extranet => format!("#{user} (extranet)"),
+        None => format!("#{user}"),
+    }
+}
+
+/// The symbol, the user column and the description of one plan entry, e.g.
+/// (`~`, `anna@x (#21)`, `member -> moderator`).
+pub fn describe_entry(entry: &Entry, dir: &Directory) -> (char, String, String) {
+    let who = person(dir, entry.user());
+    let (symbol, what) = match entry {
         Entry::Change(Change::Add { role, .. }) => ('+', role.to_string()),
         Entry::Change(Change::Accept { role, .. }) => {
             ('+', format!("{role}  (accepting their request to join)"))
         }
-        Entry::Change(Change::Invite { role, .. }) => ('+', format!("{role}  (invite)")),
-        Entry::Change(Change::SetOwner { from, .. }) => (
-            '~',
-            match from {
-                Some(f) => format!("owner  (from {f}, who becomes a member)"),
-                None => "owner".to_owned(),
+        Entry::Change(Change::Invite { role, .. }) => (
+            '+',
+            match role {
+                Role::Member | Role::Owner => "member  (invite)".to_owned(),
+                r => format!(
+                    "member  (invite; declared {r}: promoted on a later run, once they accept)"
+                ),
             },
         ),
-        Entry::Pending(p) => ('!', format!("{:?}", p.kind)),
+        Entry::Change(Change::SetOwner { from, to }) => {
+            let old = from.map_or("nobody".to_owned(), |f| person(dir, f));
+            let fate = match from {
+                Some(_) => format!("  ({old} becomes a member)"),
+                None => String::new(),
+            };
+            return (
+                '~',
+                format!("owner: {old} → {}", person(dir, *to)),
+                fate.trim_start().to_owned(),
+            );
+        }
+        Entry::Pending(p) => (
+            '!',
+            match p.kind {
+                PendingKind::Invited { declared: None } => {
+                    "invited, pending acceptance (not in the file)".to_owned()
+                }
+                PendingKind::Invited {
+                    declared: Some(Role::Moderator),
+                } => "invited, pending acceptance (declared moderator: promoted once a member)"
+                    .to_owned(),
+                PendingKind::Invited { .. } => "invited, pending acceptance".to_owned(),
+                PendingKind::Requested => {
+                    "asked to join, waiting for approval (not in the file)".to_owned()
+                }
+                PendingKind::Inactive { .. } => "inactive: not added".to_owned(),
+            },
+        ),
         Entry::Change(Change::SetRole { from, to, .. }) => ('~', format!("{from} -> {to}")),
         Entry::Change(Change::Remove { role, .. }) => ('-', role.to_string()),
         Entry::Skipped(s) => {
-            let (reason, who) = match s.reason {
-                SkipReason::Owner => ("owner", "owners"),
-                SkipReason::Protected => ("protected", "protected users"),
-                SkipReason::DeptSynced => ("synced", "department-synced members"),
+            let why = match (s.reason, s.wanted) {
+                (SkipReason::Owner, Wanted::Remove) => {
+                    "owner (not declared; owners are never removed)".to_owned()
+                }
+                (SkipReason::Owner, Wanted::Demote(r)) => {
+                    format!("owner (declared as {r}; owners are never demoted)")
+                }
+                (SkipReason::Protected, Wanted::Remove) => {
+                    "protected (not declared; protected users are never removed)".to_owned()
+                }
+                (SkipReason::Protected, Wanted::Demote(r)) => {
+                    format!("protected (declared as {r}; protected users are never demoted)")
+                }
+                (SkipReason::DeptSynced, _) => {
+                    "synced (not declared; Bitrix24 would add them back from the group's departments)"
+                        .to_owned()
+                }
             };
-            let why = match s.wanted {
-                Wanted::Remove => format!("not declared; {who} are never removed"),
-                Wanted::Demote(r) => format!("declared as {r}; {who} are never demoted"),
-            };
-            ('!', format!("{}  skipped: {reason} ({why})", s.role))
+            ('!', format!("{}  skipped: {why}", s.role))
         }
-    }
+    };
+    (symbol, who, what)
 }
 
 fn color_of(symbol: char) -> &'static str {
@@ -66,56 +126,111 @@ fn color_of(symbol: char) -> &'static str {
     }
 }
 
-fn write_group(out: &mut String, g: &GroupPlan, style: Style) {
+fn list(ids: &[u64]) -> String {
+    ids.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn write_group(out: &mut String, g: &GroupPlan, dir: &Directory, style: Style) {
     let _ = writeln!(
         out,
         "  {}",
         style.paint(BOLD, &group_title(g.id, g.name.as_deref()))
     );
-    let width = g
-        .entries
+    let lines: Vec<(char, String, String)> =
+        g.entries.iter().map(|e| describe_entry(e, dir)).collect();
+    // The owner change is first and reads as a sentence; the others line up.
+    let width = lines
         .iter()
-        .map(|e| e.user().to_string().len())
+        .zip(&g.entries)
+        .filter(|(_, e)| !matches!(e, Entry::Change(Change::SetOwner { .. })))
+        .map(|((_, who, _), _)| who.chars().count())
         .max()
         .unwrap_or(0);
-    for e in &g.entries {
-        let (symbol, text) = describe_entry(e);
-        let line = format!("{symbol} {:<width$}  {text}", e.user().to_string());
-        let _ = writeln!(out, "    {}", style.paint(color_of(symbol), &line));
+    let note = |out: &mut String, text: &str| {
+        let _ = writeln!(out, "    {}", style.paint(CYAN, &format!("! {text}")));
+    };
+    if !g.departments.is_empty() {
+        let departments = list(&g.departments);
+        if !g.prune_synced {
+            note(
+                out,
+                &format!(
+                    "synced by Bitrix24 from departments {departments}: removals are not planned (set prune: true to take the group over)"
+                ),
+            );
+        } else if g.changes().any(|c| matches!(c, Change::Remove { .. })) {
+            note(
+                out,
+                &format!(
+                    "synced by Bitrix24 from departments {departments}: prune: true removes members Bitrix24 may add back"
+                ),
+            );
+        }
+    }
+    for ((symbol, who, text), e) in lines.iter().zip(&g.entries) {
+        let line = match e {
+            Entry::Change(Change::SetOwner { .. }) if text.is_empty() => format!("{symbol} {who}"),
+            Entry::Change(Change::SetOwner { .. }) => format!("{symbol} {who} {text}"),
+            _ => {
+                let pad = width.saturating_sub(who.chars().count());
+                format!("{symbol} {who}{:pad$}  {text}", "")
+            }
+        };
+        let _ = writeln!(out, "    {}", style.paint(color_of(*symbol), &line));
     }
     if let Some(m) = g.owner_mismatch {
-        let actual = m
-            .actual
-            .map_or("no owner".to_owned(), |a| format!("user {a}"));
-        let line = format!(
-            "! owner differs: the file declares user {}, the portal has {actual} (owners are never changed)",
-            m.declared
+        let actual = m.actual.map_or("no owner".to_owned(), |a| person(dir, a));
+        note(
+            out,
+            &format!(
+                "owner differs: the file declares {}, the portal has {actual} (pass --allow-owner-change to hand the group over)",
+                person(dir, m.declared)
+            ),
         );
-        let _ = writeln!(out, "    {}", style.paint(CYAN, &line));
     }
 }
 
-/// The summary line: `Plan: 3 to add, 1 to change, 2 to remove, 1 skipped.` or `No changes.`
+/// The summary line: `Plan: 3 to add, 1 to change, 2 to remove, 1 skipped.` or `No changes.`;
+/// invitations, owner changes and pending entries are counted when there are any.
 pub fn summary_line(s: &Summary) -> String {
+    let mut extra = String::new();
+    if s.pending > 0 {
+        let _ = write!(extra, ", {} pending", s.pending);
+    }
     if s.has_changes() {
+        let invite = if s.invite > 0 {
+            format!("{} to invite, ", s.invite)
+        } else {
+            String::new()
+        };
+        let owner = match s.owner {
+            0 => String::new(),
+            1 => "1 owner change, ".to_owned(),
+            n => format!("{n} owner changes, "),
+        };
         format!(
-            "Plan: {} to add, {} to change, {} to remove, {} skipped.",
+            "Plan: {} to add, {invite}{} to change, {} to remove, {owner}{} skipped{extra}.",
             s.add, s.change, s.remove, s.skipped
         )
-    } else if s.skipped > 0 {
-        format!("No changes. {} skipped.", s.skipped)
+    } else if s.skipped > 0 || s.pending > 0 {
+        format!("No changes. {} skipped{extra}.", s.skipped)
     } else {
         "No changes.".to_owned()
     }
 }
 
-/// The whole plan as text, ending with the summary line.
-pub fn plan(plan: &Plan, style: Style) -> String {
+/// The whole plan as text, ending with the summary line. `dir` names the people it knows.
+pub fn plan(plan: &Plan, dir: &Directory, style: Style) -> String {
     let mut out = String::new();
     let shown: Vec<&GroupPlan> = plan
         .groups
         .iter()
-        .filter(|g| !g.entries.is_empty() || g.owner_mismatch.is_some())
+        .filter(|g| {
+            !g.entries.is_empty() || g.owner_mismatch.is_some() || !g.departments.is_empty()
+        })
         .collect();
     let summary = plan.summary();
     if !shown.is_empty() {
@@ -126,7 +241,7 @@ pub fn plan(plan: &Plan, style: Style) -> String {
         };
         let _ = writeln!(out, "{lead}\n");
         for g in shown {
-            write_group(&mut out, g, style);
+            write_group(&mut out, g, dir, style);
             out.push('\n');
         }
     }
@@ -134,17 +249,37 @@ pub fn plan(plan: &Plan, style: Style) -> String {
     out
 }
 
+/// One line per access problem (`plan::access::check`), each starting with `level`
+/// (`warning` in plan, `error` in apply), newline-terminated; empty for none.
+pub fn access_problems(problems: &[AccessProblem], level: &str) -> String {
+    let mut out = String::new();
+    for p in problems {
+        let _ = writeln!(
+            out,
+            "{level}: {}: {} change(s) not allowed: {}",
+            group_title(p.group, p.name.as_deref()),
+            p.changes,
+            p.message
+        );
+    }
+    out
+}
+
 /// The apply report: one line per change with its outcome, then a summary line.
-pub fn report(report: &crate::apply::Report, style: Style) -> String {
+pub fn report(report: &crate::apply::Report, dir: &Directory, style: Style) -> String {
     use crate::model::OpStatus;
     let mut out = String::new();
     for o in &report.outcomes {
         let entry = Entry::Change(o.change);
-        let (symbol, what) = describe_entry(&entry);
+        let (symbol, who, what) = describe_entry(&entry, dir);
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!(" {what}")
+        };
         let subject = format!(
-            "{}: {symbol} user {} {what}",
+            "{}: {symbol} {who}{what}",
             group_title(o.group, o.group_name.as_deref()),
-            o.change.user()
         );
         let line = match &o.status {
             OpStatus::Done => style.paint(GREEN, &format!("{:<12}{subject}", "done")),

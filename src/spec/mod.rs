@@ -1,15 +1,20 @@
 //! The desired-state file: its format (version 1), parsing with positions, and validation.
 //!
-//! `parse_bytes` and `parse` are pure (bytes or text in, `DesiredState` or diagnostics out):
+//! `parse_bytes` and `parse` are pure (bytes or text in, a `Spec` or diagnostics out):
 //! reading the file happens in the shell (`crate::load`), which must read at most
 //! `MAX_FILE_BYTES + 1` bytes. Every problem in a file is reported at once (the first
 //! `MAX_DIAGNOSTICS` in file order, then a count of the rest), each with the file, line and
 //! column, the field path and the offending value; nothing is sent to a portal until the file
-//! is clean.
+//! is clean. A `Spec` still names users and groups as the file does (by ID, e-mail or name,
+//! each with its position): `crate::resolve` turns it into a `model::DesiredState`, with what
+//! the portal says about them, or offline for files that use IDs only.
 //!
 //! ```yaml
 //! version: 1
-//! protected: [7]             # optional: never removed or demoted in any group
+//! protected: [7, boss@example.com]   # optional: never removed or demoted in any group
+//! add_with: add              # optional: how new members come in, for every group:
+//!                            #   add (at once; needs an administrator) or invite
+//! invite_message: Welcome!   # optional: the invitation's text (add_with: invite)
 //! limits:                    # optional: mass-removal limits (defaults below)
 //!   max_removals: 25%        # per group: a count (5) or a percent (25%) of its current
 //!                            #   non-owner members; a percent applies from 10 such members
@@ -18,15 +23,30 @@
 //!   max_total_removals: 25%  # the whole run: of all current memberships of declared groups
 //!                            #   (a percent applies from 10 memberships)
 //! groups:
-//!   - id: 15                 # workgroup ID (required, > 0)
-//!     name: Marketing        # optional label shown in plans
-//!     owner: 1               # optional: checked and reported, never changed
+//!   - id: 15                 # workgroup ID (> 0); `id`, `name` or both are required
+//!     name: Marketing        # the group's exact name on the portal: with `id`, a label
+//!                            #   checked against the portal's (a warning if it differs);
+//!                            #   without, the group is looked up by it
+//!     owner: 1               # optional: checked and reported; changed only with
+//!                            #   --allow-owner-change
 //!     moderators: [10]       # role E
-//!     members: [21, 22]      # role K
-//!     prune: true            # default true: undeclared members are removed (owners never)
+//!     members: [anna@example.com, 22]   # role K
+//!     prune: true            # default true: undeclared members are removed (owners never);
+//!                            #   a department-synced group is pruned only if this is
+//!                            #   written as true
 //!     protected: [10]        # optional: never removed or demoted in this group
+//!     add_with: invite       # optional: overrides the file's add_with
+//!     invite_message: Hi     # optional: overrides the file's invite_message
 //!     limits: { max_removals: 5, allow_empty: true }   # override the file's limits here
 //! ```
+//!
+//! **Users** are a positive ID or an e-mail address wherever a user is accepted (`owner`,
+//! `moderators`, `members`, `protected`): a string with exactly one `@`, something before and
+//! after it, no whitespace or control characters, at most 254 characters. E-mail addresses
+//! are matched case-insensitively and exactly (never as patterns). A user listed twice in a
+//! group (the same ID, or the same address in any case) is an error here; the same user by
+//! address and by ID is found by `resolve`. **Groups** are listed once by ID and once by name
+//! (among the groups given by name only).
 //!
 //! **Limits.** A group's `limits:` overrides the top-level `limits:` field by field, which
 //! overrides the defaults (`max_removals: 25%`, `allow_empty: false`,
@@ -48,10 +68,10 @@
 
 mod tree;
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 
-use crate::model::{DesiredGroup, DesiredState, GroupId, Limit, Limits, Role, Setting, UserId};
+use crate::model::{AddWith, GroupId, Limit, Limits, Role, Setting, UserId};
 use tree::{Kind, Node, Pos, TreeError};
 
 /// The only format version this build understands.
@@ -62,6 +82,9 @@ pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
 
 /// At most this many diagnostics are kept (the first in file order); the rest are counted.
 pub const MAX_DIAGNOSTICS: usize = 100;
+
+/// The longest text field (`invite_message:`) accepted, in characters.
+pub const MAX_TEXT_CHARS: usize = 2000;
 
 /// Values echoed in messages are cut to this many characters.
 const MAX_ECHO: usize = 40;
@@ -118,6 +141,185 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// The field a reference was written in, for its path in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    Id,
+    Name,
+    Owner,
+    Moderators,
+    Members,
+    Protected,
+}
+
+impl Field {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Id => "id",
+            Field::Name => "name",
+            Field::Owner => "owner",
+            Field::Moderators => "moderators",
+            Field::Members => "members",
+            Field::Protected => "protected",
+        }
+    }
+}
+
+/// A reference's field path, kept compact (a file may hold millions of references) and
+/// written out only for messages: `groups[1].members[0]`, `protected[2]`, `groups[0].owner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldPath {
+    /// The group's index in `groups:`; `None` for the top-level `protected:`.
+    pub group: Option<u32>,
+    pub field: Field,
+    /// The index in the list; `None` for a scalar field (`owner`, `id`, `name`).
+    pub index: Option<u32>,
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(g) = self.group {
+            write!(f, "groups[{g}].")?;
+        }
+        f.write_str(self.field.as_str())?;
+        if let Some(i) = self.index {
+            write!(f, "[{i}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a reference was written: 1-based line and column (in characters) in `Spec::file`,
+/// and its field path. `Spec::diagnostic` turns it into a message's location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct At {
+    pub line: u32,
+    pub column: u32,
+    pub path: FieldPath,
+}
+
+/// A value from the file with the place it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub at: At,
+}
+
+/// A user as the file names them: by portal ID, or by e-mail address (as written; matched
+/// case-insensitively and exactly by `resolve`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UserRef {
+    Id(UserId),
+    Email(String),
+}
+
+impl fmt::Display for UserRef {
+    /// `21` or the e-mail address, escaped.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserRef::Id(id) => write!(f, "{id}"),
+            UserRef::Email(e) => f.write_str(&escape(e)),
+        }
+    }
+}
+
+/// A workgroup as the file names it: by ID, or by its exact name on the portal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GroupRef {
+    Id(GroupId),
+    Name(String),
+}
+
+/// One group as written, references unresolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSpec {
+    /// The group: its `id` when given (authoritative), else its `name`.
+    pub group: Located<GroupRef>,
+    /// The file's `name:`, when written. With an `id` it is only a label, checked against the
+    /// portal's name (a warning on mismatch).
+    pub name: Option<Located<String>>,
+    pub owner: Option<Located<UserRef>>,
+    pub moderators: Vec<Located<UserRef>>,
+    pub members: Vec<Located<UserRef>>,
+    pub protected: Vec<Located<UserRef>>,
+    /// `prune:` as written (`None`: not written; the default is true).
+    pub prune: Option<bool>,
+    /// `add_with:` as written (`None`: the file's, else `add`).
+    pub add_with: Option<AddWith>,
+    /// `invite_message:` as written (`None`: the file's).
+    pub invite_message: Option<String>,
+    pub limits: Limits,
+    /// 1-based line of the group's entry.
+    pub line: usize,
+}
+
+impl GroupSpec {
+    /// The declared users with their role, in the order owner, moderators, members.
+    pub fn users(&self) -> impl Iterator<Item = (Role, &Located<UserRef>)> {
+        self.owner
+            .iter()
+            .map(|u| (Role::Owner, u))
+            .chain(self.moderators.iter().map(|u| (Role::Moderator, u)))
+            .chain(self.members.iter().map(|u| (Role::Member, u)))
+    }
+}
+
+/// A valid desired-state file, references unresolved (`crate::resolve` turns it into a
+/// `DesiredState`). Groups are in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// The file name, for messages.
+    pub file: String,
+    /// The top-level `protected:`.
+    pub protected: Vec<Located<UserRef>>,
+    pub limits: Limits,
+    /// The top-level `add_with:`: the default for every group.
+    pub add_with: Option<AddWith>,
+    /// The top-level `invite_message:`: the default for every group.
+    pub invite_message: Option<String>,
+    pub groups: Vec<GroupSpec>,
+}
+
+impl Spec {
+    /// A diagnostic about the reference written at `at`.
+    pub fn diagnostic(&self, at: &At, message: String) -> Diagnostic {
+        Diagnostic {
+            file: self.file.clone(),
+            line: at.line as usize,
+            column: at.column as usize,
+            path: at.path.to_string(),
+            message,
+        }
+    }
+
+    /// How many memberships the file declares (owners, moderators and members).
+    pub fn memberships(&self) -> usize {
+        self.groups.iter().map(|g| g.users().count()).sum()
+    }
+}
+
+/// The longest e-mail address accepted, in characters.
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// Why `s` is not an e-mail address as roster accepts them (exactly one `@`, something on
+/// both sides, no whitespace or control characters, at most `MAX_EMAIL_CHARS`), or `None`.
+pub fn email_problem(s: &str) -> Option<&'static str> {
+    let Some((local, domain)) = s.split_once('@') else {
+        return Some("");
+    };
+    if domain.contains('@') {
+        Some(" (an e-mail address has exactly one @)")
+    } else if local.is_empty() || domain.is_empty() {
+        Some(" (an e-mail address needs a name before the @ and a domain after it)")
+    } else if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some(" (an e-mail address has no spaces or control characters)")
+    } else if s.chars().count() > MAX_EMAIL_CHARS {
+        Some(" (an e-mail address has at most 254 characters)")
+    } else {
+        None
+    }
+}
+
 /// Escape control characters (terminal escape sequences) and bidirectional overrides in text
 /// taken from a file or a command line, leaving everything else as it is.
 pub fn escape(s: &str) -> String {
@@ -148,7 +350,7 @@ fn echo(s: &str) -> String {
 
 /// Parse and validate a spec file's bytes: the size limit, UTF-8 (a BOM is allowed), then
 /// `parse`. `file` is only used in messages.
-pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<DesiredState, Diagnostics> {
+pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Spec, Diagnostics> {
     let one = |line: usize, column: usize, message: String| Diagnostics {
         shown: vec![Diagnostic {
             file: file.to_owned(),
@@ -248,7 +450,7 @@ pub fn position_is_inside(bytes: &[u8], line: usize, column: usize) -> bool {
 }
 
 /// Parse and validate a spec file's text. `file` is only used in messages.
-pub fn parse(file: &str, text: &str) -> Result<DesiredState, Diagnostics> {
+pub fn parse(file: &str, text: &str) -> Result<Spec, Diagnostics> {
     let mut cx = Cx {
         file,
         kept: BinaryHeap::new(),
@@ -444,19 +646,34 @@ impl Cx<'_> {
         Some(out)
     }
 
-    fn root(&mut self, doc: &Node) -> Option<DesiredState> {
-        let fields = self.fields(doc, "", &["version", "protected", "limits", "groups"])?;
+    fn root(&mut self, doc: &Node) -> Option<Spec> {
+        let fields = self.fields(
+            doc,
+            "",
+            &[
+                "version",
+                "protected",
+                "limits",
+                "add_with",
+                "invite_message",
+                "groups",
+            ],
+        )?;
         let mut version = None;
         let mut groups = None;
-        let mut protected = BTreeSet::new();
+        let mut protected = Vec::new();
         let mut limits = Limits::default();
+        let mut add_with = None;
+        let mut invite_message = None;
         let before = self.count();
         for (key, v) in fields {
             match key {
                 "version" => version = Some(v),
                 "groups" => groups = Some(v),
-                "protected" => protected = self.protected(v, key),
+                "protected" => protected = self.protected(v, None),
                 "limits" => limits = self.limits(v, key, true),
+                "add_with" => add_with = self.add_with(v, key),
+                "invite_message" => invite_message = self.text(v, key),
                 _ => unreachable!("filtered by fields()"),
             }
         }
@@ -479,17 +696,20 @@ impl Cx<'_> {
             return None;
         };
         let groups = self.groups(groups)?;
-        (self.count() == before).then_some(DesiredState {
-            groups,
+        (self.count() == before).then(|| Spec {
+            file: self.file.to_owned(),
             protected,
             limits,
+            add_with,
+            invite_message,
+            groups,
         })
     }
 
-    fn groups(&mut self, node: &Node) -> Option<BTreeMap<GroupId, DesiredGroup>> {
+    fn groups(&mut self, node: &Node) -> Option<Vec<GroupSpec>> {
         if matches!(node.kind, Kind::Null) {
             // `groups:` with nothing under it: an empty desired state is valid.
-            return Some(BTreeMap::new());
+            return Some(Vec::new());
         }
         let Kind::Seq(items) = &node.kind else {
             self.at(node, "groups", || {
@@ -497,40 +717,44 @@ impl Cx<'_> {
             });
             return None;
         };
-        let mut groups = BTreeMap::new();
-        let mut first_seen: BTreeMap<GroupId, u32> = BTreeMap::new();
+        let mut groups = Vec::with_capacity(items.len());
+        let mut first_seen: BTreeMap<GroupRef, u32> = BTreeMap::new();
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
-            let path = format!("groups[{i}]");
-            let (group, id) = self.group(item, &path);
+            let (group, key) = self.group(item, i);
             ok &= group.is_some();
-            let Some((id, id_node)) = id else { continue };
-            if let Some(&line) = first_seen.get(&id) {
-                self.at(id_node, &format!("{path}.id"), || {
+            let Some((key, key_node)) = key else { continue };
+            if let Some(&line) = first_seen.get(&key) {
+                let field = match key {
+                    GroupRef::Id(_) => "id",
+                    GroupRef::Name(_) => "name",
+                };
+                self.at(key_node, &format!("groups[{i}].{field}"), || {
                     format!(
                         "duplicate group {}: already declared on line {line}",
-                        describe(id_node)
+                        describe(key_node)
                     )
                 });
                 ok = false;
                 continue;
             }
-            first_seen.insert(id, item.pos.line);
-            if let Some(group) = group {
-                groups.insert(id, group);
-            }
+            first_seen.insert(key, item.pos.line);
+            groups.extend(group);
         }
         ok.then_some(groups)
     }
 
-    /// One group: the group if it is valid, and its ID (with its node) whenever the ID itself
-    /// is valid, so duplicates are found even in groups with other problems.
+    /// One group: the group if it is valid, and its key (its ID, or its name when it has no
+    /// ID) with its node whenever the key itself is valid, so duplicates are found even in
+    /// groups with other problems.
     #[allow(clippy::type_complexity)]
     fn group<'n, 'i>(
         &mut self,
         node: &'n Node<'i>,
-        path: &str,
-    ) -> (Option<DesiredGroup>, Option<(GroupId, &'n Node<'i>)>) {
+        index: usize,
+    ) -> (Option<GroupSpec>, Option<(GroupRef, &'n Node<'i>)>) {
+        let path = format!("groups[{index}]");
+        let path = path.as_str();
         let Some(fields) = self.fields(
             node,
             path,
@@ -543,20 +767,34 @@ impl Cx<'_> {
                 "prune",
                 "protected",
                 "limits",
+                "add_with",
+                "invite_message",
             ],
         ) else {
             return (None, None);
         };
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        let at = |n: &Node, field, i: Option<usize>| At {
+            line: n.pos.line,
+            column: n.pos.column,
+            path: FieldPath {
+                group: Some(index),
+                field,
+                index: i.map(|i| u32::try_from(i).unwrap_or(u32::MAX)),
+            },
+        };
         let before = self.count();
         let mut id = None;
-        let mut id_reported = false;
-        let mut name = None;
+        let mut key_reported = false;
+        let mut name: Option<(Located<String>, &Node)> = None;
         let mut owner = None;
-        let mut prune = true;
-        let mut protected = BTreeSet::new();
+        let mut moderators = Vec::new();
+        let mut members = Vec::new();
+        let mut prune = None;
+        let mut protected = Vec::new();
         let mut limits = Limits::default();
-        // (user, role, node, field path) in file order, to report a user listed twice.
-        let mut listed: Vec<(UserId, Role, &Node, String)> = Vec::new();
+        let mut add_with = None;
+        let mut invite_message = None;
         for (key, v) in fields {
             let fpath = join(path, key);
             match key {
@@ -564,126 +802,228 @@ impl Cx<'_> {
                     id = self
                         .positive(v, &fpath, "group ID")
                         .map(|n| (GroupId(n), v));
-                    id_reported = id.is_none();
+                    key_reported |= id.is_none();
                 }
                 "name" => match &v.kind {
-                    Kind::Str(s) => name = Some(s.to_string()),
-                    _ => self.at(v, &fpath, || {
-                        format!("expected a string, found {}", describe(v))
-                    }),
+                    Kind::Str(s) if !s.trim().is_empty() => {
+                        let value = s.to_string();
+                        name = Some((
+                            Located {
+                                value,
+                                at: at(v, Field::Name, None),
+                            },
+                            v,
+                        ));
+                    }
+                    Kind::Str(_) => {
+                        key_reported = true;
+                        self.at(v, &fpath, || "a group name must not be empty".to_owned())
+                    }
+                    _ => {
+                        key_reported = true;
+                        self.at(v, &fpath, || {
+                            format!("expected a string, found {}", describe(v))
+                        })
+                    }
                 },
                 "owner" => {
-                    if let Some(n) = self.positive(v, &fpath, "user ID") {
-                        owner = Some(UserId(n));
-                        listed.push((UserId(n), Role::Owner, v, fpath));
-                    }
+                    owner = self
+                        .user(v, at(v, Field::Owner, None))
+                        .map(|value| Located {
+                            value,
+                            at: at(v, Field::Owner, None),
+                        });
                 }
                 "prune" => match &v.kind {
-                    Kind::Bool(b) => prune = *b,
+                    Kind::Bool(b) => prune = Some(*b),
                     _ => self.at(v, &fpath, || {
                         format!("expected true or false, found {}", describe(v))
                     }),
                 },
-                "moderators" | "members" => {
-                    let role = if key == "moderators" {
-                        Role::Moderator
-                    } else {
-                        Role::Member
-                    };
-                    for (user, n, p) in self.user_list(v, &fpath) {
-                        listed.push((user, role, n, p));
-                    }
-                }
-                "protected" => protected = self.protected(v, &fpath),
+                "moderators" => moderators = self.user_list(v, Some(index), Field::Moderators),
+                "members" => members = self.user_list(v, Some(index), Field::Members),
+                "protected" => protected = self.protected(v, Some(index)),
                 "limits" => limits = self.limits(v, &fpath, false),
+                "add_with" => add_with = self.add_with(v, &fpath),
+                "invite_message" => invite_message = self.text(v, &fpath),
                 _ => unreachable!("filtered by fields()"),
             }
         }
-        let mut members = BTreeMap::new();
-        let mut seen: BTreeMap<UserId, (Role, u32)> = BTreeMap::new();
-        for (user, role, n, p) in listed {
-            if let Some(&(first_role, line)) = seen.get(&user) {
-                let first = match first_role {
-                    Role::Owner => "owner",
-                    Role::Moderator => "moderators",
-                    Role::Member => "members",
-                };
-                self.at(n, &p, || {
-                    format!("user {user} is listed twice in this group (first under `{first}` on line {line})")
+        // A user listed twice (by the same ID, or the same e-mail in any case) is an error at
+        // the second mention; the same user by e-mail and by ID is found by `resolve`.
+        let mut seen: BTreeMap<UserKey, (Field, u32)> = BTreeMap::new();
+        let listed = owner
+            .iter()
+            .chain(&moderators)
+            .chain(&members)
+            .map(|u| (u, u.at.path.field));
+        for (u, field) in listed {
+            let key = UserKey::of(&u.value);
+            if let Some(&(first, line)) = seen.get(&key) {
+                self.at_pos(pos(u.at.line, u.at.column), &u.at.path.to_string(), || {
+                    format!(
+                        "user {} is listed twice in this group (first under `{}` on line {line})",
+                        u.value,
+                        first.as_str()
+                    )
                 });
                 continue;
             }
-            seen.insert(user, (role, n.pos.line));
-            if role != Role::Owner {
-                members.insert(user, role);
-            }
+            seen.insert(key, (field, u.at.line));
         }
-        let Some((id, id_node)) = id else {
-            if !id_reported {
+        let key = match (id, &name) {
+            (Some((id, n)), _) => Some((GroupRef::Id(id), n)),
+            (None, Some((name, n))) => Some((GroupRef::Name(name.value.clone()), *n)),
+            (None, None) => None,
+        };
+        let Some((group, key_node)) = key else {
+            if !key_reported {
                 self.at(node, path, || {
-                    "missing field `id` (the workgroup ID)".to_owned()
+                    "missing field `id` or `name` (the workgroup ID, or its exact name on the portal)"
+                        .to_owned()
                 });
             }
             return (None, None);
         };
         if self.count() != before {
-            return (None, Some((id, id_node)));
+            return (None, Some((group, key_node)));
         }
-        let group = DesiredGroup {
-            id,
-            name,
+        let field = match group {
+            GroupRef::Id(_) => Field::Id,
+            GroupRef::Name(_) => Field::Name,
+        };
+        let spec = GroupSpec {
+            group: Located {
+                value: group.clone(),
+                at: at(key_node, field, None),
+            },
+            name: name.map(|(n, _)| n),
             owner,
+            moderators,
             members,
-            inactive: BTreeMap::new(),
-            prune,
-            prune_explicit: false,
-            add_with: Default::default(),
-            invite_message: None,
             protected,
+            prune,
+            add_with,
+            invite_message,
             limits,
             line: node.pos.line as usize,
         };
-        (Some(group), Some((id, id_node)))
+        (Some(spec), Some((group, key_node)))
     }
 
-    fn user_list<'n, 'i>(
+    /// A user: a positive ID or an e-mail address. `at` is only used for the message.
+    fn user(&mut self, node: &Node, at: At) -> Option<UserRef> {
+        let why = match &node.kind {
+            Kind::Int(n, _) if *n > 0 => return Some(UserRef::Id(UserId(*n as u64))),
+            Kind::Str(s) => match email_problem(s) {
+                None => return Some(UserRef::Email(s.to_string())),
+                Some(why) => why,
+            },
+            _ => "",
+        };
+        self.at_pos(pos(at.line, at.column), &at.path.to_string(), || {
+            format!(
+                "expected a user ID (a positive integer) or an e-mail address, found {}{why}",
+                describe(node)
+            )
+        });
+        None
+    }
+
+    fn user_list(
         &mut self,
-        node: &'n Node<'i>,
-        path: &str,
-    ) -> Vec<(UserId, &'n Node<'i>, String)> {
+        node: &Node,
+        group: Option<u32>,
+        field: Field,
+    ) -> Vec<Located<UserRef>> {
         if matches!(node.kind, Kind::Null) {
             return Vec::new();
         }
         let Kind::Seq(items) = &node.kind else {
-            self.at(node, path, || {
-                format!("expected a list of user IDs, found {}", describe(node))
+            let path = FieldPath {
+                group,
+                field,
+                index: None,
+            };
+            self.at(node, &path.to_string(), || {
+                format!(
+                    "expected a list of users (IDs or e-mail addresses), found {}",
+                    describe(node)
+                )
             });
             return Vec::new();
         };
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            if let Some(n) = self.positive_at(item, || format!("{path}[{i}]"), "user ID") {
-                out.push((UserId(n), item, format!("{path}[{i}]")));
+            let at = At {
+                line: item.pos.line,
+                column: item.pos.column,
+                path: FieldPath {
+                    group,
+                    field,
+                    index: Some(u32::try_from(i).unwrap_or(u32::MAX)),
+                },
+            };
+            if let Some(value) = self.user(item, at) {
+                out.push(Located { value, at });
             }
         }
         out
     }
 
-    /// `protected: [ids]`: positive user IDs, each once.
-    fn protected(&mut self, node: &Node, path: &str) -> BTreeSet<UserId> {
-        let mut out = BTreeSet::new();
-        let mut lines: BTreeMap<UserId, u32> = BTreeMap::new();
-        for (user, n, p) in self.user_list(node, path) {
-            if let Some(&line) = lines.get(&user) {
-                self.at(n, &p, || {
-                    format!("user {user} is listed twice in `protected` (first on line {line})")
+    /// `protected: [users]` (of a group, or the top-level one): each user once.
+    fn protected(&mut self, node: &Node, group: Option<u32>) -> Vec<Located<UserRef>> {
+        let mut out = Vec::new();
+        let mut lines: BTreeMap<UserKey, u32> = BTreeMap::new();
+        for u in self.user_list(node, group, Field::Protected) {
+            let key = UserKey::of(&u.value);
+            if let Some(&line) = lines.get(&key) {
+                self.at_pos(pos(u.at.line, u.at.column), &u.at.path.to_string(), || {
+                    format!(
+                        "user {} is listed twice in `protected` (first on line {line})",
+                        u.value
+                    )
                 });
                 continue;
             }
-            lines.insert(user, n.pos.line);
-            out.insert(user);
+            lines.insert(key, u.at.line);
+            out.push(u);
         }
         out
+    }
+
+    /// `add_with: add|invite`.
+    fn add_with(&mut self, node: &Node, path: &str) -> Option<AddWith> {
+        match &node.kind {
+            Kind::Str(s) if s == "add" => Some(AddWith::Add),
+            Kind::Str(s) if s == "invite" => Some(AddWith::Invite),
+            _ => {
+                self.at(node, path, || {
+                    format!("expected `add` or `invite`, found {}", describe(node))
+                });
+                None
+            }
+        }
+    }
+
+    /// A text field (`invite_message:`): a string of at most `MAX_TEXT_CHARS` characters.
+    fn text(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.kind {
+            Kind::Str(s) if s.chars().count() <= MAX_TEXT_CHARS => Some(s.to_string()),
+            Kind::Str(s) => {
+                let n = s.chars().count();
+                self.at(node, path, || {
+                    format!("the text has {n} characters; at most {MAX_TEXT_CHARS} are allowed")
+                });
+                None
+            }
+            _ => {
+                self.at(node, path, || {
+                    format!("expected a string, found {}", describe(node))
+                });
+                None
+            }
+        }
     }
 
     /// A `limits:` mapping; `top` allows `max_total_removals`.
@@ -770,6 +1110,22 @@ impl Cx<'_> {
                 });
                 None
             }
+        }
+    }
+}
+
+/// A user reference compared for duplicates: the ID, or the e-mail address in lower case.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum UserKey {
+    Id(UserId),
+    Email(String),
+}
+
+impl UserKey {
+    fn of(u: &UserRef) -> UserKey {
+        match u {
+            UserRef::Id(id) => UserKey::Id(*id),
+            UserRef::Email(e) => UserKey::Email(e.to_lowercase()),
         }
     }
 }

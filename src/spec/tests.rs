@@ -1,20 +1,27 @@
 //! Data-driven tests of spec parsing: each case is YAML in, parsed state or diagnostics out.
 
-use super::{MAX_DIAGNOSTICS, MAX_FILE_BYTES, parse, parse_bytes, position_is_inside};
+use super::{GroupRef, MAX_DIAGNOSTICS, MAX_FILE_BYTES, parse, parse_bytes, position_is_inside};
+use crate::model::{AddWith, Role};
 
 /// The outcome of parsing `yaml`: one line per group, or the diagnostics.
 fn render(yaml: &str) -> String {
     match parse("groups.yaml", yaml) {
         Ok(state) => {
             let mut out = String::new();
-            for g in state.groups.values() {
-                let members: Vec<String> =
-                    g.members.iter().map(|(u, r)| format!("{u}:{r}")).collect();
+            for g in &state.groups {
+                let members: Vec<String> = g
+                    .users()
+                    .filter(|(r, _)| *r != Role::Owner)
+                    .map(|(r, u)| format!("{}:{r}", u.value))
+                    .collect();
+                let group = match &g.group.value {
+                    GroupRef::Id(id) => id.to_string(),
+                    GroupRef::Name(n) => format!("{n:?}"),
+                };
                 out.push_str(&format!(
-                    "group {} name={:?} owner={:?} prune={} line={} members=[{}]\n",
-                    g.id,
-                    g.name,
-                    g.owner.map(|o| o.0),
+                    "group {group} name={:?} owner={:?} prune={:?} line={} members=[{}]\n",
+                    g.name.as_ref().map(|n| &n.value),
+                    g.owner.as_ref().map(|o| o.value.to_string()),
                     g.prune,
                     g.line,
                     members.join(" ")
@@ -48,8 +55,8 @@ groups:
   - id: 7
     prune: false
 ",
-        "group 7 name=None owner=None prune=false line=8 members=[]
-group 15 name=Some(\"Marketing\") owner=Some(1) prune=true line=3 members=[10:moderator 21:member 22:member]",
+        "group 15 name=Some(\"Marketing\") owner=Some(\"1\") prune=None line=3 members=[10:moderator 21:member 22:member]
+group 7 name=None owner=None prune=Some(false) line=8 members=[]",
     );
 }
 
@@ -72,9 +79,9 @@ groups:
     moderators: [4]
     members: [4]
 ",
-        "groups.yaml:4:19: groups[0].members[1]: user ID must be a positive integer, found -3
-groups.yaml:4:23: groups[0].members[2]: user ID must be a positive integer, found \"abc\"
-groups.yaml:5:5: groups[0].colour: unknown field `colour`; expected one of: id, name, owner, moderators, members, prune, protected, limits
+        "groups.yaml:4:19: groups[0].members[1]: expected a user ID (a positive integer) or an e-mail address, found -3
+groups.yaml:4:23: groups[0].members[2]: expected a user ID (a positive integer) or an e-mail address, found \"abc\"
+groups.yaml:5:5: groups[0].colour: unknown field `colour`; expected one of: id, name, owner, moderators, members, prune, protected, limits, add_with, invite_message
 groups.yaml:6:9: groups[1].id: group ID must be a positive integer, found 0
 groups.yaml:7:9: groups[2].id: duplicate group 15: already declared on line 3
 groups.yaml:9:15: groups[2].members[0]: user 4 is listed twice in this group (first under `moderators` on line 8)",
@@ -120,7 +127,7 @@ groups:
         "groups.yaml:3:9: groups[0].id: group ID must be a positive integer, found \"15\"
 groups.yaml:4:11: groups[0].name: expected a string, found a list
 groups.yaml:5:12: groups[0].prune: expected true or false, found \"yes\"
-groups.yaml:6:14: groups[0].members: expected a list of user IDs, found 21
+groups.yaml:6:14: groups[0].members: expected a list of users (IDs or e-mail addresses), found 21
 groups.yaml:7:5: groups[1]: expected a mapping, found 42",
     );
 }
@@ -138,15 +145,15 @@ fn version_checks() {
     check("version: 1\n", "groups.yaml:1:1: missing field `groups`");
     check(
         "version: 1\ngroups: []\nextra: 1\n",
-        "groups.yaml:3:1: extra: unknown field `extra`; expected one of: version, protected, limits, groups",
+        "groups.yaml:3:1: extra: unknown field `extra`; expected one of: version, protected, limits, add_with, invite_message, groups",
     );
 }
 
 #[test]
 fn missing_id() {
     check(
-        "version: 1\ngroups:\n  - name: x\n",
-        "groups.yaml:3:5: groups[0]: missing field `id` (the workgroup ID)",
+        "version: 1\ngroups:\n  - prune: true\n",
+        "groups.yaml:3:5: groups[0]: missing field `id` or `name` (the workgroup ID, or its exact name on the portal)",
     );
 }
 
@@ -181,8 +188,7 @@ groups:
 ",
         "groups.yaml:4:9: groups[1].id: duplicate group 15: already declared on line 3
 groups.yaml:5:18: groups[1].members[1]: user 7 is listed twice in this group (first under `members` on line 5)
-groups.yaml:6:5: groups[2]: missing field `id` (the workgroup ID)
-groups.yaml:7:15: groups[2].members[0]: user ID must be a positive integer, found 0",
+groups.yaml:7:15: groups[2].members[0]: expected a user ID (a positive integer) or an e-mail address, found 0",
     );
 }
 
@@ -198,10 +204,180 @@ groups:
   - id: 15
 ",
         "groups.yaml:3:9: groups[0].id: group ID must be a positive integer, found 99999999999999999999999
-groups.yaml:4:15: groups[0].members[0]: user ID must be a positive integer, found 1e3
-groups.yaml:4:20: groups[0].members[1]: user ID must be a positive integer, found 2.5
+groups.yaml:4:15: groups[0].members[0]: expected a user ID (a positive integer) or an e-mail address, found 1e3
+groups.yaml:4:20: groups[0].members[1]: expected a user ID (a positive integer) or an e-mail address, found 2.5
 groups.yaml:5:9: groups[1].id: group ID must be a positive integer, found -1e3
 groups.yaml:7:9: groups[3].id: duplicate group 15: already declared on line 6",
+    );
+}
+
+// ---- users by e-mail, groups by name, invitations ----
+
+#[test]
+fn users_by_email_and_groups_by_name() {
+    check(
+        "version: 1
+groups:
+  - name: Marketing
+    owner: anna@example.com
+    moderators: [Bob@Example.COM]
+    members: [21, \"c.d+tag@sub.example.org\"]
+  - id: 16
+    name: Sales
+",
+        "group \"Marketing\" name=Some(\"Marketing\") owner=Some(\"anna@example.com\") prune=None line=3 members=[Bob@Example.COM:moderator 21:member c.d+tag@sub.example.org:member]
+group 16 name=Some(\"Sales\") owner=None prune=None line=7 members=[]",
+    );
+}
+
+#[test]
+fn references_keep_their_positions() {
+    let spec = parse(
+        "f.yaml",
+        "version: 1\nprotected: [x@y]\ngroups:\n  - name: M\n    owner: 3\n    members: [7, a@b]\n",
+    )
+    .unwrap();
+    let g = &spec.groups[0];
+    let at =
+        |l: &super::Located<super::UserRef>| format!("{}:{} {}", l.at.line, l.at.column, l.at.path);
+    assert_eq!(at(&spec.protected[0]), "2:13 protected[0]");
+    assert_eq!(at(g.owner.as_ref().unwrap()), "5:12 groups[0].owner");
+    assert_eq!(at(&g.members[1]), "6:18 groups[0].members[1]");
+    assert_eq!(
+        format!(
+            "{}:{} {}",
+            g.group.at.line, g.group.at.column, g.group.at.path
+        ),
+        "4:11 groups[0].name"
+    );
+    let d = spec.diagnostic(&g.members[1].at, "m".to_owned());
+    assert_eq!(d.to_string(), "f.yaml:6:18: groups[0].members[1]: m");
+    assert_eq!(spec.memberships(), 3);
+}
+
+#[test]
+fn bad_emails_are_located_with_the_reason() {
+    let long = format!("{}@example.com", "a".repeat(243));
+    assert_eq!(long.chars().count(), 255);
+    check(
+        &format!(
+            "version: 1
+groups:
+  - id: 1
+    members: [anna, a@b@c, \"@x\", \"x@\", \"a b@c\", \"a@b\\tc\", \"21\", {long}]
+    owner: \"\"
+  - id: 2
+    members: [{}]
+",
+            &long[1..]
+        ),
+        &format!("groups.yaml:4:15: groups[0].members[0]: expected a user ID (a positive integer) or an e-mail address, found \"anna\"
+groups.yaml:4:21: groups[0].members[1]: expected a user ID (a positive integer) or an e-mail address, found \"a@b@c\" (an e-mail address has exactly one @)
+groups.yaml:4:28: groups[0].members[2]: expected a user ID (a positive integer) or an e-mail address, found \"@x\" (an e-mail address needs a name before the @ and a domain after it)
+groups.yaml:4:34: groups[0].members[3]: expected a user ID (a positive integer) or an e-mail address, found \"x@\" (an e-mail address needs a name before the @ and a domain after it)
+groups.yaml:4:40: groups[0].members[4]: expected a user ID (a positive integer) or an e-mail address, found \"a b@c\" (an e-mail address has no spaces or control characters)
+groups.yaml:4:49: groups[0].members[5]: expected a user ID (a positive integer) or an e-mail address, found \"a@b\\tc\" (an e-mail address has no spaces or control characters)
+groups.yaml:4:59: groups[0].members[6]: expected a user ID (a positive integer) or an e-mail address, found \"21\"
+groups.yaml:4:65: groups[0].members[7]: expected a user ID (a positive integer) or an e-mail address, found \"{}\"… (255 characters) (an e-mail address has at most 254 characters)
+groups.yaml:5:12: groups[0].owner: expected a user ID (a positive integer) or an e-mail address, found \"\"", "a".repeat(40)),
+    );
+    // 254 characters is the most, and is accepted.
+    assert_eq!(super::email_problem(&long[1..]), None);
+    assert_eq!(super::email_problem("a@b"), None);
+    assert!(super::email_problem("a\u{7}@b").is_some());
+}
+
+#[test]
+fn the_same_email_twice_is_a_duplicate_in_any_case() {
+    check(
+        "version: 1
+protected: [a@x.org, A@X.org]
+groups:
+  - id: 15
+    owner: anna@example.com
+    moderators: [ANNA@example.com]
+    members: [7, 7]
+    protected: [b@y, B@Y]
+",
+        "groups.yaml:2:22: protected[1]: user A@X.org is listed twice in `protected` (first on line 2)
+groups.yaml:6:18: groups[0].moderators[0]: user ANNA@example.com is listed twice in this group (first under `owner` on line 5)
+groups.yaml:7:18: groups[0].members[1]: user 7 is listed twice in this group (first under `members` on line 7)
+groups.yaml:8:22: groups[0].protected[1]: user B@Y is listed twice in `protected` (first on line 8)",
+    );
+}
+
+#[test]
+fn groups_need_an_id_or_a_name_and_are_declared_once() {
+    check(
+        "version: 1
+groups:
+  - name: Sales
+  - name: Sales
+  - id: 15
+    name: Sales
+  - id: 15
+    name: Other
+  - name: \"\"
+  - name: \"  \"
+  - members: [1]
+",
+        "groups.yaml:4:11: groups[1].name: duplicate group \"Sales\": already declared on line 3
+groups.yaml:7:9: groups[3].id: duplicate group 15: already declared on line 5
+groups.yaml:9:11: groups[4].name: a group name must not be empty
+groups.yaml:10:11: groups[5].name: a group name must not be empty
+groups.yaml:11:5: groups[6]: missing field `id` or `name` (the workgroup ID, or its exact name on the portal)",
+    );
+    // A group given by ID may carry a name that another group (by ID) also has: names are
+    // not unique on a portal.
+    check(
+        "version: 1\ngroups:\n  - {id: 1, name: Team}\n  - {id: 2, name: Team}\n",
+        "group 1 name=Some(\"Team\") owner=None prune=None line=3 members=[]
+group 2 name=Some(\"Team\") owner=None prune=None line=4 members=[]",
+    );
+}
+
+#[test]
+fn add_with_invite_message_and_prune_are_read_as_written() {
+    let spec = parse(
+        "f.yaml",
+        "version: 1
+add_with: invite
+invite_message: \"Welcome\"
+groups:
+  - id: 1
+  - id: 2
+    add_with: add
+    invite_message: Hi
+    prune: true
+  - id: 3
+    prune: false
+",
+    )
+    .unwrap();
+    assert_eq!(spec.add_with, Some(AddWith::Invite));
+    assert_eq!(spec.invite_message.as_deref(), Some("Welcome"));
+    let got: Vec<_> = spec
+        .groups
+        .iter()
+        .map(|g| (g.add_with, g.invite_message.as_deref(), g.prune))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (None, None, None),
+            (Some(AddWith::Add), Some("Hi"), Some(true)),
+            (None, None, Some(false))
+        ]
+    );
+    let long = "x".repeat(super::MAX_TEXT_CHARS + 1);
+    check(
+        &format!(
+            "version: 1\nadd_with: email\ninvite_message: [a]\ngroups:\n  - id: 1\n    add_with: true\n    invite_message: {long}\n"
+        ),
+        "groups.yaml:2:11: add_with: expected `add` or `invite`, found \"email\"
+groups.yaml:3:17: invite_message: expected a string, found a list
+groups.yaml:6:15: groups[0].add_with: expected `add` or `invite`, found true
+groups.yaml:7:21: groups[0].invite_message: the text has 2001 characters; at most 2000 are allowed",
     );
 }
 
@@ -213,14 +389,21 @@ fn render_safety(yaml: &str) -> String {
         Ok(state) => {
             let mut out = format!(
                 "top protected={:?} limits={:?}\n",
-                state.protected.iter().map(|u| u.0).collect::<Vec<_>>(),
+                state
+                    .protected
+                    .iter()
+                    .map(|u| u.value.to_string())
+                    .collect::<Vec<_>>(),
                 state.limits
             );
-            for g in state.groups.values() {
+            for g in &state.groups {
                 out.push_str(&format!(
-                    "group {} protected={:?} limits={:?}\n",
-                    g.id,
-                    g.protected.iter().map(|u| u.0).collect::<Vec<_>>(),
+                    "group {:?} protected={:?} limits={:?}\n",
+                    g.group.value,
+                    g.protected
+                        .iter()
+                        .map(|u| u.value.to_string())
+                        .collect::<Vec<_>>(),
                     g.limits
                 ));
             }
@@ -256,9 +439,9 @@ groups:
     limits:
       max_removals: 100 %
 ",
-        "top protected=[3, 7] limits=Limits { max_removals: Some(Setting { value: Percent(10), line: 4 }), allow_empty: Some(Setting { value: false, line: 6 }), max_total_removals: Some(Setting { value: Count(50), line: 5 }) }
-group 15 protected=[10] limits=Limits { max_removals: Some(Setting { value: Count(5), line: 10 }), allow_empty: Some(Setting { value: true, line: 10 }), max_total_removals: None }
-group 16 protected=[] limits=Limits { max_removals: Some(Setting { value: Percent(100), line: 13 }), allow_empty: None, max_total_removals: None }",
+        "top protected=[\"7\", \"3\"] limits=Limits { max_removals: Some(Setting { value: Percent(10), line: 4 }), allow_empty: Some(Setting { value: false, line: 6 }), max_total_removals: Some(Setting { value: Count(50), line: 5 }) }
+group Id(GroupId(15)) protected=[\"10\"] limits=Limits { max_removals: Some(Setting { value: Count(5), line: 10 }), allow_empty: Some(Setting { value: true, line: 10 }), max_total_removals: None }
+group Id(GroupId(16)) protected=[] limits=Limits { max_removals: Some(Setting { value: Percent(100), line: 13 }), allow_empty: None, max_total_removals: None }",
     );
     check_safety(
         "version: 1\ngroups: []\n",
@@ -292,13 +475,13 @@ groups:
   - id: 17
     limits: 25%
 ",
-        "groups.yaml:2:13: protected[0]: user ID must be a positive integer, found 0
+        "groups.yaml:2:13: protected[0]: expected a user ID (a positive integer) or an e-mail address, found 0
 groups.yaml:2:19: protected[2]: user 4 is listed twice in `protected` (first on line 2)
 groups.yaml:4:17: limits.max_removals: expected a count (such as 5) or a percent from 0% to 100% (such as 25%), found \"101%\"
 groups.yaml:5:23: limits.max_total_removals: expected a count (such as 5) or a percent from 0% to 100% (such as 25%), found -1
 groups.yaml:6:16: limits.allow_empty: expected true or false, found \"yes\"
 groups.yaml:7:3: limits.max_deletes: unknown field `max_deletes`; expected one of: max_removals, allow_empty, max_total_removals
-groups.yaml:10:16: groups[0].protected: expected a list of user IDs, found 5
+groups.yaml:10:16: groups[0].protected: expected a list of users (IDs or e-mail addresses), found 5
 groups.yaml:12:21: groups[0].limits.max_removals: expected a count (such as 5) or a percent from 0% to 100% (such as 25%), found \"2.5%\"
 groups.yaml:13:27: groups[0].limits.max_total_removals: `max_total_removals` limits the whole run: set it in the top-level `limits:`
 groups.yaml:15:29: groups[1].limits.max_removals: expected a count (such as 5) or a percent from 0% to 100% (such as 25%), found \"lots\"
@@ -434,7 +617,7 @@ fn text_from_the_file_is_escaped_in_messages() {
     let out = diagnose(b"version: 1\ngroups: []\n\"\\e]0;pwned\\a\\e[31mred\\u202e\": 1\n");
     assert_eq!(
         out,
-        "h.yaml:3:1: \\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{202e}: unknown field `\\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{202e}`; expected one of: version, protected, limits, groups"
+        "h.yaml:3:1: \\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{202e}: unknown field `\\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{202e}`; expected one of: version, protected, limits, add_with, invite_message, groups"
     );
     assert!(!out.chars().any(|c| c.is_control()));
     // Names and other strings are quoted with escapes.
@@ -462,7 +645,7 @@ fn aliases_are_refused_not_expanded() {
     let out = within(5, || diagnose(yaml.as_bytes()));
     assert_eq!(
         out,
-        "h.yaml:2:1: bomb: unknown field `bomb`; expected one of: version, protected, limits, groups
+        "h.yaml:2:1: bomb: unknown field `bomb`; expected one of: version, protected, limits, add_with, invite_message, groups
 h.yaml:12:9: groups: expected a list of groups, found an alias (aliases are not supported in roster files)"
     );
 }
@@ -541,7 +724,7 @@ h.yaml:6:5: groups[0].members: field `members` is given twice (first on line 5)"
     assert_eq!(
         diagnose(b"version: 1\ngroups: [!!int abc, ? [1]]\n"),
         "h.yaml:2:10: groups[0]: expected a mapping, found a value that does not fit its tag !!int
-h.yaml:2:21: groups[1]: missing field `id` (the workgroup ID)
+h.yaml:2:21: groups[1]: missing field `id` or `name` (the workgroup ID, or its exact name on the portal)
 h.yaml:2:23: groups[1]: expected a field name, found a list"
     );
 }
@@ -660,7 +843,7 @@ fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
     bytes
 }
 
-const EXAMPLES: [&str; 2] = [
+const EXAMPLES: [&str; 3] = [
     include_str!("../../examples/groups.yaml"),
     "version: 1
 protected: [7]
@@ -677,6 +860,21 @@ groups:
     limits:
       max_removals: 5
   - {id: 16, prune: false, members: [3]}
+",
+    "version: 1
+protected: [boss@example.com]
+add_with: invite
+invite_message: \"Welcome to the team\"
+groups:
+  - name: Marketing
+    owner: anna@example.com
+    moderators: [Bob@Example.com, 10]
+    members: [21, c.d+tag@sub.example.org]
+    add_with: add
+  - id: 16
+    name: Sales
+    prune: true
+    invite_message: Hi
 ",
 ];
 

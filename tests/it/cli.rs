@@ -19,17 +19,17 @@ fn plan_shows_adds_a_role_change_a_removal_and_a_skipped_owner() {
     --- stdout
     roster will make these changes:
 
-      group 15 "Marketing"
-        ! 1   owner  skipped: owner (not declared; owners are never removed)
-        ~ 10  member -> moderator
-        + 22  member
-        - 30  member
+      group "Marketing" (#15)
+        ! #1   owner  skipped: owner (not declared; owners are never removed)
+        ~ #10  member -> moderator
+        + #22  member
+        - #30  member
 
-      group 27 "Engineering"
-        + 30  member
+      group "Engineering" (#27)
+        + #30  member
 
-      group 42 "Sales"
-        + 23  member
+      group "Sales" (#42)
+        + #23  member
 
     Plan: 3 to add, 1 to change, 1 to remove, 1 skipped.
     --- stderr
@@ -53,25 +53,25 @@ fn detailed_exitcode_before_and_after_apply() {
     --- stdout
     roster will make these changes:
 
-      group 15 "Marketing"
-        ! 1   owner  skipped: owner (not declared; owners are never removed)
-        ~ 10  member -> moderator
-        + 22  member
-        - 30  member
+      group "Marketing" (#15)
+        ! #1   owner  skipped: owner (not declared; owners are never removed)
+        ~ #10  member -> moderator
+        + #22  member
+        - #30  member
 
-      group 27 "Engineering"
-        + 30  member
+      group "Engineering" (#27)
+        + #30  member
 
-      group 42 "Sales"
-        + 23  member
+      group "Sales" (#42)
+        + #23  member
 
     Plan: 3 to add, 1 to change, 1 to remove, 1 skipped.
 
-    done        group 15 "Marketing": ~ user 10 member -> moderator
-    done        group 15 "Marketing": + user 22 member
-    done        group 15 "Marketing": - user 30 member
-    done        group 27 "Engineering": + user 30 member
-    done        group 42 "Sales": + user 23 member
+    done        group "Marketing" (#15): ~ #10 member -> moderator
+    done        group "Marketing" (#15): + #22 member
+    done        group "Marketing" (#15): - #30 member
+    done        group "Engineering" (#27): + #30 member
+    done        group "Sales" (#42): + #23 member
     Apply: 5 done, 0 not done, 0 failed, 1 skipped.
     --- stderr
     "#);
@@ -129,9 +129,9 @@ fn the_owner_is_never_removed_or_demoted() {
     let plan = ws.roster(&["plan", "owners.yaml", PORTAL]);
     assert!(
         plan.stdout.contains(
-            "! 1   owner  skipped: owner (declared as moderator; owners are never demoted)"
+            "! #1   owner  skipped: owner (declared as moderator; owners are never demoted)"
         ) || plan.stdout.contains(
-            "! 1  owner  skipped: owner (declared as moderator; owners are never demoted)"
+            "! #1  owner  skipped: owner (declared as moderator; owners are never demoted)"
         ),
         "{}",
         plan.stdout
@@ -182,14 +182,13 @@ fn a_skipped_user_is_reported_and_the_rest_still_applies() {
     let run = ws.roster(&["apply", "pending.yaml", PORTAL, "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(
-        run.stdout
-            .contains("done        group 27: + user 21 member"),
+        run.stdout.contains("done        group #27: + #21 member"),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout
-            .contains("not done    group 27: + user 40 member: the portal did not add the user"),
+            .contains("not done    group #27: + #40 member: the portal did not add the user"),
         "{}",
         run.stdout
     );
@@ -215,7 +214,7 @@ fn json_plan_is_versioned() {
     assert_eq!(v["has_changes"], true);
     assert_eq!(
         v["summary"],
-        serde_json::json!({"add": 3, "change": 1, "remove": 1, "skipped": 1})
+        serde_json::json!({"add": 3, "invite": 0, "change": 1, "remove": 1, "owner": 0, "skipped": 1, "pending": 0})
     );
     assert_eq!(
         v["groups"][0]["entries"][0],
@@ -236,8 +235,8 @@ fn invalid_file_exits_1_with_positions() {
     --- stdout
     --- stderr
     error: bad.yaml:4:19: groups[0].members[1]: user 21 is listed twice in this group (first under `members` on line 4)
-    error: bad.yaml:4:23: groups[0].members[2]: user ID must be a positive integer, found "x"
-    error: bad.yaml:5:5: groups[0].owners: unknown field `owners`; expected one of: id, name, owner, moderators, members, prune, protected, limits
+    error: bad.yaml:4:23: groups[0].members[2]: expected a user ID (a positive integer) or an e-mail address, found "x"
+    error: bad.yaml:5:5: groups[0].owners: unknown field `owners`; expected one of: id, name, owner, moderators, members, prune, protected, limits, add_with, invite_message
     error: bad.yaml:6:9: groups[1].id: group ID must be a positive integer, found -2
     bad.yaml: 4 problem(s); nothing was sent to any portal
     "#);
@@ -279,7 +278,7 @@ async fn invalid_file_makes_no_request() {
     assert_eq!((run.0.code, run.1.code), (1, 1));
     assert!(
         run.0.stderr.contains(
-            "bad.yaml:4:15: groups[0].members[0]: user ID must be a positive integer, found 0"
+            "bad.yaml:4:15: groups[0].members[0]: expected a user ID (a positive integer) or an e-mail address, found 0"
         ),
         "{}",
         run.0.stderr
@@ -531,7 +530,7 @@ fn a_non_admin_webhook_fails_every_change_visibly() {
     let run = ws.roster(&["apply", "groups.yaml", PORTAL, "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(
-        run.stdout.contains("failed      group 42 \"Sales\": + user 23 member: sonet_group.user.add: error (No permissions to add users)"),
+        run.stdout.contains("failed      group \"Sales\" (#42): + #23 member: sonet_group.user.add: error (No permissions to add users)"),
         "{}",
         run.stdout
     );
@@ -616,7 +615,7 @@ fn apply_refuses_when_the_portal_moved_during_the_prompt() {
         "{text}"
     );
     assert!(
-        text.contains("- 30  moderator"),
+        text.contains("- #30  moderator"),
         "the new plan is shown: {text}"
     );
     assert_eq!(ws.read("portal.yaml"), before, "nothing was sent: {text}");

@@ -229,7 +229,9 @@ impl Served {
         let s = scenario::generate(params);
         let path = dir.path().join("portal.yaml");
         state::save(&path, &s.state).unwrap();
-        let desired = roster::spec::parse("desired.yaml", &s.desired_yaml).unwrap();
+        let desired = roster::spec::parse("desired.yaml", &s.desired_yaml)
+            .and_then(|s| roster::resolve::offline(&s))
+            .unwrap();
         let sandbox = Sandbox::start(&path, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await
             .unwrap();

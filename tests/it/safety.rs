@@ -28,8 +28,16 @@ fn planned(json: &str) -> BTreeSet<(u64, char, u64)> {
     out
 }
 
-/// `(status, (group, symbol, user))` of each line of an apply report (`done        group 7 "G": + user 3 member`).
+/// `(status, (group, symbol, user))` of each line of an apply report
+/// (`done        group "G" (#7): + #3 member`, or `group #7: …` without a name).
 fn reported(stdout: &str) -> Vec<(String, (u64, char, u64))> {
+    let digits = |s: &str| -> u64 {
+        s.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
     let mut out = Vec::new();
     for line in stdout.lines() {
         let Some(at) = line.find("group ") else {
@@ -42,19 +50,22 @@ fn reported(stdout: &str) -> Vec<(String, (u64, char, u64))> {
             continue;
         }
         let rest = &line[at + "group ".len()..];
-        let group: u64 = rest
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let Some(colon) = rest.find(": ") else {
+        let id_at = if rest.starts_with('#') {
+            1
+        } else {
+            match rest.find("(#") {
+                Some(i) => i + 2,
+                None => continue,
+            }
+        };
+        let group = digits(&rest[id_at..]);
+        let Some(colon) = rest[id_at..].find(": ").map(|c| c + id_at) else {
             continue;
         };
-        let mut it = rest[colon + 2..].split(' ');
-        let symbol = it.next().unwrap().chars().next().unwrap();
-        assert_eq!(it.next(), Some("user"), "{line}");
-        let user: u64 = it.next().unwrap().parse().unwrap();
+        let change = &rest[colon + 2..];
+        let symbol = change.chars().next().unwrap();
+        let hash = change.find('#').unwrap_or_else(|| panic!("{line}"));
+        let user = digits(&change[hash + 1..]);
         out.push((status.to_owned(), (group, symbol, user)));
     }
     out

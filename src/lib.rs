@@ -181,20 +181,6 @@ fn load(file: &Path) -> Result<Option<spec::Spec>> {
     }
 }
 
-/// Load a file and resolve it offline (IDs only, until the resolve step is wired in).
-fn load_desired(file: &Path) -> Result<Option<DesiredState>> {
-    let Some(spec) = load(file)? else {
-        return Ok(None);
-    };
-    match resolve::offline(&spec) {
-        Ok(desired) => Ok(Some(desired)),
-        Err(diags) => {
-            print_diagnostics(&spec::escape(&file.display().to_string()), &diags);
-            Ok(None)
-        }
-    }
-}
-
 /// The diagnostics on stderr, then how many there were.
 fn print_diagnostics(name: &str, diags: &spec::Diagnostics) {
     let mut err = io::stderr().lock();
@@ -319,47 +305,162 @@ impl Connection {
     }
 }
 
-async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
-    let Some(desired) = load_desired(&args.file)? else {
-        return Ok(Exit::Failure);
+/// Everything a plan is made of, read and computed before anything is sent.
+struct Prepared {
+    /// The file resolved against the portal: the groups that resolved, errors, warnings and
+    /// the people and groups learned on the way.
+    resolved: resolve::Resolved,
+    plan: plan::Plan,
+    breaches: Vec<plan::LimitBreach>,
+    /// What the caller may not do (empty when the caller is unknown: see `warnings`).
+    access: Vec<plan::AccessProblem>,
+}
+
+/// Resolve the file's people and groups, read the groups, plan, and check limits and
+/// permissions. Sends no write.
+async fn prepare(
+    spec: &spec::Spec,
+    provider: &Provider,
+    options: plan::Options,
+) -> Result<Prepared> {
+    let lookups = provider
+        .lookup(&resolve::wanted(spec))
+        .await
+        .context("cannot look up the file's people and groups on the portal")?;
+    let mut resolved = resolve::resolve(spec, &lookups);
+    let current = fetch(provider, &resolved.desired)
+        .await
+        .context("cannot read the portal's current membership")?;
+    resolved
+        .warnings
+        .extend(resolve::name_mismatches(spec, &current));
+    for (id, group) in &current.groups {
+        if let Some(name) = &group.name {
+            resolved.directory.groups.insert(*id, name.clone());
+        }
+    }
+    let plan = plan::diff_with(&resolved.desired, &current, options);
+    // People the plan shows that the file did not name (members to remove, pending rows).
+    let unknown: std::collections::BTreeSet<model::UserId> = plan
+        .groups
+        .iter()
+        .flat_map(|g| g.entries.iter().map(plan::Entry::user))
+        .filter(|u| !resolved.directory.users.contains_key(u))
+        .collect();
+    if !unknown.is_empty() {
+        let ids: Vec<model::UserId> = unknown.into_iter().collect();
+        match provider.people(&ids).await {
+            Ok(people) => {
+                for p in people {
+                    resolved.directory.users.insert(p.id, p);
+                }
+            }
+            Err(e) => tracing::warn!(
+                "cannot look up {} user(s) the plan shows, so they are shown by ID: {e}",
+                ids.len()
+            ),
+        }
+    }
+    let breaches = plan::check_limits(&resolved.desired, &current, &plan);
+    let access = match lookups.caller {
+        Some(caller) => plan::access::check(&plan, &current, &caller),
+        None => {
+            tracing::warn!(
+                "cannot tell which user the portal acts as (user.current or user.admin failed), so permissions were not checked before apply"
+            );
+            Vec::new()
+        }
     };
-    let conn = Connection::open(&args.portal).await?;
-    let fetched = fetch(&conn.provider, &desired).await;
-    conn.close().await?;
-    let current = fetched.context("cannot read the portal's current membership")?;
-    let plan = plan::diff(&desired, &current);
-    let breaches = plan::check_limits(&desired, &current, &plan);
-    match args.format {
-        Format::Text => emit(&render::text::plan(
-            &plan,
-            &model::Directory::default(),
-            style,
-        ))?,
-        Format::Json => emit(&render::json::plan_with_limits(
-            &plan,
-            &model::Directory::default(),
-            &breaches,
-        ))?,
-    }
-    if refuse_mass_removal(&breaches, args.allow_mass_removal, "plan") {
-        return Ok(Exit::Failure);
-    }
-    Ok(if args.detailed_exitcode && plan.summary().has_changes() {
-        Exit::Changes
-    } else {
-        Exit::Success
+    Ok(Prepared {
+        resolved,
+        plan,
+        breaches,
+        access,
     })
 }
 
+/// Resolve's errors and warnings on stderr. True when there were errors.
+fn report_resolution(file: &Path, resolved: &resolve::Resolved) -> bool {
+    let mut err = io::stderr().lock();
+    for d in &resolved.warnings {
+        let _ = writeln!(err, "warning: {d}");
+    }
+    for d in &resolved.errors {
+        let _ = writeln!(err, "error: {d}");
+    }
+    let total = resolved.errors.len() + resolved.errors_omitted;
+    if resolved.errors_omitted > 0 {
+        let _ = writeln!(
+            err,
+            "… and {} more problem(s) not shown (the first {} are)",
+            resolved.errors_omitted,
+            resolved.errors.len()
+        );
+    }
+    if total > 0 {
+        let _ = writeln!(
+            err,
+            "{}: {total} reference(s) the portal does not resolve; the groups with them are left out of the plan",
+            spec::escape(&file.display().to_string())
+        );
+    }
+    total > 0
+}
+
+async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
+    let Some(spec) = load(&args.file)? else {
+        return Ok(Exit::Failure);
+    };
+    let conn = Connection::open(&args.portal).await?;
+    let options = plan::Options {
+        allow_owner_change: args.allow_owner_change,
+    };
+    let prepared = prepare(&spec, &conn.provider, options).await;
+    conn.close().await?;
+    let p = prepared?;
+    let unresolved = report_resolution(&args.file, &p.resolved);
+    let dir = &p.resolved.directory;
+    match args.format {
+        Format::Text => emit(&render::text::plan(&p.plan, dir, style))?,
+        Format::Json => emit(&render::json::document(
+            &p.plan,
+            dir,
+            &render::json::Extras {
+                limit_breaches: Some(&p.breaches),
+                errors: Some(&p.resolved.errors),
+                warnings: Some(&p.resolved.warnings),
+                access_problems: Some(&p.access),
+            },
+        ))?,
+    }
+    if !p.access.is_empty() {
+        eprint!("{}", render::text::access_problems(&p.access, "warning"));
+        eprintln!(
+            "roster: apply would refuse this plan before sending anything: the portal does not let this webhook's user make the changes above"
+        );
+    }
+    let refused = refuse_mass_removal(&p.breaches, args.allow_mass_removal, "plan");
+    if unresolved || refused {
+        return Ok(Exit::Failure);
+    }
+    Ok(
+        if args.detailed_exitcode && p.plan.summary().has_changes() {
+            Exit::Changes
+        } else {
+            Exit::Success
+        },
+    )
+}
+
 async fn apply(args: ApplyArgs, style: Style) -> Result<Exit> {
-    let Some(desired) = load_desired(&args.file)? else {
+    let Some(spec) = load(&args.file)? else {
         return Ok(Exit::Failure);
     };
     let conn = Connection::open(&args.portal).await?;
     // From here on an interrupt never kills apply mid-way: while reading or at the prompt it
     // ends the run with nothing sent; while writing it stops new writes and still reports.
     let signals = Signals::new()?;
-    let result = apply_connected(&args, &desired, &conn, style, signals).await;
+    let result = apply_connected(&args, &spec, &conn, style, signals).await;
     conn.close().await?;
     result
 }
@@ -390,25 +491,44 @@ fn interrupted_before_writing(when: &str) -> Result<Exit> {
 
 async fn apply_connected(
     args: &ApplyArgs,
-    desired: &DesiredState,
+    spec: &spec::Spec,
     conn: &Connection,
     style: Style,
     mut signals: Signals,
 ) -> Result<Exit> {
-    let Step::Done(current) =
-        unless_interrupted(&mut signals, fetch(&conn.provider, desired)).await
+    let options = plan::Options {
+        allow_owner_change: args.allow_owner_change,
+    };
+    let Step::Done(prepared) =
+        unless_interrupted(&mut signals, prepare(spec, &conn.provider, options)).await
     else {
         return interrupted_before_writing("while reading the portal");
     };
-    let current = current.context("cannot read the portal's current membership")?;
-    let plan = plan::diff(desired, &current);
-    emit(&render::text::plan(
-        &plan,
-        &model::Directory::default(),
-        style,
-    ))?;
-    // Checked on the plan, before anything is sent.
-    let breaches = plan::check_limits(desired, &current, &plan);
+    let Prepared {
+        resolved,
+        plan,
+        breaches,
+        access,
+        ..
+    } = prepared?;
+    let dir = &resolved.directory;
+    let desired = &resolved.desired;
+    let unresolved = report_resolution(&args.file, &resolved);
+    emit(&render::text::plan(&plan, dir, style))?;
+    // Everything below is checked on the plan, before anything is sent.
+    if unresolved {
+        eprintln!(
+            "roster: apply refused: the file has references the portal does not resolve (above); nothing was sent"
+        );
+        return Ok(Exit::Failure);
+    }
+    if !access.is_empty() {
+        eprint!("{}", render::text::access_problems(&access, "error"));
+        eprintln!(
+            "roster: apply refused: the portal does not let this webhook's user make the changes above; nothing was sent"
+        );
+        return Ok(Exit::Failure);
+    }
     if refuse_mass_removal(&breaches, args.allow_mass_removal, "apply") {
         return Ok(Exit::Failure);
     }
@@ -437,16 +557,16 @@ async fn apply_connected(
         // The prompt may have waited for minutes: re-read the groups the plan changes and
         // refuse if what would be sent is no longer what was shown (a member made owner while
         // we waited must not be sent a delete, whatever the portal would do with it).
-        let Step::Done(moved) =
-            unless_interrupted(&mut signals, recheck(desired, &plan, &conn.provider)).await
+        let Step::Done(moved) = unless_interrupted(
+            &mut signals,
+            recheck(desired, &plan, &conn.provider, options),
+        )
+        .await
         else {
             return interrupted_before_writing("while reading the portal again");
         };
         if let Some(changed) = moved? {
-            emit(&format!(
-                "\n{}",
-                render::text::plan(&changed, &model::Directory::default(), style)
-            ))?;
+            emit(&format!("\n{}", render::text::plan(&changed, dir, style)))?;
             let ids: Vec<String> = changed.groups.iter().map(|g| g.id.to_string()).collect();
             bail!(
                 "the portal changed while waiting for confirmation (group(s) {}); nothing was sent. The current plan for them is above: review it and run apply again",
@@ -467,10 +587,7 @@ async fn apply_connected(
     let interrupted = stop.is_cancelled();
     progress.finish();
     // The watcher stays until the report is out, so a second interrupt still exits at once.
-    emit(&format!(
-        "\n{}",
-        render::text::report(&report, &model::Directory::default(), style)
-    ))?;
+    emit(&format!("\n{}", render::text::report(&report, dir, style)))?;
     watcher.abort();
     if interrupted {
         eprintln!(
@@ -580,6 +697,7 @@ async fn recheck(
     desired: &DesiredState,
     plan: &plan::Plan,
     provider: &Provider,
+    options: plan::Options,
 ) -> Result<Option<plan::Plan>> {
     let changed: std::collections::BTreeSet<model::GroupId> = plan
         .groups
@@ -592,7 +710,7 @@ async fn recheck(
     let current = fetch(provider, &affected)
         .await
         .context("cannot read the portal again after the confirmation")?;
-    let now = plan::diff(&affected, &current);
+    let now = plan::diff_with(&affected, &current, options);
     let before: std::collections::BTreeMap<_, _> =
         plan.groups.iter().map(|g| (g.id, &g.entries)).collect();
     let moved: Vec<plan::GroupPlan> = now

@@ -3,6 +3,7 @@
 
 mod cli;
 mod people;
+mod people_cli;
 mod reconcile;
 mod resilience;
 mod safety;

@@ -305,3 +305,134 @@ fn no_command_or_error_path_reveals_a_webhook_code() {
         &["portal.yaml", "faulty.yaml", "calm.yaml", "bad-state.yaml"],
     );
 }
+
+/// OAuth canaries: the access token, the refresh token and the client secret.
+const ACCESS_CANARY: &str = "AccessCanary8Rt2Wq";
+const REFRESH_CANARY: &str = "RefreshCanary4Jn6Lx";
+const SECRET_CANARY: &str = "SecretCanary9Pd3Kv";
+
+/// The OAuth paths at `-vv` with `RUST_LOG=trace`: an expired token refreshed (whose new
+/// tokens are canaries too, once known), a revoked refresh token, an unknown access token and a
+/// wrong client secret. Outputs and every file but the state and token files are searched.
+#[test]
+fn no_oauth_path_reveals_a_token() {
+    let ws = Workspace::with_example_portal();
+    let oauth = |revoked: bool| {
+        format!(
+            "{}oauth:
+  clients:
+    - {{ client_id: local.canary, client_secret: {SECRET_CANARY} }}
+  tokens:
+    - {{ access_token: {ACCESS_CANARY}, user: 1, expires_at: 1 }}
+  refresh_tokens:
+    - {{ refresh_token: {REFRESH_CANARY}, client_id: local.canary, user: 1, revoked: {revoked} }}
+",
+            ws.read("portal.yaml")
+        )
+    };
+    ws.write("fresh.yaml", &oauth(false));
+    ws.write("revoked.yaml", &oauth(true));
+    let env = |access: &'static str, secret: &'static str, server: &str| {
+        vec![
+            ("RUST_LOG", "trace".to_owned()),
+            ("ROSTER_OAUTH_SERVER", server.to_owned()),
+            ("ROSTER_OAUTH_ACCESS_TOKEN", access.to_owned()),
+            ("ROSTER_OAUTH_REFRESH_TOKEN", REFRESH_CANARY.to_owned()),
+            ("ROSTER_OAUTH_CLIENT_ID", "local.canary".to_owned()),
+            ("ROSTER_OAUTH_CLIENT_SECRET", secret.to_owned()),
+        ]
+    };
+    let mut cases: Vec<(&str, Run)> = Vec::new();
+    let mut fresh_tokens = Vec::new();
+    for (what, state, access, secret) in [
+        ("refreshed", "fresh.yaml", ACCESS_CANARY, SECRET_CANARY),
+        ("revoked", "revoked.yaml", ACCESS_CANARY, SECRET_CANARY),
+        (
+            "unknown token",
+            "fresh.yaml",
+            "UnknownAccess7Ty",
+            SECRET_CANARY,
+        ),
+        (
+            "wrong secret",
+            "revoked.yaml",
+            ACCESS_CANARY,
+            "WrongSecret5Gh2",
+        ),
+    ] {
+        let served = ws.serve(state);
+        let endpoint = served.url.replace("1/sandboxcode0001/", "");
+        let file = format!("--oauth-token-file={}", ws.path("tokens.json").display());
+        let _ = std::fs::remove_file(ws.path("tokens.json"));
+        let run = ws.roster_with_env(
+            &[
+                "apply",
+                "groups.yaml",
+                &format!("--portal={endpoint}"),
+                &file,
+                "--auto-approve",
+                "-vv",
+            ],
+            &env(access, secret, endpoint.trim_end_matches("/rest/"))
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        if let Ok(text) = std::fs::read_to_string(ws.path("tokens.json")) {
+            let saved: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for key in ["access_token", "refresh_token"] {
+                fresh_tokens.push(saved[key].as_str().unwrap().to_lowercase());
+            }
+            std::fs::remove_file(ws.path("tokens.json")).unwrap();
+        }
+        drop(served);
+        cases.push((what, run));
+    }
+    assert!(
+        !fresh_tokens.is_empty(),
+        "the refreshed run kept its new tokens"
+    );
+    let canaries: Vec<String> = [
+        ACCESS_CANARY,
+        REFRESH_CANARY,
+        SECRET_CANARY,
+        "WrongSecret5Gh2",
+        "UnknownAccess7Ty",
+    ]
+    .iter()
+    .map(|c| c.to_lowercase())
+    .chain(fresh_tokens)
+    .collect();
+    for (what, r) in &cases {
+        let text = normalise(&format!("{}\n{}", r.stdout, r.stderr));
+        for c in &canaries {
+            assert!(
+                !text.contains(c),
+                "{what}: a token leaked:\n{}",
+                r.transcript()
+            );
+        }
+    }
+    assert!(cases[0].1.code == 0, "{}", cases[0].1.transcript());
+    for (_, r) in &cases[1..] {
+        assert_eq!(r.code, 1, "{}", r.transcript());
+    }
+    let mut stack = vec![ws.dir.path().to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if ["portal.yaml", "fresh.yaml", "revoked.yaml"].contains(&name.as_str()) {
+                continue;
+            }
+            let text = normalise(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
+            for c in &canaries {
+                assert!(!text.contains(c), "file {name} holds a token");
+            }
+        }
+    }
+}

@@ -20,18 +20,21 @@ fn plan_shows_adds_a_role_change_a_removal_and_a_skipped_owner() {
     roster will make these changes:
 
       group "Marketing" (#15)
-        ! #1   owner  skipped: owner (not declared; owners are never removed)
-        ~ #10  member -> moderator
-        + #22  member
-        - #30  member
+        ! ada@example.com (#1)   owner  skipped: owner (not declared; owners are never removed)
+        ~ bo@example.com (#10)   member -> moderator
+        + di@example.com (#22)   member
+        - fay@example.com (#30)  member
+        ! ivy@example.com (#50)  inactive: not added
 
       group "Engineering" (#27)
-        + #30  member
+        + fay@example.com (#30)  member
+        ! hal@example.com (#40)  asked to join, waiting for approval (not in the file)
+        ! jo@example.com (#60)   invited, pending acceptance
 
       group "Sales" (#42)
-        + #23  member
+        + ed@example.com (#23)  member  (invite)
 
-    Plan: 3 to add, 1 to change, 1 to remove, 1 skipped.
+    Plan: 2 to add, 1 to invite, 1 to change, 1 to remove, 1 skipped, 3 pending.
     --- stderr
     "#);
     assert_eq!(
@@ -54,24 +57,27 @@ fn detailed_exitcode_before_and_after_apply() {
     roster will make these changes:
 
       group "Marketing" (#15)
-        ! #1   owner  skipped: owner (not declared; owners are never removed)
-        ~ #10  member -> moderator
-        + #22  member
-        - #30  member
+        ! ada@example.com (#1)   owner  skipped: owner (not declared; owners are never removed)
+        ~ bo@example.com (#10)   member -> moderator
+        + di@example.com (#22)   member
+        - fay@example.com (#30)  member
+        ! ivy@example.com (#50)  inactive: not added
 
       group "Engineering" (#27)
-        + #30  member
+        + fay@example.com (#30)  member
+        ! hal@example.com (#40)  asked to join, waiting for approval (not in the file)
+        ! jo@example.com (#60)   invited, pending acceptance
 
       group "Sales" (#42)
-        + #23  member
+        + ed@example.com (#23)  member  (invite)
 
-    Plan: 3 to add, 1 to change, 1 to remove, 1 skipped.
+    Plan: 2 to add, 1 to invite, 1 to change, 1 to remove, 1 skipped, 3 pending.
 
-    done        group "Marketing" (#15): ~ #10 member -> moderator
-    done        group "Marketing" (#15): + #22 member
-    done        group "Marketing" (#15): - #30 member
-    done        group "Engineering" (#27): + #30 member
-    done        group "Sales" (#42): + #23 member
+    done        group "Marketing" (#15): ~ bo@example.com (#10) member -> moderator
+    done        group "Marketing" (#15): + di@example.com (#22) member
+    done        group "Marketing" (#15): - fay@example.com (#30) member
+    done        group "Engineering" (#27): + fay@example.com (#30) member
+    done        group "Sales" (#42): + ed@example.com (#23) member  (invite)
     Apply: 5 done, 0 not done, 0 failed, 1 skipped.
     --- stderr
     "#);
@@ -97,7 +103,7 @@ fn detailed_exitcode_before_and_after_apply() {
         ws.portal_group("portal.yaml", 27)
             .contains(&"30=K".to_owned())
     );
-    assert_eq!(ws.portal_group("portal.yaml", 42), ["1=A", "22=K", "23=K"]);
+    assert_eq!(ws.portal_group("portal.yaml", 42), ["1=A", "22=K", "23=Z"]);
 }
 
 #[test]
@@ -129,9 +135,7 @@ fn the_owner_is_never_removed_or_demoted() {
     let plan = ws.roster(&["plan", "owners.yaml", PORTAL]);
     assert!(
         plan.stdout.contains(
-            "! #1   owner  skipped: owner (declared as moderator; owners are never demoted)"
-        ) || plan.stdout.contains(
-            "! #1  owner  skipped: owner (declared as moderator; owners are never demoted)"
+            "! ada@example.com (#1)  owner  skipped: owner (declared as moderator; owners are never demoted)"
         ),
         "{}",
         plan.stdout
@@ -156,8 +160,9 @@ fn apply_without_a_terminal_refuses_and_changes_nothing() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("pass --auto-approve"), "{}", run.stderr);
     assert!(
-        run.stdout
-            .contains("Plan: 3 to add, 1 to change, 1 to remove, 1 skipped."),
+        run.stdout.contains(
+            "Plan: 2 to add, 1 to invite, 1 to change, 1 to remove, 1 skipped, 3 pending."
+        ),
         "the plan is shown: {}",
         run.stdout
     );
@@ -182,13 +187,14 @@ fn a_skipped_user_is_reported_and_the_rest_still_applies() {
     let run = ws.roster(&["apply", "pending.yaml", PORTAL, "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(
-        run.stdout.contains("done        group #27: + #21 member"),
+        run.stdout
+            .contains("done        group \"Engineering\" (#27): + cy@example.com (#21) member"),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout
-            .contains("not done    group #27: + #40 member: the portal did not add the user"),
+            .contains("not done    group \"Engineering\" (#27): + hal@example.com (#40) member: the portal did not add the user"),
         "{}",
         run.stdout
     );
@@ -214,11 +220,11 @@ fn json_plan_is_versioned() {
     assert_eq!(v["has_changes"], true);
     assert_eq!(
         v["summary"],
-        serde_json::json!({"add": 3, "invite": 0, "change": 1, "remove": 1, "owner": 0, "skipped": 1, "pending": 0})
+        serde_json::json!({"add": 2, "invite": 1, "change": 1, "remove": 1, "owner": 0, "skipped": 1, "pending": 3})
     );
     assert_eq!(
         v["groups"][0]["entries"][0],
-        serde_json::json!({"action": "skip", "user": 1, "role": "owner", "wanted": "remove", "reason": "owner"})
+        serde_json::json!({"action": "skip", "user": 1, "email": "ada@example.com", "name": "Ada Admin", "extranet": false, "role": "owner", "wanted": "remove", "reason": "owner"})
     );
 }
 
@@ -459,7 +465,7 @@ fn portal_comes_from_the_environment_too() {
         ],
     );
     assert_eq!(run.code, 2, "{}", run.transcript());
-    assert!(run.stdout.contains("Plan: 3 to add"), "{}", run.stdout);
+    assert!(run.stdout.contains("Plan: 2 to add"), "{}", run.stdout);
     let bad = ws.roster_with_env(
         &["plan", "groups.yaml"],
         &[
@@ -512,10 +518,10 @@ async fn an_error_page_echoing_the_path_does_not_leak_the_code() {
     );
 }
 
-/// A webhook of a user who is not an administrator may read but not write: every change is
-/// reported failed with the portal's reason, the exit code says so, and nothing changes.
+/// A webhook of a user who is not an administrator may read but not write: apply names every
+/// group whose changes the portal would refuse, and refuses before sending anything.
 #[test]
-fn a_non_admin_webhook_fails_every_change_visibly() {
+fn a_non_admin_webhook_is_refused_before_any_write() {
     let ws = Workspace::with_example_portal();
     let state = ws.read("portal.yaml").replace(
         "  - { user: 1, code: sandboxcode0001 }",
@@ -529,17 +535,19 @@ fn a_non_admin_webhook_fails_every_change_visibly() {
     let before = ws.read("portal.yaml");
     let run = ws.roster(&["apply", "groups.yaml", PORTAL, "--auto-approve"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
+    for group in [
+        "error: group \"Marketing\" (#15): 3 change(s) not allowed",
+        "error: group \"Engineering\" (#27): 1 change(s) not allowed",
+        "error: group \"Sales\" (#42): 1 change(s) not allowed",
+    ] {
+        assert!(run.stderr.contains(group), "{group}: {}", run.stderr);
+    }
     assert!(
-        run.stdout.contains("failed      group \"Sales\" (#42): + #23 member: sonet_group.user.add: error (No permissions to add users)"),
+        run.stderr.contains("apply refused") && run.stderr.contains("nothing was sent"),
         "{}",
-        run.stdout
+        run.stderr
     );
-    assert!(
-        run.stdout
-            .contains("Apply: 0 done, 0 not done, 5 failed, 1 skipped."),
-        "{}",
-        run.stdout
-    );
+    assert!(!run.stdout.contains("Apply:"), "{}", run.stdout);
     assert_eq!(ws.read("portal.yaml"), before);
 }
 
@@ -615,7 +623,7 @@ fn apply_refuses_when_the_portal_moved_during_the_prompt() {
         "{text}"
     );
     assert!(
-        text.contains("- #30  moderator"),
+        text.contains("- fay@example.com (#30)  moderator"),
         "the new plan is shown: {text}"
     );
     assert_eq!(ws.read("portal.yaml"), before, "nothing was sent: {text}");

@@ -306,19 +306,19 @@ impl Connection {
 }
 
 /// Everything a plan is made of, read and computed before anything is sent.
-struct Prepared {
+pub(crate) struct Prepared {
     /// The file resolved against the portal: the groups that resolved, errors, warnings and
     /// the people and groups learned on the way.
-    resolved: resolve::Resolved,
-    plan: plan::Plan,
-    breaches: Vec<plan::LimitBreach>,
+    pub(crate) resolved: resolve::Resolved,
+    pub(crate) plan: plan::Plan,
+    pub(crate) breaches: Vec<plan::LimitBreach>,
     /// What the caller may not do (empty when the caller is unknown: see `warnings`).
-    access: Vec<plan::AccessProblem>,
+    pub(crate) access: Vec<plan::AccessProblem>,
 }
 
 /// Resolve the file's people and groups, read the groups, plan, and check limits and
-/// permissions. Sends no write.
-async fn prepare(
+/// permissions. Sends no write. The load test measures exactly this.
+pub(crate) async fn prepare(
     spec: &spec::Spec,
     provider: &Provider,
     options: plan::Options,

@@ -20,7 +20,7 @@ use crate::provider::Provider;
 use crate::provider::bitrix24::{self, BATCH_MAX, RateProfile, Webhook};
 use crate::sandbox::bitrix24::{Sandbox, state};
 use crate::sandbox::scenario::Scenario;
-use crate::{apply, spec};
+use crate::{apply, resolve, spec};
 
 /// One run's numbers. `ratio_to_floor` is `null` when the bucket imposes no wait at all.
 #[derive(Debug, Clone, Serialize)]
@@ -33,8 +33,9 @@ pub struct Measurement {
     pub http_requests: u64,
     /// Commands the sandbox executed (a batch counts each of its commands).
     pub commands: u64,
-    /// The fewest requests the API allows: reads of every group twice (plan, apply) 50 a batch,
-    /// plus the coalesced writes 50 a batch.
+    /// The fewest requests the API allows: twice (plan, apply) the file's resolution, the reads
+    /// of every group 50 a batch and the lookup of the people the plan shows that the file does
+    /// not name; plus the coalesced writes 50 a batch.
     pub min_http_requests: u64,
     pub rejected_503: u64,
     pub rejected_429: u64,
@@ -49,6 +50,17 @@ pub struct Measurement {
     pub not_done: usize,
     /// A final plan (not counted above) found nothing to change.
     pub converged: bool,
+    /// Distinct users the file names (e-mails and IDs), and users on the portal.
+    pub identities: u64,
+    pub users: u64,
+    /// Requests one resolution of the file took (the lookup of a plan), and the bound
+    /// for it: min(⌈identities/50⌉, 1 + ⌈users/2,500⌉), at least 1 (the caller is always
+    /// looked up). `min_http_requests` counts the bound once for plan and once for apply.
+    pub resolve_requests: u64,
+    /// The fewest requests one resolution takes (see `measure`).
+    pub min_resolve_requests: u64,
+    pub resolve_bound: u64,
+    pub resolve_s: f64,
 }
 
 /// Write commands after coalescing: per group one add, one promote (new moderators and
@@ -100,23 +112,44 @@ pub async fn measure(
 ) -> Result<Measurement> {
     let state_path = dir.join("portal.yaml");
     state::save(&state_path, &scenario.state)?;
-    let desired = spec::parse("desired.yaml", &scenario.desired_yaml)
-        .and_then(|s| crate::resolve::offline(&s))
-        .map_err(|d| anyhow::anyhow!("{d}"))?;
+    let spec =
+        spec::parse("desired.yaml", &scenario.desired_yaml).map_err(|d| anyhow::anyhow!("{d}"))?;
     let sandbox = Sandbox::start(&state_path, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
     let webhook = Webhook::parse(&sandbox.webhook_url().context("scenario has a webhook")?)?;
     let rate = options.rate;
     let provider = Provider::Bitrix24(bitrix24::Client::new(webhook, options)?);
     let quiet = |_: usize| {};
 
+    // The resolution alone first, to measure it; not counted in the totals below.
+    let lookup = Instant::now();
+    let lookups = provider.lookup(&resolve::wanted(&spec)).await?;
+    let resolve_s = lookup.elapsed().as_secs_f64();
+    let resolve_requests = sandbox.stats().http_requests;
+    let resolved = resolve::resolve(&spec, &lookups);
+    ensure!(
+        resolved.errors.is_empty(),
+        "the scenario's file does not resolve: {:?}",
+        resolved.errors
+    );
+    let base = sandbox.stats();
+    let base_retries = provider.counters().retries;
+    // Let the bucket drain as it would between two runs, so the measured runs start alike.
+    if let Some(r) = rate {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(
+            resolve_requests as f64 / r.per_second,
+        ))
+        .await;
+    }
+    // What `roster plan` does, then what `roster apply` does (the same, and the writes).
+    let options = plan::Options::default();
     let started = Instant::now();
-    let current = provider.fetch(&desired, &quiet).await?;
-    let the_plan = plan::diff(&desired, &current);
+    let the_plan = crate::prepare(&spec, &provider, options).await?;
     let plan_s = started.elapsed().as_secs_f64();
+    let desired = the_plan.resolved.desired;
+    let the_plan = the_plan.plan;
 
     let started = Instant::now();
-    let current = provider.fetch(&desired, &quiet).await?;
-    let to_apply = plan::diff(&desired, &current);
+    let to_apply = crate::prepare(&spec, &provider, options).await?.plan;
     ensure!(
         to_apply == the_plan,
         "the portal changed between plan and apply"
@@ -137,23 +170,57 @@ pub async fn measure(
     sandbox.shutdown().await?;
 
     let reads = batches(desired.groups.len() as u64);
-    let min_http_requests = 2 * reads + batches(write_commands(&the_plan));
+    let wanted = resolve::wanted(&spec);
+    let identities = (wanted.emails.len() + wanted.users.len()) as u64;
+    let users = scenario.state.users.len() as u64;
+    let per = BATCH_MAX as u64;
+    let resolve_bound = identities
+        .div_ceil(per)
+        .min(1 + users.div_ceil(per * per))
+        .max(1);
+    // The fewest commands a resolution takes: who the caller is (2), then the users 50 a
+    // command (by e-mail and by ID) or the whole user list 50 a page, whichever is fewer, and
+    // each group name (or the whole group list, 50 a page).
+    let by_value =
+        (wanted.emails.len() as u64).div_ceil(per) + (wanted.users.len() as u64).div_ceil(per);
+    let groups_on_portal = scenario.state.groups.len() as u64;
+    let resolve_commands = 2
+        + by_value.min(users.div_ceil(per))
+        + (wanted.group_names.len() as u64).min(groups_on_portal.div_ceil(per));
+    let min_resolve = batches(resolve_commands);
+    // The plan names everyone it shows: users the file did not name (members it removes) are
+    // looked up after the read, 50 IDs a command.
+    let unnamed: BTreeSet<_> = the_plan
+        .groups
+        .iter()
+        .flat_map(|g| g.entries.iter().map(plan::Entry::user))
+        .filter(|u| !resolved.directory.users.contains_key(u))
+        .collect();
+    let min_people = batches((unnamed.len() as u64).div_ceil(per));
+    let min_http_requests =
+        2 * (min_resolve + reads + min_people) + batches(write_commands(&the_plan));
     let floor = floor_s(min_http_requests, rate);
     Ok(Measurement {
         groups: desired.groups.len(),
         memberships: scenario.memberships,
         operations: report.outcomes.len(),
-        http_requests: stats.http_requests,
-        commands: stats.commands,
+        http_requests: stats.http_requests - base.http_requests,
+        commands: stats.commands - base.commands,
         min_http_requests,
-        rejected_503: stats.rejected_503,
-        rejected_429: stats.rejected_429,
-        retries: provider.counters().retries,
+        rejected_503: stats.rejected_503 - base.rejected_503,
+        rejected_429: stats.rejected_429 - base.rejected_429,
+        retries: provider.counters().retries - base_retries,
         plan_s,
         apply_s,
         floor_s: floor,
         ratio_to_floor: (floor > 0.0).then(|| (plan_s + apply_s) / floor),
         not_done: report.outcomes.len() - report.done(),
         converged,
+        identities,
+        users,
+        resolve_requests,
+        min_resolve_requests: min_resolve,
+        resolve_bound,
+        resolve_s,
     })
 }

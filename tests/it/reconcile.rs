@@ -51,13 +51,48 @@ async fn two_hundred_groups_take_the_fewest_requests() {
         (0, 0, 0),
         "{m:?}"
     );
-    // Reads: 4 batches for plan, 4 for apply; writes: the coalesced commands, 50 a batch.
+    // Per run (plan, apply): one lookup (the caller's 2 commands and 161 user IDs, 50 a
+    // command) and 4 batches of reads; then the coalesced writes, 50 a batch.
     assert_eq!(
         (m.groups, m.memberships, m.operations),
         (200, 8000, 400),
         "{m:?}"
     );
-    assert_eq!((m.http_requests, m.commands), (8 + 8, 400 + 363), "{m:?}");
+    assert_eq!(
+        (m.http_requests, m.commands),
+        (2 * (1 + 4) + 8, 2 * (6 + 200) + 363),
+        "{m:?}"
+    );
+    assert_eq!(
+        (m.resolve_requests, m.min_resolve_requests),
+        (1, 1),
+        "{m:?}"
+    );
+    assert!(m.resolve_requests <= m.resolve_bound, "{m:?}");
+}
+
+/// A file that names people by e-mail, on a portal of 3,000 users: the resolution takes one
+/// request (2 + ⌈E/50⌉ commands), within issue 7's bound min(⌈N/50⌉, 1 + ⌈U/2,500⌉).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_of_e_mails_resolves_in_the_fewest_requests() {
+    let m = run(
+        Params {
+            portal: portal(RateProfile::CLOUD, None),
+            users: 3000,
+            emails: true,
+            ..Params::new(100, 40, 0.05, 2)
+        },
+        Options {
+            rate: Some(RateProfile::CLOUD),
+            ..Options::default()
+        },
+    )
+    .await;
+    assert!(m.converged && m.not_done == 0, "{m:?}");
+    assert_eq!(m.http_requests, m.min_http_requests, "{m:?}");
+    assert!(m.identities > 2000, "{m:?}");
+    assert_eq!(m.resolve_requests, m.min_resolve_requests, "{m:?}");
+    assert!(m.resolve_requests <= m.resolve_bound, "{m:?}");
 }
 
 /// With the portal refusing requests at random (and sometimes doing the work but losing the

@@ -403,3 +403,77 @@ fn a_revoked_refresh_token_says_what_to_do() {
     assert_eq!(stats["write_commands"], 0, "{stats}");
     served.interrupt();
 }
+
+/// A group Bitrix24 keeps in step with departments (`UF_SG_DEPT`): the plan says so and plans
+/// no removals unless the file says `prune: true` for it, and then warns. Extranet users are
+/// allowed and marked.
+#[test]
+fn department_synced_groups_are_not_pruned_unless_the_file_says_so() {
+    let ws = Workspace::with_example_portal();
+    let state = ws
+        .read("portal.yaml")
+        .replace(
+            "  - id: 15\n    name: Marketing\n",
+            "  - id: 15\n    name: Marketing\n    departments: [8, 12]\n",
+        )
+        .replace(
+            "{ id: 30, email: fay@example.com, name: Fay, last_name: Finn, active: true }",
+            "{ id: 30, email: fay@example.com, name: Fay, last_name: Finn, active: true, extranet: true }",
+        );
+    assert!(state.contains("departments: [8, 12]") && state.contains("extranet: true"));
+    ws.write("portal.yaml", &state);
+    let before = ws.read("portal.yaml");
+    let plan = ws.roster(&["plan", "groups.yaml", PORTAL, "--format", "json"]);
+    assert_eq!(plan.code, 0, "{}", plan.transcript());
+    let v: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let g15 = &v["groups"][0];
+    assert_eq!(g15["departments"], serde_json::json!([8, 12]), "{g15}");
+    let fay = g15["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["user"] == 30)
+        .unwrap();
+    assert_eq!(fay["action"], "skip", "{fay}");
+    assert_eq!(fay["reason"], "synced", "{fay}");
+    let text = ws.roster(&["plan", "groups.yaml", PORTAL]);
+    assert!(
+        text.stdout
+            .contains("synced by Bitrix24 from departments 8, 12"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("+ fay@example.com (#30, extranet)"),
+        "{}",
+        text.stdout
+    );
+    // Applying leaves fay in the synced group.
+    let apply = ws.roster(&["apply", "groups.yaml", PORTAL, "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{}", apply.transcript());
+    assert!(
+        ws.portal_group("portal.yaml", 15)
+            .contains(&"30=K".to_owned())
+    );
+    assert_ne!(ws.read("portal.yaml"), before);
+    // `prune: true` takes the group over: the removal is planned, with a warning.
+    let file = ws.read("groups.yaml").replace(
+        "  - name: Marketing",
+        "  - name: Marketing\n    prune: true",
+    );
+    ws.write("takeover.yaml", &file);
+    let takeover = ws.roster(&["plan", "takeover.yaml", PORTAL]);
+    assert_eq!(takeover.code, 0, "{}", takeover.transcript());
+    assert!(
+        takeover
+            .stdout
+            .contains("- fay@example.com (#30, extranet)"),
+        "{}",
+        takeover.stdout
+    );
+    assert!(
+        takeover.transcript().contains("may add"),
+        "{}",
+        takeover.transcript()
+    );
+}

@@ -13,6 +13,8 @@ use roster::plan::Change;
 use roster::provider::CancellationToken;
 use roster::provider::bitrix24::{Client, Options, Webhook};
 use roster::sandbox::bitrix24::Sandbox;
+use roster::sandbox::bitrix24::state::{self, RateLimit};
+use roster::sandbox::scenario::{self, Params};
 
 /// A sandbox serving a state file written from `yaml`, in its own temp dir.
 struct Portal {
@@ -44,8 +46,28 @@ impl Portal {
         .unwrap()
     }
 
+    /// A generated portal (`scenario::generate`) without a rate limit to speak of.
+    async fn generated(params: Params) -> Portal {
+        let mut state = scenario::generate(&params).state;
+        state.portal.rate_limit = Some(RateLimit {
+            burst: 1_000.0,
+            per_second: 1_000.0,
+        });
+        Portal::start(&state::render(&state)).await
+    }
+
     fn admin(&self) -> Client {
         self.client(1, ADMIN_CODE)
+    }
+
+    /// The admin of a generated portal.
+    fn scenario_admin(&self) -> Client {
+        self.client(1, scenario::WEBHOOK_CODE)
+    }
+
+    /// Commands of `method` the sandbox ran so far.
+    fn commands(&self, method: &str) -> u64 {
+        self.sandbox.stats().method(method).commands
     }
 
     /// HTTP requests the sandbox answered so far.
@@ -246,6 +268,163 @@ async fn duplicates_beyond_a_page_are_all_found() {
     assert_eq!(found.people.len(), 60);
     assert_eq!(found.groups_by_name["same"].len(), 60);
     assert_eq!(c.counters().requests, 2, "one round, then the second pages");
+}
+
+/// Generated users `user1@example.com`… by e-mail.
+fn emails(ids: impl IntoIterator<Item = u64>) -> Vec<String> {
+    ids.into_iter()
+        .map(|i| format!("user{i}@example.com"))
+        .collect()
+}
+
+fn wanted_owned(emails: Vec<String>, names: Vec<String>) -> Wanted {
+    Wanted {
+        emails: emails.into_iter().collect(),
+        users: BTreeSet::new(),
+        group_names: names.into_iter().collect(),
+    }
+}
+
+/// 10,000 users, a file naming all of them by e-mail: 200 lookups against a list of 200
+/// pages, so the lookups go directly, 47 of them beside the caller and the list's first
+/// page, the other 153 in four more requests: 5, the bound min(200, 1 + 4).
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_emails_on_ten_thousand_users() {
+    let p = Portal::generated(Params {
+        users: 10_000,
+        ..Params::new(0, 1, 0.0, 1)
+    })
+    .await;
+    let c = p.scenario_admin();
+    let found = c
+        .lookup(&wanted_owned(emails(1..=10_000), vec![]))
+        .await
+        .unwrap();
+    assert_eq!(ids(&found.people), (1..=10_000).collect::<Vec<_>>());
+    assert!(found.caller.is_some_and(|c| c.admin));
+    assert_eq!((c.counters().requests, p.requests()), (5, 5));
+    assert_eq!(p.commands("user.get"), 1 + 200);
+}
+
+/// 60 e-mails on a 10,000-user portal: two lookups beside the caller, one request (the bound
+/// min(2, 5)); the whole list is never read.
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_emails_on_ten_thousand_users() {
+    let p = Portal::generated(Params {
+        users: 10_000,
+        ..Params::new(0, 1, 0.0, 1)
+    })
+    .await;
+    let c = p.scenario_admin();
+    let found = c
+        .lookup(&wanted_owned(emails((1..=60).map(|i| i * 100)), vec![]))
+        .await
+        .unwrap();
+    assert_eq!(found.people.len(), 60);
+    assert_eq!((c.counters().requests, p.requests()), (1, 1));
+    assert_eq!(p.commands("user.get"), 2);
+}
+
+/// Thousands of e-mails, mostly unknown, on a small portal: the list (40 pages) is cheaper
+/// than 200 lookups, 2 requests (the bound min(200, 1 + 1)); only the users asked for come
+/// back, matched ignoring case.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_emails_on_a_small_portal_read_the_list() {
+    let p = Portal::generated(Params {
+        users: 2_000,
+        ..Params::new(0, 1, 0.0, 1)
+    })
+    .await;
+    let c = p.scenario_admin();
+    let mut asked = emails((1..=10_000).filter(|i| i % 3 == 0));
+    asked.extend(emails(10_001..=13_333));
+    asked.push("USER7@Example.COM".into());
+    let found = c.lookup(&wanted_owned(asked, vec![])).await.unwrap();
+    let expected: Vec<u64> = (1..=2_000).filter(|i| i % 3 == 0 || *i == 7).collect();
+    assert_eq!(ids(&found.people), expected);
+    assert_eq!((c.counters().requests, p.requests()), (2, 2));
+    // The first page and 47 lookups, then pages 2..40.
+    assert_eq!(p.commands("user.get"), 1 + 47 + 39);
+}
+
+/// 2,000 group names on a 2,000-group portal: the list (40 pages) instead of 2,000 lookups,
+/// 2 requests (the bound min(41, 1 + 1)); 3 names on it: 1 request.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_names_on_two_thousand_groups() {
+    let p = Portal::generated(Params::new(2_000, 1, 0.0, 1)).await;
+    let c = p.scenario_admin();
+    let names: Vec<String> = (1..=2_000).map(|g| format!("Group {g}")).collect();
+    let found = c.lookup(&wanted_owned(vec![], names)).await.unwrap();
+    assert_eq!(found.groups_by_name.len(), 2_000);
+    for (name, groups) in &found.groups_by_name {
+        let id: u64 = name["Group ".len()..].parse().unwrap();
+        assert_eq!(groups, &[(GroupId(id), name.clone())]);
+    }
+    assert_eq!((c.counters().requests, p.requests()), (2, 2));
+    assert_eq!(p.commands("sonet_group.get"), 1 + 47 + 39);
+
+    let c = p.scenario_admin();
+    let names = ["Group 1", "group 2000", "Group 2001"]
+        .map(String::from)
+        .to_vec();
+    let found = c.lookup(&wanted_owned(vec![], names)).await.unwrap();
+    assert_eq!(
+        found.groups_by_name["group 2000"],
+        [(GroupId(2_000), "Group 2000".to_owned())]
+    );
+    assert!(found.groups_by_name["Group 2001"].is_empty());
+    assert_eq!(c.counters().requests, 1);
+    assert_eq!(p.commands("sonet_group.get"), 87 + 3);
+}
+
+/// The lists' rules are the lookups' rules: on the hand-written portal, a file naming enough
+/// to need the lists (2,450 e-mails and 60 names, mostly unknown) finds exactly what the
+/// direct lookups find for the names it shares with a small file (exact e-mails ignoring case,
+/// never a pattern; names ignoring case, 0..n each), and nothing else — in one request, as
+/// both lists fit in their first pages.
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_match_as_the_lookups_do() {
+    let p = Portal::start(PORTAL).await;
+    let few = [
+        "anna_b@example.com",
+        "DUP@example.com",
+        "%@example.com",
+        "gone@example.com",
+    ];
+    let some_names = ["Marketing", "marketing eu", "MARKETING", "Nope"];
+    let direct = p
+        .admin()
+        .lookup(&wanted(&few, &[9, 999], &some_names))
+        .await
+        .unwrap();
+    assert_eq!(ids(&direct.people), [2, 4, 5, 6, 9]);
+    let mut many: Vec<String> = few.iter().map(|e| e.to_string()).collect();
+    many.extend((0..2_450).map(|i| format!("nobody{i}@example.com")));
+    let mut names: Vec<String> = some_names.iter().map(|n| n.to_string()).collect();
+    names.extend((0..56).map(|i| format!("No group {i}")));
+    let c = p.admin();
+    let listed = c
+        .lookup(&Wanted {
+            emails: many.into_iter().collect(),
+            users: [UserId(9), UserId(999)].into(),
+            group_names: names.into_iter().collect(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.people, direct.people);
+    assert_eq!(listed.caller, direct.caller);
+    for (name, groups) in &direct.groups_by_name {
+        assert_eq!(&listed.groups_by_name[name], groups, "{name}");
+    }
+    assert_eq!(listed.groups_by_name.len(), 60);
+    assert!(
+        listed
+            .groups_by_name
+            .iter()
+            .filter(|(n, _)| n.starts_with("No group"))
+            .all(|(_, g)| g.is_empty())
+    );
+    assert_eq!(c.counters().requests, 1);
 }
 
 /// `people`: 50 IDs a command, 2,500 a request.

@@ -413,6 +413,13 @@ struct Budget {
     hurry: bool,
 }
 
+/// A list answer's `result_next` and `result_total`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Paging {
+    next: Option<u64>,
+    total: Option<u64>,
+}
+
 /// What became of one command: every answer it got, in order (more than one when it was sent
 /// again), and what is known beyond them.
 #[derive(Debug, Clone, Default)]
@@ -430,6 +437,8 @@ struct Answers {
     interrupted: bool,
     /// `result_next` of the last successful answer: a list has more pages from there.
     next: Option<u64>,
+    /// `result_total` of the last successful answer: how many rows the list has in all.
+    total: Option<u64>,
     /// The `error` code of the last answer that was the portal's own error for this command
     /// (`result_error`), to tell a method the portal refuses from a transport failure.
     code: Option<String>,
@@ -945,15 +954,15 @@ impl Client {
     }
 
     /// Run up to `BATCH_MAX` commands in one `batch` request (`halt=0`), returning each
-    /// command's own result or error and its `result_next`, in order, and when the request
-    /// that answered was sent.
+    /// command's own result or error with its `result_next` and `result_total`, in order, and
+    /// when the request that answered was sent.
     async fn batch(
         &self,
         cmds: &[&Command],
         budget: &mut Budget,
         stop: &CancellationToken,
         uncertain: &mut Option<String>,
-    ) -> Result<(Vec<(CommandResult, Option<u64>)>, Instant), CallError> {
+    ) -> Result<(Vec<(CommandResult, Paging)>, Instant), CallError> {
         assert!(cmds.len() <= BATCH_MAX, "callers chunk batches");
         let (names, body) = batch_body(cmds);
         let methods: BTreeSet<&str> = cmds.iter().map(|c| c.method).collect();
@@ -981,9 +990,12 @@ impl Client {
                         description: e.description,
                         status: None,
                     };
-                    return (Err(e), None);
+                    return (Err(e), Paging::default());
                 }
-                let next = wire::section_number(result, "result_next", name);
+                let paging = Paging {
+                    next: wire::section_number(result, "result_next", name),
+                    total: wire::section_number(result, "result_total", name),
+                };
                 let r = wire::section(result, "result", name)
                     .cloned()
                     .ok_or_else(|| ApiError {
@@ -992,7 +1004,7 @@ impl Client {
                         description: NO_RESULT.into(),
                         status: None,
                     });
-                (r, next)
+                (r, paging)
             })
             .collect();
         Ok((results, sent))
@@ -1046,7 +1058,7 @@ impl Client {
             let mut again = Vec::new();
             let mut tainted = BTreeSet::new();
             let (mut throttle, mut limited, mut failed) = (false, false, false);
-            for (&i, (r, next)) in pending.iter().zip(results) {
+            for (&i, (r, paging)) in pending.iter().zip(results) {
                 let group = chunk[i].0;
                 let deferred = matches!(&r, Err(e) if is_deferral(e));
                 let server = matches!(&r, Err(e) if is_server_error(e));
@@ -1058,7 +1070,7 @@ impl Client {
                     a.executed = true;
                 }
                 match &r {
-                    Ok(_) => a.next = next,
+                    Ok(_) => (a.next, a.total) = (paging.next, paging.total),
                     Err(e) if e.description != NO_RESULT => a.code = Some(e.code.clone()),
                     Err(_) => {}
                 }

@@ -953,13 +953,18 @@ mod lookups {
         }
     }
 
+    fn texts(cmds: &[(Ask, Command)]) -> Vec<String> {
+        cmds.iter().map(|(_, c)| text(c)).collect()
+    }
+
     #[test]
     fn commands_are_exact_and_chunked() {
         let mut w = wanted(0, 2, &["Sales_EU"]);
         w.emails = ["a_b@x.io".to_owned(), "c%d@x.io".to_owned()].into();
-        let cmds: Vec<String> = lookup_commands(&w).iter().map(|(_, c)| text(c)).collect();
+        let (open, cmds) = first_round(&w);
+        assert!(!open.list_users && !open.list_groups);
         assert_eq!(
-            cmds,
+            texts(&cmds),
             [
                 "user.current?",
                 "user.admin?",
@@ -969,31 +974,186 @@ mod lookups {
             ]
         );
         // 50 values a command.
-        let big = lookup_commands(&wanted(120, 51, &[]));
+        let (_, big) = first_round(&wanted(120, 51, &[]));
         let per: Vec<usize> = big.iter().skip(2).map(|(_, c)| c.params.len()).collect();
         assert_eq!(per, [50, 50, 20, 50, 1]);
     }
 
-    /// Requests for one round (no list overflowing a page), against the bound
-    /// min(⌈N/50⌉, 1 + ⌈U/2,500⌉) for N identities.
+    /// More than fits beside the caller: the first request carries the lists' first pages
+    /// (a kind whose lookups all fit gets none) and direct lookups fill it, users first.
     #[test]
-    fn request_counts() {
-        let count = |w: &Wanted| requests_for(lookup_commands(w).len());
-        assert_eq!(count(&wanted(0, 0, &[])), 1, "the caller alone");
-        assert_eq!(count(&wanted(1, 1, &["a"])), 1);
-        // 10,000 e-mails: 200 commands + 2 = 202 → 5 requests (the bound for a portal of
-        // 10,000 users: min(200, 1 + 4) = 5).
-        assert_eq!(count(&wanted(10_000, 0, &[])), 5);
-        // 2,400 e-mails and 100 IDs: 48 + 2 + 2 = 52 commands → 2 requests.
-        assert_eq!(count(&wanted(2_400, 100, &[])), 2);
-        // 2,450 e-mails: 49 + 2 = 51 → 2 (the caller's two commands tip it over).
-        assert_eq!(count(&wanted(2_450, 0, &[])), 2);
-        // Group names cost one command each: 48 names fit with the caller.
-        let names: Vec<String> = (0..48).map(|i| format!("g{i}")).collect();
+    fn the_first_request_reads_the_lists_only_when_lookups_are_left_over() {
+        let names: Vec<String> = (0..60).map(|i| format!("g{i:02}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        assert_eq!(count(&wanted(0, 0, &names)), 1);
-        assert_eq!(requests_for(user_commands(&[UserId(1); 2_500]).len()), 1);
-        assert_eq!(requests_for(user_commands(&[UserId(1); 2_501]).len()), 2);
+        let (open, cmds) = first_round(&wanted(2_500, 0, &names));
+        assert_eq!(
+            open,
+            Opening {
+                list_users: true,
+                list_groups: true,
+                users: 46,
+                groups: 0
+            }
+        );
+        let t = texts(&cmds);
+        assert_eq!(cmds.len(), 50);
+        assert_eq!(
+            t[..4],
+            [
+                "user.current?",
+                "user.admin?",
+                "user.get?start=0",
+                "sonet_group.get?IS_ADMIN=Y&ORDER[ID]=ASC&start=0",
+            ]
+        );
+        assert!(
+            t[4..]
+                .iter()
+                .all(|c| c.starts_with("user.get?FILTER[@EMAIL]"))
+        );
+        // Two users' commands fit; only the groups' list is read.
+        let (open, cmds) = first_round(&wanted(60, 0, &names));
+        assert_eq!(
+            open,
+            Opening {
+                list_users: false,
+                list_groups: true,
+                users: 2,
+                groups: 45
+            }
+        );
+        let t = texts(&cmds);
+        assert_eq!(
+            t[..3],
+            [
+                "user.current?",
+                "user.admin?",
+                "sonet_group.get?IS_ADMIN=Y&ORDER[ID]=ASC&start=0",
+            ]
+        );
+        let per: Vec<usize> = cmds[3..5].iter().map(|(_, c)| c.params.len()).collect();
+        assert_eq!(per, [50, 10]);
+        assert!(
+            t[3..5]
+                .iter()
+                .all(|c| c.starts_with("user.get?FILTER[@EMAIL]"))
+        );
+        assert_eq!(t[5], "sonet_group.get?IS_ADMIN=Y&FILTER[=NAME]=g00");
+        assert_eq!(t.len(), 50);
+        // Pages after the first: `user.get` by offset, `sonet_group.get` by legacy start.
+        assert_eq!(text(&user_page(100)), "user.get?start=100");
+        assert_eq!(
+            text(&group_page(50)),
+            "sonet_group.get?IS_ADMIN=Y&ORDER[ID]=ASC&start=50"
+        );
+    }
+
+    /// The way each kind finishes: the remaining pages of its list when they are fewer than
+    /// its direct lookups left, else those lookups (a tie goes to the lookups).
+    #[test]
+    fn routes() {
+        assert_eq!(route(0, Some(10_000)), Route::Direct(0));
+        assert_eq!(route(3, None), Route::Direct(3));
+        assert_eq!(route(3, Some(0)), Route::List(0));
+        assert_eq!(route(3, Some(50)), Route::List(0));
+        assert_eq!(route(3, Some(51)), Route::List(1));
+        assert_eq!(route(3, Some(200)), Route::Direct(3), "3 more pages: a tie");
+        assert_eq!(route(153, Some(10_000)), Route::Direct(153));
+        assert_eq!(route(1_953, Some(2_000)), Route::List(39));
+    }
+
+    /// (identities, portal size) → (requests, the bound), users by e-mail and groups by name,
+    /// each alone; then both, and every combination of a grid against the shared bound.
+    #[test]
+    fn request_counts_meet_the_bound() {
+        #[track_caller]
+        fn users(n: usize, u: u64, expected: usize, bound_is: usize) {
+            let got = requests(user_lookups_for(n, 0), 0, u, 0);
+            assert_eq!(
+                (got, bound(n, u, 0, 0)),
+                (expected, bound_is),
+                "N = {n}, U = {u}"
+            );
+        }
+        #[track_caller]
+        fn groups(g: usize, t: u64, expected: usize, bound_is: usize) {
+            let got = requests(0, g, 0, t);
+            assert_eq!(
+                (got, bound(0, 0, g, t)),
+                (expected, bound_is),
+                "G = {g}, T = {t}"
+            );
+        }
+        // N, U → requests, bound min(⌈N/50⌉, 1 + ⌈U/2,500⌉) (1 at least: the caller).
+        users(0, 10_000, 1, 1);
+        users(50, 10, 1, 1);
+        users(50, 10_000, 1, 1);
+        users(51, 10_000, 1, 2);
+        users(60, 10_000, 1, 2);
+        users(2_400, 10_000, 1, 5);
+        // 49 commands and the caller's two: the users' list is read too.
+        users(2_450, 10_000, 2, 5);
+        users(2_450, 50, 1, 2);
+        users(2_450, 100, 2, 2);
+        users(2_500, 10_000, 2, 5);
+        users(2_500, 2_000, 2, 2);
+        users(2_500, 40, 1, 2);
+        users(2_501, 10_000, 2, 5);
+        users(2_501, 2_501, 2, 3);
+        users(10_000, 10_000, 5, 5);
+        users(10_000, 2_000, 2, 2);
+        users(10_000, 100, 2, 2);
+        users(10_000, 12_500, 5, 6);
+        users(10_000, 100_000, 5, 41);
+        // G, T → requests, bound min(⌈(G + 3)/50⌉, 1 + ⌈T/2,500⌉).
+        groups(0, 2_000, 1, 1);
+        groups(3, 2_000, 1, 1);
+        groups(48, 2_000, 1, 2);
+        groups(49, 2_000, 2, 2);
+        groups(49, 50, 1, 2);
+        groups(50, 2_000, 2, 2);
+        groups(51, 2_000, 2, 2);
+        groups(2_000, 2_000, 2, 2);
+        groups(2_000, 50, 1, 2);
+        groups(2_000, 100_000, 41, 41);
+        groups(2_450, 2_500, 2, 2);
+        groups(2_500, 2_501, 2, 3);
+        groups(10_000, 10_000, 5, 5);
+        // Both: the benchmark's 10,000 users named by e-mail and 2,000 groups by name.
+        assert_eq!(requests(200, 2_000, 10_000, 2_000), 5);
+        assert_eq!(bound(10_000, 10_000, 2_000, 2_000), 5 + 2);
+        assert_eq!(requests(1, 1, 10, 10), 1);
+        assert_eq!(bound(1, 10, 1, 10), 2);
+
+        let identities = [
+            0, 1, 50, 51, 100, 2_350, 2_400, 2_450, 2_500, 2_501, 4_900, 10_000,
+        ];
+        let names = [
+            0, 1, 2, 46, 47, 48, 49, 50, 51, 97, 98, 99, 100, 101, 147, 148, 2_000, 2_500,
+        ];
+        let sizes = [
+            0, 1, 50, 51, 100, 2_000, 2_500, 2_501, 2_550, 5_051, 10_000, 100_000,
+        ];
+        for &e in &identities {
+            for &i in &[0, 1, 50, 51] {
+                for &g in &names {
+                    for &u in &sizes {
+                        for &t in &sizes {
+                            let cmds = user_lookups_for(e, i);
+                            let got = requests(cmds, g, u, t);
+                            let b = bound(e + i, u, g, t);
+                            assert!(
+                                got <= b,
+                                "E = {e}, I = {i}, G = {g}, U = {u}, T = {t}: {got} > {b}"
+                            );
+                            // Never more than one request over sending every lookup directly.
+                            let direct = requests_for(2 + cmds + g);
+                            assert!(got <= direct + 1, "{e} {i} {g} {u} {t}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -854,6 +854,12 @@ fn bool_value(v: &Value) -> Value {
     }
 }
 
+/// The values of a filter list, ready for membership tests.
+struct ValueSet {
+    nums: std::collections::HashSet<i64>,
+    texts: std::collections::HashSet<String>,
+}
+
 fn in_list(f: &Field, v: &Value) -> bool {
     match v {
         Value::Arr(_) => eq_field(f, v),
@@ -938,15 +944,34 @@ fn user_get(state: &State, p: &Params, start: i64) -> Result<Output, ApiError> {
         };
         conds.push((op.to_owned(), field, v));
     }
+    // A list (`@FIELD` or `=FIELD` with an array) is matched through a set, built once, so a
+    // filter of 50 e-mails over 10,000 users costs 10,000 lookups, not 500,000 comparisons.
+    // Same meaning as `eq_field`: numbers by value, text case-insensitively.
+    let sets: Vec<Option<ValueSet>> = conds
+        .iter()
+        .map(|(op, _, v)| match (op.as_str(), v) {
+            ("@" | "=", Value::Arr(a)) => Some(ValueSet {
+                nums: a.iter().map(|(_, x)| x.intval()).collect(),
+                texts: a
+                    .iter()
+                    .map(|(_, x)| x.to_php_string().to_lowercase())
+                    .collect(),
+            }),
+            _ => None,
+        })
+        .collect();
     let mut rows: Vec<&User> = state
         .users
         .iter()
         .filter(|u| {
             conds
                 .iter()
-                .all(|(op, field, v)| match user_field(u, field) {
-                    Some(f) => user_filter_match(&state.portal, field, &f, op, v),
-                    None => true,
+                .zip(&sets)
+                .all(|((op, field, v), set)| match (user_field(u, field), set) {
+                    (Some(Field::Num(n)), Some(set)) => set.nums.contains(&n),
+                    (Some(Field::Text(t)), Some(set)) => set.texts.contains(&t.to_lowercase()),
+                    (Some(f), None) => user_filter_match(&state.portal, field, &f, op, v),
+                    (None, _) => true,
                 })
         })
         .collect();

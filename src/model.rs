@@ -196,6 +196,9 @@ pub struct CurrentGroup {
     pub departments: Vec<u64>,
     /// The least role allowed to invite (Bitrix24 `INITIATE_PERMS`), when known.
     pub initiate_perms: Option<Role>,
+    /// Whether the group is visible to everyone (Bitrix24 `VISIBLE`), when known: a secret
+    /// group takes invitations only from its members, administrators included.
+    pub visible: Option<bool>,
 }
 
 impl CurrentGroup {
@@ -250,6 +253,9 @@ pub struct Lookups {
     pub people: Vec<Person>,
     pub groups_by_name: BTreeMap<String, Vec<(GroupId, String)>>,
     pub caller: Option<Caller>,
+    /// Set when the portal would not let roster look users up at all (a webhook without the
+    /// `user` scope): why. Then user IDs are taken unchecked and e-mails cannot be resolved.
+    pub users_unavailable: Option<String>,
 }
 
 /// Names for display: people and groups roster learned about during the run.

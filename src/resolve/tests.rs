@@ -49,6 +49,7 @@ fn check(yaml: &str, who: &str, names: &str) -> String {
         people: people(who),
         groups_by_name: groups(names),
         caller: None,
+        users_unavailable: None,
     };
     let r = resolve(&spec, &found);
     let mut out = String::new();
@@ -402,6 +403,7 @@ fn the_directory_keeps_everyone_found() {
         people: people("1=a@x 1=a@x 2"),
         groups_by_name: groups("S=15"),
         caller: None,
+        users_unavailable: None,
     };
     let r = resolve(&spec, &found);
     assert_eq!(r.directory.users.len(), 2);

@@ -557,6 +557,7 @@ impl Client {
             people: found.people.into_values().collect(),
             groups_by_name: found.groups_by_name,
             caller,
+            users_unavailable: None,
         })
     }
 

@@ -315,9 +315,36 @@ pub fn email_problem(s: &str) -> Option<&'static str> {
         Some(" (an e-mail address has no spaces or control characters)")
     } else if s.chars().count() > MAX_EMAIL_CHARS {
         Some(" (an e-mail address has at most 254 characters)")
+    } else if batch_reference(s).is_some() {
+        Some(
+            " (it contains a `$result`, `$next`, `$total`, `$time` or `$error` reference, which Bitrix24's batch would replace; give the user by ID)",
+        )
     } else {
         None
     }
+}
+
+/// The first Bitrix24 batch reference in `s` (`$result`, `$next`, `$total`, `$time` or
+/// `$error`, any case): the portal replaces these inside every command of a `batch`
+/// (reference §3, `processBatchElement`), after decoding, so no encoding protects text that
+/// holds one. Such text is refused rather than sent changed.
+pub fn batch_reference(s: &str) -> Option<&str> {
+    const WORDS: [&str; 5] = ["result", "next", "total", "time", "error"];
+    s.match_indices('$').find_map(|(i, _)| {
+        let rest = &s[i + 1..];
+        WORDS.iter().find_map(|w| {
+            rest.get(..w.len())
+                .filter(|head| head.eq_ignore_ascii_case(w))
+                .map(|_| &s[i..i + 1 + w.len()])
+        })
+    })
+}
+
+fn batch_reference_message(what: &str, r: &str, advice: &str) -> String {
+    format!(
+        "the {what} contains {}, a Bitrix24 batch reference that the portal would replace with another command's result; {advice}",
+        escape(r)
+    )
 }
 
 /// Escape control characters (terminal escape sequences) and bidirectional overrides in text
@@ -805,6 +832,13 @@ impl Cx<'_> {
                     key_reported |= id.is_none();
                 }
                 "name" => match &v.kind {
+                    Kind::Str(s) if batch_reference(s).is_some() => {
+                        key_reported = true;
+                        let r = batch_reference(s).unwrap_or_default();
+                        self.at(v, &fpath, || {
+                            batch_reference_message("name", r, "give the group by `id:`")
+                        })
+                    }
                     Kind::Str(s) if !s.trim().is_empty() => {
                         let value = s.to_string();
                         name = Some((
@@ -1006,9 +1040,27 @@ impl Cx<'_> {
         }
     }
 
-    /// A text field (`invite_message:`): a string of at most `MAX_TEXT_CHARS` characters.
+    /// A text field (`invite_message:`): a string of at most `MAX_TEXT_CHARS` characters,
+    /// without control characters (line breaks and tabs allowed) or batch references.
     fn text(&mut self, node: &Node, path: &str) -> Option<String> {
         match &node.kind {
+            Kind::Str(s)
+                if s.chars()
+                    .any(|c| c.is_control() && !matches!(c, '\n' | '\t')) =>
+            {
+                self.at(node, path, || {
+                    "the text has a control character (only line breaks and tabs are allowed)"
+                        .to_owned()
+                });
+                None
+            }
+            Kind::Str(s) if batch_reference(s).is_some() => {
+                let r = batch_reference(s).unwrap_or_default();
+                self.at(node, path, || {
+                    batch_reference_message("text", r, "reword it")
+                });
+                None
+            }
             Kind::Str(s) if s.chars().count() <= MAX_TEXT_CHARS => Some(s.to_string()),
             Kind::Str(s) => {
                 let n = s.chars().count();

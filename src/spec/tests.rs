@@ -952,3 +952,26 @@ h.yaml:1:6: expected a field name, found null"
     assert_eq!(super::clamp(&lengths, 2, 2), (2, 2));
     assert_eq!(super::clamp(&lengths, 0, 0), (4, 1));
 }
+
+/// Bitrix24's batch replaces `$result[…]`, `$next…`, `$total…`, `$time…` and `$error…`
+/// inside every command after decoding, so text holding one would reach the portal changed:
+/// refused where it is written. Control characters in an invitation's text are refused too.
+#[test]
+fn batch_references_and_control_characters_are_refused_in_text_sent_to_the_portal() {
+    check(
+        "version: 1
+invite_message: \"Costs: $Time is money\"
+groups:
+  - name: \"$result[c00]\"
+  - id: 2
+    members: [\"$next@example.com\", ok$money@example.com]
+    invite_message: \"bell\\u0007\"
+  - id: 3
+    invite_message: \"two\\nlines\\tand a tab, $5 and $resul\"
+",
+        "groups.yaml:2:17: invite_message: the text contains $Time, a Bitrix24 batch reference that the portal would replace with another command's result; reword it
+groups.yaml:4:11: groups[0].name: the name contains $result, a Bitrix24 batch reference that the portal would replace with another command's result; give the group by `id:`
+groups.yaml:6:15: groups[1].members[0]: expected a user ID (a positive integer) or an e-mail address, found \"$next@example.com\" (it contains a `$result`, `$next`, `$total`, `$time` or `$error` reference, which Bitrix24's batch would replace; give the user by ID)
+groups.yaml:7:21: groups[1].invite_message: the text has a control character (only line breaks and tabs are allowed)",
+    );
+}

@@ -78,7 +78,8 @@ pub struct DesiredGroup {
     /// Declared active members with their role (moderator or member; never owner).
     pub members: BTreeMap<UserId, Role>,
     /// Declared users the portal reports as inactive (dismissed): shown, never added, never
-    /// removed for being undeclared.
+    /// removed for being undeclared, never made the owner (an inactive declared owner is here
+    /// with `Role::Owner`).
     pub inactive: BTreeMap<UserId, Role>,
     /// When true, members present on the portal but not declared are removed (owners never).
     pub prune: bool,

@@ -392,9 +392,12 @@ impl<'s> Walk<'s> {
                 Role::Owner => {
                     owner = Some(user);
                     if !active {
+                        // Never made the owner (`plan::diff_with` skips an owner change to
+                        // an inactive user), though the API would allow it.
+                        inactive.insert(user, Role::Owner);
                         let at = u.at;
                         let message = format!(
-                            "the declared owner {} is inactive (dismissed) on the portal",
+                            "the declared owner {} is inactive (dismissed) on the portal; roster will not make them the owner",
                             who(&u.value, user)
                         );
                         self.warnings.push(self.spec.diagnostic(&at, message));

@@ -229,7 +229,13 @@ pub fn diff_with(desired: &DesiredState, current: &CurrentState, options: Option
             let have = current.groups.get(&want.id).unwrap_or(&empty);
             let actual_owner = have.owner();
             let transfer = match want.owner {
-                Some(to) if options.allow_owner_change && actual_owner != Some(to) => Some(to),
+                Some(to)
+                    if options.allow_owner_change
+                        && actual_owner != Some(to)
+                        && !want.inactive.contains_key(&to) =>
+                {
+                    Some(to)
+                }
                 _ => None,
             };
             // With an owner change, the rest is planned from the state the portal leaves:

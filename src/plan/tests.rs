@@ -1014,6 +1014,29 @@ fn synced_groups_plan_no_removals_unless_prune_is_written() {
 }
 
 #[test]
+fn an_inactive_declared_owner_is_never_made_the_owner() {
+    // The API would accept it (rules §4: only existence is checked); roster does not.
+    let yaml = "version: 1\ngroups:\n  - id: 1\n    owner: 5\n    members: [1]\n";
+    let (e, plan) = entries(yaml, &[5], "1=A 6=K", TRANSFER);
+    assert_eq!(
+        e,
+        [
+            "skip 1 Demote(Member) Owner",
+            "pending 5 Inactive { role: Owner }",
+            "Remove { user: UserId(6), role: Member }"
+        ]
+    );
+    assert_eq!(plan.summary().owner, 0);
+    assert!(
+        plan.groups[0].owner_mismatch.is_some(),
+        "the mismatch is still reported"
+    );
+    // Already the owner (the read shows a dismissed owner): nothing to say.
+    let (e, _) = entries(yaml, &[5], "5=A 1=K", TRANSFER);
+    assert!(e.is_empty(), "{e:?}");
+}
+
+#[test]
 fn owner_transfer_comes_first_and_reconciles_the_old_owner() {
     let yaml = |rest: &str| format!("version: 1\ngroups:\n  - id: 1\n    owner: 5\n{rest}");
     // Old owner not declared: a member after the transfer, then removed.

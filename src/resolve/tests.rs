@@ -221,8 +221,8 @@ groups:
             "1=gone@x.org:inactive 2=left@x.org:inactive 3:inactive 4",
             "",
         ),
-        "group 1 name=None owner=Some(1) members=[4:member] inactive=[2:moderator 3:member] protected=[3]
-warning: g.yaml:4:12: groups[0].owner: the declared owner gone@x.org (#1) is inactive (dismissed) on the portal",
+        "group 1 name=None owner=Some(1) members=[4:member] inactive=[1:owner 2:moderator 3:member] protected=[3]
+warning: g.yaml:4:12: groups[0].owner: the declared owner gone@x.org (#1) is inactive (dismissed) on the portal; roster will not make them the owner",
     );
 }
 

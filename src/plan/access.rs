@@ -10,6 +10,9 @@
 //!   meets the group's `INITIATE_PERMS` (`A` owner only, `E` owner or moderators, `K` any
 //!   member; unknown → `K`, the most lenient, so roster never refuses what may work). After an
 //!   owner change in the same plan the caller's role is the one the transfer leaves them.
+//! - `sonet_group.user.invite` looks the group up with the caller's permissions even for an
+//!   administrator: a secret group (`VISIBLE=N`) takes invitations only from its members
+//!   (rules §3.1); and the portal never invites the caller themself.
 //! - `sonet_group.setowner` is for the group's current owner: over REST an administrator is
 //!   not enough (the admin bypass needs the UI's admin-mode session flag).
 
@@ -35,7 +38,7 @@ pub fn check(plan: &Plan, current: &CurrentState, caller: &Caller) -> Vec<Access
     for g in &plan.groups {
         let have = current.groups.get(&g.id);
         let owner = have.and_then(|h| h.owner());
-        let (mut writes, mut invites) = (0, 0);
+        let (mut writes, mut invites, mut self_invite) = (0, 0, false);
         let mut transfer = None;
         for c in g.changes() {
             match *c {
@@ -43,7 +46,10 @@ pub fn check(plan: &Plan, current: &CurrentState, caller: &Caller) -> Vec<Access
                 | Change::Accept { .. }
                 | Change::SetRole { .. }
                 | Change::Remove { .. } => writes += 1,
-                Change::Invite { .. } => invites += 1,
+                Change::Invite { user, .. } => {
+                    invites += 1;
+                    self_invite |= user == caller.user;
+                }
                 Change::SetOwner { from, to } => transfer = Some((from, to)),
             }
         }
@@ -61,6 +67,30 @@ pub fn check(plan: &Plan, current: &CurrentState, caller: &Caller) -> Vec<Access
                 writes,
                 format!(
                     "only a portal administrator may add members, accept requests, change roles or remove members (sonet_group.user.add/update/delete), and {who} is not one"
+                ),
+            );
+        }
+        let member_when_inviting = match transfer {
+            Some((_, to)) if to == caller.user => true,
+            _ => have.is_some_and(|h| h.members.contains_key(&caller.user)),
+        };
+        if self_invite {
+            problem(
+                1,
+                format!(
+                    "the portal never invites the caller, and {who} is invited here; add them with `add_with: add` or invite them from another account"
+                ),
+            );
+        }
+        if invites > 0
+            && caller.admin
+            && have.and_then(|h| h.visible) == Some(false)
+            && !member_when_inviting
+        {
+            problem(
+                invites,
+                format!(
+                    "the group is secret, and the portal takes invitations to a secret group only from its members, administrators included (sonet_group.user.invite checks the caller's access); {who} is not a member: add them to the group first, or use `add_with: add`"
                 ),
             );
         }
@@ -291,5 +321,29 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    /// rules §3.1: a secret group takes invitations from its members only, administrators
+    /// included; the caller is never invited.
+    #[test]
+    fn a_secret_group_and_the_caller_themself_cannot_be_invited_into() {
+        let mut secret = current(&[(1, Role::Owner)], None);
+        secret.groups.get_mut(&GroupId(15)).unwrap().visible = Some(false);
+        let p = plan(&[INVITE]);
+        let found = summary(&check(&p, &secret, &caller(9, true)));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].2.contains("secret"), "{found:?}");
+        // A member administrator may; a visible group takes the administrator's invitations.
+        assert!(check(&p, &secret, &caller(1, true)).is_empty());
+        let visible = current(&[(1, Role::Owner)], None);
+        assert!(check(&p, &visible, &caller(9, true)).is_empty());
+        // Inviting oneself.
+        let me = plan(&[Change::Invite {
+            user: UserId(1),
+            role: Role::Member,
+        }]);
+        let found = summary(&check(&me, &visible, &caller(1, true)));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].2.contains("never invites the caller"), "{found:?}");
     }
 }

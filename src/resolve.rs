@@ -97,6 +97,9 @@ struct Portal<'a> {
     by_id: BTreeMap<UserId, &'a Person>,
     by_email: BTreeMap<String, BTreeSet<UserId>>,
     groups: &'a BTreeMap<String, Vec<(GroupId, String)>>,
+    /// The portal would not let users be looked up (`Lookups::users_unavailable`): user IDs
+    /// are taken unchecked, as active; e-mails cannot be resolved.
+    users_unavailable: Option<&'a str>,
 }
 
 fn ids(users: impl IntoIterator<Item = UserId>) -> String {
@@ -113,12 +116,18 @@ impl Finder for Portal<'_> {
             message,
             candidates: Vec::new(),
         };
-        match u {
-            UserRef::Id(id) => match self.by_id.get(id) {
+        match (u, self.users_unavailable) {
+            (UserRef::Id(id), Some(_)) => Ok((*id, true)),
+            (UserRef::Email(e), Some(why)) => Err(unresolved(format!(
+                "cannot look up the e-mail address {}: {}; name the user by ID, or give the webhook the `user` scope",
+                escape(e),
+                escape(why)
+            ))),
+            (UserRef::Id(id), None) => match self.by_id.get(id) {
                 Some(p) => Ok((*id, p.active)),
                 None => Err(unresolved(format!("no user {id} on the portal"))),
             },
-            UserRef::Email(e) => {
+            (UserRef::Email(e), None) => {
                 let key = e.to_lowercase();
                 let found = self.by_email.get(&key);
                 match found.map(|s| s.iter().copied().collect::<Vec<_>>()) {
@@ -210,6 +219,7 @@ pub fn resolve(spec: &Spec, found: &Lookups) -> Resolved {
         by_id: directory.users.iter().map(|(id, p)| (*id, p)).collect(),
         by_email,
         groups: &found.groups_by_name,
+        users_unavailable: found.users_unavailable.as_deref(),
     };
     let mut w = Walk::new(spec);
     let desired = w.run(&portal);

@@ -444,3 +444,38 @@ groups:
         ]
     );
 }
+
+/// A webhook without the `user` scope: user IDs are taken as they are (as before issue 7),
+/// e-mails are errors saying why, and the groups by name still resolve.
+#[test]
+fn without_the_user_scope_ids_pass_unchecked_and_e_mails_say_why() {
+    let spec = parse(
+        "g.yaml",
+        "version: 1
+groups:
+  - id: 1
+    members: [21, 22]
+  - name: Sales
+    members: [ann@x.org]
+",
+    )
+    .unwrap();
+    let found = Lookups {
+        groups_by_name: groups("Sales=42"),
+        users_unavailable: Some("user.get: insufficient_scope".to_owned()),
+        ..Lookups::default()
+    };
+    let r = resolve(&spec, &found);
+    assert_eq!(r.desired.groups.len(), 1, "{:?}", r.desired);
+    let g = &r.desired.groups[&GroupId(1)];
+    assert_eq!(g.members.len(), 2);
+    assert!(g.inactive.is_empty());
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert_eq!((r.errors[0].line, r.errors[0].column), (6, 15));
+    assert!(
+        r.errors[0].message.contains("insufficient_scope")
+            && r.errors[0].message.contains("`user` scope"),
+        "{}",
+        r.errors[0].message
+    );
+}

@@ -314,6 +314,8 @@ pub(crate) struct Prepared {
     pub(crate) breaches: Vec<plan::LimitBreach>,
     /// What the caller may not do (empty when the caller is unknown: see `warnings`).
     pub(crate) access: Vec<plan::AccessProblem>,
+    /// What the portal kept roster from seeing (a webhook scope), one line each.
+    pub(crate) portal_warnings: Vec<String>,
 }
 
 /// Resolve the file's people and groups, read the groups, plan, and check limits and
@@ -371,7 +373,9 @@ pub(crate) async fn prepare(
             Vec::new()
         }
     };
+    let portal_warnings = Vec::new();
     Ok(Prepared {
+        portal_warnings,
         resolved,
         plan,
         breaches,
@@ -430,6 +434,7 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
                 errors: Some(&p.resolved.errors),
                 warnings: Some(&p.resolved.warnings),
                 access_problems: Some(&p.access),
+                portal_warnings: Some(&p.portal_warnings),
             },
         ))?,
     }

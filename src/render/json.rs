@@ -34,7 +34,8 @@
 //!   "errors":   [{ "file", "line", "column", "path", "message" }],  // resolve's; the groups
 //!                                                                   //   they are in are left out
 //!   "warnings": [{ "file", "line", "column", "path", "message" }],
-//!   "access_problems": [{ "group", "name", "changes", "message" }]
+//!   "access_problems": [{ "group", "name", "changes", "message" }],
+//!   "portal_warnings": ["…"]   // what the portal kept roster from seeing (a webhook scope)
 //! }
 //! ```
 
@@ -65,6 +66,8 @@ struct JsonPlan<'a> {
     warnings: Option<Vec<JsonDiagnostic<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     access_problems: Option<Vec<JsonAccessProblem<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    portal_warnings: Option<&'a [String]>,
 }
 
 /// One broken limit. `group` and `name` are null for the run-wide limit; `limit` is null for
@@ -308,6 +311,8 @@ pub struct Extras<'a> {
     pub warnings: Option<&'a [Diagnostic]>,
     /// `plan::access::check`'s problems: `access_problems`.
     pub access_problems: Option<&'a [AccessProblem]>,
+    /// What the provider could not see (`Provider::read_warnings`): `portal_warnings`.
+    pub portal_warnings: Option<&'a [String]>,
 }
 
 /// The plan as pretty-printed JSON, newline-terminated (no extra fields).
@@ -365,6 +370,7 @@ pub fn document(plan: &Plan, dir: &Directory, extras: &Extras) -> String {
                 })
                 .collect()
         }),
+        portal_warnings: extras.portal_warnings,
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan JSON is always serialisable");
     s.push('\n');

@@ -263,6 +263,7 @@ fn json_carries_people_new_actions_and_the_extras() {
             errors: Some(&errors),
             warnings: Some(&[]),
             access_problems: Some(&problems),
+            portal_warnings: None,
         },
     );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -644,3 +644,59 @@ async fn a_refused_owner_transfer_holds_back_the_old_owners_changes() {
     assert_eq!(stats.method("sonet_group.user.delete").commands, 0);
     assert_eq!(p.rows(20), ["8=A", "1=K", "9=K", "11=K"]);
 }
+
+/// F3: two runs sharing one OAuth token file, both holding an expired access token, against
+/// the sandbox's OAuth server, which retires a refresh token once used
+/// (`oauth_rotation: invalidate`). Both read their groups; one refresh in all: the second run
+/// takes the tokens the first saved instead of spending the retired refresh token.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runs_sharing_a_token_file_refresh_once() {
+    use roster::provider::bitrix24::{OAuth, OAuthConfig, Secret};
+    const ACCESS: &str = "expiredaccesstoken0000000000000001";
+    const REFRESH: &str = "refreshtoken00000000000000000000001";
+    let yaml = format!(
+        "{PORTAL}oauth:
+  clients:
+    - {{ client_id: local.roster.test, client_secret: clientsecret000000000000000000001 }}
+  tokens:
+    - {{ access_token: {ACCESS}, user: 1, expires_at: 1 }}
+  refresh_tokens:
+    - {{ refresh_token: {REFRESH}, client_id: local.roster.test, user: 1 }}
+"
+    );
+    let p = Portal::start(&yaml).await;
+    let file = p.dir.path().join("tokens.json");
+    let config = OAuthConfig {
+        access_token: Some(Secret::new(ACCESS)),
+        refresh_token: Some(Secret::new(REFRESH)),
+        client_id: Some("local.roster.test".into()),
+        client_secret: Some(Secret::new("clientsecret000000000000000000001")),
+        server: Some(format!("http://{}", p.sandbox.addr())),
+        token_file: Some(file.clone()),
+    };
+    let endpoint = format!("http://{}/rest/", p.sandbox.addr());
+    let run = || {
+        Client::new(
+            OAuth::new(&endpoint, &config).unwrap(),
+            Options {
+                rate: None,
+                ..Options::default()
+            },
+        )
+        .unwrap()
+    };
+    let (a, b) = (run(), run());
+    let groups = [GroupId(15), GroupId(20)];
+    let (sa, sb) = tokio::join!(a.fetch(&groups, &|_| {}), b.fetch(&groups, &|_| {}));
+    assert_eq!(sa.unwrap().groups.len(), 2);
+    assert_eq!(sb.unwrap().groups.len(), 2);
+    let stats = p.sandbox.stats();
+    assert_eq!(
+        (stats.oauth_token_requests, stats.oauth_tokens_issued),
+        (1, 1)
+    );
+    assert_eq!(a.counters().refreshes + b.counters().refreshes, 1);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_ne!(saved["access_token"], ACCESS);
+}

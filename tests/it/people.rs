@@ -156,6 +156,7 @@ webhooks:
   - { user: 1, code: adminhook0001 }
   - { user: 8, code: ownerhook0008 }
   - { user: 1, code: noscope00001, scopes: [sonet_group, user] }
+  - { user: 1, code: nouser000001, scopes: [sonet_group, socialnetwork] }
 "#;
 
 fn wanted(emails: &[&str], users: &[u64], names: &[&str]) -> Wanted {
@@ -699,4 +700,58 @@ async fn two_runs_sharing_a_token_file_refresh_once() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_ne!(saved["access_token"], ACCESS);
+}
+
+/// F5: a webhook without the `user` scope (the README's `sonet` webhook). The lookup does not
+/// fail: no people, no caller, `users_unavailable` says why, group names are found as usual,
+/// and the user methods are not asked again (`people` answers empty without a request).
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_user_scope_users_are_unavailable_not_an_error() {
+    let p = Portal::start(PORTAL).await;
+    let c = p.client(1, "nouser000001");
+    let found = c
+        .lookup(&wanted(&["ada@example.com"], &[1, 9, 99], &["Marketing"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.users_unavailable.as_deref(),
+        Some("the portal refuses user.get (insufficient_scope): roster cannot look users up")
+    );
+    assert!(found.people.is_empty(), "{:?}", found.people);
+    assert_eq!(found.caller, None);
+    let marketing: Vec<u64> = found.groups_by_name["Marketing"]
+        .iter()
+        .map(|(g, _)| g.0)
+        .collect();
+    assert_eq!(marketing, [15, 16]);
+    assert_eq!(c.counters().requests, 1);
+    assert!(c.people(&[UserId(1), UserId(2)]).await.unwrap().is_empty());
+    assert_eq!(c.counters().requests, 1, "not asked again");
+    // The groups are read as usual.
+    let state = c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
+    assert_eq!(state.groups[&GroupId(15)].members.len(), 3);
+
+    // `people` alone finds out too, once.
+    let c = p.client(1, "nouser000001");
+    assert!(c.people(&[UserId(1)]).await.unwrap().is_empty());
+    assert!(c.people(&[UserId(2)]).await.unwrap().is_empty());
+    assert_eq!(c.counters().requests, 1);
+    // A file naming only groups gets the same answer (the caller's `user.current` is refused).
+    let c = p.client(1, "nouser000001");
+    let found = c
+        .lookup(&wanted(&[], &[], &["Owned by Owen"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.users_unavailable.as_deref(),
+        Some("the portal refuses user.current (insufficient_scope): roster cannot look users up")
+    );
+    assert_eq!(
+        found.groups_by_name["Owned by Owen"],
+        [(GroupId(20), "Owned by Owen".to_owned())]
+    );
+    // With the scope, nothing is unavailable.
+    let found = p.admin().lookup(&wanted(&[], &[1], &[])).await.unwrap();
+    assert_eq!(found.users_unavailable, None);
+    assert_eq!(ids(&found.people), [1]);
 }

@@ -335,6 +335,9 @@ pub struct Client {
     /// Set once the portal refused `socialnetwork.api.workgroup.get` (no `socialnetwork` scope,
     /// or a portal without the method): every read of the run uses `sonet_group.user.get`.
     legacy_read: std::sync::atomic::AtomicBool,
+    /// Set once the portal refused the user methods as methods (no `user` scope): why. Users
+    /// are not looked up again for the rest of the run.
+    users_refused: OnceLock<String>,
 }
 
 /// Refusals in a row (503 `QUERY_LIMIT_EXCEEDED`, nothing accepted in between) after which the
@@ -370,9 +373,18 @@ const NOTICE_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 struct Notices {
     last: Mutex<BTreeMap<&'static str, Instant>>,
+    /// Keys of the lines said once for the whole run (`once`).
+    said: Mutex<BTreeSet<&'static str>>,
 }
 
 impl Notices {
+    /// `warn!` a line the first time `key` comes up in the run, never again.
+    fn once(&self, key: &'static str, line: impl FnOnce() -> String) {
+        if self.said.lock().expect("notices lock").insert(key) {
+            warn!("{}", line());
+        }
+    }
+
     fn warn(&self, key: &'static str, line: impl FnOnce() -> String) {
         let now = Instant::now();
         let due = {
@@ -489,6 +501,7 @@ impl Client {
             retries: AtomicU64::new(0),
             refused_in_a_row: std::sync::atomic::AtomicU32::new(0),
             legacy_read: std::sync::atomic::AtomicBool::new(false),
+            users_refused: OnceLock::new(),
         })
     }
 
@@ -1674,7 +1687,7 @@ fn read_command(group: GroupId, legacy: bool) -> Command {
 
 /// An error code that means the portal will not run the method at all for this webhook
 /// (missing scope, or no such method): the same for every group of the run.
-fn refuses_method(code: Option<&str>) -> bool {
+pub(super) fn refuses_method(code: Option<&str>) -> bool {
     matches!(code, Some("insufficient_scope" | "ERROR_METHOD_NOT_FOUND"))
 }
 

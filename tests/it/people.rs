@@ -755,3 +755,67 @@ async fn without_the_user_scope_users_are_unavailable_not_an_error() {
     assert_eq!(found.users_unavailable, None);
     assert_eq!(ids(&found.people), [1]);
 }
+
+/// A portal with a secret group (18) that user 2 is not in, for reading what a caller may see.
+const SECRETS: &str = r#"
+portal:
+  rate_limit: { burst: 1000, per_second: 1000 }
+users:
+  - { id: 1, email: ada@example.com, name: Ada, last_name: Admin, admin: true }
+  - { id: 2, email: u2@example.com, name: U, last_name: Two }
+groups:
+  - id: 15
+    name: Open
+    members:
+      - { user: 1, role: A }
+      - { user: 2, role: K }
+  - id: 18
+    name: Secret
+    visible: false
+    members:
+      - { user: 1, role: A }
+webhooks:
+  - { user: 1, code: adminhook0001 }
+  - { user: 2, code: userhook00002 }
+  - { user: 2, code: oldread00002, scopes: [sonet_group, user] }
+"#;
+
+/// F1: a group the portal does not have, or one the caller cannot see, is reported on its
+/// own; every other group is read. Both ways of reading say the same. A failure of the whole
+/// run (a wrong webhook) is still one run-wide error.
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_each_reports_unreadable_groups_and_reads_the_rest() {
+    let p = Portal::start(SECRETS).await;
+    let asked = [GroupId(15), GroupId(18), GroupId(99999)];
+    let why = "no such group, or the webhook's user cannot see it (a secret group they are not a member of)";
+    for code in ["userhook00002", "oldread00002"] {
+        let c = p.client(2, code);
+        let (state, failed) = c.fetch_each(&asked, &|_| {}).await.unwrap();
+        assert_eq!(
+            state.groups.keys().copied().collect::<Vec<_>>(),
+            [GroupId(15)],
+            "{code}"
+        );
+        assert_eq!(
+            failed,
+            [
+                (GroupId(18), why.to_owned()),
+                (GroupId(99999), why.to_owned())
+            ],
+            "{code}"
+        );
+        // `fetch` still fails as a whole.
+        assert!(matches!(
+            c.fetch(&asked, &|_| {}).await,
+            Err(roster::provider::FetchError::Groups(g)) if g.len() == 2
+        ));
+    }
+    let (state, failed) = p.admin().fetch_each(&asked, &|_| {}).await.unwrap();
+    assert_eq!(state.groups.len(), 2);
+    assert_eq!(failed, [(GroupId(99999), why.to_owned())]);
+    let wrong = p.client(1, "wrongcode0001");
+    match wrong.fetch_each(&asked, &|_| {}).await {
+        Err(roster::provider::FetchError::RunWide { unread: 3, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}

@@ -454,6 +454,8 @@ struct Answers {
     /// The `error` code of the last answer that was the portal's own error for this command
     /// (`result_error`), to tell a method the portal refuses from a transport failure.
     code: Option<String>,
+    /// That error's description (`sonet_group.*` methods often say everything there).
+    description: Option<String>,
 }
 
 /// The length of the portal's operating-time window; no budget wait is longer.
@@ -1084,7 +1086,10 @@ impl Client {
                 }
                 match &r {
                     Ok(_) => (a.next, a.total) = (paging.next, paging.total),
-                    Err(e) if e.description != NO_RESULT => a.code = Some(e.code.clone()),
+                    Err(e) if e.description != NO_RESULT => {
+                        a.code = Some(e.code.clone());
+                        a.description = Some(e.description.clone());
+                    }
                     Err(_) => {}
                 }
                 if let Err(e) = &r
@@ -1246,6 +1251,25 @@ impl Client {
         }
     }
 
+    /// Read every group that can be read, and each group that cannot with why (a group the
+    /// portal does not show: "no such group, or … cannot see it"), for the shell to report at
+    /// the group's place in the file while it plans the rest. Fails as a whole only when the
+    /// run cannot go on (the breaker: the portal unreachable, the credentials refused).
+    pub async fn fetch_each(
+        &self,
+        groups: &[GroupId],
+        on_progress: OnProgress<'_>,
+    ) -> Result<(CurrentState, Vec<(GroupId, String)>), FetchError> {
+        let (state, failed) = self.read(groups, on_progress, false).await;
+        match self.breaker.cause() {
+            Some(cause) if !failed.is_empty() => Err(FetchError::RunWide {
+                cause: cause.to_owned(),
+                unread: failed.len(),
+            }),
+            _ => Ok((state, failed)),
+        }
+    }
+
     /// Read what can be read: the groups that answered, and each other group with its error.
     /// In a `hurry` each request is tried once. The first time the portal refuses
     /// `socialnetwork.api.workgroup.get` as a method (scope or existence), the run falls back
@@ -1328,10 +1352,22 @@ impl Client {
                 {
                     refused.push((*g, e))
                 }
+                Err(_) if last_ok.is_none() && not_found(&answers) => {
+                    failed.push((*g, self.no_such_group()))
+                }
                 Err(e) => failed.push((*g, e)),
             }
         }
         (state, failed, refused)
+    }
+
+    /// Why a group cannot be read when the portal does not show it.
+    fn no_such_group(&self) -> String {
+        let who = match &self.auth {
+            Auth::Webhook(_) => "the webhook's user",
+            Auth::OAuth(_) => "the OAuth token's user",
+        };
+        format!("no such group, or {who} cannot see it (a secret group they are not a member of)")
     }
 
     /// Carry out `changes`; one status per change, in input order. `on_progress` counts the
@@ -1683,6 +1719,15 @@ fn read_command(group: GroupId, legacy: bool) -> Command {
             "params[select]",
             ["DEPARTMENTS", "LIST_OF_MEMBERS_AWAITING_INVITE"],
         )
+}
+
+/// The portal's answer for a group it does not show the caller: none with that ID, or a
+/// secret group they are not in (`workgroup.get`'s `SONET_CONTROLLER_WORKGROUP_NOT_FOUND`,
+/// `sonet_group.user.get`'s code-less "Socialnetwork group not found").
+fn not_found(answers: &Answers) -> bool {
+    answers.code.as_deref() == Some("SONET_CONTROLLER_WORKGROUP_NOT_FOUND")
+        || (answers.code.as_deref() == Some("")
+            && answers.description.as_deref() == Some("Socialnetwork group not found"))
 }
 
 /// An error code that means the portal will not run the method at all for this webhook

@@ -82,6 +82,15 @@ impl Provider {
         }
     }
 
+    /// What the run could not see on the portal so far, one line each (for example a read
+    /// without invitations and department links, for want of the `socialnetwork` scope), for
+    /// the plan's warnings in text and JSON. Call after `lookup`, `fetch_each` and `people`.
+    pub fn read_warnings(&self) -> Vec<String> {
+        match self {
+            Provider::Bitrix24(c) => c.read_warnings(),
+        }
+    }
+
     /// Requests sent and retries made so far.
     pub fn counters(&self) -> bitrix24::Counters {
         match self {

@@ -478,11 +478,21 @@ async fn groups_are_read_with_their_pending_relations() {
 async fn without_the_scope_groups_are_read_the_old_way() {
     let p = Portal::start(PORTAL).await;
     let c = p.client(1, "noscope00001");
+    assert!(c.read_warnings().is_empty());
     let state = c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
     let g = &state.groups[&GroupId(15)];
     assert_eq!(g.members.len(), 3);
     assert!(g.invited.is_empty() && g.requested.is_empty() && g.departments.is_empty());
+    // Nothing in sonet_group.user.get's answer says the name or the visibility.
+    assert_eq!((g.name.as_deref(), g.visible), (None, None));
     assert_eq!(c.counters().requests, 2);
+    // F4: said in the plan's warnings, not only on stderr.
+    assert_eq!(
+        c.read_warnings(),
+        [
+            "the webhook lacks the `socialnetwork` scope: roster cannot see pending invitations, join requests or department links, so it may plan adds for invited users and removals Bitrix24 undoes; add the scope"
+        ]
+    );
     c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
     assert_eq!(c.counters().requests, 3);
     assert_eq!(p.sandbox.stats().method("sonet_group.user.get").commands, 2);
@@ -727,6 +737,16 @@ async fn without_the_user_scope_users_are_unavailable_not_an_error() {
     assert_eq!(c.counters().requests, 1);
     assert!(c.people(&[UserId(1), UserId(2)]).await.unwrap().is_empty());
     assert_eq!(c.counters().requests, 1, "not asked again");
+    let warnings = c.read_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("the portal refuses user.get (insufficient_scope): roster cannot look users up; so user IDs are taken unchecked"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[0].ends_with("give the webhook the `user` scope (or `user_basic`) in Bitrix24"),
+        "{warnings:?}"
+    );
     // The groups are read as usual.
     let state = c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
     assert_eq!(state.groups[&GroupId(15)].members.len(), 3);
@@ -810,9 +830,14 @@ async fn fetch_each_reports_unreadable_groups_and_reads_the_rest() {
             Err(roster::provider::FetchError::Groups(g)) if g.len() == 2
         ));
     }
-    let (state, failed) = p.admin().fetch_each(&asked, &|_| {}).await.unwrap();
+    let admin = p.admin();
+    let (state, failed) = admin.fetch_each(&asked, &|_| {}).await.unwrap();
     assert_eq!(state.groups.len(), 2);
     assert_eq!(failed, [(GroupId(99999), why.to_owned())]);
+    // F4: visibility is read; nothing was missed.
+    assert_eq!(state.groups[&GroupId(15)].visible, Some(true));
+    assert_eq!(state.groups[&GroupId(18)].visible, Some(false));
+    assert!(admin.read_warnings().is_empty());
     let wrong = p.client(1, "wrongcode0001");
     match wrong.fetch_each(&asked, &|_| {}).await {
         Err(roster::provider::FetchError::RunWide { unread: 3, .. }) => {}

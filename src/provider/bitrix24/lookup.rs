@@ -579,16 +579,18 @@ impl Client {
     /// once what to do about it.
     fn users_refused(&self, why: String) {
         let _ = self.users_refused.set(why);
-        let why = self.users_refused.get().expect("just set");
-        let who = match &self.auth {
-            super::Auth::Webhook(_) => "the webhook",
-            super::Auth::OAuth(_) => "the OAuth application",
-        };
-        self.notices.once("users refused", || {
-            format!(
-                "{why}; so user IDs are taken unchecked, people are shown by ID only, users named by e-mail cannot be resolved, and who {who} acts as is not known (permissions are checked only when changes are sent); to check them, give {who} the `user` scope (or `user_basic`) in Bitrix24"
-            )
-        });
+        if let Some(line) = self.users_warning() {
+            self.notices.once("users refused", || line);
+        }
+    }
+
+    /// The warning for a run that cannot look users up, if it cannot.
+    pub(super) fn users_warning(&self) -> Option<String> {
+        let why = self.users_refused.get()?;
+        let who = self.credentials();
+        Some(format!(
+            "{why}; so user IDs are taken unchecked, people are shown by ID only, users named by e-mail cannot be resolved, and who {who} acts as is not known (permissions are checked only when changes are sent); to check them, give {who} the `user` scope (or `user_basic`) in Bitrix24"
+        ))
     }
 
     /// The users with these IDs that the portal has (for showing people the file did not name,

@@ -335,6 +335,8 @@ pub struct Client {
     /// Set once the portal refused `socialnetwork.api.workgroup.get` (no `socialnetwork` scope,
     /// or a portal without the method): every read of the run uses `sonet_group.user.get`.
     legacy_read: std::sync::atomic::AtomicBool,
+    /// The error code of that refusal, for the warning.
+    legacy_code: OnceLock<String>,
     /// Set once the portal refused the user methods as methods (no `user` scope): why. Users
     /// are not looked up again for the rest of the run.
     users_refused: OnceLock<String>,
@@ -503,6 +505,7 @@ impl Client {
             retries: AtomicU64::new(0),
             refused_in_a_row: std::sync::atomic::AtomicU32::new(0),
             legacy_read: std::sync::atomic::AtomicBool::new(false),
+            legacy_code: OnceLock::new(),
             users_refused: OnceLock::new(),
         })
     }
@@ -1286,11 +1289,11 @@ impl Client {
         if refused.is_empty() {
             return (state, failed);
         }
-        if !self.legacy_read.swap(true, Ordering::Relaxed) {
-            let why = &refused[0].1;
-            warn!(
-                "the portal refuses socialnetwork.api.workgroup.get ({why}); reading groups with sonet_group.user.get instead, which cannot show invitations, join requests or department sync: invited users may be planned as adds (a webhook needs the `socialnetwork` scope)"
-            );
+        let _ = self.legacy_code.set(refused[0].1.clone());
+        if !self.legacy_read.swap(true, Ordering::Relaxed)
+            && let Some(line) = self.legacy_warning()
+        {
+            warn!("{line}");
         }
         let again: Vec<GroupId> = refused.iter().map(|(g, _)| *g).collect();
         let (more, still_failed, _) = self.read_as(&again, true, &|_| {}, hurry).await;
@@ -1300,8 +1303,46 @@ impl Client {
         (state, failed)
     }
 
+    /// What this run could not see on the portal, one line each, for the plan's warnings:
+    /// reading with `sonet_group.user.get` (no invitations, requests or department links), and
+    /// users that could not be looked up (no `user` scope). Empty when nothing was missed.
+    pub fn read_warnings(&self) -> Vec<String> {
+        let legacy = self
+            .legacy_read
+            .load(Ordering::Relaxed)
+            .then(|| self.legacy_warning())
+            .flatten();
+        legacy.into_iter().chain(self.users_warning()).collect()
+    }
+
+    /// Who the client acts through, for advice: "the webhook" or "the OAuth application".
+    fn credentials(&self) -> &'static str {
+        match &self.auth {
+            Auth::Webhook(_) => "the webhook",
+            Auth::OAuth(_) => "the OAuth application",
+        }
+    }
+
+    /// The warning for reading with `sonet_group.user.get`, once the portal refused
+    /// `socialnetwork.api.workgroup.get`.
+    fn legacy_warning(&self) -> Option<String> {
+        let code = self.legacy_code.get()?;
+        let cannot = "roster cannot see pending invitations, join requests or department links, so it may plan adds for invited users and removals Bitrix24 undoes";
+        Some(if code == "insufficient_scope" {
+            format!(
+                "{} lacks the `socialnetwork` scope: {cannot}; add the scope",
+                self.credentials()
+            )
+        } else {
+            format!(
+                "the portal does not run socialnetwork.api.workgroup.get ({code}), so groups are read with sonet_group.user.get: {cannot}"
+            )
+        })
+    }
+
     /// One pass of `read`, with `sonet_group.user.get` when `legacy`: the groups read, the
-    /// groups that failed, and the groups whose read the portal refused as a method.
+    /// groups that failed, and the groups whose read the portal refused as a method (with the
+    /// error code).
     async fn read_as(
         &self,
         groups: &[GroupId],
@@ -1347,10 +1388,10 @@ impl Client {
                 Ok(members) => {
                     state.groups.insert(*g, members);
                 }
-                Err(e)
+                Err(_)
                     if !legacy && last_ok.is_none() && refuses_method(answers.code.as_deref()) =>
                 {
-                    refused.push((*g, e))
+                    refused.push((*g, answers.code.clone().unwrap_or_default()))
                 }
                 Err(_) if last_ok.is_none() && not_found(&answers) => {
                     failed.push((*g, self.no_such_group()))
@@ -1739,7 +1780,8 @@ pub(super) fn refuses_method(code: Option<&str>) -> bool {
 /// A `socialnetwork.api.workgroup.get` result into a group: `OWNER_ID` is the owner,
 /// `MODERATOR_MEMBERS` the moderators, every other user of `MEMBERS` (or `ORDINARY_MEMBERS`)
 /// a member; `INVITED_MEMBERS` the pending invitations, `LIST_OF_MEMBERS_AWAITING_INVITE` the
-/// pending requests, `DEPARTMENTS` the linked departments. Tolerant: IDs as numbers or
+/// pending requests, `DEPARTMENTS` the linked departments, `VISIBLE` whether it is visible to
+/// everyone. Tolerant: IDs as numbers or
 /// strings, lists as arrays, objects or missing (empty). A user in two lists keeps the
 /// strongest relation (owner, moderator, member, invited, requested).
 fn workgroup(v: &Value) -> Result<CurrentGroup, String> {
@@ -1771,6 +1813,11 @@ fn workgroup(v: &Value) -> Result<CurrentGroup, String> {
     departments.sort_unstable();
     group.departments = departments;
     group.name = wire::text(obj.get("NAME"));
+    // "Y"/"N" (or a bool); an empty or odd value says nothing.
+    group.visible = obj
+        .get("VISIBLE")
+        .filter(|v| v.as_str().is_none_or(|s| !s.trim().is_empty()))
+        .and_then(wire::flag);
     group.initiate_perms = match obj.get("INITIATE_PERMS").and_then(Value::as_str) {
         Some("A") => Some(Role::Owner),
         Some("E") => Some(Role::Moderator),
@@ -1781,7 +1828,8 @@ fn workgroup(v: &Value) -> Result<CurrentGroup, String> {
 }
 
 /// `[{"USER_ID":"1","ROLE":"A"},…]` into members. Rows with roles other than A/E/K (which the
-/// method does not return) are ignored.
+/// method does not return) are ignored. The answer says nothing about the group itself (no
+/// name, visibility or departments: those stay unknown, `None` and empty).
 fn members(v: &Value) -> Result<CurrentGroup, String> {
     let rows = v
         .as_array()

@@ -353,7 +353,15 @@ const REFUSALS_TO_GIVE_UP: u32 = 40;
 struct Breaker {
     tripped: CancellationToken,
     cause: OnceLock<String>,
+    /// What a change's outcome says instead of a long `cause` it repeats, once the report
+    /// has shown the whole of it (set by `trip_short`).
+    short: OnceLock<String>,
 }
+
+/// The short form of a failed OAuth refresh, or of a token the portal refuses, in every
+/// outcome after the first that names the cause.
+const OAUTH_REFRESH_FAILED: &str = "the OAuth refresh failed (see above)";
+const OAUTH_TOKEN_REFUSED: &str = "the portal refused the OAuth token (see above)";
 
 impl Breaker {
     fn trip(&self, cause: String) {
@@ -361,6 +369,43 @@ impl Breaker {
             debug!(cause = self.cause(), "breaker tripped");
         }
         self.tripped.cancel();
+    }
+
+    /// `trip`, with the form that outcomes after the first show instead of `cause`.
+    fn trip_short(&self, cause: String, short: &str) {
+        if self.cause.get().is_none() {
+            let _ = self.short.set(short.to_owned());
+        }
+        self.trip(cause);
+    }
+
+    /// Outcomes (in report order) with the tripping cause shown whole once: the first
+    /// outcome whose error includes it keeps it; in every later one a failure becomes the
+    /// short form and an unknown outcome names the short form in place of the cause. Only
+    /// for causes tripped with a short form; other outcomes are untouched.
+    fn shorten(&self, mut statuses: Vec<OpStatus>) -> Vec<OpStatus> {
+        let (Some(cause), Some(short)) = (self.cause.get(), self.short.get()) else {
+            return statuses;
+        };
+        let mut shown = false;
+        for status in &mut statuses {
+            match status {
+                OpStatus::Failed { error } if error.contains(cause.as_str()) => {
+                    if shown {
+                        *error = short.clone();
+                    }
+                    shown = true;
+                }
+                OpStatus::Unknown { error } if error.contains(cause.as_str()) => {
+                    if shown {
+                        *error = error.replace(cause.as_str(), short);
+                    }
+                    shown = true;
+                }
+                _ => {}
+            }
+        }
+        statuses
     }
 
     fn cause(&self) -> Option<&str> {
@@ -784,8 +829,8 @@ impl Client {
             Auth::Webhook(w) => return self.send_once(method, w.method_url(method), body).await,
             Auth::OAuth(o) => o,
         };
-        let refused = |code: &str, description: String| -> CallError {
-            self.breaker.trip(description.clone());
+        let refused = |code: &str, description: String, short: &str| -> CallError {
+            self.breaker.trip_short(description.clone(), short);
             ApiError {
                 method: method.to_owned(),
                 code: code.to_owned(),
@@ -803,14 +848,18 @@ impl Client {
             Err(CallError::Api(e)) => match oauth::refusal(e.status, &e.code) {
                 Some(oauth::Refusal::Expired) => self.pacer.accepted(sent),
                 Some(oauth::Refusal::Invalid) => {
-                    return Err(refused(&e.code, oauth.invalid_token(&e.description)));
+                    return Err(refused(
+                        &e.code,
+                        oauth.invalid_token(&e.description),
+                        OAUTH_TOKEN_REFUSED,
+                    ));
                 }
                 None => return Err(e.into()),
             },
             other => return other,
         }
         if let Err(why) = oauth.refresh_after(used.generation, &self.http).await {
-            return Err(refused("expired_token", why));
+            return Err(refused("expired_token", why, OAUTH_REFRESH_FAILED));
         }
         // Sent again: counted and paced like any request.
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -823,10 +872,14 @@ impl Client {
             .await
         {
             Err(CallError::Api(e)) => match oauth::refusal(e.status, &e.code) {
-                Some(oauth::Refusal::Expired) => Err(refused(&e.code, oauth.expired_again())),
-                Some(oauth::Refusal::Invalid) => {
-                    Err(refused(&e.code, oauth.invalid_token(&e.description)))
+                Some(oauth::Refusal::Expired) => {
+                    Err(refused(&e.code, oauth.expired_again(), OAUTH_TOKEN_REFUSED))
                 }
+                Some(oauth::Refusal::Invalid) => Err(refused(
+                    &e.code,
+                    oauth.invalid_token(&e.description),
+                    OAUTH_TOKEN_REFUSED,
+                )),
                 None => Err(e.into()),
             },
             other => other,
@@ -1241,7 +1294,7 @@ impl Client {
         groups: &[GroupId],
         on_progress: OnProgress<'_>,
     ) -> Result<CurrentState, FetchError> {
-        let (state, failed) = self.read(groups, on_progress, false).await;
+        let (state, failed, _) = self.read(groups, on_progress, false).await;
         if failed.is_empty() {
             Ok(state)
         } else if let Some(cause) = self.breaker.cause() {
@@ -1263,17 +1316,25 @@ impl Client {
         groups: &[GroupId],
         on_progress: OnProgress<'_>,
     ) -> Result<(CurrentState, Vec<(GroupId, String)>), FetchError> {
-        let (state, failed) = self.read(groups, on_progress, false).await;
-        match self.breaker.cause() {
-            Some(cause) if !failed.is_empty() => Err(FetchError::RunWide {
+        let (state, mut failed, missing) = self.read(groups, on_progress, false).await;
+        if let Some(cause) = self.breaker.cause()
+            && !failed.is_empty()
+        {
+            return Err(FetchError::RunWide {
                 cause: cause.to_owned(),
                 unread: failed.len(),
-            }),
-            _ => Ok((state, failed)),
+            });
         }
+        for (g, e) in &mut failed {
+            if missing.contains(g) {
+                *e = self.no_such_group();
+            }
+        }
+        Ok((state, failed))
     }
 
-    /// Read what can be read: the groups that answered, and each other group with its error.
+    /// Read what can be read: the groups that answered, each other group with its error, and
+    /// which of those the portal does not show (`not_found`).
     /// In a `hurry` each request is tried once. The first time the portal refuses
     /// `socialnetwork.api.workgroup.get` as a method (scope or existence), the run falls back
     /// to `sonet_group.user.get` for good, says so once, and reads the refused groups again.
@@ -1282,12 +1343,12 @@ impl Client {
         groups: &[GroupId],
         on_progress: OnProgress<'_>,
         hurry: bool,
-    ) -> (CurrentState, Vec<(GroupId, String)>) {
+    ) -> (CurrentState, Vec<(GroupId, String)>, BTreeSet<GroupId>) {
         let legacy = self.legacy_read.load(Ordering::Relaxed);
-        let (mut state, mut failed, refused) =
+        let (mut state, mut failed, refused, mut missing) =
             self.read_as(groups, legacy, on_progress, hurry).await;
         if refused.is_empty() {
-            return (state, failed);
+            return (state, failed, missing);
         }
         let _ = self.legacy_code.set(refused[0].1.clone());
         if !self.legacy_read.swap(true, Ordering::Relaxed)
@@ -1296,11 +1357,13 @@ impl Client {
             warn!("{line}");
         }
         let again: Vec<GroupId> = refused.iter().map(|(g, _)| *g).collect();
-        let (more, still_failed, _) = self.read_as(&again, true, &|_| {}, hurry).await;
+        let (more, still_failed, _, also_missing) =
+            self.read_as(&again, true, &|_| {}, hurry).await;
         state.groups.extend(more.groups);
         failed.extend(still_failed);
         failed.sort_by_key(|(g, _)| *g);
-        (state, failed)
+        missing.extend(also_missing);
+        (state, failed, missing)
     }
 
     /// What this run could not see on the portal, one line each, for the plan's warnings:
@@ -1341,15 +1404,20 @@ impl Client {
     }
 
     /// One pass of `read`, with `sonet_group.user.get` when `legacy`: the groups read, the
-    /// groups that failed, and the groups whose read the portal refused as a method (with the
-    /// error code).
+    /// groups that failed, the groups whose read the portal refused as a method (with the
+    /// error code), and the failed groups the portal does not show (`not_found`).
     async fn read_as(
         &self,
         groups: &[GroupId],
         legacy: bool,
         on_progress: OnProgress<'_>,
         hurry: bool,
-    ) -> (CurrentState, Vec<(GroupId, String)>, Vec<(GroupId, String)>) {
+    ) -> (
+        CurrentState,
+        Vec<(GroupId, String)>,
+        Vec<(GroupId, String)>,
+        BTreeSet<GroupId>,
+    ) {
         let cmds: Vec<(Option<GroupId>, Command)> = groups
             .iter()
             .map(|g| (Some(*g), read_command(*g, legacy)))
@@ -1358,6 +1426,7 @@ impl Client {
         let mut state = CurrentState::default();
         let mut failed = Vec::new();
         let mut refused = Vec::new();
+        let mut missing = BTreeSet::new();
         // In a hurry (the run was interrupted) the whole read gets one timeout: no pause for
         // the operating budget, the pacer or 503s may outlast it. What is not read by then is
         // reported unread.
@@ -1393,13 +1462,15 @@ impl Client {
                 {
                     refused.push((*g, answers.code.clone().unwrap_or_default()))
                 }
-                Err(_) if last_ok.is_none() && not_found(&answers) => {
-                    failed.push((*g, self.no_such_group()))
+                Err(e) => {
+                    if last_ok.is_none() && not_found(&answers) {
+                        missing.insert(*g);
+                    }
+                    failed.push((*g, e))
                 }
-                Err(e) => failed.push((*g, e)),
             }
         }
-        (state, failed, refused)
+        (state, failed, refused, missing)
     }
 
     /// Why a group cannot be read when the portal does not show it.
@@ -1424,7 +1495,25 @@ impl Client {
     /// change that was sent is settled by reading its group again (`settle`), also after an
     /// interrupt: the report says what the portal holds, not what the wire happened to
     /// deliver. Changes never sent because `stop` was cancelled are `NotStarted`.
+    ///
+    /// When the run failed for a cause that has a short form (a failed OAuth refresh), the
+    /// first change to fail for it carries the whole message and the others the short form
+    /// (`Breaker::shorten`).
     pub async fn execute(
+        &self,
+        changes: &[(GroupId, Change)],
+        invite_messages: &BTreeMap<GroupId, String>,
+        on_progress: OnProgress<'_>,
+        stop: &CancellationToken,
+    ) -> Vec<OpStatus> {
+        let statuses = self
+            .execute_all(changes, invite_messages, on_progress, stop)
+            .await;
+        self.breaker.shorten(statuses)
+    }
+
+    /// `execute` with every message as it came.
+    async fn execute_all(
         &self,
         changes: &[(GroupId, Change)],
         invite_messages: &BTreeMap<GroupId, String>,
@@ -1465,7 +1554,7 @@ impl Client {
             return statuses;
         }
         let groups: Vec<GroupId> = recheck.into_iter().collect();
-        let (now, unread) = self.read(&groups, &|_| {}, stop.is_cancelled()).await;
+        let (now, unread, _) = self.read(&groups, &|_| {}, stop.is_cancelled()).await;
         let unread: BTreeMap<GroupId, String> = unread.into_iter().collect();
         changes
             .iter()

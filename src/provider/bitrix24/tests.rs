@@ -1230,3 +1230,46 @@ mod lookups {
         assert!(groups_named(&json!([]), "x").unwrap().is_empty());
     }
 }
+
+/// The breaker's short form: the first outcome naming the cause keeps it whole, later ones
+/// say the short form (failures wholly, unknown outcomes in place of the cause); outcomes
+/// that do not name the cause, and breakers without a short form, are untouched.
+#[test]
+fn a_long_run_wide_cause_is_shown_whole_once() {
+    let cause = "cannot refresh the OAuth access token: a long message with advice";
+    let statuses = || {
+        vec![
+            OpStatus::Done,
+            OpStatus::Failed {
+                error: format!("batch: not sent: an earlier request failed ({cause})"),
+            },
+            OpStatus::Failed {
+                error: format!("batch: expired_token ({cause}) [HTTP 401]"),
+            },
+            OpStatus::Unknown {
+                error: format!(
+                    "the portal may have made the change (x), and reading the group again failed ({cause})"
+                ),
+            },
+            OpStatus::Failed {
+                error: "something else".into(),
+            },
+        ]
+    };
+    let plain = Breaker::default();
+    plain.trip(cause.into());
+    assert_eq!(plain.shorten(statuses()), statuses());
+    let b = Breaker::default();
+    b.trip_short(cause.into(), "short (see above)");
+    let mut want = statuses();
+    want[2] = OpStatus::Failed {
+        error: "short (see above)".into(),
+    };
+    want[3] = OpStatus::Unknown {
+        error: "the portal may have made the change (x), and reading the group again failed (short (see above))".into(),
+    };
+    assert_eq!(b.shorten(statuses()), want);
+    // A later trip does not change the cause or its short form.
+    b.trip_short("another".into(), "other");
+    assert_eq!(b.shorten(statuses()), want);
+}

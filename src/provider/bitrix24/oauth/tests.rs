@@ -1185,3 +1185,52 @@ async fn a_write_is_sent_again_with_the_new_token() {
     );
     assert_eq!(fake.refreshed.load(Ordering::SeqCst), 1);
 }
+
+/// F10: a refused refresh during apply is told in full once, by the first change it failed;
+/// every other change says so briefly instead of repeating the whole advice.
+#[tokio::test]
+async fn a_refused_refresh_is_told_in_full_once_in_the_report() {
+    use crate::model::{OpStatus, Role, UserId};
+    use crate::plan::Change;
+    let fake = Fake::new(1);
+    *fake.answer.lock().unwrap() = (
+        400,
+        json!({"error": "invalid_grant", "error_description": "Refresh token expired"}),
+    );
+    let base = serve(fake.clone()).await;
+    let c = client(OAuth::new(&format!("{base}/rest/"), &config_for(&base)).unwrap());
+    // 120 groups: three batches, sent concurrently or refused before sending.
+    let changes: Vec<(GroupId, Change)> = (1..=120)
+        .map(|g| {
+            (
+                GroupId(g),
+                Change::Remove {
+                    user: UserId(2),
+                    role: Role::Member,
+                },
+            )
+        })
+        .collect();
+    let stop = crate::provider::CancellationToken::new();
+    let statuses = c
+        .execute(&changes, &Default::default(), &|_| {}, &stop)
+        .await;
+    assert_eq!(statuses.len(), 120);
+    let OpStatus::Failed { error } = &statuses[0] else {
+        panic!("{:?}", statuses[0]);
+    };
+    assert!(
+        error.contains("cannot refresh the OAuth access token: the OAuth server"),
+        "{error}"
+    );
+    assert!(error.contains("authorise roster again"), "{error}");
+    for s in &statuses[1..] {
+        assert_eq!(
+            *s,
+            OpStatus::Failed {
+                error: "the OAuth refresh failed (see above)".into()
+            }
+        );
+    }
+    assert_eq!(fake.refreshed.load(Ordering::SeqCst), 1);
+}

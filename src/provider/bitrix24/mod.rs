@@ -40,7 +40,12 @@
 //!
 //! Authentication (`Auth`): a webhook (the code is in the URL) or OAuth (`oauth`: the access
 //! token in the body's `auth` field, refreshed once, for all requests in flight, after a 401
-//! `expired_token`). With OAuth every token and the client secret are scrubbed like the code.
+//! `expired_token`, and one run at a time across runs sharing a token file, under its lock).
+//! With OAuth every token and the client secret are scrubbed like the code.
+//!
+//! What a run could not see (the fallback read; users, without the `user` scope) is kept for
+//! `read_warnings`, so the plan can say so; `fetch_each` reads every group it can and names
+//! each one it cannot.
 
 pub mod auth;
 pub mod limits;

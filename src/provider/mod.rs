@@ -33,6 +33,21 @@ impl Provider {
         }
     }
 
+    /// Read every declared group that can be read, and each one that cannot with why (for
+    /// example "no such group, or the webhook's user cannot see it"), so the others can still
+    /// be planned. Fails as a whole only for what ends the run (`FetchError::RunWide`: the
+    /// portal unreachable, the credentials refused).
+    pub async fn fetch_each(
+        &self,
+        desired: &DesiredState,
+        on_progress: OnProgress<'_>,
+    ) -> Result<(CurrentState, Vec<(GroupId, String)>), FetchError> {
+        let ids: Vec<GroupId> = desired.groups.keys().copied().collect();
+        match self {
+            Provider::Bitrix24(c) => c.fetch_each(&ids, on_progress).await,
+        }
+    }
+
     /// Look up what the file names by e-mail or group name, the user IDs it names, and the
     /// caller: everything the resolve step needs, in as few requests as the API allows.
     pub async fn lookup(&self, wanted: &Wanted) -> Result<Lookups, FetchError> {
@@ -64,6 +79,15 @@ impl Provider {
     ) -> Vec<OpStatus> {
         match self {
             Provider::Bitrix24(c) => c.execute(changes, invite_messages, on_progress, stop).await,
+        }
+    }
+
+    /// What the run could not see on the portal so far, one line each (for example a read
+    /// without invitations and department links, for want of the `socialnetwork` scope), for
+    /// the plan's warnings in text and JSON. Call after `lookup`, `fetch_each` and `people`.
+    pub fn read_warnings(&self) -> Vec<String> {
+        match self {
+            Provider::Bitrix24(c) => c.read_warnings(),
         }
     }
 

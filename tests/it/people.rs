@@ -156,6 +156,7 @@ webhooks:
   - { user: 1, code: adminhook0001 }
   - { user: 8, code: ownerhook0008 }
   - { user: 1, code: noscope00001, scopes: [sonet_group, user] }
+  - { user: 1, code: nouser000001, scopes: [sonet_group, socialnetwork] }
 "#;
 
 fn wanted(emails: &[&str], users: &[u64], names: &[&str]) -> Wanted {
@@ -477,11 +478,21 @@ async fn groups_are_read_with_their_pending_relations() {
 async fn without_the_scope_groups_are_read_the_old_way() {
     let p = Portal::start(PORTAL).await;
     let c = p.client(1, "noscope00001");
+    assert!(c.read_warnings().is_empty());
     let state = c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
     let g = &state.groups[&GroupId(15)];
     assert_eq!(g.members.len(), 3);
     assert!(g.invited.is_empty() && g.requested.is_empty() && g.departments.is_empty());
+    // Nothing in sonet_group.user.get's answer says the name or the visibility.
+    assert_eq!((g.name.as_deref(), g.visible), (None, None));
     assert_eq!(c.counters().requests, 2);
+    // F4: said in the plan's warnings, not only on stderr.
+    assert_eq!(
+        c.read_warnings(),
+        [
+            "the webhook lacks the `socialnetwork` scope: roster cannot see pending invitations, join requests or department links, so it may plan adds for invited users and removals Bitrix24 undoes; add the scope"
+        ]
+    );
     c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
     assert_eq!(c.counters().requests, 3);
     assert_eq!(p.sandbox.stats().method("sonet_group.user.get").commands, 2);
@@ -643,4 +654,193 @@ async fn a_refused_owner_transfer_holds_back_the_old_owners_changes() {
     let stats = p.sandbox.stats();
     assert_eq!(stats.method("sonet_group.user.delete").commands, 0);
     assert_eq!(p.rows(20), ["8=A", "1=K", "9=K", "11=K"]);
+}
+
+/// F3: two runs sharing one OAuth token file, both holding an expired access token, against
+/// the sandbox's OAuth server, which retires a refresh token once used
+/// (`oauth_rotation: invalidate`). Both read their groups; one refresh in all: the second run
+/// takes the tokens the first saved instead of spending the retired refresh token.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runs_sharing_a_token_file_refresh_once() {
+    use roster::provider::bitrix24::{OAuth, OAuthConfig, Secret};
+    const ACCESS: &str = "expiredaccesstoken0000000000000001";
+    const REFRESH: &str = "refreshtoken00000000000000000000001";
+    let yaml = format!(
+        "{PORTAL}oauth:
+  clients:
+    - {{ client_id: local.roster.test, client_secret: clientsecret000000000000000000001 }}
+  tokens:
+    - {{ access_token: {ACCESS}, user: 1, expires_at: 1 }}
+  refresh_tokens:
+    - {{ refresh_token: {REFRESH}, client_id: local.roster.test, user: 1 }}
+"
+    );
+    let p = Portal::start(&yaml).await;
+    let file = p.dir.path().join("tokens.json");
+    let config = OAuthConfig {
+        access_token: Some(Secret::new(ACCESS)),
+        refresh_token: Some(Secret::new(REFRESH)),
+        client_id: Some("local.roster.test".into()),
+        client_secret: Some(Secret::new("clientsecret000000000000000000001")),
+        server: Some(format!("http://{}", p.sandbox.addr())),
+        token_file: Some(file.clone()),
+    };
+    let endpoint = format!("http://{}/rest/", p.sandbox.addr());
+    let run = || {
+        Client::new(
+            OAuth::new(&endpoint, &config).unwrap(),
+            Options {
+                rate: None,
+                ..Options::default()
+            },
+        )
+        .unwrap()
+    };
+    let (a, b) = (run(), run());
+    let groups = [GroupId(15), GroupId(20)];
+    let (sa, sb) = tokio::join!(a.fetch(&groups, &|_| {}), b.fetch(&groups, &|_| {}));
+    assert_eq!(sa.unwrap().groups.len(), 2);
+    assert_eq!(sb.unwrap().groups.len(), 2);
+    let stats = p.sandbox.stats();
+    assert_eq!(
+        (stats.oauth_token_requests, stats.oauth_tokens_issued),
+        (1, 1)
+    );
+    assert_eq!(a.counters().refreshes + b.counters().refreshes, 1);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_ne!(saved["access_token"], ACCESS);
+}
+
+/// F5: a webhook without the `user` scope (the README's `sonet` webhook). The lookup does not
+/// fail: no people, no caller, `users_unavailable` says why, group names are found as usual,
+/// and the user methods are not asked again (`people` answers empty without a request).
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_user_scope_users_are_unavailable_not_an_error() {
+    let p = Portal::start(PORTAL).await;
+    let c = p.client(1, "nouser000001");
+    let found = c
+        .lookup(&wanted(&["ada@example.com"], &[1, 9, 99], &["Marketing"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.users_unavailable.as_deref(),
+        Some("the portal refuses user.get (insufficient_scope): roster cannot look users up")
+    );
+    assert!(found.people.is_empty(), "{:?}", found.people);
+    assert_eq!(found.caller, None);
+    let marketing: Vec<u64> = found.groups_by_name["Marketing"]
+        .iter()
+        .map(|(g, _)| g.0)
+        .collect();
+    assert_eq!(marketing, [15, 16]);
+    assert_eq!(c.counters().requests, 1);
+    assert!(c.people(&[UserId(1), UserId(2)]).await.unwrap().is_empty());
+    assert_eq!(c.counters().requests, 1, "not asked again");
+    let warnings = c.read_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("the portal refuses user.get (insufficient_scope): roster cannot look users up; so user IDs are taken unchecked"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[0].ends_with("give the webhook the `user` scope (or `user_basic`) in Bitrix24"),
+        "{warnings:?}"
+    );
+    // The groups are read as usual.
+    let state = c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
+    assert_eq!(state.groups[&GroupId(15)].members.len(), 3);
+
+    // `people` alone finds out too, once.
+    let c = p.client(1, "nouser000001");
+    assert!(c.people(&[UserId(1)]).await.unwrap().is_empty());
+    assert!(c.people(&[UserId(2)]).await.unwrap().is_empty());
+    assert_eq!(c.counters().requests, 1);
+    // A file naming only groups gets the same answer (the caller's `user.current` is refused).
+    let c = p.client(1, "nouser000001");
+    let found = c
+        .lookup(&wanted(&[], &[], &["Owned by Owen"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.users_unavailable.as_deref(),
+        Some("the portal refuses user.current (insufficient_scope): roster cannot look users up")
+    );
+    assert_eq!(
+        found.groups_by_name["Owned by Owen"],
+        [(GroupId(20), "Owned by Owen".to_owned())]
+    );
+    // With the scope, nothing is unavailable.
+    let found = p.admin().lookup(&wanted(&[], &[1], &[])).await.unwrap();
+    assert_eq!(found.users_unavailable, None);
+    assert_eq!(ids(&found.people), [1]);
+}
+
+/// A portal with a secret group (18) that user 2 is not in, for reading what a caller may see.
+const SECRETS: &str = r#"
+portal:
+  rate_limit: { burst: 1000, per_second: 1000 }
+users:
+  - { id: 1, email: ada@example.com, name: Ada, last_name: Admin, admin: true }
+  - { id: 2, email: u2@example.com, name: U, last_name: Two }
+groups:
+  - id: 15
+    name: Open
+    members:
+      - { user: 1, role: A }
+      - { user: 2, role: K }
+  - id: 18
+    name: Secret
+    visible: false
+    members:
+      - { user: 1, role: A }
+webhooks:
+  - { user: 1, code: adminhook0001 }
+  - { user: 2, code: userhook00002 }
+  - { user: 2, code: oldread00002, scopes: [sonet_group, user] }
+"#;
+
+/// F1: a group the portal does not have, or one the caller cannot see, is reported on its
+/// own; every other group is read. Both ways of reading say the same. A failure of the whole
+/// run (a wrong webhook) is still one run-wide error.
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_each_reports_unreadable_groups_and_reads_the_rest() {
+    let p = Portal::start(SECRETS).await;
+    let asked = [GroupId(15), GroupId(18), GroupId(99999)];
+    let why = "no such group, or the webhook's user cannot see it (a secret group they are not a member of)";
+    for code in ["userhook00002", "oldread00002"] {
+        let c = p.client(2, code);
+        let (state, failed) = c.fetch_each(&asked, &|_| {}).await.unwrap();
+        assert_eq!(
+            state.groups.keys().copied().collect::<Vec<_>>(),
+            [GroupId(15)],
+            "{code}"
+        );
+        assert_eq!(
+            failed,
+            [
+                (GroupId(18), why.to_owned()),
+                (GroupId(99999), why.to_owned())
+            ],
+            "{code}"
+        );
+        // `fetch` still fails as a whole.
+        assert!(matches!(
+            c.fetch(&asked, &|_| {}).await,
+            Err(roster::provider::FetchError::Groups(g)) if g.len() == 2
+        ));
+    }
+    let admin = p.admin();
+    let (state, failed) = admin.fetch_each(&asked, &|_| {}).await.unwrap();
+    assert_eq!(state.groups.len(), 2);
+    assert_eq!(failed, [(GroupId(99999), why.to_owned())]);
+    // F4: visibility is read; nothing was missed.
+    assert_eq!(state.groups[&GroupId(15)].visible, Some(true));
+    assert_eq!(state.groups[&GroupId(18)].visible, Some(false));
+    assert!(admin.read_warnings().is_empty());
+    let wrong = p.client(1, "wrongcode0001");
+    match wrong.fetch_each(&asked, &|_| {}).await {
+        Err(roster::provider::FetchError::RunWide { unread: 3, .. }) => {}
+        other => panic!("{other:?}"),
+    }
 }

@@ -383,6 +383,8 @@ pub(super) fn caller_id(v: &Value) -> Option<UserId> {
 pub(super) struct Got {
     pub ask: Ask,
     pub pages: Result<Vec<Value>, String>,
+    /// The portal's error code when it refused the command (`result_error`).
+    pub code: Option<String>,
     pub next: Option<u64>,
     pub total: Option<u64>,
 }
@@ -420,11 +422,17 @@ impl Client {
     /// once, by ID), the groups found for each name asked (0..n each, every name present), and
     /// the caller (`None`, with a warning, when the portal would not say who or what it is).
     /// A lookup that fails fails the whole call: resolving from half the answers would call
-    /// existing users unknown. At most two rounds of requests (see the module), plus one per
+    /// existing users unknown. Except when the portal refuses the user methods themselves (a
+    /// webhook without the `user` scope, `refused_users`): then no people and no caller, with
+    /// `users_unavailable` saying why (and a warning once), and the group names as usual. At most two rounds of requests (see the module), plus one per
     /// further page of a direct lookup with more than a page of matches.
     pub async fn lookup(&self, wanted: &Wanted) -> Result<Lookups, FetchError> {
         let (open, first) = first_round(wanted);
         let mut got = self.run_lookups(first).await;
+        if let Some(why) = refused_users(&got) {
+            self.users_refused(why);
+        }
+        let users_refused = self.users_refused.get().is_some();
         let listed = |ask: Ask, got: &[Got]| got.iter().find(|g| g.ask == ask)?.listed();
         let users = user_lookups(wanted);
         let users_route = route(users.len() - open.users, listed(Ask::UserPage, &got));
@@ -432,6 +440,8 @@ impl Client {
         let groups_route = route(groups_left, listed(Ask::GroupPage, &got));
         debug!(?open, ?users_route, ?groups_route, "lookup routes");
         let mut second = match users_route {
+            // Refused as a method: asking again would be refused again.
+            _ if users_refused => Vec::new(),
             Route::Direct(_) => users
                 .into_iter()
                 .skip(open.users)
@@ -472,8 +482,10 @@ impl Client {
         let (mut caller, mut admin) = (Err("no answer".to_owned()), Err("no answer".to_owned()));
         for Got { ask, pages, .. } in got {
             // Answers of the way not taken only told which way to take: a direct lookup sent
-            // before a kind turned to its list, a list's first page when it did not.
+            // before a kind turned to its list, a list's first page when it did not. Without
+            // the user methods, nothing about users is taken (what came back is refusals).
             let taken = match &ask {
+                Ask::Caller | Ask::Users | Ask::UserPage if users_refused => false,
                 Ask::Caller | Ask::Admin => true,
                 Ask::Users => !users_listed,
                 Ask::UserPage => users_listed,
@@ -545,6 +557,8 @@ impl Client {
             groups.dedup();
         }
         let caller = match (caller, admin) {
+            // Said with the missing scope (`users_refused`).
+            _ if users_refused => None,
             (Ok(user), Ok(admin)) => Some(Caller { user, admin }),
             (Err(e), _) | (_, Err(e)) => {
                 warn!(
@@ -557,18 +571,46 @@ impl Client {
             people: found.people.into_values().collect(),
             groups_by_name: found.groups_by_name,
             caller,
-            users_unavailable: None,
+            users_unavailable: self.users_refused.get().cloned(),
         })
+    }
+
+    /// Record that the portal refuses the user methods (`why`, from `refused_users`), and say
+    /// once what to do about it.
+    fn users_refused(&self, why: String) {
+        let _ = self.users_refused.set(why);
+        if let Some(line) = self.users_warning() {
+            self.notices.once("users refused", || line);
+        }
+    }
+
+    /// The warning for a run that cannot look users up, if it cannot.
+    pub(super) fn users_warning(&self) -> Option<String> {
+        let why = self.users_refused.get()?;
+        let who = self.credentials();
+        Some(format!(
+            "{why}; so user IDs are taken unchecked, people are shown by ID only, users named by e-mail cannot be resolved, and who {who} acts as is not known (permissions are checked only when changes are sent); to check them, give {who} the `user` scope (or `user_basic`) in Bitrix24"
+        ))
     }
 
     /// The users with these IDs that the portal has (for showing people the file did not name,
     /// such as members to be removed): `user.get` by ID, 50 a command, one batch per 2,500.
+    /// When the portal refuses `user.get` as a method (no `user` scope), nobody is found, with
+    /// a warning once: the plan shows IDs.
     pub async fn people(&self, ids: &[UserId]) -> Result<Vec<Person>, FetchError> {
+        if self.users_refused.get().is_some() {
+            return Ok(Vec::new());
+        }
         let mut ids = ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
         let mut found = Found::default();
-        for got in self.run_lookups(user_commands(&ids)).await {
+        let got = self.run_lookups(user_commands(&ids)).await;
+        if let Some(why) = refused_users(&got) {
+            self.users_refused(why);
+            return Ok(Vec::new());
+        }
+        for got in got {
             match got.pages {
                 Ok(values) => {
                     for v in &values {
@@ -607,6 +649,7 @@ impl Client {
             .map(|(a, _)| Got {
                 ask: a.clone(),
                 pages: Ok(Vec::new()),
+                code: None,
                 next: None,
                 total: None,
             })
@@ -641,6 +684,7 @@ impl Client {
                         _ => format!("{}: no answer", base.method),
                     };
                     out[i].pages = Err(e);
+                    out[i].code = answers.code.clone();
                     continue;
                 };
                 let got = &mut out[i];
@@ -669,6 +713,27 @@ impl Client {
         }
         out
     }
+}
+
+/// Why the portal will not look users up at all, if it refused `user.get` or `user.current`
+/// as a method (`insufficient_scope`, `ERROR_METHOD_NOT_FOUND`): the same for the whole run.
+/// `user.admin` is of the `basic` scope and says nothing about the others.
+fn refused_users(got: &[Got]) -> Option<String> {
+    let refused = |g: &&Got| g.pages.is_err() && super::refuses_method(g.code.as_deref());
+    // `user.get` named first: it is what finds people.
+    got.iter()
+        .filter(|g| matches!(g.ask, Ask::Users | Ask::UserPage))
+        .find(refused)
+        .or_else(|| got.iter().filter(|g| g.ask == Ask::Caller).find(refused))
+        .map(|g| {
+            let method = if g.ask == Ask::Caller {
+                "user.current"
+            } else {
+                "user.get"
+            };
+            let code = g.code.as_deref().unwrap_or_default();
+            format!("the portal refuses {method} ({code}): roster cannot look users up")
+        })
 }
 
 impl Found {

@@ -40,7 +40,12 @@
 //!
 //! Authentication (`Auth`): a webhook (the code is in the URL) or OAuth (`oauth`: the access
 //! token in the body's `auth` field, refreshed once, for all requests in flight, after a 401
-//! `expired_token`). With OAuth every token and the client secret are scrubbed like the code.
+//! `expired_token`, and one run at a time across runs sharing a token file, under its lock).
+//! With OAuth every token and the client secret are scrubbed like the code.
+//!
+//! What a run could not see (the fallback read; users, without the `user` scope) is kept for
+//! `read_warnings`, so the plan can say so; `fetch_each` reads every group it can and names
+//! each one it cannot.
 
 pub mod auth;
 pub mod limits;
@@ -335,6 +340,11 @@ pub struct Client {
     /// Set once the portal refused `socialnetwork.api.workgroup.get` (no `socialnetwork` scope,
     /// or a portal without the method): every read of the run uses `sonet_group.user.get`.
     legacy_read: std::sync::atomic::AtomicBool,
+    /// The error code of that refusal, for the warning.
+    legacy_code: OnceLock<String>,
+    /// Set once the portal refused the user methods as methods (no `user` scope): why. Users
+    /// are not looked up again for the rest of the run.
+    users_refused: OnceLock<String>,
 }
 
 /// Refusals in a row (503 `QUERY_LIMIT_EXCEEDED`, nothing accepted in between) after which the
@@ -348,7 +358,15 @@ const REFUSALS_TO_GIVE_UP: u32 = 40;
 struct Breaker {
     tripped: CancellationToken,
     cause: OnceLock<String>,
+    /// What a change's outcome says instead of a long `cause` it repeats, once the report
+    /// has shown the whole of it (set by `trip_short`).
+    short: OnceLock<String>,
 }
+
+/// The short form of a failed OAuth refresh, or of a token the portal refuses, in every
+/// outcome after the first that names the cause.
+const OAUTH_REFRESH_FAILED: &str = "the OAuth refresh failed (see above)";
+const OAUTH_TOKEN_REFUSED: &str = "the portal refused the OAuth token (see above)";
 
 impl Breaker {
     fn trip(&self, cause: String) {
@@ -356,6 +374,43 @@ impl Breaker {
             debug!(cause = self.cause(), "breaker tripped");
         }
         self.tripped.cancel();
+    }
+
+    /// `trip`, with the form that outcomes after the first show instead of `cause`.
+    fn trip_short(&self, cause: String, short: &str) {
+        if self.cause.get().is_none() {
+            let _ = self.short.set(short.to_owned());
+        }
+        self.trip(cause);
+    }
+
+    /// Outcomes (in report order) with the tripping cause shown whole once: the first
+    /// outcome whose error includes it keeps it; in every later one a failure becomes the
+    /// short form and an unknown outcome names the short form in place of the cause. Only
+    /// for causes tripped with a short form; other outcomes are untouched.
+    fn shorten(&self, mut statuses: Vec<OpStatus>) -> Vec<OpStatus> {
+        let (Some(cause), Some(short)) = (self.cause.get(), self.short.get()) else {
+            return statuses;
+        };
+        let mut shown = false;
+        for status in &mut statuses {
+            match status {
+                OpStatus::Failed { error } if error.contains(cause.as_str()) => {
+                    if shown {
+                        *error = short.clone();
+                    }
+                    shown = true;
+                }
+                OpStatus::Unknown { error } if error.contains(cause.as_str()) => {
+                    if shown {
+                        *error = error.replace(cause.as_str(), short);
+                    }
+                    shown = true;
+                }
+                _ => {}
+            }
+        }
+        statuses
     }
 
     fn cause(&self) -> Option<&str> {
@@ -370,9 +425,18 @@ const NOTICE_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 struct Notices {
     last: Mutex<BTreeMap<&'static str, Instant>>,
+    /// Keys of the lines said once for the whole run (`once`).
+    said: Mutex<BTreeSet<&'static str>>,
 }
 
 impl Notices {
+    /// `warn!` a line the first time `key` comes up in the run, never again.
+    fn once(&self, key: &'static str, line: impl FnOnce() -> String) {
+        if self.said.lock().expect("notices lock").insert(key) {
+            warn!("{}", line());
+        }
+    }
+
     fn warn(&self, key: &'static str, line: impl FnOnce() -> String) {
         let now = Instant::now();
         let due = {
@@ -442,6 +506,8 @@ struct Answers {
     /// The `error` code of the last answer that was the portal's own error for this command
     /// (`result_error`), to tell a method the portal refuses from a transport failure.
     code: Option<String>,
+    /// That error's description (`sonet_group.*` methods often say everything there).
+    description: Option<String>,
 }
 
 /// The length of the portal's operating-time window; no budget wait is longer.
@@ -489,6 +555,8 @@ impl Client {
             retries: AtomicU64::new(0),
             refused_in_a_row: std::sync::atomic::AtomicU32::new(0),
             legacy_read: std::sync::atomic::AtomicBool::new(false),
+            legacy_code: OnceLock::new(),
+            users_refused: OnceLock::new(),
         })
     }
 
@@ -766,8 +834,8 @@ impl Client {
             Auth::Webhook(w) => return self.send_once(method, w.method_url(method), body).await,
             Auth::OAuth(o) => o,
         };
-        let refused = |code: &str, description: String| -> CallError {
-            self.breaker.trip(description.clone());
+        let refused = |code: &str, description: String, short: &str| -> CallError {
+            self.breaker.trip_short(description.clone(), short);
             ApiError {
                 method: method.to_owned(),
                 code: code.to_owned(),
@@ -785,14 +853,18 @@ impl Client {
             Err(CallError::Api(e)) => match oauth::refusal(e.status, &e.code) {
                 Some(oauth::Refusal::Expired) => self.pacer.accepted(sent),
                 Some(oauth::Refusal::Invalid) => {
-                    return Err(refused(&e.code, oauth.invalid_token(&e.description)));
+                    return Err(refused(
+                        &e.code,
+                        oauth.invalid_token(&e.description),
+                        OAUTH_TOKEN_REFUSED,
+                    ));
                 }
                 None => return Err(e.into()),
             },
             other => return other,
         }
         if let Err(why) = oauth.refresh_after(used.generation, &self.http).await {
-            return Err(refused("expired_token", why));
+            return Err(refused("expired_token", why, OAUTH_REFRESH_FAILED));
         }
         // Sent again: counted and paced like any request.
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -805,10 +877,14 @@ impl Client {
             .await
         {
             Err(CallError::Api(e)) => match oauth::refusal(e.status, &e.code) {
-                Some(oauth::Refusal::Expired) => Err(refused(&e.code, oauth.expired_again())),
-                Some(oauth::Refusal::Invalid) => {
-                    Err(refused(&e.code, oauth.invalid_token(&e.description)))
+                Some(oauth::Refusal::Expired) => {
+                    Err(refused(&e.code, oauth.expired_again(), OAUTH_TOKEN_REFUSED))
                 }
+                Some(oauth::Refusal::Invalid) => Err(refused(
+                    &e.code,
+                    oauth.invalid_token(&e.description),
+                    OAUTH_TOKEN_REFUSED,
+                )),
                 None => Err(e.into()),
             },
             other => other,
@@ -1071,7 +1147,10 @@ impl Client {
                 }
                 match &r {
                     Ok(_) => (a.next, a.total) = (paging.next, paging.total),
-                    Err(e) if e.description != NO_RESULT => a.code = Some(e.code.clone()),
+                    Err(e) if e.description != NO_RESULT => {
+                        a.code = Some(e.code.clone());
+                        a.description = Some(e.description.clone());
+                    }
                     Err(_) => {}
                 }
                 if let Err(e) = &r
@@ -1220,7 +1299,7 @@ impl Client {
         groups: &[GroupId],
         on_progress: OnProgress<'_>,
     ) -> Result<CurrentState, FetchError> {
-        let (state, failed) = self.read(groups, on_progress, false).await;
+        let (state, failed, _) = self.read(groups, on_progress, false).await;
         if failed.is_empty() {
             Ok(state)
         } else if let Some(cause) = self.breaker.cause() {
@@ -1233,7 +1312,34 @@ impl Client {
         }
     }
 
-    /// Read what can be read: the groups that answered, and each other group with its error.
+    /// Read every group that can be read, and each group that cannot with why (a group the
+    /// portal does not show: "no such group, or … cannot see it"), for the shell to report at
+    /// the group's place in the file while it plans the rest. Fails as a whole only when the
+    /// run cannot go on (the breaker: the portal unreachable, the credentials refused).
+    pub async fn fetch_each(
+        &self,
+        groups: &[GroupId],
+        on_progress: OnProgress<'_>,
+    ) -> Result<(CurrentState, Vec<(GroupId, String)>), FetchError> {
+        let (state, mut failed, missing) = self.read(groups, on_progress, false).await;
+        if let Some(cause) = self.breaker.cause()
+            && !failed.is_empty()
+        {
+            return Err(FetchError::RunWide {
+                cause: cause.to_owned(),
+                unread: failed.len(),
+            });
+        }
+        for (g, e) in &mut failed {
+            if missing.contains(g) {
+                *e = self.no_such_group();
+            }
+        }
+        Ok((state, failed))
+    }
+
+    /// Read what can be read: the groups that answered, each other group with its error, and
+    /// which of those the portal does not show (`not_found`).
     /// In a `hurry` each request is tried once. The first time the portal refuses
     /// `socialnetwork.api.workgroup.get` as a method (scope or existence), the run falls back
     /// to `sonet_group.user.get` for good, says so once, and reads the refused groups again.
@@ -1242,36 +1348,81 @@ impl Client {
         groups: &[GroupId],
         on_progress: OnProgress<'_>,
         hurry: bool,
-    ) -> (CurrentState, Vec<(GroupId, String)>) {
+    ) -> (CurrentState, Vec<(GroupId, String)>, BTreeSet<GroupId>) {
         let legacy = self.legacy_read.load(Ordering::Relaxed);
-        let (mut state, mut failed, refused) =
+        let (mut state, mut failed, refused, mut missing) =
             self.read_as(groups, legacy, on_progress, hurry).await;
         if refused.is_empty() {
-            return (state, failed);
+            return (state, failed, missing);
         }
-        if !self.legacy_read.swap(true, Ordering::Relaxed) {
-            let why = &refused[0].1;
-            warn!(
-                "the portal refuses socialnetwork.api.workgroup.get ({why}); reading groups with sonet_group.user.get instead, which cannot show invitations, join requests or department sync: invited users may be planned as adds (a webhook needs the `socialnetwork` scope)"
-            );
+        let _ = self.legacy_code.set(refused[0].1.clone());
+        if !self.legacy_read.swap(true, Ordering::Relaxed)
+            && let Some(line) = self.legacy_warning()
+        {
+            warn!("{line}");
         }
         let again: Vec<GroupId> = refused.iter().map(|(g, _)| *g).collect();
-        let (more, still_failed, _) = self.read_as(&again, true, &|_| {}, hurry).await;
+        let (more, still_failed, _, also_missing) =
+            self.read_as(&again, true, &|_| {}, hurry).await;
         state.groups.extend(more.groups);
         failed.extend(still_failed);
         failed.sort_by_key(|(g, _)| *g);
-        (state, failed)
+        missing.extend(also_missing);
+        (state, failed, missing)
+    }
+
+    /// What this run could not see on the portal, one line each, for the plan's warnings:
+    /// reading with `sonet_group.user.get` (no invitations, requests or department links), and
+    /// users that could not be looked up (no `user` scope). Empty when nothing was missed.
+    pub fn read_warnings(&self) -> Vec<String> {
+        let legacy = self
+            .legacy_read
+            .load(Ordering::Relaxed)
+            .then(|| self.legacy_warning())
+            .flatten();
+        legacy.into_iter().chain(self.users_warning()).collect()
+    }
+
+    /// Who the client acts through, for advice: "the webhook" or "the OAuth application".
+    fn credentials(&self) -> &'static str {
+        match &self.auth {
+            Auth::Webhook(_) => "the webhook",
+            Auth::OAuth(_) => "the OAuth application",
+        }
+    }
+
+    /// The warning for reading with `sonet_group.user.get`, once the portal refused
+    /// `socialnetwork.api.workgroup.get`.
+    fn legacy_warning(&self) -> Option<String> {
+        let code = self.legacy_code.get()?;
+        let cannot = "roster cannot see pending invitations, join requests or department links, so it may plan adds for invited users and removals Bitrix24 undoes";
+        Some(if code == "insufficient_scope" {
+            format!(
+                "{} lacks the `socialnetwork` scope: {cannot}; add the scope",
+                self.credentials()
+            )
+        } else {
+            format!(
+                "the portal does not run socialnetwork.api.workgroup.get ({code}), so groups are read with sonet_group.user.get: {cannot}"
+            )
+        })
     }
 
     /// One pass of `read`, with `sonet_group.user.get` when `legacy`: the groups read, the
-    /// groups that failed, and the groups whose read the portal refused as a method.
+    /// groups that failed, the groups whose read the portal refused as a method (with the
+    /// error code), and the failed groups the portal does not show (`not_found`).
     async fn read_as(
         &self,
         groups: &[GroupId],
         legacy: bool,
         on_progress: OnProgress<'_>,
         hurry: bool,
-    ) -> (CurrentState, Vec<(GroupId, String)>, Vec<(GroupId, String)>) {
+    ) -> (
+        CurrentState,
+        Vec<(GroupId, String)>,
+        Vec<(GroupId, String)>,
+        BTreeSet<GroupId>,
+    ) {
         let cmds: Vec<(Option<GroupId>, Command)> = groups
             .iter()
             .map(|g| (Some(*g), read_command(*g, legacy)))
@@ -1280,6 +1431,7 @@ impl Client {
         let mut state = CurrentState::default();
         let mut failed = Vec::new();
         let mut refused = Vec::new();
+        let mut missing = BTreeSet::new();
         // In a hurry (the run was interrupted) the whole read gets one timeout: no pause for
         // the operating budget, the pacer or 503s may outlast it. What is not read by then is
         // reported unread.
@@ -1310,15 +1462,29 @@ impl Client {
                 Ok(members) => {
                     state.groups.insert(*g, members);
                 }
-                Err(e)
+                Err(_)
                     if !legacy && last_ok.is_none() && refuses_method(answers.code.as_deref()) =>
                 {
-                    refused.push((*g, e))
+                    refused.push((*g, answers.code.clone().unwrap_or_default()))
                 }
-                Err(e) => failed.push((*g, e)),
+                Err(e) => {
+                    if last_ok.is_none() && not_found(&answers) {
+                        missing.insert(*g);
+                    }
+                    failed.push((*g, e))
+                }
             }
         }
-        (state, failed, refused)
+        (state, failed, refused, missing)
+    }
+
+    /// Why a group cannot be read when the portal does not show it.
+    fn no_such_group(&self) -> String {
+        let who = match &self.auth {
+            Auth::Webhook(_) => "the webhook's user",
+            Auth::OAuth(_) => "the OAuth token's user",
+        };
+        format!("no such group, or {who} cannot see it (a secret group they are not a member of)")
     }
 
     /// Carry out `changes`; one status per change, in input order. `on_progress` counts the
@@ -1334,7 +1500,25 @@ impl Client {
     /// change that was sent is settled by reading its group again (`settle`), also after an
     /// interrupt: the report says what the portal holds, not what the wire happened to
     /// deliver. Changes never sent because `stop` was cancelled are `NotStarted`.
+    ///
+    /// When the run failed for a cause that has a short form (a failed OAuth refresh), the
+    /// first change to fail for it carries the whole message and the others the short form
+    /// (`Breaker::shorten`).
     pub async fn execute(
+        &self,
+        changes: &[(GroupId, Change)],
+        invite_messages: &BTreeMap<GroupId, String>,
+        on_progress: OnProgress<'_>,
+        stop: &CancellationToken,
+    ) -> Vec<OpStatus> {
+        let statuses = self
+            .execute_all(changes, invite_messages, on_progress, stop)
+            .await;
+        self.breaker.shorten(statuses)
+    }
+
+    /// `execute` with every message as it came.
+    async fn execute_all(
         &self,
         changes: &[(GroupId, Change)],
         invite_messages: &BTreeMap<GroupId, String>,
@@ -1375,7 +1559,7 @@ impl Client {
             return statuses;
         }
         let groups: Vec<GroupId> = recheck.into_iter().collect();
-        let (now, unread) = self.read(&groups, &|_| {}, stop.is_cancelled()).await;
+        let (now, unread, _) = self.read(&groups, &|_| {}, stop.is_cancelled()).await;
         let unread: BTreeMap<GroupId, String> = unread.into_iter().collect();
         changes
             .iter()
@@ -1672,16 +1856,26 @@ fn read_command(group: GroupId, legacy: bool) -> Command {
         )
 }
 
+/// The portal's answer for a group it does not show the caller: none with that ID, or a
+/// secret group they are not in (`workgroup.get`'s `SONET_CONTROLLER_WORKGROUP_NOT_FOUND`,
+/// `sonet_group.user.get`'s code-less "Socialnetwork group not found").
+fn not_found(answers: &Answers) -> bool {
+    answers.code.as_deref() == Some("SONET_CONTROLLER_WORKGROUP_NOT_FOUND")
+        || (answers.code.as_deref() == Some("")
+            && answers.description.as_deref() == Some("Socialnetwork group not found"))
+}
+
 /// An error code that means the portal will not run the method at all for this webhook
 /// (missing scope, or no such method): the same for every group of the run.
-fn refuses_method(code: Option<&str>) -> bool {
+pub(super) fn refuses_method(code: Option<&str>) -> bool {
     matches!(code, Some("insufficient_scope" | "ERROR_METHOD_NOT_FOUND"))
 }
 
 /// A `socialnetwork.api.workgroup.get` result into a group: `OWNER_ID` is the owner,
 /// `MODERATOR_MEMBERS` the moderators, every other user of `MEMBERS` (or `ORDINARY_MEMBERS`)
 /// a member; `INVITED_MEMBERS` the pending invitations, `LIST_OF_MEMBERS_AWAITING_INVITE` the
-/// pending requests, `DEPARTMENTS` the linked departments. Tolerant: IDs as numbers or
+/// pending requests, `DEPARTMENTS` the linked departments, `VISIBLE` whether it is visible to
+/// everyone. Tolerant: IDs as numbers or
 /// strings, lists as arrays, objects or missing (empty). A user in two lists keeps the
 /// strongest relation (owner, moderator, member, invited, requested).
 fn workgroup(v: &Value) -> Result<CurrentGroup, String> {
@@ -1713,6 +1907,11 @@ fn workgroup(v: &Value) -> Result<CurrentGroup, String> {
     departments.sort_unstable();
     group.departments = departments;
     group.name = wire::text(obj.get("NAME"));
+    // "Y"/"N" (or a bool); an empty or odd value says nothing.
+    group.visible = obj
+        .get("VISIBLE")
+        .filter(|v| v.as_str().is_none_or(|s| !s.trim().is_empty()))
+        .and_then(wire::flag);
     group.initiate_perms = match obj.get("INITIATE_PERMS").and_then(Value::as_str) {
         Some("A") => Some(Role::Owner),
         Some("E") => Some(Role::Moderator),
@@ -1723,7 +1922,8 @@ fn workgroup(v: &Value) -> Result<CurrentGroup, String> {
 }
 
 /// `[{"USER_ID":"1","ROLE":"A"},…]` into members. Rows with roles other than A/E/K (which the
-/// method does not return) are ignored.
+/// method does not return) are ignored. The answer says nothing about the group itself (no
+/// name, visibility or departments: those stay unknown, `None` and empty).
 fn members(v: &Value) -> Result<CurrentGroup, String> {
     let rows = v
         .as_array()

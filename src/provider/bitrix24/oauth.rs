@@ -9,6 +9,13 @@
 //! for that one refresh and is then sent again with the new token. Refresh tokens rotate (and
 //! may be one-time), so a second refresh with the same token could fail and must never race.
 //!
+//! Across processes: roster runs that share a token file refresh one at a time too. A refresh
+//! takes an exclusive `flock` on the sidecar `.NAME.lock` next to the token file (opened with
+//! `O_NOFOLLOW`: never through a symlink planted at that name), waiting up to [`LOCK_WAIT`];
+//! then it reads the token file again. When the file holds an access token this run has not
+//! used, another run has refreshed meanwhile: its tokens are taken and nothing is sent to the
+//! OAuth server. Otherwise roster refreshes and writes the file before letting the lock go.
+//!
 //! Every token and the client secret is a `Secret`: none appears in a message or log line, and
 //! `OAuth::scrub` masks all of them, old and new, in text from the network.
 //!
@@ -17,6 +24,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
@@ -31,6 +39,9 @@ pub const ENV_CLIENT_SECRET: &str = "ROSTER_OAUTH_CLIENT_SECRET";
 pub const ENV_SERVER: &str = "ROSTER_OAUTH_SERVER";
 pub const ENV_TOKEN_FILE: &str = "ROSTER_OAUTH_TOKEN_FILE";
 pub const FLAG_TOKEN_FILE: &str = "--oauth-token-file";
+
+/// How long a refresh waits for another roster run that is refreshing the same token file.
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// The OAuth server when neither `ROSTER_OAUTH_SERVER` nor a saved `server_endpoint` names one
 /// (the docs' and CRest's server; PHPSDK's "west" default).
@@ -168,6 +179,8 @@ pub struct OAuth {
     /// `ROSTER_OAUTH_SERVER`, validated: always used when given.
     server_override: Option<String>,
     token_file: Option<PathBuf>,
+    /// How long to wait for the token file's lock ([`LOCK_WAIT`]; shorter in tests).
+    lock_wait: Duration,
     tokens: Mutex<Tokens>,
     /// Held while a refresh is under way; holds why refreshing failed, once it has.
     gate: tokio::sync::Mutex<Option<String>>,
@@ -371,6 +384,90 @@ fn write_token_file(path: &Path, map: &Map<String, Value>) -> std::io::Result<()
     Ok(())
 }
 
+/// The lock file of the token file `path`: `.NAME.lock` in the same directory.
+fn lock_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tokens".to_owned());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    dir.join(format!(".{name}.lock"))
+}
+
+/// Open (creating it, mode 0600) the lock file at `path`, never through a symlink there.
+fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    #[cfg(not(unix))]
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(std::io::Error::other("it is a symbolic link"));
+    }
+    options.open(path).map_err(|e| {
+        // O_NOFOLLOW on a symlink fails with ELOOP: say so plainly.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            std::io::Error::other("it is a symbolic link; roster does not follow one there")
+        } else {
+            e
+        }
+    })
+}
+
+/// Take the exclusive lock on the token file `path`'s lock file, waiting up to `wait` for
+/// another roster run to let it go (polling: a `flock` wait cannot be bounded or cancelled).
+/// Held while the returned file is open. The lock file is left in place afterwards, holding
+/// the last holder's pid.
+async fn lock_token_file(path: &Path, wait: Duration) -> Result<std::fs::File, String> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let lock = lock_path(path);
+    let cannot = |e: &dyn std::fmt::Display| {
+        format!(
+            "cannot refresh the OAuth access token: cannot lock the token file {} with {} ({e}); the refresh token was not used",
+            path.display(),
+            lock.display()
+        )
+    };
+    let mut file = open_lock(&lock).map_err(|e| cannot(&e))?;
+    let started = tokio::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
+                let left = wait.saturating_sub(started.elapsed());
+                tokio::time::sleep(left.min(Duration::from_millis(25))).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let by = match text.trim().parse::<u32>() {
+                    Ok(pid) => format!(" (process {pid})"),
+                    Err(_) => String::new(),
+                };
+                return Err(format!(
+                    "cannot refresh the OAuth access token: another roster run{by} has been refreshing the tokens in {} for {} s and still holds {}; the refresh token was not used: try again once that run has finished",
+                    path.display(),
+                    wait.as_secs(),
+                    lock.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(cannot(&e)),
+        }
+    }
+    // Ours now: record who holds it, for the message above. Best effort.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|_| writeln!(file, "{}", std::process::id()));
+    Ok(file)
+}
+
 impl OAuth {
     /// Validate OAuth credentials for the REST endpoint `endpoint` (`--portal`,
     /// `https://HOST/rest/`; `http://` only for loopback). Reads the token file if one is
@@ -496,6 +593,7 @@ impl OAuth {
             client_secret: config.client_secret.clone(),
             server_override,
             token_file: config.token_file.clone(),
+            lock_wait: LOCK_WAIT,
             tokens: Mutex::new(Tokens {
                 generation: 0,
                 access,
@@ -598,11 +696,93 @@ impl OAuth {
         if self.current().generation != used {
             return Ok(());
         }
-        let result = self.refresh(http).await;
+        let result = self.refresh_shared(http).await;
         if let Err(e) = &result {
             *gate = Some(e.clone());
         }
         result
+    }
+
+    /// A refresh that other roster runs sharing the token file cannot race: under the file's
+    /// lock, take the tokens another run saved meanwhile, else refresh and save (still
+    /// holding the lock). Without a token file, just refresh.
+    async fn refresh_shared(&self, http: &reqwest::Client) -> Result<(), String> {
+        let Some(path) = &self.token_file else {
+            return self.refresh(http).await;
+        };
+        let _lock = lock_token_file(path, self.lock_wait).await?;
+        if self.adopt_saved(path)? {
+            return Ok(());
+        }
+        self.refresh(http).await
+    }
+
+    /// Whether the token file at `path` holds tokens another run refreshed (an access token
+    /// this run has never held); if so they are taken, as a new generation. A file that is
+    /// gone, or holds a token this run has held, changes nothing. Called with the lock held.
+    fn adopt_saved(&self, path: &Path) -> Result<bool, String> {
+        let cannot = |e: OAuthError| format!("cannot refresh the OAuth access token: {e}");
+        let Some(file) = read_token_file(path).map_err(cannot)? else {
+            return Ok(false);
+        };
+        let held = {
+            let secrets = self.secrets.read().expect("secrets lock");
+            secrets.iter().any(|s| s.expose() == file.access.expose())
+        };
+        if held {
+            return Ok(false);
+        }
+        // Scrubbed from now on, whatever happens next.
+        {
+            let mut secrets = self.secrets.write().expect("secrets lock");
+            secrets.push(file.access.clone());
+            secrets.extend(file.refresh.clone());
+        }
+        let bad = |why: String| {
+            cannot(OAuthError::TokenFile {
+                path: path.display().to_string(),
+                why,
+            })
+        };
+        for (key, s) in [
+            ("access_token", Some(&file.access)),
+            ("refresh_token", file.refresh.as_ref()),
+        ] {
+            if let Some(s) = s {
+                check_secret(s).map_err(|why| bad(format!("its {key} {why}")))?;
+            }
+        }
+        let mut t = self.tokens.lock().expect("tokens lock");
+        if let Some(e) = file.map.get("client_endpoint").and_then(Value::as_str) {
+            let theirs = rest_endpoint(e)
+                .map_err(|why| bad(format!("its client_endpoint is not usable: {why}")))?;
+            if theirs != t.endpoint {
+                return Err(bad(format!(
+                    "another roster run saved tokens for {theirs} in it, not for {}; use a token file of its own for each portal",
+                    t.endpoint
+                )));
+            }
+        }
+        if self.server_override.is_none()
+            && let Some(e) = file.map.get("server_endpoint").and_then(Value::as_str)
+        {
+            match server_from_endpoint(e) {
+                Ok(s) => t.server = s,
+                Err(why) => debug!("ignoring the token file's server_endpoint: {why}"),
+            }
+        }
+        t.access = file.access;
+        if file.refresh.is_some() {
+            t.refresh = file.refresh;
+        }
+        t.saved = file.map;
+        t.generation += 1;
+        info!(
+            generation = t.generation,
+            file = %path.display(),
+            "another roster run has refreshed the OAuth tokens; using the ones it saved"
+        );
+        Ok(true)
     }
 
     /// One refresh: ask the OAuth server, take the new tokens, save them.

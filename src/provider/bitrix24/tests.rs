@@ -632,7 +632,7 @@ fn workgroup_answers_as_documented() {
         "INITIATE_PERMS": "K", "MEMBERS": [1, 10, 20], "ORDINARY_MEMBERS": [10],
         "INVITED_MEMBERS": [38], "MODERATOR_MEMBERS": [20], "DEPARTMENTS": [8],
         "LIST_OF_MEMBERS_AWAITING_INVITE": [{"id": 41, "name": "Ann", "photo": ""}],
-        "TYPE": "group"
+        "TYPE": "group", "VISIBLE": "Y"
     });
     let g = workgroup(&v).unwrap();
     assert_eq!(
@@ -653,6 +653,7 @@ fn workgroup_answers_as_documented() {
         Some("Group for Demonstrating the Method")
     );
     assert_eq!(g.initiate_perms, Some(Role::Member));
+    assert_eq!(g.visible, Some(true));
 }
 
 /// Every shape the reader tolerates: numeric strings, lists as objects, missing lists, the
@@ -662,7 +663,7 @@ fn workgroup_answers_in_tolerated_shapes() {
     let v = json!({
         "OWNER_ID": "5", "MODERATOR_MEMBERS": ["5", "6"], "ORDINARY_MEMBERS": {"0": "7"},
         "INVITED_MEMBERS": ["7", 8], "LIST_OF_MEMBERS_AWAITING_INVITE": {"a": {"id": "8"}, "b": {"id": "9"}},
-        "DEPARTMENTS": ["12", 3], "INITIATE_PERMS": "E", "NAME": ""
+        "DEPARTMENTS": ["12", 3], "INITIATE_PERMS": "E", "NAME": "", "VISIBLE": false
     });
     let g = workgroup(&v).unwrap();
     assert_eq!(g.owner(), Some(UserId(5)));
@@ -677,11 +678,23 @@ fn workgroup_answers_in_tolerated_shapes() {
     assert_eq!(g.departments, [3, 12]);
     assert_eq!(g.name, None);
     assert_eq!(g.initiate_perms, Some(Role::Moderator));
+    assert_eq!(g.visible, Some(false));
+    for (visible, read) in [
+        (json!("N"), Some(false)),
+        (json!("y"), Some(true)),
+        (json!(true), Some(true)),
+        (json!(""), None),
+        (json!("maybe"), None),
+        (json!(null), None),
+    ] {
+        let g = workgroup(&json!({"OWNER_ID": 1, "VISIBLE": visible})).unwrap();
+        assert_eq!(g.visible, read, "{visible}");
+    }
     // Nothing but the owner: everything else empty.
     let bare = workgroup(&json!({"OWNER_ID": 1, "MEMBERS": null, "DEPARTMENTS": false})).unwrap();
     assert_eq!(bare.members.len(), 1);
     assert!(bare.invited.is_empty() && bare.requested.is_empty() && bare.departments.is_empty());
-    assert_eq!(bare.initiate_perms, None);
+    assert_eq!((bare.initiate_perms, bare.visible), (None, None));
     // Not a group at all.
     assert!(workgroup(&json!([])).is_err());
     assert!(workgroup(&json!(true)).is_err());
@@ -1216,4 +1229,47 @@ mod lookups {
         );
         assert!(groups_named(&json!([]), "x").unwrap().is_empty());
     }
+}
+
+/// The breaker's short form: the first outcome naming the cause keeps it whole, later ones
+/// say the short form (failures wholly, unknown outcomes in place of the cause); outcomes
+/// that do not name the cause, and breakers without a short form, are untouched.
+#[test]
+fn a_long_run_wide_cause_is_shown_whole_once() {
+    let cause = "cannot refresh the OAuth access token: a long message with advice";
+    let statuses = || {
+        vec![
+            OpStatus::Done,
+            OpStatus::Failed {
+                error: format!("batch: not sent: an earlier request failed ({cause})"),
+            },
+            OpStatus::Failed {
+                error: format!("batch: expired_token ({cause}) [HTTP 401]"),
+            },
+            OpStatus::Unknown {
+                error: format!(
+                    "the portal may have made the change (x), and reading the group again failed ({cause})"
+                ),
+            },
+            OpStatus::Failed {
+                error: "something else".into(),
+            },
+        ]
+    };
+    let plain = Breaker::default();
+    plain.trip(cause.into());
+    assert_eq!(plain.shorten(statuses()), statuses());
+    let b = Breaker::default();
+    b.trip_short(cause.into(), "short (see above)");
+    let mut want = statuses();
+    want[2] = OpStatus::Failed {
+        error: "short (see above)".into(),
+    };
+    want[3] = OpStatus::Unknown {
+        error: "the portal may have made the change (x), and reading the group again failed (short (see above))".into(),
+    };
+    assert_eq!(b.shorten(statuses()), want);
+    // A later trip does not change the cause or its short form.
+    b.trip_short("another".into(), "other");
+    assert_eq!(b.shorten(statuses()), want);
 }

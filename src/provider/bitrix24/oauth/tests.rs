@@ -419,6 +419,11 @@ struct Fake {
     answer: Mutex<(u16, Value)>,
     refreshes: Mutex<Vec<(RefreshForm, Option<String>)>>,
     refreshed: AtomicUsize,
+    /// When set, the OAuth server is a rotating one, as Bitrix24's can be: each refresh token
+    /// works once (then `invalid_grant`), and each refresh issues `RotatedAccessNNNN` /
+    /// `RotatedRefreshNNNN`, the new access token becoming the one the portal accepts. Holds
+    /// the refresh tokens spent so far.
+    one_time: Mutex<Option<Vec<String>>>,
 }
 
 impl Fake {
@@ -438,6 +443,7 @@ impl Fake {
             )),
             refreshes: Mutex::new(Vec::new()),
             refreshed: AtomicUsize::new(0),
+            one_time: Mutex::new(None),
         })
     }
 }
@@ -504,8 +510,29 @@ async fn token(
     RawQuery(query): RawQuery,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> (StatusCode, axum::Json<Value>) {
+    let used = form.get("refresh_token").cloned().unwrap_or_default();
     fake.refreshes.lock().unwrap().push((form, query));
-    fake.refreshed.fetch_add(1, Ordering::SeqCst);
+    let n = fake.refreshed.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(spent) = fake.one_time.lock().unwrap().as_mut() {
+        if spent.contains(&used) {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(
+                    json!({"error": "invalid_grant", "error_description": "The refresh token was already used"}),
+                ),
+            );
+        }
+        spent.push(used);
+        let access = format!("RotatedAccess{n:04}");
+        let old = std::mem::replace(&mut *fake.valid.lock().unwrap(), access.clone());
+        fake.expired.lock().unwrap().push(old);
+        return (
+            StatusCode::OK,
+            axum::Json(
+                json!({"access_token": access, "refresh_token": format!("RotatedRefresh{n:04}")}),
+            ),
+        );
+    }
     let (status, body) = fake.answer.lock().unwrap().clone();
     (StatusCode::from_u16(status).unwrap(), axum::Json(body))
 }
@@ -746,6 +773,21 @@ async fn refreshed_tokens_that_cannot_be_kept_are_warned_about() {
     let base = serve(fake.clone()).await;
     let o = OAuth::new(&format!("{base}/rest/"), &config_for(&base)).unwrap();
     o.refresh_after(0, &http()).await.unwrap();
+    assert_eq!(o.current().access.expose(), NEW_ACCESS);
+    let log = log.text();
+    assert!(
+        log.contains("the new refresh token is kept nowhere (--oauth-token-file / ROSTER_OAUTH_TOKEN_FILE is not set)"),
+        "{log}"
+    );
+    assert!(leaks(&log).is_empty(), "{log}");
+}
+
+/// A token file in a directory that does not exist cannot be locked (nor written): the
+/// refresh fails before the refresh token is spent, and says so.
+#[tokio::test]
+async fn a_token_file_that_cannot_be_locked_spends_nothing() {
+    let fake = Fake::new(1);
+    let base = serve(fake.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-dir").join("tokens.json");
     let o = OAuth::new(
@@ -756,21 +798,209 @@ async fn refreshed_tokens_that_cannot_be_kept_are_warned_about() {
         },
     )
     .unwrap();
-    o.refresh_after(0, &http()).await.unwrap();
-    assert_eq!(o.current().access.expose(), NEW_ACCESS);
-    let log = log.text();
+    let e = o.refresh_after(0, &http()).await.unwrap_err();
     assert!(
-        log.contains("the new refresh token is kept nowhere (--oauth-token-file / ROSTER_OAUTH_TOKEN_FILE is not set)"),
-        "{log}"
-    );
-    assert!(
-        log.contains(&format!(
-            "refreshed the OAuth tokens but cannot save them to {}",
-            missing.display()
+        e.starts_with(&format!(
+            "cannot refresh the OAuth access token: cannot lock the token file {} with {}",
+            missing.display(),
+            missing.with_file_name(".tokens.json.lock").display()
         )),
-        "{log}"
+        "{e}"
     );
-    assert!(leaks(&log).is_empty(), "{log}");
+    assert!(e.ends_with("the refresh token was not used"), "{e}");
+    assert_eq!(fake.refreshed.load(Ordering::SeqCst), 0);
+}
+
+/// A token file both OAuth states start from, and the two states (as two roster processes
+/// would hold them: separate in-process single flights, one file).
+fn two_runs(base: &str, file: &std::path::Path) -> (Arc<OAuth>, Arc<OAuth>) {
+    write_private(
+        file,
+        &json!({"access_token": FILE_ACCESS, "refresh_token": FILE_REFRESH,
+                "client_endpoint": format!("{base}/rest/")}),
+    );
+    let config = OAuthConfig {
+        token_file: Some(file.to_owned()),
+        ..config_for(base)
+    };
+    let run = || Arc::new(OAuth::new(&format!("{base}/rest/"), &config).unwrap());
+    (run(), run())
+}
+
+/// F3: two runs sharing a token file, both refused as expired at once, against an OAuth server
+/// that refuses a spent refresh token: one refresh; the other run takes the tokens the first
+/// saved (no request of its own), and both go on with the same token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_runs_sharing_a_token_file_refresh_once() {
+    let fake = Fake::new(1);
+    *fake.one_time.lock().unwrap() = Some(Vec::new());
+    let base = serve(fake.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let (a, b) = two_runs(&base, &file);
+    let http = http();
+    let refresh = |o: &Arc<OAuth>| {
+        let (o, http) = (o.clone(), http.clone());
+        tokio::spawn(async move { o.refresh_after(0, &http).await })
+    };
+    let (ra, rb) = (refresh(&a), refresh(&b));
+    ra.await.unwrap().unwrap();
+    rb.await.unwrap().unwrap();
+    assert_eq!(fake.refreshed.load(Ordering::SeqCst), 1);
+    assert_eq!(a.refreshes() + b.refreshes(), 1);
+    for o in [&a, &b] {
+        let now = o.current();
+        assert_eq!(
+            (now.generation, now.access.expose()),
+            (1, "RotatedAccess0001")
+        );
+        assert_eq!(
+            o.tokens.lock().unwrap().refresh.as_ref().unwrap().expose(),
+            "RotatedRefresh0001"
+        );
+        // What the other run saved is a secret here too.
+        assert_eq!(o.scrub("RotatedAccess0001 RotatedRefresh0001"), "*** ***");
+    }
+    let saved: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(saved["access_token"], "RotatedAccess0001");
+    // The lock file stays, private, holding the last holder's pid.
+    let lock = dir.path().join(".tokens.json.lock");
+    #[cfg(unix)]
+    assert_eq!(mode(&lock), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&lock).unwrap().trim(),
+        std::process::id().to_string()
+    );
+    // Both expire again: again one refresh, with the rotated refresh token.
+    let (ra, rb) = (refresh(&a), refresh(&b));
+    ra.await.unwrap().unwrap();
+    rb.await.unwrap().unwrap();
+    // `refresh` was spawned with generation 0, already outdated: nothing sent.
+    assert_eq!(fake.refreshed.load(Ordering::SeqCst), 1);
+    let again = |o: &Arc<OAuth>| {
+        let (o, http) = (o.clone(), http.clone());
+        tokio::spawn(async move { o.refresh_after(1, &http).await })
+    };
+    let (ra, rb) = (again(&a), again(&b));
+    ra.await.unwrap().unwrap();
+    rb.await.unwrap().unwrap();
+    assert_eq!(fake.refreshed.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        fake.refreshes.lock().unwrap()[1].0["refresh_token"],
+        "RotatedRefresh0001"
+    );
+    assert_eq!(a.current().access.expose(), "RotatedAccess0002");
+    assert_eq!(b.current().access.expose(), "RotatedAccess0002");
+}
+
+/// The same through two clients reading groups: both batches are refused as expired before
+/// either refresh is answered; every group is read by both, with one refresh in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_clients_sharing_a_token_file_both_succeed() {
+    let fake = Fake::new(2);
+    *fake.one_time.lock().unwrap() = Some(Vec::new());
+    let base = serve(fake.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let (a, b) = two_runs(&base, &file);
+    let (a, b) = (
+        client(Arc::into_inner(a).unwrap()),
+        client(Arc::into_inner(b).unwrap()),
+    );
+    let groups = [GroupId(1), GroupId(2)];
+    let (sa, sb) = tokio::join!(a.fetch(&groups, &|_| {}), b.fetch(&groups, &|_| {}));
+    assert_eq!(sa.unwrap().groups.len(), 2);
+    assert_eq!(sb.unwrap().groups.len(), 2);
+    assert_eq!(fake.refreshed.load(Ordering::SeqCst), 1);
+    assert_eq!(a.counters().refreshes + b.counters().refreshes, 1);
+}
+
+/// The other run saved tokens meanwhile (the file holds an access token this run never
+/// held): taken without a request; a file holding this run's own token is refreshed as usual.
+#[tokio::test]
+async fn tokens_another_run_saved_are_taken_without_a_refresh() {
+    let fake = Fake::new(1);
+    let base = serve(fake.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let (o, _) = two_runs(&base, &file);
+    write_private(
+        &file,
+        &json!({"access_token": NEW_ACCESS, "refresh_token": NEW_REFRESH,
+                "client_endpoint": format!("{base}/rest/"), "member_id": "m1"}),
+    );
+    o.refresh_after(0, &http()).await.unwrap();
+    assert_eq!(fake.refreshed.load(Ordering::SeqCst), 0);
+    let now = o.current();
+    assert_eq!((now.generation, now.access.expose()), (1, NEW_ACCESS));
+    assert_eq!(o.scrub(&format!("{NEW_ACCESS} {NEW_REFRESH}")), "*** ***");
+    // The token it took expires too: the file still holds it, so this run refreshes.
+    o.refresh_after(1, &http()).await.unwrap();
+    assert_eq!(fake.refreshed.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        fake.refreshes.lock().unwrap()[0].0["refresh_token"],
+        NEW_REFRESH
+    );
+    // Tokens saved for another portal are refused, not taken.
+    let (o, _) = two_runs(&base, &file);
+    write_private(
+        &file,
+        &json!({"access_token": "OtherPortalAccess1", "client_endpoint": "https://other.example/rest/"}),
+    );
+    let e = o.refresh_after(0, &http()).await.unwrap_err();
+    assert!(
+        e.contains("another roster run saved tokens for https://other.example/rest/ in it"),
+        "{e}"
+    );
+    assert_eq!(fake.refreshed.load(Ordering::SeqCst), 1);
+}
+
+/// A run that holds the lock for longer than `LOCK_WAIT`: the waiting run gives up with a
+/// clear error naming the holder, spending nothing. (Paused clock: the 30 s pass at once.)
+#[tokio::test(start_paused = true)]
+async fn a_lock_held_too_long_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    // Nobody listens there: a refresh request would fail differently.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let (o, _) = two_runs(&closed, &file);
+    let lock = dir.path().join(".tokens.json.lock");
+    let holder = std::fs::File::create(&lock).unwrap();
+    holder.lock().unwrap();
+    std::fs::write(&lock, "4242\n").unwrap();
+    let started = tokio::time::Instant::now();
+    let e = o.refresh_after(0, &http()).await.unwrap_err();
+    assert!(started.elapsed() >= LOCK_WAIT);
+    assert_eq!(
+        e,
+        format!(
+            "cannot refresh the OAuth access token: another roster run (process 4242) has been refreshing the tokens in {} for 30 s and still holds {}; the refresh token was not used: try again once that run has finished",
+            file.display(),
+            lock.display()
+        )
+    );
+    assert_eq!(o.refreshes(), 0);
+    drop(holder);
+}
+
+/// A symlink planted at the lock's name is never followed (nor is its target created).
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlink_at_the_locks_name_is_refused() {
+    let fake = Fake::new(1);
+    let base = serve(fake.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let (o, _) = two_runs(&base, &file);
+    let target = dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&target, dir.path().join(".tokens.json.lock")).unwrap();
+    let e = o.refresh_after(0, &http()).await.unwrap_err();
+    assert!(e.contains("it is a symbolic link"), "{e}");
+    assert!(!target.exists());
+    assert_eq!(fake.refreshed.load(Ordering::SeqCst), 0);
 }
 
 /// End to end: four batches in flight are all refused as expired; one refresh, each batch sent
@@ -953,5 +1183,54 @@ async fn a_write_is_sent_again_with_the_new_token() {
             ("batch.json".to_owned(), NEW_ACCESS.to_owned())
         ]
     );
+    assert_eq!(fake.refreshed.load(Ordering::SeqCst), 1);
+}
+
+/// F10: a refused refresh during apply is told in full once, by the first change it failed;
+/// every other change says so briefly instead of repeating the whole advice.
+#[tokio::test]
+async fn a_refused_refresh_is_told_in_full_once_in_the_report() {
+    use crate::model::{OpStatus, Role, UserId};
+    use crate::plan::Change;
+    let fake = Fake::new(1);
+    *fake.answer.lock().unwrap() = (
+        400,
+        json!({"error": "invalid_grant", "error_description": "Refresh token expired"}),
+    );
+    let base = serve(fake.clone()).await;
+    let c = client(OAuth::new(&format!("{base}/rest/"), &config_for(&base)).unwrap());
+    // 120 groups: three batches, sent concurrently or refused before sending.
+    let changes: Vec<(GroupId, Change)> = (1..=120)
+        .map(|g| {
+            (
+                GroupId(g),
+                Change::Remove {
+                    user: UserId(2),
+                    role: Role::Member,
+                },
+            )
+        })
+        .collect();
+    let stop = crate::provider::CancellationToken::new();
+    let statuses = c
+        .execute(&changes, &Default::default(), &|_| {}, &stop)
+        .await;
+    assert_eq!(statuses.len(), 120);
+    let OpStatus::Failed { error } = &statuses[0] else {
+        panic!("{:?}", statuses[0]);
+    };
+    assert!(
+        error.contains("cannot refresh the OAuth access token: the OAuth server"),
+        "{error}"
+    );
+    assert!(error.contains("authorise roster again"), "{error}");
+    for s in &statuses[1..] {
+        assert_eq!(
+            *s,
+            OpStatus::Failed {
+                error: "the OAuth refresh failed (see above)".into()
+            }
+        );
+    }
     assert_eq!(fake.refreshed.load(Ordering::SeqCst), 1);
 }

@@ -330,9 +330,31 @@ pub(crate) async fn prepare(
         .await
         .context("cannot look up the file's people and groups on the portal")?;
     let mut resolved = resolve::resolve(spec, &lookups);
-    let current = fetch(provider, &resolved.desired)
-        .await
-        .context("cannot read the portal's current membership")?;
+    let progress = Progress::start("reading", resolved.desired.groups.len());
+    let read = provider
+        .fetch_each(&resolved.desired, &|n| progress.inc(n))
+        .await;
+    progress.finish();
+    let (current, unread) = read.context("cannot read the portal's current membership")?;
+    // A group that cannot be read (missing, or secret to the run's user) is an error at its
+    // place in the file, like an unresolved reference: the rest is still planned.
+    if !unread.is_empty() {
+        for (id, why) in &unread {
+            resolved.desired.groups.remove(id);
+            let message = format!("cannot read group {id}: {why}");
+            match group_position(spec, &lookups, *id) {
+                Some(at) => resolved.errors.push(spec.diagnostic(at, message)),
+                None => resolved.errors.push(spec::Diagnostic {
+                    file: spec.file.clone(),
+                    line: 1,
+                    column: 1,
+                    path: String::new(),
+                    message,
+                }),
+            }
+        }
+        resolved.errors.sort_by_key(|d| (d.line, d.column));
+    }
     resolved
         .warnings
         .extend(resolve::name_mismatches(spec, &current));
@@ -373,7 +395,7 @@ pub(crate) async fn prepare(
             Vec::new()
         }
     };
-    let portal_warnings = Vec::new();
+    let portal_warnings = provider.read_warnings();
     Ok(Prepared {
         portal_warnings,
         resolved,
@@ -381,6 +403,25 @@ pub(crate) async fn prepare(
         breaches,
         access,
     })
+}
+
+/// Where the file declares the group that resolved to `id` (by ID, or by a name the lookup
+/// found for it).
+fn group_position<'a>(
+    spec: &'a spec::Spec,
+    lookups: &model::Lookups,
+    id: model::GroupId,
+) -> Option<&'a spec::At> {
+    spec.groups
+        .iter()
+        .find(|g| match &g.group.value {
+            spec::GroupRef::Id(g) => *g == id,
+            spec::GroupRef::Name(n) => lookups
+                .groups_by_name
+                .get(n)
+                .is_some_and(|found| found.iter().any(|(g, _)| *g == id)),
+        })
+        .map(|g| &g.group.at)
 }
 
 /// Resolve's errors and warnings on stderr. True when there were errors.
@@ -404,7 +445,7 @@ fn report_resolution(file: &Path, resolved: &resolve::Resolved) -> bool {
     if total > 0 {
         let _ = writeln!(
             err,
-            "{}: {total} reference(s) the portal does not resolve; the groups with them are left out of the plan",
+            "{}: {total} problem(s) found on the portal; the groups with them are left out of the plan",
             spec::escape(&file.display().to_string())
         );
     }

@@ -197,15 +197,15 @@ fn access_problems_and_the_report_show_people_the_same_way() {
         &p,
         &cur,
         &Caller {
-            user: UserId(21),
+            user: UserId(99),
             admin: false,
         },
     );
     insta::assert_snapshot!(text::access_problems(&problems, "warning"), @r#"
-    warning: group "Marketing" (#15): 3 change(s) not allowed: only a portal administrator may add members, accept requests, change roles or remove members (sonet_group.user.add/update/delete), and the run's user (#21) is not one
-    warning: group "Marketing" (#15): 3 change(s) not allowed: inviting (sonet_group.user.invite) needs a portal administrator or a member of the group (the group's invitation setting), and the run's user (#21) is not a member
-    warning: group "Marketing" (#15): 1 change(s) not allowed: only the group's current owner may hand it to #5 (sonet_group.setowner; an administrator's webhook is not enough), and the run's user (#21) is not the owner (the owner is #1); run with the owner's webhook or change the owner in Bitrix24
-    warning: group "Ops" (#17): 1 change(s) not allowed: only a portal administrator may add members, accept requests, change roles or remove members (sonet_group.user.add/update/delete), and the run's user (#21) is not one
+    warning: group "Marketing" (#15): 3 change(s) not allowed: only a portal administrator may add members, accept requests, change roles or remove members (sonet_group.user.add/update/delete), and the run's user (#99) is not one
+    warning: group "Marketing" (#15): 3 change(s) not allowed: inviting (sonet_group.user.invite) needs a portal administrator or a member of the group (the group's invitation setting), and the run's user (#99) is not a member
+    warning: group "Marketing" (#15): 1 change(s) not allowed: only the group's current owner may hand it to #5 (sonet_group.setowner; an administrator's webhook is not enough), and the run's user (#99) is not the owner (the owner is #1); run with the owner's webhook or change the owner in Bitrix24
+    warning: group "Ops" (#17): 1 change(s) not allowed: only a portal administrator may add members, accept requests, change roles or remove members (sonet_group.user.add/update/delete), and the run's user (#99) is not one
     "#);
     let g = &p.groups[0];
     let outcome = |change: &Change, status| crate::apply::Outcome {

@@ -116,12 +116,14 @@ fn detailed_exitcode_is_1_on_error() {
     let run = ws.roster(&["plan", "missing.yaml", PORTAL, "--detailed-exitcode"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(
-        run.stderr
-            .contains("group 99: socialnetwork.api.workgroup.get: SONET_CONTROLLER_WORKGROUP_NOT_FOUND (Workgroup not found.)"),
+        run.stderr.contains(
+            "error: missing.yaml:3:9: groups[0].id: cannot read group 99: no such group, or the webhook's user cannot see it"
+        ),
         "{}",
         run.stderr
     );
-    assert_eq!(run.stdout, "");
+    // The other group is still planned.
+    assert!(run.stdout.contains("\"Marketing\" (#15)"), "{}", run.stdout);
 }
 
 #[test]

@@ -477,3 +477,62 @@ fn department_synced_groups_are_not_pruned_unless_the_file_says_so() {
         takeover.transcript()
     );
 }
+
+/// A group the portal does not have (or hides from the run's user) is an error at its place in
+/// the file; the other groups are still planned; exit 1, and apply sends nothing.
+#[test]
+fn an_unreadable_group_is_an_error_at_its_position_and_the_rest_is_planned() {
+    let ws = Workspace::with_example_portal();
+    ws.write(
+        "missing.yaml",
+        "version: 1\ngroups:\n  - id: 999\n    members: [cy@example.com]\n  - name: Sales\n    prune: false\n    members: [ed@example.com]\n",
+    );
+    let before = ws.read("portal.yaml");
+    let run = ws.roster(&["plan", "missing.yaml", PORTAL, "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["errors"][0]["line"], 3, "{}", run.stdout);
+    assert_eq!(v["errors"][0]["column"], 9, "{}", run.stdout);
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read group 999"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(v["groups"].as_array().unwrap().len(), 1, "{}", run.stdout);
+    assert_eq!(v["groups"][0]["id"], 42);
+    let apply = ws.roster(&["apply", "missing.yaml", PORTAL, "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{}", apply.transcript());
+    assert!(
+        apply.stderr.contains("missing.yaml:3:9:"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(ws.read("portal.yaml"), before);
+}
+
+/// A webhook without the `socialnetwork` scope: roster falls back to `sonet_group.user.get`
+/// and says what it cannot see, in the text run's stderr and in the JSON plan.
+#[test]
+fn a_webhook_without_the_socialnetwork_scope_is_told_what_roster_cannot_see() {
+    let ws = Workspace::with_example_portal();
+    let state = ws.read("portal.yaml").replace(
+        "  - { user: 1, code: sandboxcode0001 }",
+        "  - { user: 1, code: sandboxcode0001, scopes: [sonet_group, user] }",
+    );
+    ws.write("portal.yaml", &state);
+    let text = ws.roster(&["plan", "groups.yaml", PORTAL]);
+    assert_eq!(text.code, 0, "{}", text.transcript());
+    assert!(text.stderr.contains("socialnetwork"), "{}", text.stderr);
+    let json = ws.roster(&["plan", "groups.yaml", PORTAL, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let warnings = v["portal_warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{}", json.stdout);
+    assert!(
+        warnings[0].as_str().unwrap().contains("socialnetwork"),
+        "{}",
+        json.stdout
+    );
+}

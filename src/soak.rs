@@ -1321,8 +1321,9 @@ fn breaks_a_limit(g: &Generated, plan: &plan::Plan) -> bool {
     !over_limits(g, removed).is_empty()
 }
 
-/// The limits that `removed(group)` non-owner removals would break, counted against the state
-/// each plan starts from (`start_state`) and read from the file as generated (group over top
+/// The limits that `removed(group)` non-owner removals would break, counted against the
+/// portal's memberships (the run) and the state each group's plan starts from (`start_state`,
+/// a group), and read from the file as generated (group over top
 /// over the 25 % default): an independent reading of the rules in `crate::spec`, one line per
 /// broken limit.
 fn over_limits(g: &Generated, removed: impl Fn(i64) -> usize) -> Vec<String> {
@@ -1331,7 +1332,13 @@ fn over_limits(g: &Generated, removed: impl Fn(i64) -> usize) -> Vec<String> {
     let (mut removed_total, mut current_total) = (0, 0);
     for before in &g.state.groups {
         let start = start_state(g, before);
-        let members = start.len();
+        // The run's limit is of the memberships the portal shows now; a group's, of the
+        // non-owner members of the state after its owner change (the old owner a member).
+        let members = before
+            .members
+            .iter()
+            .filter(|m| m.role.is_member() && !g.inactive.contains(&m.user))
+            .count();
         let non_owner = start.values().filter(|r| **r < 3).count();
         let removed = removed(before.id);
         removed_total += removed;

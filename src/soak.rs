@@ -146,18 +146,23 @@ struct ScenarioResult {
 /// defect (not a violation) until roster is fixed; then the entry goes and the check counts
 /// again.
 ///
-/// D1: a file that declares the webhook's own user in an `add_with: invite` group the user is
-/// not in plans `Invite` for them; the portal never invites the caller, so every apply reports
-/// it not done and the plan never settles (no convergence, `--detailed-exitcode` 2 for ever).
-const KNOWN_DEFECTS: &[&str] = &["D1"];
+/// D1 (fixed): a file that declared the webhook's own user in an `add_with: invite` group the
+/// user is not in planned `Invite` for them, which the portal never carries out, so no run
+/// ever settled. `plan::access::check` now reports it (plan warns, apply refuses before any
+/// write). Kept as the pattern for the next one.
+const KNOWN_DEFECTS: &[&str] = &[];
 
 /// D1 (see `KNOWN_DEFECTS`): `user` is the webhook's user, declared in invite group `group`
 /// that they are not related to (and not made its owner).
 fn self_invite(g: &Generated, group: i64, user: i64) -> bool {
+    KNOWN_DEFECTS.contains(&"D1") && user == CALLER && caller_invited(g, group)
+}
+
+/// The file declares the webhook's user in invite group `group`, which they are not related
+/// to and are not made the owner of: the plan would invite them, which the portal never does.
+fn caller_invited(g: &Generated, group: i64) -> bool {
     let w = &g.wanted[&group];
-    KNOWN_DEFECTS.contains(&"D1")
-        && user == CALLER
-        && w.invite
+    w.invite
         && w.declared(CALLER).is_some()
         && w.transfer.map(|t| t.1) != Some(CALLER)
         && g.state
@@ -762,6 +767,20 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
             return stop_unchanged(out, sandbox, &g.state, path).await;
         }
     };
+    // A group the faults kept from being read is an error at its place in the file, as a
+    // missing group is (the run fails, apply would send nothing): a failed read, unless the
+    // portal was calm.
+    let unread = p
+        .resolved
+        .errors
+        .iter()
+        .filter(|e| e.message.starts_with("cannot read group"))
+        .count();
+    if unread > 0 && !g.calm && unread == p.resolved.errors.len() {
+        tracing::info!("soak: {unread} group(s) not read under faults");
+        out.plan_failed = true;
+        return stop_unchanged(out, sandbox, &g.state, path).await;
+    }
     same_desired(&g, &ids_desired, &p.resolved.desired, &mut out.violations);
     if !gate(&g, &p, g.calm, true, &mut out) {
         return stop_unchanged(out, sandbox, &g.state, path).await;
@@ -965,14 +984,23 @@ fn gate(g: &Generated, p: &Prepared, calm: bool, limits: bool, out: &mut Scenari
     // 7. The only change the webhook's user (an administrator) may not make is an owner change
     // in a group it does not own. Under faults the caller may stay unknown (a warning, and no
     // check): then the portal refuses the owner change, which the other checks judge.
+    // Nor may it invite itself (the portal never invites the caller; the fixed D1).
     match g.forbidden {
         Some(id) if p.access.is_empty() && calm => out.violations.push(format!(
             "group {id}: the plan hands the group over although the webhook's user does not own it, and no access problem was reported"
         )),
         _ => {}
     }
+    for &id in g.wanted.keys() {
+        if calm && caller_invited(g, id) && !p.access.iter().any(|a| a.group.0 as i64 == id) {
+            out.violations.push(format!(
+                "group {id}: the plan invites the webhook's own user, and no access problem was reported"
+            ));
+        }
+    }
     for a in &p.access {
-        if g.forbidden != Some(a.group.0 as i64) {
+        let id = a.group.0 as i64;
+        if g.forbidden != Some(id) && !caller_invited(g, id) {
             out.violations.push(format!(
                 "group {}: an access problem for changes the webhook's user may make: {}",
                 a.group, a.message

@@ -181,20 +181,24 @@ fn load(file: &Path) -> Result<Option<spec::Spec>> {
     }
 }
 
+/// Errors on `err`, then a count of those not shown.
+fn print_errors(err: &mut impl Write, shown: &[spec::Diagnostic], omitted: usize) {
+    for d in shown {
+        let _ = writeln!(err, "error: {d}");
+    }
+    if omitted > 0 {
+        let _ = writeln!(
+            err,
+            "… and {omitted} more problem(s) not shown (the first {} are)",
+            shown.len()
+        );
+    }
+}
+
 /// The diagnostics on stderr, then how many there were.
 fn print_diagnostics(name: &str, diags: &spec::Diagnostics) {
     let mut err = io::stderr().lock();
-    for d in &diags.shown {
-        let _ = writeln!(err, "error: {d}");
-    }
-    if diags.omitted > 0 {
-        let _ = writeln!(
-            err,
-            "… and {} more problem(s) not shown (the first {} are)",
-            diags.omitted,
-            diags.shown.len()
-        );
-    }
+    print_errors(&mut err, &diags.shown, diags.omitted);
     let _ = writeln!(
         err,
         "{name}: {} problem(s); nothing was sent to any portal",
@@ -430,18 +434,8 @@ fn report_resolution(file: &Path, resolved: &resolve::Resolved) -> bool {
     for d in &resolved.warnings {
         let _ = writeln!(err, "warning: {d}");
     }
-    for d in &resolved.errors {
-        let _ = writeln!(err, "error: {d}");
-    }
+    print_errors(&mut err, &resolved.errors, resolved.errors_omitted);
     let total = resolved.errors.len() + resolved.errors_omitted;
-    if resolved.errors_omitted > 0 {
-        let _ = writeln!(
-            err,
-            "… and {} more problem(s) not shown (the first {} are)",
-            resolved.errors_omitted,
-            resolved.errors.len()
-        );
-    }
     if total > 0 {
         let _ = writeln!(
             err,

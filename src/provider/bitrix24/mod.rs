@@ -609,7 +609,7 @@ impl Client {
             self.sleep(method, wait, stop).await?;
             let sent = Instant::now();
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let e = match self.call_once(method, body).await {
+            let e = match self.call_once(method, body, stop).await {
                 Ok(v) => {
                     self.pacer.accepted(sent);
                     self.refused_in_a_row.store(0, Ordering::Relaxed);
@@ -829,7 +829,12 @@ impl Client {
     /// refresh (shared by every request in flight, `OAuth::refresh_after`) and one more try
     /// with the new token. A portal refusing an expired token did nothing, so writes are safe
     /// to send again. A refusal no refresh can fix trips the breaker, with what to do.
-    async fn call_once(&self, method: &str, body: &Value) -> Result<Value, CallError> {
+    async fn call_once(
+        &self,
+        method: &str,
+        body: &Value,
+        stop: &CancellationToken,
+    ) -> Result<Value, CallError> {
         let oauth = match &self.auth {
             Auth::Webhook(w) => return self.send_once(method, w.method_url(method), body).await,
             Auth::OAuth(o) => o,
@@ -863,14 +868,19 @@ impl Client {
             },
             other => return other,
         }
+        // An interrupt stops here, before the refresh and before the request is sent again
+        // (the portal did nothing with the expired token). The refresh itself is never cut
+        // short: the OAuth server may already have spent the old refresh token.
+        self.may_send(method, stop)?;
         if let Err(why) = oauth.refresh_after(used.generation, &self.http).await {
             return Err(refused("expired_token", why, OAUTH_REFRESH_FAILED));
         }
+        self.may_send(method, stop)?;
         // Sent again: counted and paced like any request.
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.retries.fetch_add(1, Ordering::Relaxed);
         let wait = self.pacer.reserve();
-        self.sleep(method, wait, &CancellationToken::new()).await?;
+        self.sleep(method, wait, stop).await?;
         let now = oauth.current();
         match self
             .send_once(method, now.url(method), &now.sign(body))

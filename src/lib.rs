@@ -390,16 +390,19 @@ pub(crate) async fn prepare(
         }
     }
     let breaches = plan::check_limits(&resolved.desired, &current, &plan);
+    let mut portal_warnings = provider.read_warnings();
     let access = match lookups.caller {
         Some(caller) => plan::access::check(&plan, &current, &caller),
         None => {
-            tracing::warn!(
-                "cannot tell which user the portal acts as (user.current or user.admin failed), so permissions were not checked before apply"
-            );
+            let why = "roster cannot tell which user the portal acts as (user.current or user.admin failed), so permissions were not checked before apply";
+            // The lookup said so on stderr; the JSON plan says it here. (Without the user
+            // scope the provider's own warning covers it.)
+            if lookups.users_unavailable.is_none() {
+                portal_warnings.push(why.to_owned());
+            }
             Vec::new()
         }
     };
-    let portal_warnings = provider.read_warnings();
     Ok(Prepared {
         portal_warnings,
         resolved,

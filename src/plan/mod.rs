@@ -319,7 +319,11 @@ pub fn diff_with(desired: &DesiredState, current: &CurrentState, options: Option
             let before = entries.len();
             for &user in &have.invited {
                 if !want.members.contains_key(&user) && !members.contains_key(&user) {
-                    let declared = want.inactive.get(&user).copied();
+                    let declared = want
+                        .inactive
+                        .get(&user)
+                        .copied()
+                        .or((want.owner == Some(user)).then_some(Role::Owner));
                     entries.push(pending(user, PendingKind::Invited { declared }));
                 }
             }

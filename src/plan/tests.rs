@@ -1279,7 +1279,11 @@ proptest! {
                     match *kind {
                         PendingKind::Invited { declared } => {
                             prop_assert!(have.invited.contains(&u));
-                            prop_assert_eq!(declared, d.members.get(&u).or(d.inactive.get(&u)).copied());
+                            let owner = (d.owner == Some(u)).then_some(Role::Owner);
+                            prop_assert_eq!(
+                                declared,
+                                d.members.get(&u).or(d.inactive.get(&u)).copied().or(owner)
+                            );
                         }
                         PendingKind::Requested => {
                             prop_assert!(have.requested.contains(&u));

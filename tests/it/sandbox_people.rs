@@ -86,6 +86,7 @@ webhooks:
   - { user: 1, code: usersonly, scopes: [user_basic] }
   - { user: 1, code: sonetonly, scopes: [sonet_group] }
   - { user: 1, code: socialonly, scopes: [socialnetwork] }
+  - { user: 1, code: briefonly, scopes: [user_brief, sonet_group] }
 oauth:
   clients:
     - { client_id: local.app1, client_secret: appsecret0001 }
@@ -95,10 +96,13 @@ oauth:
     - { access_token: deadtoken0001, user: 22, expires_at: 1000 }
     - { access_token: admintoken001, user: 1, expires_at: 4102444800 }
     - { access_token: idletoken0001, user: 50, expires_at: 4102444800 }
+    - { access_token: sonettoken001, user: 22, expires_at: 4102444800, scopes: [sonet_group] }
+    - { access_token: brieftoken001, user: 22, expires_at: 4102444800, scopes: [user_brief, socialnetwork] }
   refresh_tokens:
     - { refresh_token: refreshtoken0001, client_id: local.app1, user: 22 }
     - { refresh_token: oldrefresh0001, client_id: local.app1, user: 22, revoked: true }
     - { refresh_token: app2refresh001, client_id: local.app2, user: 1 }
+    - { refresh_token: scopedrefresh01, client_id: local.app1, user: 22, scopes: [sonet_group, user_brief] }
 "#;
 
 /// Every secret of [`PEOPLE`]: none may appear in an error body.
@@ -107,9 +111,12 @@ const SECRETS: &[&str] = &[
     "deadtoken0001",
     "admintoken001",
     "idletoken0001",
+    "sonettoken001",
+    "brieftoken001",
     "refreshtoken0001",
     "oldrefresh0001",
     "app2refresh001",
+    "scopedrefresh01",
     "appsecret0001",
     "othersecret02",
 ];
@@ -954,6 +961,109 @@ async fn scopes_inside_batch_and_the_status_knob() {
     );
 }
 
+/// With `user_brief` (and neither `user` nor `user_basic`) users come without `EMAIL`, in
+/// `user.get` and `user.current`, plain or in a batch (rules §1.5 "Scopes": `user_brief` has
+/// no `EMAIL`, `user_basic` adds it; reference §2.2 "filtered by scope").
+#[tokio::test]
+async fn user_brief_gives_no_emails() {
+    let e = people().await;
+    for style in STYLES {
+        let b = e
+            .call_as((1, "briefonly"), style, "user.get", json!({}))
+            .await;
+        assert_eq!(b.status, 200, "{}", b.body);
+        let rows = b.body["result"].as_array().unwrap();
+        assert_eq!(rows.len(), 13);
+        assert!(rows.iter().all(|u| u.get("EMAIL").is_none()), "{}", b.body);
+        assert_eq!(rows[0]["NAME"], "Ada");
+        let me = e
+            .call_as((1, "briefonly"), style, "user.current", json!({}))
+            .await;
+        assert_eq!(me.body["result"]["ID"], "1");
+        assert!(me.body["result"].get("EMAIL").is_none(), "{}", me.body);
+        // user_basic (and every scope) still has it.
+        for code in ["usersonly", "admincode"] {
+            let me = e.call_as((1, code), style, "user.current", json!({})).await;
+            assert_eq!(me.body["result"]["EMAIL"], "ada@example.com", "{code}");
+        }
+    }
+    let b = e
+        .call_as(
+            (1, "briefonly"),
+            Style::Json,
+            "batch",
+            json!({"halt": 0, "cmd": {"me": "user.current", "some": "user.get?FILTER[@ID][]=10"}}),
+        )
+        .await;
+    let r = &b.body["result"]["result"];
+    assert_eq!(
+        (&r["me"]["ID"], &r["some"][0]["ID"]),
+        (&json!("1"), &json!("10"))
+    );
+    assert!(r["me"].get("EMAIL").is_none() && r["some"][0].get("EMAIL").is_none());
+}
+
+/// With `user_brief` only, a filter on `EMAIL` (any prefix, or the legacy top-level key) is a
+/// filter on a field the scope does not allow, and is silently ignored (reference §2.1
+/// "Only allowed user fields are accepted … unknown keys are silently ignored"; rules §1.5
+/// "Scopes"): everyone comes back, 50 a page with `total` and `next`.
+#[tokio::test]
+async fn user_brief_ignores_an_email_filter() {
+    let mut yaml = "portal:\n  rate_limit: null\nusers:\n".to_owned();
+    for id in 1..=60 {
+        yaml.push_str(&format!(
+            "  - {{ id: {id}, email: u{id}@example.com, name: U{id}, last_name: L }}\n"
+        ));
+    }
+    yaml.push_str("webhooks:\n  - { user: 1, code: briefonly, scopes: [user_brief] }\n");
+    yaml.push_str("  - { user: 1, code: basiconly, scopes: [user_basic] }\n");
+    let e = env(&yaml).await;
+    let asked = ["u7@example.com", "u9@example.com"];
+    for style in STYLES {
+        for filter in [
+            json!({"FILTER": {"@EMAIL": asked}}),
+            json!({"FILTER": {"=EMAIL": "u7@example.com"}}),
+            json!({"FILTER": {"EMAIL": "u7@example.com"}}),
+            json!({"EMAIL": "u7@example.com"}),
+        ] {
+            let b = e
+                .call_as((1, "briefonly"), style, "user.get", filter.clone())
+                .await;
+            assert_eq!(b.status, 200, "{}", b.body);
+            assert_eq!(
+                (
+                    b.body["result"].as_array().unwrap().len(),
+                    &b.body["total"],
+                    &b.body["next"]
+                ),
+                (50, &json!(60), &json!(50)),
+                "{style:?} {filter}"
+            );
+            // Other filter keys still apply.
+            let mut with_id = filter.clone();
+            if with_id.get("FILTER").is_some() {
+                with_id["FILTER"]["@ID"] = json!([3, 4]);
+            } else {
+                with_id["@ID"] = json!([3, 4]);
+            }
+            let b = e
+                .call_as((1, "briefonly"), style, "user.get", with_id.clone())
+                .await;
+            assert_eq!(ids(&b.body), ["3", "4"], "{style:?} {with_id}");
+        }
+        // The same filter with user_basic is applied.
+        let b = e
+            .call_as(
+                (1, "basiconly"),
+                style,
+                "user.get",
+                json!({"FILTER": {"@EMAIL": asked}}),
+            )
+            .await;
+        assert_eq!(ids(&b.body), ["7", "9"], "{style:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // OAuth calls
 
@@ -1170,6 +1280,67 @@ async fn oauth_batch_runs_sub_commands_as_the_token_user() {
     assert_eq!(stats.method("user.current").commands, 10);
 }
 
+/// An access token's `scopes` are checked like a webhook's (rules §5 "scope not in the token →
+/// `insufficient_scope` 'The request requires higher privileges than provided by the access
+/// token'"; reference §5; HTTP status per `insufficient_scope_status`), per sub-command inside
+/// a batch with an empty description (reference §3); with `user_brief` users come without
+/// `EMAIL` (rules §1.5 "Scopes").
+#[tokio::test]
+async fn oauth_token_scopes_are_checked() {
+    let e = people().await;
+    let text = "The request requires higher privileges than provided by the access token";
+    let calls = [
+        ("user.get", json!({})),
+        ("user.current", json!({})),
+        ("sonet_group.user.get", json!({"ID": 27})),
+        (
+            "socialnetwork.api.workgroup.get",
+            json!({"params": {"groupId": 27}}),
+        ),
+        ("user.admin", json!({})),
+    ];
+    let allowed = [
+        ("sonettoken001", [false, false, true, false, true]),
+        ("brieftoken001", [true, true, true, true, true]),
+        ("livetoken0001", [true, true, true, true, true]),
+    ];
+    for carrier in CARRIERS {
+        for (token, ok) in allowed {
+            for ((method, p), ok) in calls.iter().zip(ok) {
+                let r = oauth(&e, carrier, method, token, p.clone()).await;
+                if ok {
+                    assert_eq!(r.status, 200, "{token} {method}: {}", r.body);
+                } else {
+                    assert_err(&r, 401, "insufficient_scope", text);
+                    no_secrets(&r);
+                }
+            }
+        }
+        let me = oauth(&e, carrier, "user.current", "brieftoken001", json!({})).await;
+        assert_eq!(me.body["result"]["ID"], "22");
+        assert!(me.body["result"].get("EMAIL").is_none(), "{}", me.body);
+        let me = oauth(&e, carrier, "user.current", "livetoken0001", json!({})).await;
+        assert_eq!(me.body["result"]["EMAIL"], "di@example.com");
+    }
+    let b = oauth(
+        &e,
+        Carrier::Json,
+        "batch",
+        "sonettoken001",
+        json!({"halt": 0, "cmd": {"me": "user.current", "members": "sonet_group.user.get?ID=27"}}),
+    )
+    .await;
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert_eq!(b.body["result"]["result"]["members"][0]["USER_ID"], "22");
+    assert_eq!(
+        b.body["result"]["result_error"],
+        json!({"me": {"error": "insufficient_scope", "error_description": ""}})
+    );
+    let e = people_with("  insufficient_scope_status: 403\n").await;
+    let r = oauth(&e, Carrier::Bearer, "user.get", "sonettoken001", json!({})).await;
+    assert_err(&r, 403, "insufficient_scope", text);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The token endpoint
 
@@ -1295,6 +1466,62 @@ async fn refresh_with_rotation_keep() {
         ),
         (2, 2, 0)
     );
+}
+
+/// A refreshed grant keeps the scopes of the refresh token's grant: the answer's `scope` lists
+/// them (every scope when the refresh token has none), and the new access and refresh tokens
+/// carry them, in the state file too, through further refreshes (rules §5 "Response": `scope`;
+/// `INVALID_SCOPE` "Given scope exceeds permissions associated with given grant").
+#[tokio::test]
+async fn refresh_keeps_the_grants_scopes() {
+    let mut e = people().await;
+    let r = refresh(
+        &e,
+        true,
+        grant("local.app1", "appsecret0001", "refreshtoken0001"),
+    )
+    .await;
+    assert_eq!(r.body["scope"], "sonet_group,socialnetwork,user");
+    let mut token = "scopedrefresh01".to_owned();
+    for _ in 0..2 {
+        let r = refresh(&e, false, grant("local.app1", "appsecret0001", &token)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["scope"], "sonet_group,user_brief");
+        let access = r.body["access_token"].as_str().unwrap().to_owned();
+        let refreshed = r.body["refresh_token"].as_str().unwrap().to_owned();
+        let text = e.text();
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .unwrap()
+                .to_owned()
+        };
+        assert!(
+            line(&access).ends_with(", scopes: [sonet_group, user_brief] }"),
+            "{}",
+            line(&access)
+        );
+        assert!(line(&refreshed).ends_with(", user: 22, scopes: [sonet_group, user_brief] }"));
+        e.restart().await;
+        let r = oauth(
+            &e,
+            Carrier::Json,
+            "socialnetwork.api.workgroup.get",
+            &access,
+            json!({"params": {"groupId": 27}}),
+        )
+        .await;
+        assert_err(
+            &r,
+            401,
+            "insufficient_scope",
+            "The request requires higher privileges than provided by the access token",
+        );
+        let me = oauth(&e, Carrier::Json, "user.current", &access, json!({})).await;
+        assert_eq!(me.body["result"]["ID"], "22");
+        assert!(me.body["result"].get("EMAIL").is_none(), "{}", me.body);
+        token = refreshed;
+    }
 }
 
 /// Errors, HTTP 400 `{"error","error_description"}` quoting no secret: missing parameters

@@ -32,11 +32,13 @@ pub const PAGE: i64 = 50;
 /// Fixed dates reported for groups (the state file keeps none).
 const GROUP_DATE: &str = "2024-01-01T00:00:00+00:00";
 
-/// Who is calling: the webhook's or the access token's user.
+/// Who is calling: the webhook's or the access token's user, and what its scopes let it see.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub user: i64,
     pub admin: bool,
+    /// Whether the scopes allow the `EMAIL` user field ([`sees_emails`]).
+    pub emails: bool,
 }
 
 /// A successful call: the handler's result plus the navigation keys the server lifts to the
@@ -121,6 +123,17 @@ pub fn scopes_for(method: &str) -> &'static [&'static str] {
     }
 }
 
+/// Whether a webhook or token with `scopes` (`None`: every scope) may see users' e-mails:
+/// `user_brief` allows the name fields, `ACTIVE` and `UF_DEPARTMENT` but not `EMAIL`, which
+/// `user_basic` adds and `user` includes (rules §1.5 "Scopes", src USR
+/// `ALLOWED_USER_NAME_FIELDS`, `ALLOWED_USER_BASIC_FIELDS`, `getAllowedUserFields`). Without
+/// it `user.get` and `user.current` answer without `EMAIL`, and a filter on it is ignored
+/// like any key on a field the scope does not allow (reference §2.1 "unknown keys are
+/// silently ignored").
+pub fn sees_emails(scopes: Option<&[String]>) -> bool {
+    scopes.is_none_or(|s| s.iter().any(|x| x == "user" || x == "user_basic"))
+}
+
 /// Run one method (lowercase name) against `state`.
 pub fn call(
     state: &mut State,
@@ -149,7 +162,7 @@ pub fn call(
         "sonet_group.user.update" => group_user_update(state, caller, rest),
         "sonet_group.user.delete" => group_user_delete(state, caller, rest),
         "sonet_group.setowner" => set_owner(state, caller, rest),
-        "user.get" => user_get(state, &params::change_key_case(rest, false), start),
+        "user.get" => user_get(state, caller, &params::change_key_case(rest, false), start),
         "user.current" => user_current(state, caller),
         "user.admin" => Ok(Output::plain(Value::Bool(caller.admin))),
         "socialnetwork.api.workgroup.get" => workgroup_get(state, caller, rest),
@@ -782,15 +795,20 @@ const WORKGROUP_DATE: &str = "01.01.2024 00:00:00";
 // ---------------------------------------------------------------------------------------------
 // user.get / user.current
 
-fn user_json(u: &User) -> Value {
-    obj([
+/// A user as `user.get` and `user.current` give it; `EMAIL` only when the caller's scopes
+/// allow it ([`sees_emails`]).
+fn user_json(u: &User, caller: Caller) -> Value {
+    let mut fields = vec![
         ("ID", s(u.id.to_string())),
         ("ACTIVE", Value::Bool(u.active)),
         ("NAME", s(u.name.clone())),
         ("LAST_NAME", s(u.last_name.clone())),
-        ("EMAIL", s(u.email.clone())),
-        ("USER_TYPE", s(user_type(u))),
-    ])
+    ];
+    if caller.emails {
+        fields.push(("EMAIL", s(u.email.clone())));
+    }
+    fields.push(("USER_TYPE", s(user_type(u))));
+    Value::Arr(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 /// `USER_TYPE` (rules §1.5): `extranet` for extranet users, else `employee`.
@@ -902,7 +920,7 @@ fn user_filter_match(portal: &Portal, field: &str, f: &Field, op: &str, v: &Valu
     }
 }
 
-fn user_get(state: &State, p: &Params, start: i64) -> Result<Output, ApiError> {
+fn user_get(state: &State, caller: Caller, p: &Params, start: i64) -> Result<Output, ApiError> {
     // Legacy quirk: without an array FILTER, the top-level params are the filter.
     let filter: &[(String, Value)] = match params::get(p, "filter") {
         Some(Value::Arr(f)) => f,
@@ -934,7 +952,11 @@ fn user_get(state: &State, p: &Params, start: i64) -> Result<Output, ApiError> {
                 | "!="
                 | "!"
         );
-        if !known_op || !USER_FIELDS.contains(&field.as_str()) {
+        // A field the scope does not allow is not a filter field at all: ignored.
+        if !known_op
+            || !USER_FIELDS.contains(&field.as_str())
+            || (field == "EMAIL" && !caller.emails)
+        {
             continue;
         }
         let v = if field == "ACTIVE" {
@@ -1001,7 +1023,7 @@ fn user_get(state: &State, p: &Params, start: i64) -> Result<Output, ApiError> {
         .iter()
         .skip(offset)
         .take(PAGE as usize)
-        .map(|u| user_json(u))
+        .map(|u| user_json(u, caller))
         .collect();
     if page.is_empty() {
         // prepareUserGetResult returns early: no `total` key at all.
@@ -1026,7 +1048,7 @@ fn user_current(state: &State, caller: Caller) -> Result<Output, ApiError> {
     let u = state
         .user(caller.user)
         .ok_or_else(|| ApiError::new(401, "NO_AUTH_FOUND", "Wrong authorization data"))?;
-    Ok(Output::plain(user_json(u)))
+    Ok(Output::plain(user_json(u, caller)))
 }
 
 #[cfg(test)]

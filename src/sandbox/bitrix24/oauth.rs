@@ -8,7 +8,7 @@
 use super::params::{self, Params, Value};
 use super::state::{AccessToken, OAuthRotation, RefreshToken, State};
 
-/// The scopes a token grants: the sandbox's OAuth applications have every scope.
+/// The `scope` a grant of every scope reports (a token without `scopes:` in the state).
 pub const TOKEN_SCOPE: &str = "sonet_group,socialnetwork,user";
 
 /// `member_id` of the emulated portal (a fixed 32-hex-digit id).
@@ -38,6 +38,8 @@ pub struct Grant {
     pub expires: i64,
     pub expires_in: u64,
     pub user_id: i64,
+    /// The grant's scopes (`None`: every scope), those of the refresh token used.
+    pub scopes: Option<Vec<String>>,
 }
 
 impl Grant {
@@ -46,11 +48,15 @@ impl Grant {
     /// (`server_endpoint`, `domain`) at once.
     pub fn to_json(&self, addr: &str) -> serde_json::Value {
         let rest = format!("http://{addr}/rest/");
+        let scope = self
+            .scopes
+            .as_ref()
+            .map_or_else(|| TOKEN_SCOPE.to_owned(), |s| s.join(","));
         serde_json::json!({
             "access_token": self.access_token,
             "expires": self.expires,
             "expires_in": self.expires_in,
-            "scope": TOKEN_SCOPE,
+            "scope": scope,
             "domain": addr,
             "server_endpoint": rest,
             "status": "L",
@@ -72,8 +78,8 @@ fn param(p: &Params, key: &str) -> Option<String> {
 
 /// `grant_type=refresh_token&client_id&client_secret&refresh_token`: check the request, then
 /// issue a new access token (valid `access_ttl_s` from `now`) and a new refresh token, both
-/// made by `new_token`, appended to the state. With `oauth_rotation: invalidate` the refresh
-/// token used is revoked.
+/// made by `new_token`, appended to the state; both carry the scopes of the refresh token
+/// used (its grant's). With `oauth_rotation: invalidate` the refresh token used is revoked.
 ///
 /// Checks in order: `grant_type` present (`invalid_request`) and `refresh_token`
 /// (`unsupported_grant_type`); `client_id`, `client_secret` and `refresh_token` present
@@ -118,6 +124,7 @@ pub fn refresh(
         return Err(invalid_grant());
     };
     let user = oauth.refresh_tokens[i].user;
+    let scopes = oauth.refresh_tokens[i].scopes.clone();
     if !users_ok(state, user) {
         return Err(invalid_grant());
     }
@@ -135,12 +142,14 @@ pub fn refresh(
         access_token: access_token.clone(),
         user,
         expires_at: expires,
+        scopes: scopes.clone(),
     });
     oauth.refresh_tokens.push(RefreshToken {
         refresh_token: refresh_token.clone(),
         client_id,
         user,
         revoked: false,
+        scopes: scopes.clone(),
     });
     Ok(Grant {
         access_token,
@@ -148,6 +157,7 @@ pub fn refresh(
         expires,
         expires_in: ttl,
         user_id: user,
+        scopes,
     })
 }
 
@@ -180,9 +190,16 @@ impl TokenRefusal {
     }
 }
 
-/// The user an access token belongs to, if it is known, not expired at `now` and its user
-/// is active.
-pub fn check(state: &State, token: &str, now: f64) -> Result<i64, TokenRefusal> {
+/// An accepted access token: its user and its scopes (`None`: every scope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub user: i64,
+    pub scopes: Option<Vec<String>>,
+}
+
+/// The user an access token belongs to and its scopes, if it is known, not expired at `now`
+/// and its user is active. Scopes are checked by the server, per method.
+pub fn check(state: &State, token: &str, now: f64) -> Result<TokenOwner, TokenRefusal> {
     let t = state
         .oauth
         .as_ref()
@@ -192,7 +209,10 @@ pub fn check(state: &State, token: &str, now: f64) -> Result<i64, TokenRefusal> 
         return Err(TokenRefusal::Expired);
     }
     match state.user(t.user) {
-        Some(u) if u.active => Ok(t.user),
+        Some(u) if u.active => Ok(TokenOwner {
+            user: t.user,
+            scopes: t.scopes.clone(),
+        }),
         _ => Err(TokenRefusal::User),
     }
 }

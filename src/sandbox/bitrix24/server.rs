@@ -423,18 +423,20 @@ fn without_auth(p: Params) -> Params {
     }
 }
 
-/// What a call may reach: a webhook's scopes (`None`: all) or an OAuth token (all scopes).
+/// What a call may reach: a webhook's or an OAuth access token's scopes (`None`: all).
 #[derive(Debug, Clone)]
 enum Grants {
     Webhook(Option<Vec<String>>),
-    OAuth,
+    OAuth(Option<Vec<String>>),
 }
 
 impl Grants {
+    /// The same check for both: the method needs one of its scopes (rules §5 "scope not in
+    /// the token → `insufficient_scope`").
     fn allow(&self, method: &str) -> bool {
         let needed = methods::scopes_for(method);
         match self {
-            Grants::Webhook(Some(scopes)) if !needed.is_empty() => {
+            Grants::Webhook(Some(scopes)) | Grants::OAuth(Some(scopes)) if !needed.is_empty() => {
                 scopes.iter().any(|s| needed.contains(&s.as_str()))
             }
             _ => true,
@@ -449,7 +451,7 @@ impl Grants {
             (false, Grants::Webhook(_)) => {
                 "The request requires higher privileges than provided by the webhook token"
             }
-            (false, Grants::OAuth) => {
+            (false, Grants::OAuth(_)) => {
                 "The request requires higher privileges than provided by the access token"
             }
         };
@@ -632,6 +634,7 @@ fn process(
             let caller = Caller {
                 user: uid,
                 admin: u.admin,
+                emails: methods::sees_emails(w.scopes.as_deref()),
             };
             let grants = Grants::Webhook(w.scopes.clone());
             (caller, grants, format!("{uid}:{code}"), p, method)
@@ -640,18 +643,23 @@ fn process(
             let Some(token) = access_token(&p, headers) else {
                 return unauthorized();
             };
-            let uid = match oauth::check(&current, &token, start) {
-                Ok(uid) => uid,
+            let owner = match oauth::check(&current, &token, start) {
+                Ok(owner) => owner,
                 Err(refusal) => {
                     let (code, text) = refusal.code_and_text();
                     return error_parts(&ApiError::new(401, code, text));
                 }
             };
+            let uid = owner.user;
             let admin = current.user(uid).is_some_and(|u| u.admin);
-            let caller = Caller { user: uid, admin };
+            let caller = Caller {
+                user: uid,
+                admin,
+                emails: methods::sees_emails(owner.scopes.as_deref()),
+            };
             (
                 caller,
-                Grants::OAuth,
+                Grants::OAuth(owner.scopes),
                 format!("oauth:{uid}"),
                 without_auth(p),
                 method,
@@ -710,7 +718,7 @@ fn process(
             sh.count(m, Counter::Command);
             let outcome = match &grants {
                 // The caller's auth is copied into each sub-call and taken out again.
-                Grants::OAuth => methods::call(&mut next, caller, m, &without_auth(sp.clone())),
+                Grants::OAuth(_) => methods::call(&mut next, caller, m, &without_auth(sp.clone())),
                 Grants::Webhook(_) => methods::call(&mut next, caller, m, sp),
             };
             let measured = sh.clock.unix() - c0;

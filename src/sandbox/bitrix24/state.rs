@@ -44,13 +44,18 @@
 //!   access_ttl_s: 3600                      # lifetime of access tokens issued by /oauth/token/
 //!   tokens:
 //!     - { access_token: accesstoken0001, user: 1, expires_at: 1773850553 }   # unix seconds
+//!     - { access_token: accesstoken0002, user: 1, expires_at: 1773850553, scopes: [sonet_group] }
 //!   refresh_tokens:
 //!     - { refresh_token: refreshtoken0001, client_id: local.app1, user: 1 }  # revoked: false
+//!     - { refresh_token: refreshtoken0002, client_id: local.app1, user: 1, scopes: [user_brief] }
 //! ```
 //!
-//! Scopes (webhooks): `sonet_group.*` needs `sonet_group` or `socialnetwork`, `user.*` needs
-//! `user`, `user_basic` or `user_brief`, `socialnetwork.api.*` needs `socialnetwork`; other
-//! names are accepted and grant nothing here.
+//! Scopes (webhooks, access tokens; default every scope): `sonet_group.*` needs `sonet_group`
+//! or `socialnetwork`, `user.*` needs `user`, `user_basic` or `user_brief`,
+//! `socialnetwork.api.*` needs `socialnetwork`; other names are accepted and grant nothing
+//! here. With `user_brief` but neither `user` nor `user_basic`, users come without `EMAIL` and
+//! a filter on it is ignored. A refresh token's `scopes` are those of its grant: the access
+//! and refresh tokens it is exchanged for carry them.
 //!
 //! # Injected faults (`portal.faults`, all optional, default 0)
 //!
@@ -536,6 +541,9 @@ pub struct AccessToken {
     pub user: i64,
     /// Unix seconds; the token is expired when `expires_at <= now`.
     pub expires_at: i64,
+    /// The scopes granted; `None` (no key) is every scope.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -546,6 +554,10 @@ pub struct RefreshToken {
     pub user: i64,
     #[serde(default)]
     pub revoked: bool,
+    /// The scopes of the grant, which the tokens it is exchanged for carry; `None` (no key)
+    /// is every scope.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -738,9 +750,7 @@ pub fn validate(s: &State) -> Result<(), String> {
                 w.user
             ));
         }
-        if let Some(scopes) = &w.scopes
-            && let Some(bad) = scopes.iter().find(|s| !scope_name_ok(s))
-        {
+        if let Some(bad) = bad_scope(w.scopes.as_deref()) {
             return Err(format!(
                 "webhook #{n} (user {}): scope {bad:?} is not a scope name (lower-case letters, digits, _)",
                 w.user
@@ -772,6 +782,11 @@ pub fn validate(s: &State) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The first of `scopes` that is not a scope name.
+fn bad_scope(scopes: Option<&[String]>) -> Option<&String> {
+    scopes?.iter().find(|s| !scope_name_ok(s))
 }
 
 /// `[a-z][a-z0-9_]*`.
@@ -816,6 +831,12 @@ fn validate_oauth(s: &State, o: &OAuth) -> Result<(), String> {
                 t.user
             ));
         }
+        if let Some(bad) = bad_scope(t.scopes.as_deref()) {
+            return Err(format!(
+                "oauth.tokens #{n} (user {}): scope {bad:?} is not a scope name (lower-case letters, digits, _)",
+                t.user
+            ));
+        }
     }
     let mut seen = std::collections::BTreeSet::new();
     for (i, r) in o.refresh_tokens.iter().enumerate() {
@@ -841,6 +862,12 @@ fn validate_oauth(s: &State, o: &OAuth) -> Result<(), String> {
         if !seen.insert(r.refresh_token.as_str()) {
             return Err(format!(
                 "oauth.refresh_tokens #{n} (user {}) repeats an earlier refresh token",
+                r.user
+            ));
+        }
+        if let Some(bad) = bad_scope(r.scopes.as_deref()) {
+            return Err(format!(
+                "oauth.refresh_tokens #{n} (user {}): scope {bad:?} is not a scope name (lower-case letters, digits, _)",
                 r.user
             ));
         }
@@ -1090,10 +1117,7 @@ pub fn render(s: &State) -> String {
     });
     for w in &s.webhooks {
         let _ = write!(o, "  - {{ user: {}, code: {}", w.user, scalar(&w.code));
-        if let Some(scopes) = &w.scopes {
-            let names: Vec<String> = scopes.iter().map(|x| scalar(x)).collect();
-            let _ = write!(o, ", scopes: [{}]", names.join(", "));
-        }
+        render_scopes(&mut o, w.scopes.as_deref());
         o.push_str(" }\n");
     }
     if let Some(a) = &s.oauth {
@@ -1121,13 +1145,15 @@ fn render_oauth(o: &mut String, a: &OAuth) {
     }
     list(o, "tokens", a.tokens.is_empty());
     for t in &a.tokens {
-        let _ = writeln!(
+        let _ = write!(
             o,
-            "    - {{ access_token: {}, user: {}, expires_at: {} }}",
+            "    - {{ access_token: {}, user: {}, expires_at: {}",
             scalar(&t.access_token),
             t.user,
             t.expires_at
         );
+        render_scopes(o, t.scopes.as_deref());
+        o.push_str(" }\n");
     }
     list(o, "refresh_tokens", a.refresh_tokens.is_empty());
     for r in &a.refresh_tokens {
@@ -1141,7 +1167,16 @@ fn render_oauth(o: &mut String, a: &OAuth) {
         if r.revoked {
             o.push_str(", revoked: true");
         }
+        render_scopes(o, r.scopes.as_deref());
         o.push_str(" }\n");
+    }
+}
+
+/// `, scopes: [a, b]` when the scopes are given (not every scope).
+fn render_scopes(o: &mut String, scopes: Option<&[String]>) {
+    if let Some(scopes) = scopes {
+        let names: Vec<String> = scopes.iter().map(|x| scalar(x)).collect();
+        let _ = write!(o, ", scopes: [{}]", names.join(", "));
     }
 }
 
@@ -1269,8 +1304,10 @@ oauth:
   access_ttl_s: 60
   tokens:
     - { access_token: accesstoken0001, user: 1, expires_at: 1773850553 }
+    - { access_token: accesstoken0002, user: 1, expires_at: 1773850553, scopes: [sonet_group, user_brief] }
   refresh_tokens:
     - { refresh_token: refreshtoken0001, client_id: local.app1, user: 1, revoked: true }
+    - { refresh_token: refreshtoken0002, client_id: local.app1, user: 1, scopes: [user_brief] }
 "#;
 
     #[test]
@@ -1283,6 +1320,11 @@ oauth:
             s.groups[0].members[1].message.as_deref(),
             Some("Join us, please")
         );
+        assert_eq!(
+            s.oauth.as_ref().unwrap().tokens[1].scopes,
+            Some(vec!["sonet_group".to_owned(), "user_brief".to_owned()])
+        );
+        assert_eq!(s.oauth.as_ref().unwrap().tokens[0].scopes, None);
         assert_eq!(render(&s), PEOPLE);
     }
 
@@ -1357,6 +1399,18 @@ oauth:
                 .contains("message is only allowed on role Z")
         );
         assert!(err(PEOPLE.replace("scopes: [user_basic", "scopes: [User")).contains("scope"));
+        // Tokens' scopes are checked the same way, and named by position, not by the token.
+        let e = err(PEOPLE.replace("scopes: [sonet_group, user_brief]", "scopes: [Sonet]"));
+        assert!(
+            e.contains("oauth.tokens #2 (user 1): scope \"Sonet\"") && !e.contains("token0002"),
+            "{e}"
+        );
+        let e = err(PEOPLE.replace("scopes: [user_brief] }", "scopes: [\"a b\"] }"));
+        assert!(
+            e.contains("oauth.refresh_tokens #2 (user 1): scope \"a b\"")
+                && !e.contains("token0002"),
+            "{e}"
+        );
         assert!(
             err(PEOPLE.replace(
                 "insufficient_scope_status: 403",

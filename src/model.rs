@@ -257,6 +257,10 @@ pub struct Lookups {
     /// Set when the portal would not let roster look users up at all (a webhook without the
     /// `user` scope): why. Then user IDs are taken unchecked and e-mails cannot be resolved.
     pub users_unavailable: Option<String>,
+    /// Set when users can be looked up by ID but not by e-mail (the portal ignored the e-mail
+    /// filter: a webhook or token with only the `user_brief` scope sees no e-mails): why.
+    /// Then e-mails cannot be resolved; IDs are checked as usual.
+    pub emails_unavailable: Option<String>,
 }
 
 /// Names for display: people and groups roster learned about during the run.

@@ -100,6 +100,9 @@ struct Portal<'a> {
     /// The portal would not let users be looked up (`Lookups::users_unavailable`): user IDs
     /// are taken unchecked, as active; e-mails cannot be resolved.
     users_unavailable: Option<&'a str>,
+    /// The portal would not look users up by e-mail (`Lookups::emails_unavailable`), though
+    /// by ID it would: e-mails cannot be resolved, IDs are checked as usual.
+    emails_unavailable: Option<&'a str>,
 }
 
 fn ids(users: impl IntoIterator<Item = UserId>) -> String {
@@ -123,6 +126,14 @@ impl Finder for Portal<'_> {
                 escape(e),
                 escape(why)
             ))),
+            (UserRef::Email(e), None) if self.emails_unavailable.is_some() => {
+                let why = self.emails_unavailable.unwrap_or_default();
+                Err(unresolved(format!(
+                    "cannot look up the e-mail address {}: {}; name the user by ID",
+                    escape(e),
+                    escape(why)
+                )))
+            }
             (UserRef::Id(id), None) => match self.by_id.get(id) {
                 Some(p) => Ok((*id, p.active)),
                 None => Err(unresolved(format!("no user {id} on the portal"))),
@@ -220,6 +231,7 @@ pub fn resolve(spec: &Spec, found: &Lookups) -> Resolved {
         by_email,
         groups: &found.groups_by_name,
         users_unavailable: found.users_unavailable.as_deref(),
+        emails_unavailable: found.emails_unavailable.as_deref(),
     };
     let mut w = Walk::new(spec);
     let desired = w.run(&portal);

@@ -91,6 +91,7 @@ fn made(options: Options) -> (Plan, Directory, CurrentState) {
         .into(),
         caller: None,
         users_unavailable: None,
+        emails_unavailable: None,
     };
     let r = crate::resolve::resolve(&spec, &found);
     assert!(r.errors.is_empty(), "{:?}", r.errors);

@@ -50,6 +50,7 @@ fn check(yaml: &str, who: &str, names: &str) -> String {
         groups_by_name: groups(names),
         caller: None,
         users_unavailable: None,
+        emails_unavailable: None,
     };
     let r = resolve(&spec, &found);
     let mut out = String::new();
@@ -404,6 +405,7 @@ fn the_directory_keeps_everyone_found() {
         groups_by_name: groups("S=15"),
         caller: None,
         users_unavailable: None,
+        emails_unavailable: None,
     };
     let r = resolve(&spec, &found);
     assert_eq!(r.directory.users.len(), 2);
@@ -478,4 +480,48 @@ groups:
         "{}",
         r.errors[0].message
     );
+}
+
+/// A portal that looks users up by ID but ignored the e-mail filter (a webhook with only
+/// `user_brief`, whose answers have no `EMAIL`; rules §1.5 "Scopes"): IDs are checked as
+/// usual (an unknown one is an error, a dismissed one inactive), e-mails are errors saying
+/// why, never "no user has", and the groups by name still resolve.
+#[test]
+fn without_e_mails_ids_are_checked_and_e_mails_say_why() {
+    let spec = parse(
+        "g.yaml",
+        "version: 1
+groups:
+  - id: 1
+    members: [21, 22, 99]
+  - name: Sales
+    members: [ann@x.org]
+",
+    )
+    .unwrap();
+    let found = Lookups {
+        people: people("21 22:inactive"),
+        groups_by_name: groups("Sales=42"),
+        emails_unavailable: Some("the portal did not apply the e-mail filter".to_owned()),
+        ..Lookups::default()
+    };
+    let r = resolve(&spec, &found);
+    let messages: Vec<(usize, &str)> = r
+        .errors
+        .iter()
+        .map(|e| (e.line, e.message.as_str()))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            (4, "no user 99 on the portal"),
+            (
+                6,
+                "cannot look up the e-mail address ann@x.org: the portal did not apply the e-mail filter; name the user by ID"
+            ),
+        ]
+    );
+    // Users without an e-mail are in the directory all the same.
+    assert_eq!(r.directory.users.len(), 2);
+    assert!(r.directory.users.values().all(|p| p.email.is_none()));
 }

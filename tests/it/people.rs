@@ -844,3 +844,95 @@ async fn fetch_each_reports_unreadable_groups_and_reads_the_rest() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A portal of 200 users (`u1@example.com`…) with a webhook of `user_brief` only and one of
+/// `user_basic`.
+fn brief_portal() -> String {
+    let mut yaml = "portal:\n  rate_limit: { burst: 1000, per_second: 1000 }\nusers:\n".to_owned();
+    yaml.push_str(
+        "  - { id: 1, email: ada@example.com, name: Ada, last_name: Admin, admin: true }\n",
+    );
+    for id in 2..=200 {
+        writeln!(
+            yaml,
+            "  - {{ id: {id}, email: u{id}@example.com, name: U{id}, last_name: L }}"
+        )
+        .unwrap();
+    }
+    yaml.push_str(
+        "groups:\n  - id: 15\n    name: Marketing\n    members:\n      - { user: 1, role: A }\n",
+    );
+    yaml.push_str(
+        "webhooks:\n  - { user: 1, code: briefhook0001, scopes: [sonet_group, user_brief] }\n",
+    );
+    yaml.push_str("  - { user: 1, code: basichook0001, scopes: [sonet_group, user_basic] }\n");
+    yaml
+}
+
+/// With only `user_brief` the portal answers `user.get` without `EMAIL` and ignores the
+/// `@EMAIL` filter (rules §1.5 "Scopes"; reference §2.1 "unknown keys are silently ignored"),
+/// so every e-mail command's answer is the whole portal, 50 a page. The client sees users it
+/// did not ask for, follows no `next` (one request, not 4 pages per command), says once why
+/// e-mails are unavailable (`emails_unavailable`, a read warning), and still finds users by
+/// ID and the caller.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_user_brief_e_mails_are_unavailable_and_ids_still_work() {
+    let p = Portal::start(&brief_portal()).await;
+    let c = p.client(1, "briefhook0001");
+    let emails: Vec<String> = (2..=61).map(|i| format!("u{i}@example.com")).collect();
+    let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+    let found = c
+        .lookup(&wanted(&emails, &[7, 150, 999], &["Marketing"]))
+        .await
+        .unwrap();
+    assert_eq!(ids(&found.people), [7, 150]);
+    assert!(found.people.iter().all(|p| p.email.is_none()));
+    assert_eq!(found.users_unavailable, None);
+    let why = found.emails_unavailable.as_deref().unwrap();
+    assert_eq!(
+        why,
+        "the portal did not apply the e-mail filter of user.get (it answered users with none of the e-mails asked): likely the webhook has only the `user_brief` scope, and e-mails need `user_basic` or `user`"
+    );
+    assert_eq!(
+        found.caller,
+        Some(Caller {
+            user: UserId(1),
+            admin: true
+        })
+    );
+    assert_eq!(
+        found.groups_by_name["Marketing"],
+        [(GroupId(15), "Marketing".to_owned())]
+    );
+    // Two e-mail commands and one ID command, once each: no page followed.
+    assert_eq!((c.counters().requests, p.commands("user.get")), (1, 3));
+    assert_eq!(
+        c.read_warnings(),
+        [format!(
+            "{why}; users named by e-mail could not be resolved"
+        )]
+    );
+    // Display lookups by ID are unaffected.
+    let shown = c.people(&[UserId(3), UserId(4)]).await.unwrap();
+    assert_eq!(ids(&shown), [3, 4]);
+
+    // The resolve step turns it into errors that say why, not "no user has".
+    let spec = roster::spec::parse(
+        "g.yaml",
+        "version: 1\ngroups:\n  - id: 15\n    members: [u2@example.com, 7]\n",
+    )
+    .unwrap();
+    let r = roster::resolve::resolve(&spec, &found);
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert_eq!(
+        r.errors[0].message,
+        format!("cannot look up the e-mail address u2@example.com: {why}; name the user by ID")
+    );
+
+    // With `user_basic` the same lookup finds everyone by e-mail, with no warning.
+    let c = p.client(1, "basichook0001");
+    let found = c.lookup(&wanted(&emails, &[7], &[])).await.unwrap();
+    assert_eq!(found.people.len(), 60);
+    assert_eq!(found.emails_unavailable, None);
+    assert!(c.read_warnings().is_empty());
+}

@@ -14,6 +14,15 @@
 //! matches, and nothing the file did not ask for. Every user found is returned (two users may
 //! share an e-mail); deciding what a reference means is the resolve step's job.
 //!
+//! An ignored filter: a portal silently drops a filter key on a field the caller's scope does
+//! not allow (with only `user_brief`, `EMAIL`; reference §2.1, rules §1.5 "Scopes") and
+//! answers everyone, without `EMAIL`. A direct lookup whose page has users matching none of
+//! the values asked (or, for IDs, a `total` above the IDs asked) is taken as such
+//! ([`Asked::ignored`]): its `next` is not followed and its rows are dropped. For e-mails the
+//! run then says once why they are unavailable (`Lookups::emails_unavailable`, a read
+//! warning) and sends no more e-mail commands; IDs still work. An ignored ID filter fails
+//! the lookup: nobody could tell who exists.
+//!
 //! Requests (see [`opening`], [`route`], [`requests`] and [`bound`]): when the caller's two
 //! commands and every direct lookup fit in one batch, that is the one request. Otherwise the
 //! first request carries the caller, the first page of each list whose kind has lookups left
@@ -57,8 +66,9 @@ pub(super) enum Ask {
     Caller,
     /// `user.admin`: whether the caller is an administrator.
     Admin,
-    /// `user.get` by e-mail or by ID: every user found.
-    Users,
+    /// `user.get` by e-mail or by ID: every user found (the values asked, to tell whether
+    /// the portal applied the filter, see [`Asked::ignored`]).
+    Users(Asked),
     /// `sonet_group.get` by exact name: the groups of that name (as asked).
     GroupName(String),
     /// One page of the whole user list; not followed (the pages are asked for at once).
@@ -70,6 +80,49 @@ pub(super) enum Ask {
 impl Ask {
     fn follows_next(&self) -> bool {
         !matches!(self, Ask::UserPage | Ask::GroupPage)
+    }
+}
+
+/// The values of one direct user lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Asked {
+    /// `@EMAIL`, lower-cased.
+    Emails(BTreeSet<String>),
+    /// `@ID`.
+    Ids(BTreeSet<UserId>),
+}
+
+impl Asked {
+    /// Does this person match one of the values asked (an e-mail ignoring case)? A person
+    /// without an e-mail matches no e-mail.
+    fn matches(&self, p: &Person) -> bool {
+        match self {
+            Asked::Emails(emails) => p
+                .email
+                .as_ref()
+                .is_some_and(|e| emails.contains(&e.to_lowercase())),
+            Asked::Ids(ids) => ids.contains(&p.id),
+        }
+    }
+
+    /// Whether a page of the answer shows that the portal did not apply the filter: it has
+    /// users who match none of the values asked, or (IDs being unique) a `total` above the
+    /// number of IDs asked. A portal ignores a filter key on a field the caller's scope does
+    /// not allow (reference §2.1 "unknown keys are silently ignored"): with only `user_brief`,
+    /// `@EMAIL` is such a key and the answer, without `EMAIL`, is everyone (rules §1.5
+    /// "Scopes"). Following its `next` would read the whole portal for every command.
+    pub(super) fn ignored(&self, page: &Value, total: Option<u64>) -> bool {
+        let stray = people_in(page).is_ok_and(|people| people.iter().any(|p| !self.matches(p)));
+        let too_many = match self {
+            Asked::Ids(ids) => total.is_some_and(|t| t > ids.len() as u64),
+            // Many users may share an e-mail: only the rows tell.
+            Asked::Emails(_) => false,
+        };
+        stray || too_many
+    }
+
+    fn is_emails(&self) -> bool {
+        matches!(self, Asked::Emails(_))
     }
 }
 
@@ -217,13 +270,16 @@ pub fn bound(identities: usize, users: u64, group_names: usize, groups: u64) -> 
 // Commands.
 
 /// The direct user lookups for `wanted`: e-mails, then IDs, 50 values a command.
-pub(super) fn user_lookups(wanted: &Wanted) -> Vec<Command> {
+pub(super) fn user_lookups(wanted: &Wanted) -> Vec<(Ask, Command)> {
     let emails: Vec<&String> = wanted.emails.iter().collect();
     let ids: Vec<UserId> = wanted.users.iter().copied().collect();
     emails
         .chunks(VALUES_PER_COMMAND)
-        .map(|chunk| users_where("@EMAIL", chunk.iter()))
-        .chain(user_commands(&ids).into_iter().map(|(_, c)| c))
+        .map(|chunk| {
+            let asked = Asked::Emails(chunk.iter().map(|e| e.to_lowercase()).collect());
+            (Ask::Users(asked), users_where("@EMAIL", chunk.iter()))
+        })
+        .chain(user_commands(&ids))
         .collect()
 }
 
@@ -242,7 +298,7 @@ pub(super) fn first_round(wanted: &Wanted) -> (Opening, Vec<(Ask, Command)>) {
     if o.list_groups {
         cmds.push((Ask::GroupPage, group_page(0)));
     }
-    cmds.extend(users.into_iter().take(o.users).map(|c| (Ask::Users, c)));
+    cmds.extend(users.into_iter().take(o.users));
     cmds.extend(
         wanted
             .group_names
@@ -256,7 +312,13 @@ pub(super) fn first_round(wanted: &Wanted) -> (Opening, Vec<(Ask, Command)>) {
 /// `user.get` by ID, 50 IDs a command.
 pub(super) fn user_commands(ids: &[UserId]) -> Vec<(Ask, Command)> {
     ids.chunks(VALUES_PER_COMMAND)
-        .map(|chunk| (Ask::Users, users_where("@ID", chunk.iter().map(|u| u.0))))
+        .map(|chunk| {
+            let asked = Asked::Ids(chunk.iter().copied().collect());
+            (
+                Ask::Users(asked),
+                users_where("@ID", chunk.iter().map(|u| u.0)),
+            )
+        })
         .collect()
 }
 
@@ -387,6 +449,9 @@ pub(super) struct Got {
     pub code: Option<String>,
     pub next: Option<u64>,
     pub total: Option<u64>,
+    /// A direct user lookup whose answer shows the portal did not apply its filter
+    /// ([`Asked::ignored`]): its `next` was not followed, and its rows are not an answer.
+    pub ignored: bool,
 }
 
 impl Got {
@@ -424,15 +489,23 @@ impl Client {
     /// A lookup that fails fails the whole call: resolving from half the answers would call
     /// existing users unknown. Except when the portal refuses the user methods themselves (a
     /// webhook without the `user` scope, `refused_users`): then no people and no caller, with
-    /// `users_unavailable` saying why (and a warning once), and the group names as usual. At most two rounds of requests (see the module), plus one per
-    /// further page of a direct lookup with more than a page of matches.
+    /// `users_unavailable` saying why (and a warning once), and the group names as usual. And
+    /// when the portal ignored an `@EMAIL` filter (`user_brief` only): no people by e-mail,
+    /// `emails_unavailable` saying why (a warning once), users by ID and the caller as usual.
+    /// At most two rounds of requests (see the module), plus one per further page of a direct
+    /// lookup with more than a page of matches.
     pub async fn lookup(&self, wanted: &Wanted) -> Result<Lookups, FetchError> {
         let (open, first) = first_round(wanted);
         let mut got = self.run_lookups(first).await;
         if let Some(why) = refused_users(&got) {
             self.users_refused(why);
         }
+        if ignored_emails(&got) {
+            self.emails_ignored();
+        }
         let users_refused = self.users_refused.get().is_some();
+        // A portal that ignored one e-mail filter ignores them all: the rest are not sent.
+        let emails_ignored = self.emails_ignored.get().is_some();
         let listed = |ask: Ask, got: &[Got]| got.iter().find(|g| g.ask == ask)?.listed();
         let users = user_lookups(wanted);
         let users_route = route(users.len() - open.users, listed(Ask::UserPage, &got));
@@ -445,7 +518,9 @@ impl Client {
             Route::Direct(_) => users
                 .into_iter()
                 .skip(open.users)
-                .map(|c| (Ask::Users, c))
+                .filter(|(ask, _)| {
+                    !(emails_ignored && matches!(ask, Ask::Users(a) if a.is_emails()))
+                })
                 .collect(),
             Route::List(more) => more_pages(more, Ask::UserPage, user_page),
         };
@@ -461,6 +536,9 @@ impl Client {
         }
         if !second.is_empty() {
             got.extend(self.run_lookups(second).await);
+            if ignored_emails(&got) {
+                self.emails_ignored();
+            }
         }
 
         let users_listed = matches!(users_route, Route::List(_));
@@ -480,14 +558,20 @@ impl Client {
             ..Found::default()
         };
         let (mut caller, mut admin) = (Err("no answer".to_owned()), Err("no answer".to_owned()));
-        for Got { ask, pages, .. } in got {
+        for Got {
+            ask,
+            pages,
+            ignored,
+            ..
+        } in got
+        {
             // Answers of the way not taken only told which way to take: a direct lookup sent
             // before a kind turned to its list, a list's first page when it did not. Without
             // the user methods, nothing about users is taken (what came back is refusals).
             let taken = match &ask {
-                Ask::Caller | Ask::Users | Ask::UserPage if users_refused => false,
+                Ask::Caller | Ask::Users(_) | Ask::UserPage if users_refused => false,
                 Ask::Caller | Ask::Admin => true,
-                Ask::Users => !users_listed,
+                Ask::Users(_) => !users_listed,
                 Ask::UserPage => users_listed,
                 Ask::GroupName(_) => !groups_listed,
                 Ask::GroupPage => groups_listed,
@@ -516,11 +600,20 @@ impl Client {
                     found.failed.push(e);
                     continue;
                 }
+                // Rows of an ignored filter are not an answer: e-mails are then unavailable
+                // (`emails_unavailable`, said once); an ignored ID filter leaves no way to
+                // tell who exists.
+                (Ask::Users(asked), Ok(_)) if ignored => {
+                    if !asked.is_emails() {
+                        found.failed.push(ids_ignored());
+                    }
+                    continue;
+                }
                 (_, Ok(values)) => values,
             };
             for v in &values {
                 let read = match &ask {
-                    Ask::Users => people_in(v).map(|people| found.add_people(people)),
+                    Ask::Users(_) => people_in(v).map(|people| found.add_people(people)),
                     Ask::UserPage => {
                         asked_people(v, wanted, &emails).map(|people| found.add_people(people))
                     }
@@ -572,7 +665,30 @@ impl Client {
             groups_by_name: found.groups_by_name,
             caller,
             users_unavailable: self.users_refused.get().cloned(),
+            emails_unavailable: self.emails_ignored.get().cloned(),
         })
+    }
+
+    /// Record that the portal did not apply an `@EMAIL` filter, and say once why e-mails
+    /// cannot be resolved and what to do about it.
+    fn emails_ignored(&self) {
+        let who = self.credentials();
+        let why = self.emails_ignored.get_or_init(|| {
+            format!(
+                "the portal did not apply the e-mail filter of user.get (it answered users with none of the e-mails asked): likely {who} has only the `user_brief` scope, and e-mails need `user_basic` or `user`"
+            )
+        });
+        self.notices.once("emails ignored", || {
+            format!("{why}; so users named by e-mail cannot be resolved (user IDs still work)")
+        });
+    }
+
+    /// The warning for a run whose e-mail lookups the portal ignored, if it did.
+    pub(super) fn emails_warning(&self) -> Option<String> {
+        let why = self.emails_ignored.get()?;
+        Some(format!(
+            "{why}; users named by e-mail could not be resolved"
+        ))
     }
 
     /// Record that the portal refuses the user methods (`why`, from `refused_users`), and say
@@ -612,6 +728,7 @@ impl Client {
         }
         for got in got {
             match got.pages {
+                Ok(_) if got.ignored => found.failed.push(ids_ignored()),
                 Ok(values) => {
                     for v in &values {
                         match people_in(v) {
@@ -652,6 +769,7 @@ impl Client {
                 code: None,
                 next: None,
                 total: None,
+                ignored: false,
             })
             .collect();
         // (command index, the command without `start`, this page's `start`)
@@ -695,6 +813,13 @@ impl Client {
                 if !got.ask.follows_next() {
                     continue;
                 }
+                if let Ask::Users(asked) = &got.ask
+                    && asked.ignored(v, answers.total)
+                {
+                    debug!(method = %base.method, "the portal did not apply the filter; not following next");
+                    got.ignored = true;
+                    continue;
+                }
                 match answers.next {
                     // Only forward, and not for ever.
                     Some(next) if Some(next) > start && next > 0 && pages < MAX_PAGES => {
@@ -722,7 +847,7 @@ fn refused_users(got: &[Got]) -> Option<String> {
     let refused = |g: &&Got| g.pages.is_err() && super::refuses_method(g.code.as_deref());
     // `user.get` named first: it is what finds people.
     got.iter()
-        .filter(|g| matches!(g.ask, Ask::Users | Ask::UserPage))
+        .filter(|g| matches!(g.ask, Ask::Users(_) | Ask::UserPage))
         .find(refused)
         .or_else(|| got.iter().filter(|g| g.ask == Ask::Caller).find(refused))
         .map(|g| {
@@ -734,6 +859,17 @@ fn refused_users(got: &[Got]) -> Option<String> {
             let code = g.code.as_deref().unwrap_or_default();
             format!("the portal refuses {method} ({code}): roster cannot look users up")
         })
+}
+
+/// Whether an `@EMAIL` lookup's answer showed that the portal ignored the filter.
+fn ignored_emails(got: &[Got]) -> bool {
+    got.iter()
+        .any(|g| g.ignored && matches!(&g.ask, Ask::Users(a) if a.is_emails()))
+}
+
+/// The failure of an `@ID` lookup whose filter the portal did not apply.
+fn ids_ignored() -> String {
+    "user.get: the portal did not apply the ID filter (it answered users not asked for), so roster cannot tell which of the users named by ID exist".to_owned()
 }
 
 impl Found {

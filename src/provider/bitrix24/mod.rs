@@ -345,6 +345,9 @@ pub struct Client {
     /// Set once the portal refused the user methods as methods (no `user` scope): why. Users
     /// are not looked up again for the rest of the run.
     users_refused: OnceLock<String>,
+    /// Set once the portal answered an `@EMAIL` lookup without applying the filter (a
+    /// webhook or token with only `user_brief`): why. E-mails are not looked up again.
+    emails_ignored: OnceLock<String>,
 }
 
 /// Refusals in a row (503 `QUERY_LIMIT_EXCEEDED`, nothing accepted in between) after which the
@@ -557,6 +560,7 @@ impl Client {
             legacy_read: std::sync::atomic::AtomicBool::new(false),
             legacy_code: OnceLock::new(),
             users_refused: OnceLock::new(),
+            emails_ignored: OnceLock::new(),
         })
     }
 
@@ -1383,14 +1387,19 @@ impl Client {
 
     /// What this run could not see on the portal, one line each, for the plan's warnings:
     /// reading with `sonet_group.user.get` (no invitations, requests or department links), and
-    /// users that could not be looked up (no `user` scope). Empty when nothing was missed.
+    /// users that could not be looked up (no `user` scope), and e-mails whose filter the portal
+    /// ignored (`user_brief` only). Empty when nothing was missed.
     pub fn read_warnings(&self) -> Vec<String> {
         let legacy = self
             .legacy_read
             .load(Ordering::Relaxed)
             .then(|| self.legacy_warning())
             .flatten();
-        legacy.into_iter().chain(self.users_warning()).collect()
+        legacy
+            .into_iter()
+            .chain(self.users_warning())
+            .chain(self.emails_warning())
+            .collect()
     }
 
     /// Who the client acts through, for advice: "the webhook" or "the OAuth application".

@@ -1061,6 +1061,43 @@ mod lookups {
         );
     }
 
+    /// Whether a page of a direct user lookup shows the portal ignored its filter: a user
+    /// matching none of the values asked (an e-mail compared ignoring case; a user without
+    /// `EMAIL`, as with the `user_brief` scope, matches no e-mail), or for IDs a `total`
+    /// above the IDs asked. Many users sharing an e-mail are not a sign (rules §1.5 "Scopes";
+    /// reference §2.1 "unknown keys are silently ignored").
+    #[test]
+    fn an_ignored_filter_is_told_from_the_answer() {
+        let emails = |v: &[&str]| Asked::Emails(v.iter().map(|e| e.to_string()).collect());
+        let ids = |v: &[u64]| Asked::Ids(v.iter().copied().map(UserId).collect());
+        let page = serde_json::json!([
+            {"ID": "4", "EMAIL": "Dup@Example.com"},
+            {"ID": "5", "EMAIL": "dup@example.com"},
+        ]);
+        let brief = serde_json::json!([{"ID": "4", "NAME": "Dup"}, {"ID": "9"}]);
+        let cases = [
+            (emails(&["dup@example.com"]), &page, Some(2), false),
+            // Shared by more than a page of users: `total` says nothing about e-mails.
+            (emails(&["dup@example.com"]), &page, Some(60), false),
+            (
+                emails(&["dup@example.com", "x@y.z"]),
+                &serde_json::json!([]),
+                None,
+                false,
+            ),
+            (emails(&["other@example.com"]), &page, Some(2), true),
+            (emails(&["dup@example.com"]), &brief, Some(200), true),
+            (ids(&[4, 5]), &page, Some(2), false),
+            (ids(&[4, 5, 6]), &page, None, false),
+            (ids(&[4]), &page, Some(2), true),
+            (ids(&[4, 5]), &page, Some(200), true),
+            (ids(&[4, 9]), &brief, Some(2), false),
+        ];
+        for (asked, v, total, want) in cases {
+            assert_eq!(asked.ignored(v, total), want, "{asked:?} {v} {total:?}");
+        }
+    }
+
     /// The way each kind finishes: the remaining pages of its list when they are fewer than
     /// its direct lookups left, else those lookups (a tie goes to the lookups).
     #[test]

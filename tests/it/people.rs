@@ -936,3 +936,84 @@ async fn with_user_brief_e_mails_are_unavailable_and_ids_still_work() {
     assert_eq!(found.emails_unavailable, None);
     assert!(c.read_warnings().is_empty());
 }
+
+/// An OAuth portal for [`PORTAL`]'s admin: tokens without `socialnetwork` and without `user`
+/// (the sandbox checks a token's `scopes` like a webhook's, rules §5 `insufficient_scope`).
+fn oauth_client(p: &Portal, token: &str) -> Client {
+    use roster::provider::bitrix24::{OAuth, OAuthConfig, Secret};
+    let config = OAuthConfig {
+        access_token: Some(Secret::new(token)),
+        ..OAuthConfig::default()
+    };
+    let endpoint = format!("http://{}/rest/", p.sandbox.addr());
+    Client::new(
+        OAuth::new(&endpoint, &config).unwrap(),
+        Options {
+            rate: None,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+const NO_SOCIAL: &str = "nosocialtoken0000000000000000001";
+const NO_USER: &str = "nousertoken000000000000000000001";
+
+fn scoped_tokens() -> String {
+    format!(
+        "{PORTAL}oauth:
+  clients:
+    - {{ client_id: local.roster.test, client_secret: clientsecret000000000000000000001 }}
+  tokens:
+    - {{ access_token: {NO_SOCIAL}, user: 1, expires_at: 4102444800, scopes: [sonet_group, user] }}
+    - {{ access_token: {NO_USER}, user: 1, expires_at: 4102444800, scopes: [sonet_group, socialnetwork] }}
+  refresh_tokens: []
+"
+    )
+}
+
+/// An OAuth token without `socialnetwork`: like such a webhook, the read falls back to
+/// `sonet_group.user.get` for the run and says so, naming the OAuth application.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oauth_token_without_socialnetwork_reads_the_old_way() {
+    let p = Portal::start(&scoped_tokens()).await;
+    let c = oauth_client(&p, NO_SOCIAL);
+    let state = c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
+    let g = &state.groups[&GroupId(15)];
+    assert_eq!(g.members.len(), 3);
+    assert!(g.invited.is_empty() && g.requested.is_empty() && g.departments.is_empty());
+    assert_eq!(c.counters().requests, 2);
+    assert_eq!(
+        c.read_warnings(),
+        [
+            "the OAuth application lacks the `socialnetwork` scope: roster cannot see pending invitations, join requests or department links, so it may plan adds for invited users and removals Bitrix24 undoes; add the scope"
+        ]
+    );
+    assert_eq!(p.sandbox.stats().method("sonet_group.user.get").commands, 1);
+}
+
+/// An OAuth token without `user`: like such a webhook, users are unavailable (not an error),
+/// with the advice naming the OAuth application; group names are found as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oauth_token_without_user_makes_users_unavailable() {
+    let p = Portal::start(&scoped_tokens()).await;
+    let c = oauth_client(&p, NO_USER);
+    let found = c
+        .lookup(&wanted(&["ada@example.com"], &[1, 9], &["Marketing"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.users_unavailable.as_deref(),
+        Some("the portal refuses user.get (insufficient_scope): roster cannot look users up")
+    );
+    assert!(found.people.is_empty());
+    assert_eq!(found.caller, None);
+    assert_eq!(found.groups_by_name["Marketing"].len(), 2);
+    let warnings = c.read_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .ends_with("give the OAuth application the `user` scope (or `user_basic`) in Bitrix24"),
+        "{warnings:?}"
+    );
+}

@@ -109,7 +109,7 @@ fn people_and_groups_are_shown_by_name() {
 
       group "Marketing" (#15)
         ~ owner: olga@example.com (#1) → boss@example.com (#5) (olga@example.com (#1) becomes a member)
-        - olga@example.com (#1)            member
+        - olga@example.com (#1)            member  (the former owner)
         + anna@example.com (#21)           member  (invite)
         + ext@partner.org (#22, extranet)  member  (invite)
         + mod@example.com (#23)            member  (invite; declared moderator: promoted on a later run, once they accept)

@@ -139,8 +139,25 @@ fn write_group(out: &mut String, g: &GroupPlan, dir: &Directory, style: Style) {
         "  {}",
         style.paint(BOLD, &group_title(g.id, g.name.as_deref()))
     );
-    let lines: Vec<(char, String, String)> =
-        g.entries.iter().map(|e| describe_entry(e, dir)).collect();
+    // After an owner change the old owner's own line says who they were: a reviewer should
+    // not mistake "- ada member" for an ordinary removal.
+    let former = g.entries.iter().find_map(|e| match e {
+        Entry::Change(Change::SetOwner { from, .. }) => *from,
+        _ => None,
+    });
+    let lines: Vec<(char, String, String)> = g
+        .entries
+        .iter()
+        .map(|e| {
+            let (symbol, who, mut text) = describe_entry(e, dir);
+            let about_former = matches!(e, Entry::Change(c)
+                if !matches!(c, Change::SetOwner { .. }) && Some(c.user()) == former);
+            if about_former {
+                text.push_str("  (the former owner)");
+            }
+            (symbol, who, text)
+        })
+        .collect();
     // The owner change is first and reads as a sentence; the others line up.
     let width = lines
         .iter()

@@ -337,8 +337,21 @@ impl<'s> Walk<'s> {
                 desired.groups.insert(group.id, group);
             }
         }
-        let mut seen: BTreeMap<UserId, &Located<UserRef>> = BTreeMap::new();
-        for u in &spec.protected {
+        desired.protected = self.protected(&spec.protected, finder);
+        desired
+    }
+
+    /// A `protected:` list (the file's or a group's): each user once. An ambiguous e-mail is
+    /// an error that protects every user who has it (the run fails; a group with the error is
+    /// left out anyway).
+    fn protected<'r>(
+        &mut self,
+        refs: &'r [Located<UserRef>],
+        finder: &impl Finder,
+    ) -> BTreeSet<UserId> {
+        let mut out = BTreeSet::new();
+        let mut seen: BTreeMap<UserId, &'r Located<UserRef>> = BTreeMap::new();
+        for u in refs {
             match finder.user(&u.value) {
                 Ok((id, _)) => {
                     if let Some(first) = seen.get(&id) {
@@ -346,16 +359,16 @@ impl<'s> Walk<'s> {
                         self.error(&u.at, || twice(&u.value, id, &first, "`protected`", None));
                     } else {
                         seen.insert(id, u);
-                        desired.protected.insert(id);
+                        out.insert(id);
                     }
                 }
                 Err(e) => {
-                    desired.protected.extend(e.candidates);
+                    out.extend(e.candidates);
                     self.error(&u.at, || e.message);
                 }
             }
         }
-        desired
+        out
     }
 
     /// One group, or `None` when anything in it does not resolve.
@@ -433,22 +446,7 @@ impl<'s> Walk<'s> {
                 }
             }
         }
-        let mut protected = BTreeSet::new();
-        let mut seen: BTreeMap<UserId, &Located<UserRef>> = BTreeMap::new();
-        for u in &g.protected {
-            match finder.user(&u.value) {
-                Ok((user, _)) => {
-                    if let Some(first) = seen.get(&user) {
-                        let first = first.value.clone();
-                        self.error(&u.at, || twice(&u.value, user, &first, "`protected`", None));
-                    } else {
-                        seen.insert(user, u);
-                        protected.insert(user);
-                    }
-                }
-                Err(e) => self.error(&u.at, || e.message),
-            }
-        }
+        let protected = self.protected(&g.protected, finder);
         if self.errors_total != before {
             return None;
         }

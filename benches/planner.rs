@@ -29,14 +29,14 @@ fn main() {
     let mut desired = DesiredState::default();
     for g in 1..=groups as u64 {
         let mut have = BTreeMap::new();
-        have.insert(UserId(1), Role::Owner);
+        have.insert(UserId::Num(1), Role::Owner);
         while have.len() < members {
             let role = if rng.u8(0..5) == 0 {
                 Role::Moderator
             } else {
                 Role::Member
             };
-            have.insert(UserId(rng.u64(2..=pool)), role);
+            have.insert(UserId::Num(rng.u64(2..=pool)), role);
         }
         let mut want: BTreeMap<UserId, Role> = have
             .iter()
@@ -45,7 +45,7 @@ fn main() {
             .collect();
         // 5 % churn: a third adds, a third role changes, a third removals.
         for _ in 0..members / 20 {
-            let u = UserId(rng.u64(2..=pool));
+            let u = UserId::Num(rng.u64(2..=pool));
             match rng.u8(0..3) {
                 0 => {
                     want.entry(u).or_insert(Role::Member);
@@ -65,18 +65,18 @@ fn main() {
             }
         }
         current.groups.insert(
-            GroupId(g),
+            GroupId::Num(g),
             CurrentGroup {
                 members: have,
                 ..Default::default()
             },
         );
         desired.groups.insert(
-            GroupId(g),
+            GroupId::Num(g),
             DesiredGroup {
-                owner: Some(UserId(1)),
+                owner: Some(UserId::Num(1)),
                 members: want,
-                ..DesiredGroup::new(GroupId(g))
+                ..DesiredGroup::new(GroupId::Num(g))
             },
         );
     }

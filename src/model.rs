@@ -5,27 +5,135 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// A workgroup's ID on the portal (Bitrix24 `GROUP_ID`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct GroupId(pub u64);
+/// A UUID (DocSpace's user and group IDs), kept as two halves so that IDs stay `Copy`, 8-byte
+/// aligned and ordered like their text. Shown lower-case and hyphenated, as DocSpace writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Uuid {
+    pub hi: u64,
+    pub lo: u64,
+}
 
-/// A portal user's ID (Bitrix24 `USER_ID`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct UserId(pub u64);
+impl Uuid {
+    /// The canonical form only: 8-4-4-4-12 hex digits (either case). Braces, URNs and the
+    /// 32-digit form are refused, so a file cannot hold two spellings of one ID.
+    pub fn parse(s: &str) -> Option<Uuid> {
+        let b = s.as_bytes();
+        if b.len() != 36 {
+            return None;
+        }
+        let mut value: u128 = 0;
+        for (i, &c) in b.iter().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                if c != b'-' {
+                    return None;
+                }
+                continue;
+            }
+            let digit = (c as char).to_digit(16)?;
+            value = (value << 4) | u128::from(digit);
+        }
+        Some(Uuid {
+            hi: (value >> 64) as u64,
+            lo: value as u64,
+        })
+    }
 
-impl fmt::Display for GroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+    /// The all-zero UUID, DocSpace's "none".
+    pub fn is_nil(self) -> bool {
+        self.hi == 0 && self.lo == 0
     }
 }
 
-impl fmt::Display for UserId {
+impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        let v = (u128::from(self.hi) << 64) | u128::from(self.lo);
+        let h = format!("{v:032x}");
+        write!(
+            f,
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 }
+
+/// Identities are provider-neutral: each provider uses the variant its API has (Bitrix24
+/// integers, DocSpace UUIDs). A plan only ever compares IDs of one portal, and `resolve`
+/// refuses an ID of the wrong kind for its group's portal, so the variants never mix in a
+/// group. Numbers order before UUIDs; within a variant, the natural order.
+macro_rules! identity {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            /// Bitrix24.
+            Num(u64),
+            /// ONLYOFFICE DocSpace.
+            Uuid(Uuid),
+        }
+
+        impl $name {
+            /// The numeric ID, for a Bitrix24 portal.
+            pub fn num(self) -> Option<u64> {
+                match self {
+                    $name::Num(n) => Some(n),
+                    $name::Uuid(_) => None,
+                }
+            }
+
+            /// The number of an ID that `resolve` guarantees is numeric (a Bitrix24 portal's, or
+            /// a test's).
+            ///
+            /// # Panics
+            /// On a UUID: a bug, an ID of another system reached Bitrix24 code.
+            pub fn expect_num(self) -> u64 {
+                match self {
+                    $name::Num(n) => n,
+                    $name::Uuid(u) => panic!("a DocSpace ID ({u}) reached Bitrix24 code"),
+                }
+            }
+
+            /// The UUID, for a DocSpace portal.
+            pub fn uuid(self) -> Option<Uuid> {
+                match self {
+                    $name::Uuid(u) => Some(u),
+                    $name::Num(_) => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $name::Num(n) => write!(f, "{n}"),
+                    $name::Uuid(u) => write!(f, "{u}"),
+                }
+            }
+        }
+
+        /// A number for Bitrix24 (as before), a string for DocSpace.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $name::Num(n) => s.serialize_u64(*n),
+                    $name::Uuid(u) => s.collect_str(u),
+                }
+            }
+        }
+    };
+}
+
+identity!(
+    /// A group's ID on its portal (Bitrix24 `GROUP_ID`, DocSpace group `id`).
+    GroupId
+);
+identity!(
+    /// A portal user's ID (Bitrix24 `USER_ID`, DocSpace user `id`).
+    UserId
+);
 
 /// A member's role in a group. Ordered from most to least privileged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -105,7 +105,7 @@ struct Portal<'a> {
     emails_unavailable: Option<&'a str>,
 }
 
-fn ids(users: impl IntoIterator<Item = UserId>) -> String {
+fn ids<T: std::fmt::Display>(users: impl IntoIterator<Item = T>) -> String {
     users
         .into_iter()
         .map(|u| format!("#{u}"))
@@ -182,7 +182,7 @@ impl Finder for Portal<'_> {
                 "{} workgroups are named {:?} ({}); give the group's id instead",
                 many.len(),
                 name,
-                ids(many.iter().map(|g| UserId(g.0.0)))
+                ids(many.iter().map(|g| g.0))
             )),
         }
     }

@@ -178,7 +178,11 @@ fn not_done(g: &Generated, report: &apply::Report) -> (Vec<String>, Vec<String>)
         .filter(|o| !o.status.is_done())
         .map(|o| {
             let known = matches!(o.change, Change::Invite { .. })
-                && self_invite(g, o.group.0 as i64, o.change.user().0 as i64);
+                && self_invite(
+                    g,
+                    o.group.expect_num() as i64,
+                    o.change.user().expect_num() as i64,
+                );
             (
                 known,
                 format!("group {}: {:?}: {:?}", o.group, o.change, o.status),
@@ -861,8 +865,9 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
     let (mut known, mut not) = (Vec::new(), Vec::new());
     for p in &last.plan.groups {
         for c in p.changes() {
-            let id = p.id.0 as i64;
-            let d1 = matches!(c, Change::Invite { .. }) && self_invite(&g, id, c.user().0 as i64);
+            let id = p.id.expect_num() as i64;
+            let d1 = matches!(c, Change::Invite { .. })
+                && self_invite(&g, id, c.user().expect_num() as i64);
             (if d1 { &mut known } else { &mut not }).push(format!("group {id}: {c:?}"));
         }
     }
@@ -915,7 +920,7 @@ fn same_desired(
         let dismissed: BTreeMap<UserId, Role> = by_id
             .members
             .iter()
-            .filter(|(u, _)| g.inactive.contains(&(u.0 as i64)))
+            .filter(|(u, _)| g.inactive.contains(&(u.expect_num() as i64)))
             .map(|(u, r)| (*u, *r))
             .collect();
         if resolved.inactive != dismissed {
@@ -992,14 +997,17 @@ fn gate(g: &Generated, p: &Prepared, calm: bool, limits: bool, out: &mut Scenari
         _ => {}
     }
     for &id in g.wanted.keys() {
-        if calm && caller_invited(g, id) && !p.access.iter().any(|a| a.group.0 as i64 == id) {
+        if calm
+            && caller_invited(g, id)
+            && !p.access.iter().any(|a| a.group.expect_num() as i64 == id)
+        {
             out.violations.push(format!(
                 "group {id}: the plan invites the webhook's own user, and no access problem was reported"
             ));
         }
     }
     for a in &p.access {
-        let id = a.group.0 as i64;
+        let id = a.group.expect_num() as i64;
         if g.forbidden != Some(id) && !caller_invited(g, id) {
             out.violations.push(format!(
                 "group {}: an access problem for changes the webhook's user may make: {}",
@@ -1026,7 +1034,9 @@ fn gate(g: &Generated, p: &Prepared, calm: bool, limits: bool, out: &mut Scenari
 /// 4. Every change's reported status agrees with the state file.
 fn check_outcomes(report: &apply::Report, after: &State, out: &mut ScenarioResult) -> Result<()> {
     for o in &report.outcomes {
-        let group = after.group(o.group.0 as i64).context("group vanished")?;
+        let group = after
+            .group(o.group.expect_num() as i64)
+            .context("group vanished")?;
         let held = holds(group, &o.change);
         match (&o.status, held) {
             (OpStatus::Done | OpStatus::Confirmed, false) => out.violations.push(format!(
@@ -1057,10 +1067,10 @@ fn check_sent(g: &Generated, rows: &State, report: &apply::Report, violations: &
         .outcomes
         .iter()
         .filter(|o| matches!(o.change, Change::SetOwner { .. }))
-        .map(|o| (o.group.0 as i64, &o.status))
+        .map(|o| (o.group.expect_num() as i64, &o.status))
         .collect();
     for o in &report.outcomes {
-        let id = o.group.0 as i64;
+        let id = o.group.expect_num() as i64;
         let (Some(initial), Some(was)) = (g.state.group(id), rows.group(id)) else {
             violations.push(format!(
                 "group {id}: {:?} sent to a group not declared",
@@ -1069,7 +1079,7 @@ fn check_sent(g: &Generated, rows: &State, report: &apply::Report, violations: &
             continue;
         };
         let w = &g.wanted[&id];
-        let user = o.change.user().0 as i64;
+        let user = o.change.user().expect_num() as i64;
         let harmful = match o.change {
             Change::Remove { .. } => true,
             Change::SetRole { from, to, .. } => to > from,
@@ -1341,7 +1351,7 @@ fn breaks_a_limit(g: &Generated, plan: &plan::Plan) -> bool {
     let removed = |id: i64| {
         plan.groups
             .iter()
-            .filter(|p| p.id.0 as i64 == id)
+            .filter(|p| p.id.expect_num() as i64 == id)
             .flat_map(|p| p.changes())
             .filter(|c| matches!(c, Change::Remove { .. }))
             .count()
@@ -1452,12 +1462,13 @@ fn rank(g: &Group, user: i64) -> u8 {
 /// Whether the portal's group shows `change` as made.
 fn holds(g: &Group, change: &Change) -> bool {
     let role_of = |u: UserId| {
-        g.relation(u.0 as i64).and_then(|m| match m.role {
-            state::Role::A => Some(Role::Owner),
-            state::Role::E => Some(Role::Moderator),
-            state::Role::K => Some(Role::Member),
-            _ => None,
-        })
+        g.relation(u.expect_num() as i64)
+            .and_then(|m| match m.role {
+                state::Role::A => Some(Role::Owner),
+                state::Role::E => Some(Role::Moderator),
+                state::Role::K => Some(Role::Member),
+                _ => None,
+            })
     };
     match *change {
         Change::Add { user, role } | Change::SetRole { user, to: role, .. } => {
@@ -1466,7 +1477,7 @@ fn holds(g: &Group, change: &Change) -> bool {
         Change::Remove { user, .. } => role_of(user).is_none(),
         Change::Accept { user, role } => role_of(user) == Some(role),
         Change::Invite { user, .. } => g
-            .relation(user.0 as i64)
+            .relation(user.expect_num() as i64)
             .is_some_and(|m| m.role == state::Role::Z && m.initiated_by == Some(Initiator::G)),
         Change::SetOwner { to, .. } => role_of(to) == Some(Role::Owner),
     }

@@ -147,7 +147,7 @@ mod tests {
     fn plan(changes: &[Change]) -> Plan {
         Plan {
             groups: vec![GroupPlan {
-                id: GroupId(15),
+                id: GroupId::Num(15),
                 name: Some("M".to_owned()),
                 entries: changes
                     .iter()
@@ -166,9 +166,9 @@ mod tests {
     fn current(members: &[(u64, Role)], perms: Option<Role>) -> CurrentState {
         let mut c = CurrentState::default();
         c.groups.insert(
-            GroupId(15),
+            GroupId::Num(15),
             CurrentGroup {
-                members: members.iter().map(|(u, r)| (UserId(*u), *r)).collect(),
+                members: members.iter().map(|(u, r)| (UserId::Num(*u), *r)).collect(),
                 initiate_perms: perms,
                 ..Default::default()
             },
@@ -178,36 +178,36 @@ mod tests {
 
     fn caller(user: u64, admin: bool) -> Caller {
         Caller {
-            user: UserId(user),
+            user: UserId::Num(user),
             admin,
         }
     }
 
     const ADD: Change = Change::Add {
-        user: UserId(2),
+        user: UserId::Num(2),
         role: Role::Member,
     };
     const ACCEPT: Change = Change::Accept {
-        user: UserId(3),
+        user: UserId::Num(3),
         role: Role::Member,
     };
     const PROMOTE: Change = Change::SetRole {
-        user: UserId(4),
+        user: UserId::Num(4),
         from: Role::Member,
         to: Role::Moderator,
     };
     const REMOVE: Change = Change::Remove {
-        user: UserId(5),
+        user: UserId::Num(5),
         role: Role::Member,
     };
     const INVITE: Change = Change::Invite {
-        user: UserId(6),
+        user: UserId::Num(6),
         role: Role::Member,
     };
 
     fn summary(p: &[AccessProblem]) -> Vec<(u64, usize, String)> {
         p.iter()
-            .map(|p| (p.group.0, p.changes, p.message.clone()))
+            .map(|p| (p.group.expect_num(), p.changes, p.message.clone()))
             .collect()
     }
 
@@ -267,8 +267,8 @@ mod tests {
     #[test]
     fn an_owner_change_needs_the_current_owner_even_for_administrators() {
         let to = |to| Change::SetOwner {
-            from: Some(UserId(1)),
-            to: UserId(to),
+            from: Some(UserId::Num(1)),
+            to: UserId::Num(to),
         };
         let cur = current(&[(1, Role::Owner), (5, Role::Member)], Some(Role::Owner));
         assert!(check(&plan(&[to(5)]), &cur, &caller(1, false)).is_empty());
@@ -281,7 +281,7 @@ mod tests {
         let got = check(
             &plan(&[Change::SetOwner {
                 from: None,
-                to: UserId(5),
+                to: UserId::Num(5),
             }]),
             &ownerless,
             &caller(9, true),
@@ -300,8 +300,8 @@ mod tests {
             ADD,
             INVITE,
             Change::SetOwner {
-                from: Some(UserId(1)),
-                to: UserId(5),
+                from: Some(UserId::Num(1)),
+                to: UserId::Num(5),
             },
         ]);
         let got = check(
@@ -328,7 +328,7 @@ mod tests {
     #[test]
     fn a_secret_group_and_the_caller_themself_cannot_be_invited_into() {
         let mut secret = current(&[(1, Role::Owner)], None);
-        secret.groups.get_mut(&GroupId(15)).unwrap().visible = Some(false);
+        secret.groups.get_mut(&GroupId::Num(15)).unwrap().visible = Some(false);
         let p = plan(&[INVITE]);
         let found = summary(&check(&p, &secret, &caller(9, true)));
         assert_eq!(found.len(), 1, "{found:?}");
@@ -339,7 +339,7 @@ mod tests {
         assert!(check(&p, &visible, &caller(9, true)).is_empty());
         // Inviting oneself.
         let me = plan(&[Change::Invite {
-            user: UserId(1),
+            user: UserId::Num(1),
             role: Role::Member,
         }]);
         let found = summary(&check(&me, &visible, &caller(1, true)));

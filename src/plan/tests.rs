@@ -19,7 +19,7 @@ fn current(s: &str) -> CurrentState {
         let (id, members) = group.split_once(':').expect("`ID: members`");
         let g = state
             .groups
-            .entry(GroupId(id.trim().parse().unwrap()))
+            .entry(GroupId::Num(id.trim().parse().unwrap()))
             .or_default();
         for m in members.split_whitespace() {
             let (user, role) = m.split_once('=').expect("`USER=ROLE`");
@@ -29,7 +29,7 @@ fn current(s: &str) -> CurrentState {
                 "K" => Role::Member,
                 other => panic!("unknown role {other}"),
             };
-            g.members.insert(UserId(user.parse().unwrap()), role);
+            g.members.insert(UserId::Num(user.parse().unwrap()), role);
         }
     }
     state
@@ -252,7 +252,7 @@ fn plan_is_deterministic() {
     let users: Vec<Vec<u64>> = plan
         .groups
         .iter()
-        .map(|g| g.entries.iter().map(|e| e.user().0).collect())
+        .map(|g| g.entries.iter().map(|e| e.user().expect_num()).collect())
         .collect();
     assert_eq!(users, vec![vec![2, 8, 9], vec![1, 4, 5, 6, 7]]);
 }
@@ -278,21 +278,21 @@ fn group_pair() -> impl Strategy<Value = (CurrentGroup, DesiredGroup)> {
         .prop_map(
             |(owner, cur, want, prune, declared_owner, protected, limits)| {
                 let mut members: BTreeMap<UserId, Role> =
-                    cur.into_iter().map(|(u, r)| (UserId(u), r)).collect();
-                members.insert(UserId(owner), Role::Owner);
+                    cur.into_iter().map(|(u, r)| (UserId::Num(u), r)).collect();
+                members.insert(UserId::Num(owner), Role::Owner);
                 let mut want: BTreeMap<UserId, Role> =
-                    want.into_iter().map(|(u, r)| (UserId(u), r)).collect();
+                    want.into_iter().map(|(u, r)| (UserId::Num(u), r)).collect();
                 // The spec loader forbids listing the declared owner as a member too.
                 if let Some(o) = declared_owner {
-                    want.remove(&UserId(o));
+                    want.remove(&UserId::Num(o));
                 }
                 let desired = DesiredGroup {
-                    owner: declared_owner.map(UserId),
+                    owner: declared_owner.map(UserId::Num),
                     members: want,
                     prune,
-                    protected: protected.into_iter().map(UserId).collect(),
+                    protected: protected.into_iter().map(UserId::Num).collect(),
                     limits,
-                    ..DesiredGroup::new(GroupId(0))
+                    ..DesiredGroup::new(GroupId::Num(0))
                 };
                 (
                     CurrentGroup {
@@ -336,7 +336,7 @@ fn states() -> impl Strategy<Value = (CurrentState, DesiredState)> {
             |(pairs, protected, (max_removals, allow_empty, max_total))| {
                 let mut cur = CurrentState::default();
                 let mut want = DesiredState {
-                    protected: protected.into_iter().map(UserId).collect(),
+                    protected: protected.into_iter().map(UserId::Num).collect(),
                     limits: Limits {
                         max_removals,
                         allow_empty,
@@ -345,7 +345,7 @@ fn states() -> impl Strategy<Value = (CurrentState, DesiredState)> {
                     ..DesiredState::default()
                 };
                 for (i, (c, mut d)) in pairs.into_iter().enumerate() {
-                    let id = GroupId(i as u64 + 1);
+                    let id = GroupId::Num(i as u64 + 1);
                     d.id = id;
                     cur.groups.insert(id, c);
                     want.groups.insert(id, d);
@@ -823,7 +823,7 @@ fn group(s: &str) -> CurrentGroup {
             "name" => g.name = Some(v.to_owned()),
             "perms" => g.initiate_perms = Some(role_code(v)),
             _ => {
-                let user = UserId(k.parse().unwrap());
+                let user = UserId::Num(k.parse().unwrap());
                 match v {
                     "I" => {
                         g.invited.insert(user);
@@ -863,7 +863,7 @@ fn entries(yaml: &str, inactive: &[u64], have: &str, options: Options) -> (Vec<S
                 id: *u,
                 email: None,
                 name: None,
-                active: !inactive.contains(&u.0),
+                active: !inactive.contains(&u.expect_num()),
                 extranet: false,
             })
             .collect(),
@@ -908,8 +908,8 @@ fn invited_users_are_pending_never_invited_again() {
         [
             "skip 1 Remove Owner",
             "pending 5 Invited { declared: Some(Moderator) }",
-            "Invite { user: UserId(6), role: Member }",
-            "Invite { user: UserId(7), role: Member }",
+            "Invite { user: Num(6), role: Member }",
+            "Invite { user: Num(7), role: Member }",
             "pending 8 Invited { declared: None }",
         ]
     );
@@ -938,8 +938,8 @@ fn declared_requests_are_accepted_and_others_shown() {
     assert_eq!(
         e,
         [
-            "Accept { user: UserId(5), role: Moderator }",
-            "Add { user: UserId(6), role: Member }",
+            "Accept { user: Num(5), role: Moderator }",
+            "Add { user: Num(6), role: Member }",
             "pending 7 Requested",
             "pending 9 Inactive { role: Member }",
         ]
@@ -967,7 +967,7 @@ fn inactive_declared_users_are_pending_and_never_removed() {
         [
             "pending 5 Inactive { role: Member }",
             "pending 7 Invited { declared: Some(Member) }",
-            "Remove { user: UserId(8), role: Member }",
+            "Remove { user: Num(8), role: Member }",
         ]
     );
     assert_eq!(plan.summary().pending, 2);
@@ -983,7 +983,7 @@ fn synced_groups_plan_no_removals_unless_prune_is_written() {
     assert_eq!(
         e,
         [
-            "Add { user: UserId(6), role: Member }",
+            "Add { user: Num(6), role: Member }",
             "skip 7 Remove DeptSynced",
             "skip 8 Remove DeptSynced",
         ]
@@ -994,14 +994,14 @@ fn synced_groups_plan_no_removals_unless_prune_is_written() {
     assert_eq!(
         e,
         [
-            "Add { user: UserId(6), role: Member }",
-            "Remove { user: UserId(7), role: Member }",
-            "Remove { user: UserId(8), role: Moderator }",
+            "Add { user: Num(6), role: Member }",
+            "Remove { user: Num(7), role: Member }",
+            "Remove { user: Num(8), role: Moderator }",
         ]
     );
     assert!(plan.groups[0].prune_synced);
     let (e, plan) = entries(&yaml("    prune: false\n"), &[], have, Options::default());
-    assert_eq!(e, ["Add { user: UserId(6), role: Member }"]);
+    assert_eq!(e, ["Add { user: Num(6), role: Member }"]);
     assert!(!plan.groups[0].prune_synced);
     // Protected users stay protected (and say so) in a synced group.
     let (e, _) = entries(
@@ -1023,7 +1023,7 @@ fn an_inactive_declared_owner_is_never_made_the_owner() {
         [
             "skip 1 Demote(Member) Owner",
             "pending 5 Inactive { role: Owner }",
-            "Remove { user: UserId(6), role: Member }"
+            "Remove { user: Num(6), role: Member }"
         ]
     );
     assert_eq!(plan.summary().owner, 0);
@@ -1044,8 +1044,8 @@ fn owner_transfer_comes_first_and_reconciles_the_old_owner() {
     assert_eq!(
         e,
         [
-            "SetOwner { from: Some(UserId(1)), to: UserId(5) }",
-            "Remove { user: UserId(1), role: Member }",
+            "SetOwner { from: Some(Num(1)), to: Num(5) }",
+            "Remove { user: Num(1), role: Member }",
         ]
     );
     assert_eq!(plan.summary().owner, 1);
@@ -1055,32 +1055,41 @@ fn owner_transfer_comes_first_and_reconciles_the_old_owner() {
     assert_eq!(
         e,
         [
-            "SetOwner { from: Some(UserId(1)), to: UserId(5) }",
-            "SetRole { user: UserId(1), from: Member, to: Moderator }",
+            "SetOwner { from: Some(Num(1)), to: Num(5) }",
+            "SetRole { user: Num(1), from: Member, to: Moderator }",
         ]
     );
     let (e, _) = entries(&yaml("    members: [1]\n"), &[], "1=A 5=E", TRANSFER);
-    assert_eq!(e, ["SetOwner { from: Some(UserId(1)), to: UserId(5) }"]);
+    assert_eq!(
+        e,
+        ["SetOwner { from: Some(Num(1)), to: Num(5) }"]
+    );
     let (e, _) = entries(&yaml("    protected: [1]\n"), &[], "1=A", TRANSFER);
     assert_eq!(
         e,
         [
-            "SetOwner { from: Some(UserId(1)), to: UserId(5) }",
+            "SetOwner { from: Some(Num(1)), to: Num(5) }",
             "skip 1 Remove Protected",
         ]
     );
     // The new owner invited or asking to join: made owner all the same, nothing else.
     let (e, _) = entries(&yaml("    members: [1]\n"), &[], "1=A 5=I", TRANSFER);
-    assert_eq!(e, ["SetOwner { from: Some(UserId(1)), to: UserId(5) }"]);
+    assert_eq!(
+        e,
+        ["SetOwner { from: Some(Num(1)), to: Num(5) }"]
+    );
     let (e, _) = entries(&yaml("    members: [1]\n"), &[], "1=A 5=R", TRANSFER);
-    assert_eq!(e, ["SetOwner { from: Some(UserId(1)), to: UserId(5) }"]);
+    assert_eq!(
+        e,
+        ["SetOwner { from: Some(Num(1)), to: Num(5) }"]
+    );
     // A group without an owner gets one.
     let (e, _) = entries(&yaml(""), &[], "6=K", TRANSFER);
     assert_eq!(
         e,
         [
-            "SetOwner { from: None, to: UserId(5) }",
-            "Remove { user: UserId(6), role: Member }",
+            "SetOwner { from: None, to: Num(5) }",
+            "Remove { user: Num(6), role: Member }",
         ]
     );
     // Without the option: reported, nothing changes for the owner.
@@ -1094,8 +1103,8 @@ fn owner_transfer_comes_first_and_reconciles_the_old_owner() {
     assert_eq!(
         plan.groups[0].owner_mismatch,
         Some(super::OwnerMismatch {
-            declared: UserId(5),
-            actual: Some(UserId(1))
+            declared: UserId::Num(5),
+            actual: Some(UserId::Num(1))
         })
     );
     // The declared owner already owns the group: no change with the option either.
@@ -1136,7 +1145,7 @@ fn people_pair() -> impl Strategy<Value = (CurrentGroup, DesiredGroup)> {
         .prop_map(
             |((mut cur, mut want), pending, inactive, (dept, explicit, invite, no_owner))| {
                 for (u, kind) in pending {
-                    let u = UserId(u);
+                    let u = UserId::Num(u);
                     if cur.members.contains_key(&u) {
                         continue;
                     }
@@ -1147,7 +1156,7 @@ fn people_pair() -> impl Strategy<Value = (CurrentGroup, DesiredGroup)> {
                     };
                 }
                 for (u, r) in inactive {
-                    let u = UserId(u);
+                    let u = UserId::Num(u);
                     if want.owner != Some(u) && !want.members.contains_key(&u) {
                         want.inactive.insert(u, r);
                     }
@@ -1178,11 +1187,11 @@ fn people_states() -> impl Strategy<Value = (CurrentState, DesiredState, Options
         .prop_map(|(pairs, protected, allow_owner_change)| {
             let mut cur = CurrentState::default();
             let mut want = DesiredState {
-                protected: protected.into_iter().map(UserId).collect(),
+                protected: protected.into_iter().map(UserId::Num).collect(),
                 ..DesiredState::default()
             };
             for (i, (c, mut d)) in pairs.into_iter().enumerate() {
-                let id = GroupId(i as u64 + 1);
+                let id = GroupId::Num(i as u64 + 1);
                 d.id = id;
                 cur.groups.insert(id, c);
                 want.groups.insert(id, d);

@@ -15,7 +15,7 @@ fn person(
     extranet: bool,
 ) -> Person {
     Person {
-        id: UserId(id),
+        id: UserId::Num(id),
         email: email.map(str::to_owned),
         name: name.map(str::to_owned),
         active,
@@ -46,23 +46,23 @@ fn current() -> CurrentState {
         name: Some("Marketing".to_owned()),
         ..Default::default()
     };
-    g.members.insert(UserId(1), Role::Owner);
-    g.members.insert(UserId(27), Role::Member);
-    g.members.insert(UserId(30), Role::Member);
-    g.invited.insert(UserId(26));
-    g.requested.insert(UserId(24));
-    g.requested.insert(UserId(31));
-    c.groups.insert(GroupId(15), g);
+    g.members.insert(UserId::Num(1), Role::Owner);
+    g.members.insert(UserId::Num(27), Role::Member);
+    g.members.insert(UserId::Num(30), Role::Member);
+    g.invited.insert(UserId::Num(26));
+    g.requested.insert(UserId::Num(24));
+    g.requested.insert(UserId::Num(31));
+    c.groups.insert(GroupId::Num(15), g);
     let mut synced = CurrentGroup {
         name: Some("Sales".to_owned()),
         departments: vec![8, 12],
         ..Default::default()
     };
-    synced.members.insert(UserId(5), Role::Owner);
-    synced.members.insert(UserId(40), Role::Member);
-    c.groups.insert(GroupId(16), synced.clone());
+    synced.members.insert(UserId::Num(5), Role::Owner);
+    synced.members.insert(UserId::Num(40), Role::Member);
+    c.groups.insert(GroupId::Num(16), synced.clone());
     synced.name = Some("Ops".to_owned());
-    c.groups.insert(GroupId(17), synced);
+    c.groups.insert(GroupId::Num(17), synced);
     c
 }
 
@@ -86,7 +86,7 @@ fn made(options: Options) -> (Plan, Directory, CurrentState) {
         people: people(),
         groups_by_name: [(
             "Marketing".to_owned(),
-            vec![(GroupId(15), "Marketing".to_owned())],
+            vec![(GroupId::Num(15), "Marketing".to_owned())],
         )]
         .into(),
         caller: None,
@@ -175,18 +175,18 @@ fn people_are_shown_by_what_is_known() {
         dir.users.insert(p.id, p);
     }
     dir.users
-        .insert(UserId(50), person(50, None, None, true, true));
-    let show = |u| text::person(&dir, UserId(u));
+        .insert(UserId::Num(50), person(50, None, None, true, true));
+    let show = |u| text::person(&dir, UserId::Num(u));
     assert_eq!(show(21), "anna@example.com (#21)");
     assert_eq!(show(22), "ext@partner.org (#22, extranet)");
     assert_eq!(show(27), "Pavel \\u{1b}[31mP (#27)");
     assert_eq!(show(50), "#50 (extranet)");
     assert_eq!(show(99), "#99");
     assert_eq!(
-        text::group_title(GroupId(15), Some("M")),
+        text::group_title(GroupId::Num(15), Some("M")),
         "group \"M\" (#15)"
     );
-    assert_eq!(text::group_title(GroupId(15), None), "group #15");
+    assert_eq!(text::group_title(GroupId::Num(15), None), "group #15");
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn access_problems_and_the_report_show_people_the_same_way() {
         &p,
         &cur,
         &Caller {
-            user: UserId(99),
+            user: UserId::Num(99),
             admin: false,
         },
     );
@@ -252,7 +252,7 @@ fn json_carries_people_new_actions_and_the_extras() {
         &p,
         &cur,
         &Caller {
-            user: UserId(5),
+            user: UserId::Num(5),
             admin: true,
         },
     );

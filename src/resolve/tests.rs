@@ -19,7 +19,7 @@ fn people(s: &str) -> Vec<Person> {
             };
             let flags: Vec<&str> = parts.collect();
             Person {
-                id: UserId(id.parse().unwrap()),
+                id: UserId::Num(id.parse().unwrap()),
                 email,
                 name: None,
                 active: !flags.contains(&"inactive"),
@@ -37,7 +37,7 @@ fn groups(s: &str) -> BTreeMap<String, Vec<(GroupId, String)>> {
         let (asked, portal) = name.split_once('/').unwrap_or((name, name));
         out.entry(asked.to_owned())
             .or_default()
-            .push((GroupId(id.parse().unwrap()), portal.to_owned()));
+            .push((GroupId::Num(id.parse().unwrap()), portal.to_owned()));
     }
     out
 }
@@ -65,16 +65,23 @@ fn check(yaml: &str, who: &str, names: &str) -> String {
             "group {} name={:?} owner={:?} members=[{}] inactive=[{}] protected={:?}\n",
             g.id,
             g.name,
-            g.owner.map(|o| o.0),
+            g.owner.map(|o| o.expect_num()),
             list(&g.members),
             list(&g.inactive),
-            g.protected.iter().map(|u| u.0).collect::<Vec<_>>(),
+            g.protected
+                .iter()
+                .map(|u| u.expect_num())
+                .collect::<Vec<_>>(),
         ));
     }
     if !r.desired.protected.is_empty() {
         out.push_str(&format!(
             "protected {:?}\n",
-            r.desired.protected.iter().map(|u| u.0).collect::<Vec<_>>()
+            r.desired
+                .protected
+                .iter()
+                .map(|u| u.expect_num())
+                .collect::<Vec<_>>()
         ));
     }
     for e in &r.errors {
@@ -114,7 +121,10 @@ groups:
         ["anna@example.com", "boss@example.com"]
     );
     assert_eq!(
-        w.users.into_iter().map(|u| u.0).collect::<Vec<_>>(),
+        w.users
+            .into_iter()
+            .map(|u| u.expect_num())
+            .collect::<Vec<_>>(),
         [1, 3, 7, 9]
     );
     assert_eq!(w.group_names.into_iter().collect::<Vec<_>>(), ["Sales"]);
@@ -335,7 +345,7 @@ groups:
         ]
     );
     let plain = offline(&parse("g.yaml", "version: 1\ngroups:\n  - id: 1\n").unwrap()).unwrap();
-    let g = &plain.groups[&GroupId(1)];
+    let g = &plain.groups[&GroupId::Num(1)];
     assert_eq!(
         (g.add_with, g.invite_message.as_deref()),
         (AddWith::Add, None)
@@ -360,13 +370,13 @@ groups:
     )
     .unwrap();
     let d = offline(&spec).unwrap();
-    let g = &d.groups[&GroupId(15)];
-    assert_eq!(g.owner, Some(UserId(1)));
+    let g = &d.groups[&GroupId::Num(15)];
+    assert_eq!(g.owner, Some(UserId::Num(1)));
     assert_eq!(g.name.as_deref(), Some("M"));
     assert_eq!(g.members.len(), 2);
     assert!(g.inactive.is_empty());
     assert_eq!(g.line, 5);
-    assert!(d.protected.contains(&UserId(7)));
+    assert!(d.protected.contains(&UserId::Num(7)));
     assert!(d.limits.max_removals.is_some());
     let spec = parse(
         "g.yaml",
@@ -409,7 +419,7 @@ fn the_directory_keeps_everyone_found() {
     };
     let r = resolve(&spec, &found);
     assert_eq!(r.directory.users.len(), 2);
-    assert_eq!(r.directory.groups[&GroupId(15)], "S");
+    assert_eq!(r.directory.groups[&GroupId::Num(15)], "S");
 }
 
 #[test]
@@ -432,9 +442,11 @@ groups:
         name: Some(n.to_owned()),
         ..Default::default()
     };
-    current.groups.insert(GroupId(15), named("Marketing team"));
-    current.groups.insert(GroupId(16), named("Sales"));
-    current.groups.insert(GroupId(17), named("X"));
+    current
+        .groups
+        .insert(GroupId::Num(15), named("Marketing team"));
+    current.groups.insert(GroupId::Num(16), named("Sales"));
+    current.groups.insert(GroupId::Num(17), named("X"));
     let w: Vec<String> = name_mismatches(&spec, &current)
         .iter()
         .map(ToString::to_string)
@@ -469,7 +481,7 @@ groups:
     };
     let r = resolve(&spec, &found);
     assert_eq!(r.desired.groups.len(), 1, "{:?}", r.desired);
-    let g = &r.desired.groups[&GroupId(1)];
+    let g = &r.desired.groups[&GroupId::Num(1)];
     assert_eq!(g.members.len(), 2);
     assert!(g.inactive.is_empty());
     assert_eq!(r.errors.len(), 1, "{:?}", r.errors);

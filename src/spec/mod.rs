@@ -828,7 +828,7 @@ impl Cx<'_> {
                 "id" => {
                     id = self
                         .positive(v, &fpath, "group ID")
-                        .map(|n| (GroupId(n), v));
+                        .map(|n| (GroupId::Num(n), v));
                     key_reported |= id.is_none();
                 }
                 "name" => match &v.kind {
@@ -948,7 +948,7 @@ impl Cx<'_> {
     /// A user: a positive ID or an e-mail address. `at` is only used for the message.
     fn user(&mut self, node: &Node, at: At) -> Option<UserRef> {
         let why = match &node.kind {
-            Kind::Int(n, _) if *n > 0 => return Some(UserRef::Id(UserId(*n as u64))),
+            Kind::Int(n, _) if *n > 0 => return Some(UserRef::Id(UserId::Num(*n as u64))),
             Kind::Str(s) => match email_problem(s) {
                 None => return Some(UserRef::Email(s.to_string())),
                 Some(why) => why,

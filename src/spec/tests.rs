@@ -440,8 +440,8 @@ groups:
       max_removals: 100 %
 ",
         "top protected=[\"7\", \"3\"] limits=Limits { max_removals: Some(Setting { value: Percent(10), line: 4 }), allow_empty: Some(Setting { value: false, line: 6 }), max_total_removals: Some(Setting { value: Count(50), line: 5 }) }
-group Id(GroupId(15)) protected=[\"10\"] limits=Limits { max_removals: Some(Setting { value: Count(5), line: 10 }), allow_empty: Some(Setting { value: true, line: 10 }), max_total_removals: None }
-group Id(GroupId(16)) protected=[] limits=Limits { max_removals: Some(Setting { value: Percent(100), line: 13 }), allow_empty: None, max_total_removals: None }",
+group Id(Num(15)) protected=[\"10\"] limits=Limits { max_removals: Some(Setting { value: Count(5), line: 10 }), allow_empty: Some(Setting { value: true, line: 10 }), max_total_removals: None }
+group Id(Num(16)) protected=[] limits=Limits { max_removals: Some(Setting { value: Percent(100), line: 13 }), allow_empty: None, max_total_removals: None }",
     );
     check_safety(
         "version: 1\ngroups: []\n",

@@ -162,13 +162,13 @@ webhooks:
 fn wanted(emails: &[&str], users: &[u64], names: &[&str]) -> Wanted {
     Wanted {
         emails: emails.iter().map(|e| e.to_string()).collect(),
-        users: users.iter().copied().map(UserId).collect(),
+        users: users.iter().copied().map(UserId::Num).collect(),
         group_names: names.iter().map(|n| n.to_string()).collect(),
     }
 }
 
 fn ids(people: &[roster::model::Person]) -> Vec<u64> {
-    people.iter().map(|p| p.id.0).collect()
+    people.iter().map(|p| p.id.expect_num()).collect()
 }
 
 /// Everything the resolve step needs, in one request: the caller, e-mails (exact and
@@ -193,7 +193,11 @@ async fn one_request_looks_everything_up() {
         .await
         .unwrap();
     assert_eq!(ids(&found.people), [2, 4, 5, 6, 7, 9]);
-    let by_id: BTreeMap<u64, _> = found.people.iter().map(|p| (p.id.0, p)).collect();
+    let by_id: BTreeMap<u64, _> = found
+        .people
+        .iter()
+        .map(|p| (p.id.expect_num(), p))
+        .collect();
     assert_eq!(by_id[&4].email.as_deref(), Some("Dup@Example.com"));
     assert_eq!(by_id[&2].name.as_deref(), Some("Anna Berg"));
     assert!(!by_id[&6].active && by_id[&2].active);
@@ -204,8 +208,8 @@ async fn one_request_looks_everything_up() {
             (
                 "Marketing".to_owned(),
                 vec![
-                    (GroupId(15), "Marketing".to_owned()),
-                    (GroupId(16), "marketing".to_owned())
+                    (GroupId::Num(15), "Marketing".to_owned()),
+                    (GroupId::Num(16), "marketing".to_owned())
                 ]
             ),
             ("Nope".to_owned(), vec![]),
@@ -214,7 +218,7 @@ async fn one_request_looks_everything_up() {
     assert_eq!(
         found.caller,
         Some(Caller {
-            user: UserId(1),
+            user: UserId::Num(1),
             admin: true
         })
     );
@@ -235,7 +239,7 @@ async fn one_request_looks_everything_up() {
     assert_eq!(
         owner.caller,
         Some(Caller {
-            user: UserId(8),
+            user: UserId::Num(8),
             admin: true
         })
     );
@@ -359,7 +363,7 @@ async fn group_names_on_two_thousand_groups() {
     assert_eq!(found.groups_by_name.len(), 2_000);
     for (name, groups) in &found.groups_by_name {
         let id: u64 = name["Group ".len()..].parse().unwrap();
-        assert_eq!(groups, &[(GroupId(id), name.clone())]);
+        assert_eq!(groups, &[(GroupId::Num(id), name.clone())]);
     }
     assert_eq!((c.counters().requests, p.requests()), (2, 2));
     assert_eq!(p.commands("sonet_group.get"), 1 + 47 + 39);
@@ -371,7 +375,7 @@ async fn group_names_on_two_thousand_groups() {
     let found = c.lookup(&wanted_owned(vec![], names)).await.unwrap();
     assert_eq!(
         found.groups_by_name["group 2000"],
-        [(GroupId(2_000), "Group 2000".to_owned())]
+        [(GroupId::Num(2_000), "Group 2000".to_owned())]
     );
     assert!(found.groups_by_name["Group 2001"].is_empty());
     assert_eq!(c.counters().requests, 1);
@@ -407,7 +411,7 @@ async fn lists_match_as_the_lookups_do() {
     let listed = c
         .lookup(&Wanted {
             emails: many.into_iter().collect(),
-            users: [UserId(9), UserId(999)].into(),
+            users: [UserId::Num(9), UserId::Num(999)].into(),
             group_names: names.into_iter().collect(),
         })
         .await
@@ -433,11 +437,11 @@ async fn lists_match_as_the_lookups_do() {
 async fn people_by_id_take_one_request_per_2500() {
     let p = Portal::start(PORTAL).await;
     let c = p.admin();
-    let mut asked: Vec<UserId> = (1..=2_500).map(UserId).collect();
+    let mut asked: Vec<UserId> = (1..=2_500).map(UserId::Num).collect();
     let found = c.people(&asked).await.unwrap();
     assert_eq!(ids(&found), (1..=11).collect::<Vec<_>>());
     assert_eq!(c.counters().requests, 1);
-    asked.push(UserId(2_501));
+    asked.push(UserId::Num(2_501));
     c.people(&asked).await.unwrap();
     assert_eq!(c.counters().requests, 1 + 2);
 }
@@ -448,23 +452,26 @@ async fn people_by_id_take_one_request_per_2500() {
 async fn groups_are_read_with_their_pending_relations() {
     let p = Portal::start(PORTAL).await;
     let c = p.admin();
-    let state = c.fetch(&[GroupId(15), GroupId(20)], &|_| {}).await.unwrap();
-    let g = &state.groups[&GroupId(15)];
+    let state = c
+        .fetch(&[GroupId::Num(15), GroupId::Num(20)], &|_| {})
+        .await
+        .unwrap();
+    let g = &state.groups[&GroupId::Num(15)];
     assert_eq!(
         g.members,
         BTreeMap::from([
-            (UserId(1), Role::Owner),
-            (UserId(8), Role::Member),
-            (UserId(9), Role::Moderator)
+            (UserId::Num(1), Role::Owner),
+            (UserId::Num(8), Role::Member),
+            (UserId::Num(9), Role::Moderator)
         ])
     );
-    assert_eq!(g.invited, BTreeSet::from([UserId(2)]));
-    assert_eq!(g.requested, BTreeSet::from([UserId(3)]));
+    assert_eq!(g.invited, BTreeSet::from([UserId::Num(2)]));
+    assert_eq!(g.requested, BTreeSet::from([UserId::Num(3)]));
     assert_eq!(g.departments, [5]);
     assert_eq!(g.name.as_deref(), Some("Marketing"));
     assert_eq!(
-        state.groups[&GroupId(20)].requested,
-        BTreeSet::from([UserId(11)])
+        state.groups[&GroupId::Num(20)].requested,
+        BTreeSet::from([UserId::Num(11)])
     );
     assert_eq!(c.counters().requests, 1);
     let stats = p.sandbox.stats();
@@ -479,8 +486,8 @@ async fn without_the_scope_groups_are_read_the_old_way() {
     let p = Portal::start(PORTAL).await;
     let c = p.client(1, "noscope00001");
     assert!(c.read_warnings().is_empty());
-    let state = c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
-    let g = &state.groups[&GroupId(15)];
+    let state = c.fetch(&[GroupId::Num(15)], &|_| {}).await.unwrap();
+    let g = &state.groups[&GroupId::Num(15)];
     assert_eq!(g.members.len(), 3);
     assert!(g.invited.is_empty() && g.requested.is_empty() && g.departments.is_empty());
     // Nothing in sonet_group.user.get's answer says the name or the visibility.
@@ -493,7 +500,7 @@ async fn without_the_scope_groups_are_read_the_old_way() {
             "the webhook lacks the `socialnetwork` scope: roster cannot see pending invitations, join requests or department links, so it may plan adds for invited users and removals Bitrix24 undoes; add the scope"
         ]
     );
-    c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
+    c.fetch(&[GroupId::Num(15)], &|_| {}).await.unwrap();
     assert_eq!(c.counters().requests, 3);
     assert_eq!(p.sandbox.stats().method("sonet_group.user.get").commands, 2);
 }
@@ -506,19 +513,19 @@ async fn without_the_scope_groups_are_read_the_old_way() {
 async fn invitations_and_accepted_requests() {
     let p = Portal::start(PORTAL).await;
     let c = p.admin();
-    let messages = BTreeMap::from([(GroupId(15), "Welcome to Marketing".to_owned())]);
+    let messages = BTreeMap::from([(GroupId::Num(15), "Welcome to Marketing".to_owned())]);
     let invite = |user| Change::Invite {
-        user: UserId(user),
+        user: UserId::Num(user),
         role: Role::Member,
     };
     let changes = [
-        (GroupId(15), invite(10)),
-        (GroupId(15), invite(5)),
-        (GroupId(15), invite(2)),
+        (GroupId::Num(15), invite(10)),
+        (GroupId::Num(15), invite(5)),
+        (GroupId::Num(15), invite(2)),
         (
-            GroupId(15),
+            GroupId::Num(15),
             Change::Accept {
-                user: UserId(3),
+                user: UserId::Num(3),
                 role: Role::Member,
             },
         ),
@@ -544,10 +551,10 @@ async fn invitations_and_accepted_requests() {
         saved.contains("Welcome to Marketing"),
         "the group's message was sent"
     );
-    let state = c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
+    let state = c.fetch(&[GroupId::Num(15)], &|_| {}).await.unwrap();
     assert_eq!(
-        state.groups[&GroupId(15)].invited,
-        BTreeSet::from([UserId(2), UserId(10)])
+        state.groups[&GroupId::Num(15)].invited,
+        BTreeSet::from([UserId::Num(2), UserId::Num(10)])
     );
 }
 
@@ -559,24 +566,24 @@ async fn owner_transfer_then_the_old_owners_role() {
     let c = p.client(8, OWNER_CODE);
     let changes = [
         (
-            GroupId(20),
+            GroupId::Num(20),
             Change::SetOwner {
-                from: Some(UserId(8)),
-                to: UserId(1),
+                from: Some(UserId::Num(8)),
+                to: UserId::Num(1),
             },
         ),
         (
-            GroupId(20),
+            GroupId::Num(20),
             Change::SetRole {
-                user: UserId(8),
+                user: UserId::Num(8),
                 from: Role::Member,
                 to: Role::Moderator,
             },
         ),
         (
-            GroupId(20),
+            GroupId::Num(20),
             Change::Remove {
-                user: UserId(9),
+                user: UserId::Num(9),
                 role: Role::Member,
             },
         ),
@@ -592,8 +599,11 @@ async fn owner_transfer_then_the_old_owners_role() {
     assert_eq!(statuses, [OpStatus::Done, OpStatus::Done, OpStatus::Done]);
     assert_eq!(c.counters().requests, 2, "the owner phase, then the rest");
     assert_eq!(p.rows(20), ["8=E", "1=A", "11=Z/U"]);
-    let state = c.fetch(&[GroupId(20)], &|_| {}).await.unwrap();
-    assert_eq!(state.groups[&GroupId(20)].owner(), Some(UserId(1)));
+    let state = c.fetch(&[GroupId::Num(20)], &|_| {}).await.unwrap();
+    assert_eq!(
+        state.groups[&GroupId::Num(20)].owner(),
+        Some(UserId::Num(1))
+    );
 }
 
 /// Owner transfer as an administrator who is not the owner: the portal refuses `setowner`,
@@ -605,23 +615,23 @@ async fn a_refused_owner_transfer_holds_back_the_old_owners_changes() {
     let c = p.admin();
     let changes = [
         (
-            GroupId(20),
+            GroupId::Num(20),
             Change::SetOwner {
-                from: Some(UserId(8)),
-                to: UserId(9),
+                from: Some(UserId::Num(8)),
+                to: UserId::Num(9),
             },
         ),
         (
-            GroupId(20),
+            GroupId::Num(20),
             Change::Remove {
-                user: UserId(8),
+                user: UserId::Num(8),
                 role: Role::Member,
             },
         ),
         (
-            GroupId(20),
+            GroupId::Num(20),
             Change::Accept {
-                user: UserId(11),
+                user: UserId::Num(11),
                 role: Role::Member,
             },
         ),
@@ -697,7 +707,7 @@ async fn two_runs_sharing_a_token_file_refresh_once() {
         .unwrap()
     };
     let (a, b) = (run(), run());
-    let groups = [GroupId(15), GroupId(20)];
+    let groups = [GroupId::Num(15), GroupId::Num(20)];
     let (sa, sb) = tokio::join!(a.fetch(&groups, &|_| {}), b.fetch(&groups, &|_| {}));
     assert_eq!(sa.unwrap().groups.len(), 2);
     assert_eq!(sb.unwrap().groups.len(), 2);
@@ -731,11 +741,16 @@ async fn without_the_user_scope_users_are_unavailable_not_an_error() {
     assert_eq!(found.caller, None);
     let marketing: Vec<u64> = found.groups_by_name["Marketing"]
         .iter()
-        .map(|(g, _)| g.0)
+        .map(|(g, _)| g.expect_num())
         .collect();
     assert_eq!(marketing, [15, 16]);
     assert_eq!(c.counters().requests, 1);
-    assert!(c.people(&[UserId(1), UserId(2)]).await.unwrap().is_empty());
+    assert!(
+        c.people(&[UserId::Num(1), UserId::Num(2)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(c.counters().requests, 1, "not asked again");
     let warnings = c.read_warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
@@ -748,13 +763,13 @@ async fn without_the_user_scope_users_are_unavailable_not_an_error() {
         "{warnings:?}"
     );
     // The groups are read as usual.
-    let state = c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
-    assert_eq!(state.groups[&GroupId(15)].members.len(), 3);
+    let state = c.fetch(&[GroupId::Num(15)], &|_| {}).await.unwrap();
+    assert_eq!(state.groups[&GroupId::Num(15)].members.len(), 3);
 
     // `people` alone finds out too, once.
     let c = p.client(1, "nouser000001");
-    assert!(c.people(&[UserId(1)]).await.unwrap().is_empty());
-    assert!(c.people(&[UserId(2)]).await.unwrap().is_empty());
+    assert!(c.people(&[UserId::Num(1)]).await.unwrap().is_empty());
+    assert!(c.people(&[UserId::Num(2)]).await.unwrap().is_empty());
     assert_eq!(c.counters().requests, 1);
     // A file naming only groups gets the same answer (the caller's `user.current` is refused).
     let c = p.client(1, "nouser000001");
@@ -768,7 +783,7 @@ async fn without_the_user_scope_users_are_unavailable_not_an_error() {
     );
     assert_eq!(
         found.groups_by_name["Owned by Owen"],
-        [(GroupId(20), "Owned by Owen".to_owned())]
+        [(GroupId::Num(20), "Owned by Owen".to_owned())]
     );
     // With the scope, nothing is unavailable.
     let found = p.admin().lookup(&wanted(&[], &[1], &[])).await.unwrap();
@@ -806,21 +821,21 @@ webhooks:
 #[tokio::test(flavor = "multi_thread")]
 async fn fetch_each_reports_unreadable_groups_and_reads_the_rest() {
     let p = Portal::start(SECRETS).await;
-    let asked = [GroupId(15), GroupId(18), GroupId(99999)];
+    let asked = [GroupId::Num(15), GroupId::Num(18), GroupId::Num(99999)];
     let why = "no such group, or the webhook's user cannot see it (a secret group they are not a member of)";
     for code in ["userhook00002", "oldread00002"] {
         let c = p.client(2, code);
         let (state, failed) = c.fetch_each(&asked, &|_| {}).await.unwrap();
         assert_eq!(
             state.groups.keys().copied().collect::<Vec<_>>(),
-            [GroupId(15)],
+            [GroupId::Num(15)],
             "{code}"
         );
         assert_eq!(
             failed,
             [
-                (GroupId(18), why.to_owned()),
-                (GroupId(99999), why.to_owned())
+                (GroupId::Num(18), why.to_owned()),
+                (GroupId::Num(99999), why.to_owned())
             ],
             "{code}"
         );
@@ -833,10 +848,10 @@ async fn fetch_each_reports_unreadable_groups_and_reads_the_rest() {
     let admin = p.admin();
     let (state, failed) = admin.fetch_each(&asked, &|_| {}).await.unwrap();
     assert_eq!(state.groups.len(), 2);
-    assert_eq!(failed, [(GroupId(99999), why.to_owned())]);
+    assert_eq!(failed, [(GroupId::Num(99999), why.to_owned())]);
     // F4: visibility is read; nothing was missed.
-    assert_eq!(state.groups[&GroupId(15)].visible, Some(true));
-    assert_eq!(state.groups[&GroupId(18)].visible, Some(false));
+    assert_eq!(state.groups[&GroupId::Num(15)].visible, Some(true));
+    assert_eq!(state.groups[&GroupId::Num(18)].visible, Some(false));
     assert!(admin.read_warnings().is_empty());
     let wrong = p.client(1, "wrongcode0001");
     match wrong.fetch_each(&asked, &|_| {}).await {
@@ -896,13 +911,13 @@ async fn with_user_brief_e_mails_are_unavailable_and_ids_still_work() {
     assert_eq!(
         found.caller,
         Some(Caller {
-            user: UserId(1),
+            user: UserId::Num(1),
             admin: true
         })
     );
     assert_eq!(
         found.groups_by_name["Marketing"],
-        [(GroupId(15), "Marketing".to_owned())]
+        [(GroupId::Num(15), "Marketing".to_owned())]
     );
     // Two e-mail commands and one ID command, once each: no page followed.
     assert_eq!((c.counters().requests, p.commands("user.get")), (1, 3));
@@ -913,7 +928,7 @@ async fn with_user_brief_e_mails_are_unavailable_and_ids_still_work() {
         )]
     );
     // Display lookups by ID are unaffected.
-    let shown = c.people(&[UserId(3), UserId(4)]).await.unwrap();
+    let shown = c.people(&[UserId::Num(3), UserId::Num(4)]).await.unwrap();
     assert_eq!(ids(&shown), [3, 4]);
 
     // The resolve step turns it into errors that say why, not "no user has".
@@ -978,8 +993,8 @@ fn scoped_tokens() -> String {
 async fn an_oauth_token_without_socialnetwork_reads_the_old_way() {
     let p = Portal::start(&scoped_tokens()).await;
     let c = oauth_client(&p, NO_SOCIAL);
-    let state = c.fetch(&[GroupId(15)], &|_| {}).await.unwrap();
-    let g = &state.groups[&GroupId(15)];
+    let state = c.fetch(&[GroupId::Num(15)], &|_| {}).await.unwrap();
+    let g = &state.groups[&GroupId::Num(15)];
     assert_eq!(g.members.len(), 3);
     assert!(g.invited.is_empty() && g.requested.is_empty() && g.departments.is_empty());
     assert_eq!(c.counters().requests, 2);

@@ -32,7 +32,7 @@ fn client(url: &str, options: Options) -> Client {
 }
 
 fn groups(n: u64) -> Vec<GroupId> {
-    (1..=n).map(GroupId).collect()
+    (1..=n).map(GroupId::Num).collect()
 }
 
 /// A listener that accepts every connection and never answers; counts the connections.
@@ -210,7 +210,7 @@ async fn read_request(socket: &mut tokio::net::TcpStream) {
 
 fn remove(user: u64) -> Change {
     Change::Remove {
-        user: UserId(user),
+        user: UserId::Num(user),
         role: Role::Member,
     }
 }
@@ -270,9 +270,9 @@ fn portal(rate_limit: Option<RateLimit>) -> Portal {
 
 /// Whether the sandbox's state holds `change` (a member role A/E/K, as `user.get` shows it).
 fn state_holds(state: &State, group: GroupId, change: &Change) -> bool {
-    let g = state.group(group.0 as i64).unwrap();
+    let g = state.group(group.expect_num() as i64).unwrap();
     let role = g
-        .relation(change.user().0 as i64)
+        .relation(change.user().expect_num() as i64)
         .filter(|m| m.role.is_member())
         .map(|m| m.role.code());
     let code = |r: Role| match r {
@@ -611,7 +611,7 @@ async fn an_interrupted_reread_does_not_wait_for_the_operating_budget() {
             ..Options::default()
         },
     );
-    let changes = vec![(GroupId(5), remove(9))];
+    let changes = vec![(GroupId::Num(5), remove(9))];
     let stop = CancellationToken::new();
     let started = Instant::now();
     let out = tokio::time::timeout(

@@ -316,7 +316,7 @@ pub(super) fn user_commands(ids: &[UserId]) -> Vec<(Ask, Command)> {
             let asked = Asked::Ids(chunk.iter().copied().collect());
             (
                 Ask::Users(asked),
-                users_where("@ID", chunk.iter().map(|u| u.0)),
+                users_where("@ID", chunk.iter().map(|u| u.expect_num())),
             )
         })
         .collect()
@@ -366,7 +366,7 @@ pub(super) fn person(v: &Value) -> Option<Person> {
         .collect::<Vec<_>>()
         .join(" ");
     Some(Person {
-        id: UserId(id),
+        id: UserId::Num(id),
         email: wire::text(v.get("EMAIL")),
         name: (!name.is_empty()).then_some(name),
         active: v.get("ACTIVE").and_then(wire::flag).unwrap_or(true),
@@ -403,7 +403,7 @@ pub(super) fn groups_in(v: &Value) -> Result<Vec<(GroupId, String)>, String> {
         .filter_map(|g| {
             let id = g.get("ID").and_then(wire::id).filter(|id| *id > 0)?;
             let name = g.get("NAME").and_then(Value::as_str)?;
-            Some((GroupId(id), name.to_owned()))
+            Some((GroupId::Num(id), name.to_owned()))
         })
         .collect())
 }

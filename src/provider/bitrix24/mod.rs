@@ -1865,10 +1865,10 @@ fn backoff(options: &Options, attempt: u32) -> Duration {
 /// the default ones (linked departments, join requests), or `sonet_group.user.get`.
 fn read_command(group: GroupId, legacy: bool) -> Command {
     if legacy {
-        return Command::new("sonet_group.user.get").param("ID", group.0);
+        return Command::new("sonet_group.user.get").param("ID", group.expect_num());
     }
     Command::new("socialnetwork.api.workgroup.get")
-        .param("params[groupId]", group.0)
+        .param("params[groupId]", group.expect_num())
         .list(
             "params[select]",
             ["DEPARTMENTS", "LIST_OF_MEMBERS_AWAITING_INVITE"],
@@ -1904,22 +1904,22 @@ fn workgroup(v: &Value) -> Result<CurrentGroup, String> {
     let list = |key: &str| wire::ids(obj.get(key));
     let mut group = CurrentGroup::default();
     for u in list("MEMBERS").into_iter().chain(list("ORDINARY_MEMBERS")) {
-        group.members.insert(UserId(u), Role::Member);
+        group.members.insert(UserId::Num(u), Role::Member);
     }
     for u in list("MODERATOR_MEMBERS") {
-        group.members.insert(UserId(u), Role::Moderator);
+        group.members.insert(UserId::Num(u), Role::Moderator);
     }
     if let Some(owner) = obj.get("OWNER_ID").and_then(wire::id).filter(|o| *o > 0) {
-        group.members.insert(UserId(owner), Role::Owner);
+        group.members.insert(UserId::Num(owner), Role::Owner);
     }
     group.invited = list("INVITED_MEMBERS")
         .into_iter()
-        .map(UserId)
+        .map(UserId::Num)
         .filter(|u| !group.members.contains_key(u))
         .collect();
     group.requested = list("LIST_OF_MEMBERS_AWAITING_INVITE")
         .into_iter()
-        .map(UserId)
+        .map(UserId::Num)
         .filter(|u| !group.members.contains_key(u) && !group.invited.contains(u))
         .collect();
     let mut departments = list("DEPARTMENTS");
@@ -1958,7 +1958,7 @@ fn members(v: &Value) -> Result<CurrentGroup, String> {
         };
         match (user, role) {
             (Some(u), Some(r)) => {
-                group.members.insert(UserId(u), r);
+                group.members.insert(UserId::Num(u), r);
             }
             _ => debug!(%row, "ignoring membership row"),
         }
@@ -2049,8 +2049,8 @@ fn coalesce_only(
             if kind == Kind::SetOwner {
                 for carried in carries {
                     let command = Command::new(kind.method())
-                        .param("GROUP_ID", g.0)
-                        .param("USER_ID", carried.1.0);
+                        .param("GROUP_ID", g.expect_num())
+                        .param("USER_ID", carried.1.expect_num());
                     writes.push(Write {
                         group: g,
                         kind,
@@ -2060,9 +2060,9 @@ fn coalesce_only(
                 }
                 continue;
             }
-            let users = carries.iter().map(|(_, u)| u.0);
+            let users = carries.iter().map(|(_, u)| u.expect_num());
             let command = Command::new(kind.method())
-                .param("GROUP_ID", g.0)
+                .param("GROUP_ID", g.expect_num())
                 .list("USER_ID", users);
             let command = match kind {
                 Kind::Update(Role::Moderator) => command.param("ROLE", "E"),
@@ -2116,7 +2116,7 @@ fn judge(
             Ok(v) if w.kind == Kind::SetOwner && wire::flag(v).is_some() => {
                 answered = true;
                 if wire::flag(v) == Some(true) {
-                    confirmed.extend(w.carries.iter().map(|(_, u)| u.0));
+                    confirmed.extend(w.carries.iter().map(|(_, u)| u.expect_num()));
                 }
             }
             Ok(v) => match wire::id_list(v) {
@@ -2132,7 +2132,7 @@ fn judge(
     for &(i, user) in &w.carries {
         let status = if answers.interrupted && !answers.executed {
             OpStatus::NotStarted
-        } else if confirmed.contains(&user.0) {
+        } else if confirmed.contains(&user.expect_num()) {
             OpStatus::Done
         } else if answered {
             OpStatus::NotDone {

@@ -25,8 +25,8 @@ fn cmds(changes: &[(GroupId, Change)]) -> Vec<String> {
 
 #[test]
 fn one_command_per_group_and_kind_in_dependency_order() {
-    let g = GroupId(15);
-    let u = UserId;
+    let g = GroupId::Num(15);
+    let u = UserId::Num;
     let changes = [
         (
             g,
@@ -66,7 +66,7 @@ fn one_command_per_group_and_kind_in_dependency_order() {
             },
         ),
         (
-            GroupId(7),
+            GroupId::Num(7),
             Change::Remove {
                 user: u(5),
                 role: Role::Moderator,
@@ -96,16 +96,16 @@ fn one_command_per_group_and_kind_in_dependency_order() {
 fn silently_skipped_users_are_not_done() {
     let changes = [
         (
-            GroupId(1),
+            GroupId::Num(1),
             Change::Add {
-                user: UserId(2),
+                user: UserId::Num(2),
                 role: Role::Member,
             },
         ),
         (
-            GroupId(1),
+            GroupId::Num(1),
             Change::Add {
-                user: UserId(3),
+                user: UserId::Num(3),
                 role: Role::Member,
             },
         ),
@@ -125,9 +125,9 @@ fn silently_skipped_users_are_not_done() {
 #[test]
 fn command_errors_fail_every_change_they_carry() {
     let changes = [(
-        GroupId(1),
+        GroupId::Num(1),
         Change::Remove {
-            user: UserId(2),
+            user: UserId::Num(2),
             role: Role::Member,
         },
     )];
@@ -160,23 +160,23 @@ fn command_errors_fail_every_change_they_carry() {
 fn any_answer_confirming_a_user_makes_it_done() {
     let changes = [
         (
-            GroupId(1),
+            GroupId::Num(1),
             Change::Remove {
-                user: UserId(2),
+                user: UserId::Num(2),
                 role: Role::Member,
             },
         ),
         (
-            GroupId(1),
+            GroupId::Num(1),
             Change::Remove {
-                user: UserId(3),
+                user: UserId::Num(3),
                 role: Role::Member,
             },
         ),
         (
-            GroupId(1),
+            GroupId::Num(1),
             Change::Remove {
-                user: UserId(4),
+                user: UserId::Num(4),
                 role: Role::Member,
             },
         ),
@@ -203,29 +203,32 @@ fn any_answer_confirming_a_user_makes_it_done() {
 #[test]
 fn a_change_is_held_when_the_group_shows_it() {
     let group = CurrentGroup {
-        members: [(UserId(1), Role::Owner), (UserId(2), Role::Moderator)]
-            .into_iter()
-            .collect(),
+        members: [
+            (UserId::Num(1), Role::Owner),
+            (UserId::Num(2), Role::Moderator),
+        ]
+        .into_iter()
+        .collect(),
         ..Default::default()
     };
     assert!(holds(
         &group,
         &Change::Add {
-            user: UserId(2),
+            user: UserId::Num(2),
             role: Role::Moderator
         }
     ));
     assert!(!holds(
         &group,
         &Change::Add {
-            user: UserId(2),
+            user: UserId::Num(2),
             role: Role::Member
         }
     ));
     assert!(holds(
         &group,
         &Change::SetRole {
-            user: UserId(2),
+            user: UserId::Num(2),
             from: Role::Member,
             to: Role::Moderator
         }
@@ -233,14 +236,14 @@ fn a_change_is_held_when_the_group_shows_it() {
     assert!(holds(
         &group,
         &Change::Remove {
-            user: UserId(3),
+            user: UserId::Num(3),
             role: Role::Member
         }
     ));
     assert!(!holds(
         &group,
         &Change::Remove {
-            user: UserId(2),
+            user: UserId::Num(2),
             role: Role::Member
         }
     ));
@@ -359,14 +362,14 @@ fn what_an_error_says_about_the_portal() {
 
 fn add(user: u64, role: Role) -> Change {
     Change::Add {
-        user: UserId(user),
+        user: UserId::Num(user),
         role,
     }
 }
 
 fn group(members: &[(u64, Role)]) -> CurrentGroup {
     CurrentGroup {
-        members: members.iter().map(|&(u, r)| (UserId(u), r)).collect(),
+        members: members.iter().map(|&(u, r)| (UserId::Num(u), r)).collect(),
         ..Default::default()
     }
 }
@@ -446,8 +449,8 @@ fn settling_unconfirmed_changes() {
 #[test]
 fn interrupted_commands_that_never_ran_are_not_started() {
     let changes = [
-        (GroupId(1), add(2, Role::Moderator)),
-        (GroupId(1), add(3, Role::Member)),
+        (GroupId::Num(1), add(2, Role::Moderator)),
+        (GroupId::Num(1), add(3, Role::Member)),
     ];
     let writes = coalesce(&changes, &BTreeMap::new());
     assert_eq!(writes.len(), 2, "an add, then a promote");
@@ -505,20 +508,20 @@ fn interrupted_commands_that_never_ran_are_not_started() {
 #[test]
 fn progress_counts_changes() {
     let changes = [
-        (GroupId(1), add(2, Role::Moderator)),
-        (GroupId(1), add(3, Role::Member)),
+        (GroupId::Num(1), add(2, Role::Moderator)),
+        (GroupId::Num(1), add(3, Role::Member)),
         (
-            GroupId(1),
+            GroupId::Num(1),
             Change::SetRole {
-                user: UserId(4),
+                user: UserId::Num(4),
                 from: Role::Member,
                 to: Role::Moderator,
             },
         ),
         (
-            GroupId(2),
+            GroupId::Num(2),
             Change::Remove {
-                user: UserId(5),
+                user: UserId::Num(5),
                 role: Role::Member,
             },
         ),
@@ -620,7 +623,7 @@ fn a_half_done_add_as_moderator_says_so() {
 }
 
 fn users(ids: &[u64]) -> BTreeSet<UserId> {
-    ids.iter().copied().map(UserId).collect()
+    ids.iter().copied().map(UserId::Num).collect()
 }
 
 /// The documented example answer of `socialnetwork.api.workgroup.get` (b24restdocs
@@ -638,9 +641,9 @@ fn workgroup_answers_as_documented() {
     assert_eq!(
         g.members,
         [
-            (UserId(1), Role::Owner),
-            (UserId(10), Role::Member),
-            (UserId(20), Role::Moderator)
+            (UserId::Num(1), Role::Owner),
+            (UserId::Num(10), Role::Member),
+            (UserId::Num(20), Role::Moderator)
         ]
         .into_iter()
         .collect()
@@ -666,9 +669,9 @@ fn workgroup_answers_in_tolerated_shapes() {
         "DEPARTMENTS": ["12", 3], "INITIATE_PERMS": "E", "NAME": "", "VISIBLE": false
     });
     let g = workgroup(&v).unwrap();
-    assert_eq!(g.owner(), Some(UserId(5)));
-    assert_eq!(g.members.get(&UserId(6)), Some(&Role::Moderator));
-    assert_eq!(g.members.get(&UserId(7)), Some(&Role::Member));
+    assert_eq!(g.owner(), Some(UserId::Num(5)));
+    assert_eq!(g.members.get(&UserId::Num(6)), Some(&Role::Moderator));
+    assert_eq!(g.members.get(&UserId::Num(7)), Some(&Role::Member));
     assert_eq!(g.invited, users(&[8]), "a member is not also invited");
     assert_eq!(
         g.requested,
@@ -704,11 +707,11 @@ fn workgroup_answers_in_tolerated_shapes() {
 fn reads_ask_for_departments_and_requests_or_fall_back() {
     let text = |c: Command| c.to_cmd().replace("%5B", "[").replace("%5D", "]");
     assert_eq!(
-        text(read_command(GroupId(15), false)),
+        text(read_command(GroupId::Num(15), false)),
         "socialnetwork.api.workgroup.get?params[groupId]=15&params[select][0]=DEPARTMENTS&params[select][1]=LIST_OF_MEMBERS_AWAITING_INVITE"
     );
     assert_eq!(
-        text(read_command(GroupId(15), true)),
+        text(read_command(GroupId::Num(15), true)),
         "sonet_group.user.get?ID=15"
     );
     assert!(refuses_method(Some("insufficient_scope")));
@@ -722,43 +725,43 @@ fn reads_ask_for_departments_and_requests_or_fall_back() {
 
 fn invite(user: u64) -> Change {
     Change::Invite {
-        user: UserId(user),
+        user: UserId::Num(user),
         role: Role::Member,
     }
 }
 
 fn set_owner(from: u64, to: u64) -> Change {
     Change::SetOwner {
-        from: Some(UserId(from)),
-        to: UserId(to),
+        from: Some(UserId::Num(from)),
+        to: UserId::Num(to),
     }
 }
 
 #[test]
 fn invites_carry_their_groups_message_and_owner_changes_go_alone() {
     let changes = [
-        (GroupId(3), invite(31)),
-        (GroupId(2), set_owner(1, 21)),
-        (GroupId(2), invite(22)),
-        (GroupId(2), invite(23)),
+        (GroupId::Num(3), invite(31)),
+        (GroupId::Num(2), set_owner(1, 21)),
+        (GroupId::Num(2), invite(22)),
+        (GroupId::Num(2), invite(23)),
         (
-            GroupId(2),
+            GroupId::Num(2),
             Change::Accept {
-                user: UserId(24),
+                user: UserId::Num(24),
                 role: Role::Member,
             },
         ),
-        (GroupId(2), add(25, Role::Member)),
+        (GroupId::Num(2), add(25, Role::Member)),
         (
-            GroupId(2),
+            GroupId::Num(2),
             Change::SetRole {
-                user: UserId(1),
+                user: UserId::Num(1),
                 from: Role::Member,
                 to: Role::Moderator,
             },
         ),
     ];
-    let messages: BTreeMap<GroupId, String> = [(GroupId(2), "Welcome & hi".to_owned())].into();
+    let messages: BTreeMap<GroupId, String> = [(GroupId::Num(2), "Welcome & hi".to_owned())].into();
     let text: Vec<String> = coalesce(&changes, &messages)
         .iter()
         .map(|w| w.command.to_cmd().replace("%5B", "[").replace("%5D", "]"))
@@ -779,12 +782,12 @@ fn invites_carry_their_groups_message_and_owner_changes_go_alone() {
         matches!(changes[i].1, Change::SetOwner { .. })
     });
     assert_eq!(owners.len(), 1);
-    assert_eq!(owners[0].carries, [(1, UserId(21))]);
+    assert_eq!(owners[0].carries, [(1, UserId::Num(21))]);
 }
 
 #[test]
 fn an_invite_the_portal_skipped_is_not_done() {
-    let changes = [(GroupId(1), invite(2)), (GroupId(1), invite(3))];
+    let changes = [(GroupId::Num(1), invite(2)), (GroupId::Num(1), invite(3))];
     let writes = coalesce(&changes, &BTreeMap::new());
     let mut verdicts = vec![Vec::new(); 2];
     judge(
@@ -805,7 +808,7 @@ fn an_invite_the_portal_skipped_is_not_done() {
     let status = verdicts[0][0].clone();
     let mut shown = group(&[(1, Role::Owner)]);
     assert_eq!(settle(&invite(2), status.clone(), None, Ok(&shown)), status);
-    shown.invited.insert(UserId(2));
+    shown.invited.insert(UserId::Num(2));
     assert_eq!(
         settle(&invite(2), status.clone(), None, Ok(&shown)),
         OpStatus::Confirmed
@@ -819,7 +822,7 @@ fn an_invite_the_portal_skipped_is_not_done() {
 
 #[test]
 fn owner_changes_are_judged_by_true() {
-    let changes = [(GroupId(1), set_owner(1, 5))];
+    let changes = [(GroupId::Num(1), set_owner(1, 5))];
     let writes = coalesce(&changes, &BTreeMap::new());
     let verdict = |got| {
         let mut verdicts = vec![Vec::new()];
@@ -867,19 +870,19 @@ fn owner_changes_are_judged_by_true() {
 #[test]
 fn the_old_owners_changes_wait_for_the_owner_change() {
     let changes = [
-        (GroupId(1), set_owner(1, 5)),
+        (GroupId::Num(1), set_owner(1, 5)),
         (
-            GroupId(1),
+            GroupId::Num(1),
             Change::Remove {
-                user: UserId(1),
+                user: UserId::Num(1),
                 role: Role::Member,
             },
         ),
-        (GroupId(1), add(7, Role::Member)),
+        (GroupId::Num(1), add(7, Role::Member)),
         (
-            GroupId(2),
+            GroupId::Num(2),
             Change::Remove {
-                user: UserId(1),
+                user: UserId::Num(1),
                 role: Role::Member,
             },
         ),
@@ -910,10 +913,10 @@ fn the_old_owners_changes_wait_for_the_owner_change() {
     assert_eq!(interrupted[&1], OpStatus::NotStarted);
     // An owner change with no previous owner holds nothing back.
     let none = [(
-        GroupId(1),
+        GroupId::Num(1),
         Change::SetOwner {
             from: None,
-            to: UserId(5),
+            to: UserId::Num(5),
         },
     )];
     assert!(held_back(&none, &[vec![OpStatus::NotStarted]]).is_empty());
@@ -922,9 +925,9 @@ fn the_old_owners_changes_wait_for_the_owner_change() {
 #[test]
 fn an_accepted_request_that_did_not_land_says_so() {
     let changes = [(
-        GroupId(1),
+        GroupId::Num(1),
         Change::Accept {
-            user: UserId(9),
+            user: UserId::Num(9),
             role: Role::Moderator,
         },
     )];
@@ -961,7 +964,7 @@ mod lookups {
             emails: (0..emails)
                 .map(|i| format!("u{i:05}@example.com"))
                 .collect(),
-            users: (1..=ids as u64).map(UserId).collect(),
+            users: (1..=ids as u64).map(UserId::Num).collect(),
             group_names: names.iter().map(|n| n.to_string()).collect(),
         }
     }
@@ -1069,7 +1072,7 @@ mod lookups {
     #[test]
     fn an_ignored_filter_is_told_from_the_answer() {
         let emails = |v: &[&str]| Asked::Emails(v.iter().map(|e| e.to_string()).collect());
-        let ids = |v: &[u64]| Asked::Ids(v.iter().copied().map(UserId).collect());
+        let ids = |v: &[u64]| Asked::Ids(v.iter().copied().map(UserId::Num).collect());
         let page = serde_json::json!([
             {"ID": "4", "EMAIL": "Dup@Example.com"},
             {"ID": "5", "EMAIL": "dup@example.com"},
@@ -1219,21 +1222,21 @@ mod lookups {
             people,
             [
                 Person {
-                    id: UserId(21),
+                    id: UserId::Num(21),
                     email: Some("Anna@Example.com".into()),
                     name: Some("Anna Berg".into()),
                     active: true,
                     extranet: false
                 },
                 Person {
-                    id: UserId(22),
+                    id: UserId::Num(22),
                     email: None,
                     name: Some("Ortiz".into()),
                     active: false,
                     extranet: true
                 },
                 Person {
-                    id: UserId(23),
+                    id: UserId::Num(23),
                     email: None,
                     name: None,
                     active: true,
@@ -1245,7 +1248,7 @@ mod lookups {
         assert!(people_in(&json!("x")).is_err());
         assert_eq!(
             caller_id(&json!({"ID": "1", "NAME": "Admin"})),
-            Some(UserId(1))
+            Some(UserId::Num(1))
         );
     }
 
@@ -1260,8 +1263,8 @@ mod lookups {
         assert_eq!(
             groups_named(&page, "marketing").unwrap(),
             [
-                (GroupId(15), "Marketing".to_owned()),
-                (GroupId(16), "MARKETING".to_owned())
+                (GroupId::Num(15), "Marketing".to_owned()),
+                (GroupId::Num(16), "MARKETING".to_owned())
             ]
         );
         assert!(groups_named(&json!([]), "x").unwrap().is_empty());

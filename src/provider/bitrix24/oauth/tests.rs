@@ -907,7 +907,7 @@ async fn two_clients_sharing_a_token_file_both_succeed() {
         client(Arc::into_inner(a).unwrap()),
         client(Arc::into_inner(b).unwrap()),
     );
-    let groups = [GroupId(1), GroupId(2)];
+    let groups = [GroupId::Num(1), GroupId::Num(2)];
     let (sa, sb) = tokio::join!(a.fetch(&groups, &|_| {}), b.fetch(&groups, &|_| {}));
     assert_eq!(sa.unwrap().groups.len(), 2);
     assert_eq!(sb.unwrap().groups.len(), 2);
@@ -1029,7 +1029,7 @@ async fn a_client_refreshes_once_for_all_requests_in_flight() {
         )
         .unwrap(),
     );
-    let groups: Vec<GroupId> = (1..=200).map(GroupId).collect();
+    let groups: Vec<GroupId> = (1..=200).map(GroupId::Num).collect();
     let state = c.fetch(&groups, &|_| {}).await.unwrap();
     assert_eq!(state.groups.len(), 200);
     assert_eq!(fake.refreshed.load(Ordering::SeqCst), 1);
@@ -1093,7 +1093,7 @@ async fn a_refused_refresh_fails_the_run_once() {
     );
     let base = serve(fake.clone()).await;
     let c = client(OAuth::new(&format!("{base}/rest/"), &config_for(&base)).unwrap());
-    let groups: Vec<GroupId> = (1..=200).map(GroupId).collect();
+    let groups: Vec<GroupId> = (1..=200).map(GroupId::Num).collect();
     let err = c.fetch(&groups, &|_| {}).await.unwrap_err();
     let FetchError::RunWide { cause, unread } = &err else {
         panic!("{err}");
@@ -1121,7 +1121,7 @@ async fn expired_again_after_a_refresh_is_not_retried() {
     let base = serve(fake.clone()).await;
     let c = client(OAuth::new(&format!("{base}/rest/"), &config_for(&base)).unwrap());
     let err = c
-        .fetch(&[GroupId(1)], &|_| {})
+        .fetch(&[GroupId::Num(1)], &|_| {})
         .await
         .unwrap_err()
         .to_string();
@@ -1142,7 +1142,7 @@ async fn an_unknown_token_is_reported_not_refreshed() {
     let base = serve(fake.clone()).await;
     let c = client(OAuth::new(&format!("{base}/rest/"), &config_for(&base)).unwrap());
     let err = c
-        .fetch(&[GroupId(1)], &|_| {})
+        .fetch(&[GroupId::Num(1)], &|_| {})
         .await
         .unwrap_err()
         .to_string();
@@ -1165,9 +1165,9 @@ async fn a_write_is_sent_again_with_the_new_token() {
     let base = serve(fake.clone()).await;
     let c = client(OAuth::new(&format!("{base}/rest/"), &config_for(&base)).unwrap());
     let changes = [(
-        GroupId(1),
+        GroupId::Num(1),
         Change::Remove {
-            user: UserId(1),
+            user: UserId::Num(1),
             role: Role::Member,
         },
     )];
@@ -1203,9 +1203,9 @@ async fn a_refused_refresh_is_told_in_full_once_in_the_report() {
     let changes: Vec<(GroupId, Change)> = (1..=120)
         .map(|g| {
             (
-                GroupId(g),
+                GroupId::Num(g),
                 Change::Remove {
-                    user: UserId(2),
+                    user: UserId::Num(2),
                     role: Role::Member,
                 },
             )

@@ -135,6 +135,57 @@ identity!(
     UserId
 );
 
+/// The systems roster manages: one closed enum. Adding a third means a variant here, a
+/// provider module and a sandbox module (ARCHITECTURE.md, "The provider boundary").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    /// Bitrix24 workgroups: numeric IDs; owner, moderators, members; invitations.
+    #[default]
+    Bitrix24,
+    /// ONLYOFFICE DocSpace groups: UUIDs; one manager (playing the owner's part) and members.
+    DocSpace,
+}
+
+impl System {
+    /// The key that names it in a file's `portals:` (`bitrix24`, `docspace`).
+    pub fn key(self) -> &'static str {
+        match self {
+            System::Bitrix24 => "bitrix24",
+            System::DocSpace => "docspace",
+        }
+    }
+
+    /// Its name for people.
+    pub fn title(self) -> &'static str {
+        match self {
+            System::Bitrix24 => "Bitrix24",
+            System::DocSpace => "ONLYOFFICE DocSpace",
+        }
+    }
+
+    /// What the system calls the role roster keeps as `Role::Owner`.
+    pub fn owner_word(self) -> &'static str {
+        match self {
+            System::Bitrix24 => "owner",
+            System::DocSpace => "manager",
+        }
+    }
+
+    /// A role in this system's words.
+    pub fn role_word(self, role: Role) -> &'static str {
+        match role {
+            Role::Owner => self.owner_word(),
+            r => r.as_str(),
+        }
+    }
+
+    /// Whether an ID (or a user ID) is of this system's kind.
+    pub fn takes_uuids(self) -> bool {
+        matches!(self, System::DocSpace)
+    }
+}
+
 /// A member's role in a group. Ordered from most to least privileged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -376,6 +427,8 @@ pub struct Lookups {
 pub struct Directory {
     pub users: BTreeMap<UserId, Person>,
     pub groups: BTreeMap<GroupId, String>,
+    /// The system the plan is for: its words for roles (a DocSpace owner is a "manager").
+    pub system: System,
 }
 
 /// What became of one planned change when it was carried out.
@@ -405,5 +458,43 @@ impl OpStatus {
     /// Done or confirmed: the portal holds the change.
     pub fn is_done(&self) -> bool {
         matches!(self, OpStatus::Done | OpStatus::Confirmed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_parse_in_canonical_form_only_and_print_lower_case() {
+        let text = "C652DBA3-210e-436d-b264-df5ceda0a48e";
+        let u = Uuid::parse(text).expect("canonical");
+        assert_eq!(u.to_string(), text.to_lowercase());
+        assert_eq!(UserId::Uuid(u).to_string(), text.to_lowercase());
+        for bad in [
+            "c652dba3210e436db264df5ceda0a48e",
+            "{c652dba3-210e-436d-b264-df5ceda0a48e}",
+            "c652dba3-210e-436d-b264-df5ceda0a48",
+            "c652dba3-210e-436d-b264_df5ceda0a48e",
+            "g652dba3-210e-436d-b264-df5ceda0a48e",
+            "c652dba3-210e-436d-b264-df5ceda0a4é",
+        ] {
+            assert_eq!(Uuid::parse(bad), None, "{bad}");
+        }
+        assert!(Uuid::parse("00000000-0000-0000-0000-000000000000").unwrap().is_nil());
+    }
+
+    #[test]
+    fn ids_order_like_their_text_and_serialize_by_kind() {
+        let a = Uuid::parse("0fffffff-ffff-ffff-ffff-ffffffffffff").unwrap();
+        let b = Uuid::parse("10000000-0000-0000-0000-000000000000").unwrap();
+        assert!(a < b);
+        assert!(UserId::Num(u64::MAX) < UserId::Uuid(a));
+        assert_eq!(serde_json::to_string(&GroupId::Num(15)).unwrap(), "15");
+        assert_eq!(
+            serde_json::to_string(&GroupId::Uuid(b)).unwrap(),
+            "\"10000000-0000-0000-0000-000000000000\""
+        );
+        assert_eq!(std::mem::size_of::<UserId>(), 24);
     }
 }

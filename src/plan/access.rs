@@ -16,7 +16,7 @@
 //! - `sonet_group.setowner` is for the group's current owner: over REST an administrator is
 //!   not enough (the admin bypass needs the UI's admin-mode session flag).
 
-use crate::model::{Caller, CurrentState, GroupId, Role};
+use crate::model::{Caller, CurrentState, GroupId, Role, System};
 
 use super::{Change, Plan};
 
@@ -29,6 +29,40 @@ pub struct AccessProblem {
     /// How many of the group's changes this is about.
     pub changes: usize,
     pub message: String,
+}
+
+/// `check` under the rules of the plan's system. DocSpace (docspace-api.md §3, §6): every group
+/// write (members added or removed, the manager set) needs a DocSpace owner or administrator;
+/// a room admin, a user or a guest gets 403, a group's own manager included.
+pub fn check_for(
+    system: System,
+    plan: &Plan,
+    current: &CurrentState,
+    caller: &Caller,
+) -> Vec<AccessProblem> {
+    match system {
+        System::Bitrix24 => check(plan, current, caller),
+        System::DocSpace => {
+            if caller.admin {
+                return Vec::new();
+            }
+            plan.groups
+                .iter()
+                .filter_map(|g| {
+                    let changes = g.changes().count();
+                    (changes > 0).then(|| AccessProblem {
+                        group: g.id,
+                        name: g.name.clone(),
+                        changes,
+                        message: format!(
+                            "only a DocSpace owner or administrator may change a group's members or manager, and the key's user ({}) is not one",
+                            caller.user
+                        ),
+                    })
+                })
+                .collect()
+        }
+    }
 }
 
 /// Every group's problems, in plan order: membership writes, then invitations, then the owner

@@ -169,32 +169,32 @@ fn who(dir: &Directory, user: UserId) -> Who<'_> {
 enum JsonEntry<'a> {
     Add {
         user: UserId,
-        role: Role,
+        role: &'static str,
         #[serde(flatten)]
         who: Who<'a>,
     },
     Invite {
         user: UserId,
-        role: Role,
+        role: &'static str,
         #[serde(flatten)]
         who: Who<'a>,
     },
     Accept {
         user: UserId,
-        role: Role,
+        role: &'static str,
         #[serde(flatten)]
         who: Who<'a>,
     },
     SetRole {
         user: UserId,
-        from: Role,
-        to: Role,
+        from: &'static str,
+        to: &'static str,
         #[serde(flatten)]
         who: Who<'a>,
     },
     Remove {
         user: UserId,
-        role: Role,
+        role: &'static str,
         #[serde(flatten)]
         who: Who<'a>,
     },
@@ -207,7 +207,7 @@ enum JsonEntry<'a> {
     },
     Skip {
         user: UserId,
-        role: Role,
+        role: &'static str,
         wanted: &'static str,
         reason: &'static str,
         #[serde(flatten)]
@@ -216,7 +216,7 @@ enum JsonEntry<'a> {
     Pending {
         user: UserId,
         kind: &'static str,
-        declared_role: Option<Role>,
+        declared_role: Option<&'static str>,
         #[serde(flatten)]
         who: Who<'a>,
     },
@@ -224,17 +224,35 @@ enum JsonEntry<'a> {
 
 fn entry<'a>(e: &Entry, dir: &'a Directory) -> JsonEntry<'a> {
     let w = who(dir, e.user());
+    // Roles in the system's words: a DocSpace group's head is its "manager".
+    let word = |r: Role| dir.system.role_word(r);
     match *e {
-        Entry::Change(Change::Add { user, role }) => JsonEntry::Add { user, role, who: w },
-        Entry::Change(Change::Invite { user, role }) => JsonEntry::Invite { user, role, who: w },
-        Entry::Change(Change::Accept { user, role }) => JsonEntry::Accept { user, role, who: w },
-        Entry::Change(Change::SetRole { user, from, to }) => JsonEntry::SetRole {
+        Entry::Change(Change::Add { user, role }) => JsonEntry::Add {
             user,
-            from,
-            to,
+            role: word(role),
             who: w,
         },
-        Entry::Change(Change::Remove { user, role }) => JsonEntry::Remove { user, role, who: w },
+        Entry::Change(Change::Invite { user, role }) => JsonEntry::Invite {
+            user,
+            role: word(role),
+            who: w,
+        },
+        Entry::Change(Change::Accept { user, role }) => JsonEntry::Accept {
+            user,
+            role: word(role),
+            who: w,
+        },
+        Entry::Change(Change::SetRole { user, from, to }) => JsonEntry::SetRole {
+            user,
+            from: word(from),
+            to: word(to),
+            who: w,
+        },
+        Entry::Change(Change::Remove { user, role }) => JsonEntry::Remove {
+            user,
+            role: word(role),
+            who: w,
+        },
         Entry::Change(Change::SetOwner { from, to }) => JsonEntry::SetOwner {
             user: to,
             from,
@@ -247,6 +265,7 @@ fn entry<'a>(e: &Entry, dir: &'a Directory) -> JsonEntry<'a> {
                 PendingKind::Requested => ("requested", None),
                 PendingKind::Inactive { role } => ("inactive", Some(role)),
             };
+            let declared_role = declared_role.map(word);
             JsonEntry::Pending {
                 user: p.user,
                 kind,
@@ -256,13 +275,13 @@ fn entry<'a>(e: &Entry, dir: &'a Directory) -> JsonEntry<'a> {
         }
         Entry::Skipped(s) => JsonEntry::Skip {
             user: s.user,
-            role: s.role,
+            role: word(s.role),
             wanted: match s.wanted {
                 Wanted::Remove => "remove",
-                Wanted::Demote(r) => r.as_str(),
+                Wanted::Demote(r) => word(r),
             },
             reason: match s.reason {
-                SkipReason::Owner => "owner",
+                SkipReason::Owner => dir.system.owner_word(),
                 SkipReason::Protected => "protected",
                 SkipReason::DeptSynced => "synced",
             },

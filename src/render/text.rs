@@ -8,7 +8,7 @@
 use std::fmt::Write;
 
 use super::Style;
-use crate::model::{Directory, GroupId, Role, UserId};
+use crate::model::{Directory, GroupId, Role, System, UserId};
 use crate::plan::{
     AccessProblem, BreachRule, BreachScope, Change, Entry, GroupPlan, LimitBreach, Origin,
     PendingKind, Plan, SkipReason, Summary, Wanted,
@@ -32,14 +32,24 @@ pub fn group_title(id: GroupId, name: Option<&str>) -> String {
 /// A person as plans show them: `anna@example.com (#21)`, else their name, else `#21`;
 /// extranet users marked (`anna@x (#21, extranet)`). Text from the portal is escaped.
 pub fn person(dir: &Directory, user: UserId) -> String {
-    let Some(p) = dir.users.get(&user) else {
-        return format!("#{user}");
+    // Bitrix24 IDs read `#21`; a DocSpace UUID is shown as it is.
+    let id = match user {
+        UserId::Num(n) => format!("#{n}"),
+        UserId::Uuid(u) => u.to_string(),
     };
-    let extranet = if p.extranet { ", extranet" } else { "" };
+    let Some(p) = dir.users.get(&user) else {
+        return id;
+    };
+    let extranet = match (p.extranet, dir.system) {
+        (false, _) => "",
+        (true, System::Bitrix24) => "extranet",
+        (true, System::DocSpace) => "guest",
+    };
     match p.email.as_deref().or(p.name.as_deref()) {
-        Some(label) => format!("{} (#{user}{extranet})", escape(label)),
-        None if p.extranet => format!("#{user} (extranet)"),
-        None => format!("#{user}"),
+        Some(label) if extranet.is_empty() => format!("{} ({id})", escape(label)),
+        Some(label) => format!("{} ({id}, {extranet})", escape(label)),
+        None if !extranet.is_empty() => format!("{id} ({extranet})"),
+        None => id,
     }
 }
 
@@ -47,8 +57,9 @@ pub fn person(dir: &Directory, user: UserId) -> String {
 /// (`~`, `anna@x (#21)`, `member -> moderator`).
 pub fn describe_entry(entry: &Entry, dir: &Directory) -> (char, String, String) {
     let who = person(dir, entry.user());
+    let word = |r: Role| dir.system.role_word(r);
     let (symbol, what) = match entry {
-        Entry::Change(Change::Add { role, .. }) => ('+', role.to_string()),
+        Entry::Change(Change::Add { role, .. }) => ('+', word(*role).to_owned()),
         Entry::Change(Change::Accept { role, .. }) => {
             ('+', format!("{role}  (accepting their request to join)"))
         }
@@ -69,7 +80,7 @@ pub fn describe_entry(entry: &Entry, dir: &Directory) -> (char, String, String) 
             };
             return (
                 '~',
-                format!("owner: {old} → {}", person(dir, *to)),
+                format!("{}: {old} → {}", word(Role::Owner), person(dir, *to)),
                 fate.trim_start().to_owned(),
             );
         }
@@ -90,15 +101,19 @@ pub fn describe_entry(entry: &Entry, dir: &Directory) -> (char, String, String) 
                 PendingKind::Inactive { .. } => "inactive: not added".to_owned(),
             },
         ),
-        Entry::Change(Change::SetRole { from, to, .. }) => ('~', format!("{from} -> {to}")),
-        Entry::Change(Change::Remove { role, .. }) => ('-', role.to_string()),
+        Entry::Change(Change::SetRole { from, to, .. }) => {
+            ('~', format!("{} -> {}", word(*from), word(*to)))
+        }
+        Entry::Change(Change::Remove { role, .. }) => ('-', word(*role).to_owned()),
         Entry::Skipped(s) => {
             let why = match (s.reason, s.wanted) {
                 (SkipReason::Owner, Wanted::Remove) => {
-                    "owner (not declared; owners are never removed)".to_owned()
+                    let o = word(Role::Owner);
+                    format!("{o} (not declared; {o}s are never removed)")
                 }
                 (SkipReason::Owner, Wanted::Demote(r)) => {
-                    format!("owner (declared as {r}; owners are never demoted)")
+                    let o = word(Role::Owner);
+                    format!("{o} (declared as {}; {o}s are never demoted)", word(r))
                 }
                 (SkipReason::Protected, Wanted::Remove) => {
                     "protected (not declared; protected users are never removed)".to_owned()
@@ -111,7 +126,7 @@ pub fn describe_entry(entry: &Entry, dir: &Directory) -> (char, String, String) 
                         .to_owned()
                 }
             };
-            ('!', format!("{}  skipped: {why}", s.role))
+            ('!', format!("{}  skipped: {why}", word(s.role)))
         }
     };
     (symbol, who, what)
@@ -153,7 +168,7 @@ fn write_group(out: &mut String, g: &GroupPlan, dir: &Directory, style: Style) {
             let about_former = matches!(e, Entry::Change(c)
                 if !matches!(c, Change::SetOwner { .. }) && Some(c.user()) == former);
             if about_former {
-                text.push_str("  (the former owner)");
+                text.push_str(&format!("  (the former {})", dir.system.owner_word()));
             }
             (symbol, who, text)
         })
@@ -213,6 +228,11 @@ fn write_group(out: &mut String, g: &GroupPlan, dir: &Directory, style: Style) {
 /// The summary line: `Plan: 3 to add, 1 to change, 2 to remove, 1 skipped.` or `No changes.`;
 /// invitations, owner changes and pending entries are counted when there are any.
 pub fn summary_line(s: &Summary) -> String {
+    summary_line_for(s, System::Bitrix24)
+}
+
+/// `summary_line` in a system's words (a DocSpace owner change is a "manager change").
+pub fn summary_line_for(s: &Summary, system: System) -> String {
     let mut extra = String::new();
     if s.pending > 0 {
         let _ = write!(extra, ", {} pending", s.pending);
@@ -223,10 +243,11 @@ pub fn summary_line(s: &Summary) -> String {
         } else {
             String::new()
         };
+        let o = system.owner_word();
         let owner = match s.owner {
             0 => String::new(),
-            1 => "1 owner change, ".to_owned(),
-            n => format!("{n} owner changes, "),
+            1 => format!("1 {o} change, "),
+            n => format!("{n} {o} changes, "),
         };
         format!(
             "Plan: {} to add, {invite}{} to change, {} to remove, {owner}{} skipped{extra}.",
@@ -262,7 +283,7 @@ pub fn plan(plan: &Plan, dir: &Directory, style: Style) -> String {
             out.push('\n');
         }
     }
-    let _ = writeln!(out, "{}", style.paint(BOLD, &summary_line(&summary)));
+    let _ = writeln!(out, "{}", style.paint(BOLD, &summary_line_for(&summary, dir.system)));
     out
 }
 

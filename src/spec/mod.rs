@@ -71,7 +71,7 @@ mod tree;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 
-use crate::model::{AddWith, GroupId, Limit, Limits, Role, Setting, UserId};
+use crate::model::{AddWith, GroupId, Limit, Limits, Role, Setting, System, UserId, Uuid};
 use tree::{Kind, Node, Pos, TreeError};
 
 /// The only format version this build understands.
@@ -147,6 +147,8 @@ pub enum Field {
     Id,
     Name,
     Owner,
+    Manager,
+    Portal,
     Moderators,
     Members,
     Protected,
@@ -158,6 +160,8 @@ impl Field {
             Field::Id => "id",
             Field::Name => "name",
             Field::Owner => "owner",
+            Field::Manager => "manager",
+            Field::Portal => "portal",
             Field::Moderators => "moderators",
             Field::Members => "members",
             Field::Protected => "protected",
@@ -230,6 +234,34 @@ pub enum GroupRef {
     Name(String),
 }
 
+/// A portal the file declares under `portals:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalSpec {
+    /// Its name in the file (`crm`), which groups give as `portal:`.
+    pub name: String,
+    pub system: System,
+    /// The environment variable holding its address (default `ROSTER_<NAME>_URL`).
+    pub url_env: String,
+    /// DocSpace: the environment variable holding the API key or personal access token
+    /// (default `ROSTER_<NAME>_API_KEY`). `None` for Bitrix24, whose webhook URL carries it.
+    pub key_env: Option<String>,
+    /// 1-based line of its entry.
+    pub line: usize,
+}
+
+/// `NAME` as an environment variable's part: upper case, other characters as `_`.
+fn env_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// One group as written, references unresolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSpec {
@@ -251,6 +283,11 @@ pub struct GroupSpec {
     pub limits: Limits,
     /// 1-based line of the group's entry.
     pub line: usize,
+    /// `portal:` as written: the name of one of the file's `portals:`.
+    pub portal: Option<Located<String>>,
+    /// Where each field's key was written (line, column), for checks that depend on the
+    /// group's system.
+    pub keys: Vec<(&'static str, u32, u32)>,
 }
 
 impl GroupSpec {
@@ -278,6 +315,9 @@ pub struct Spec {
     /// The top-level `invite_message:`: the default for every group.
     pub invite_message: Option<String>,
     pub groups: Vec<GroupSpec>,
+    /// The file's `portals:`, in file order; empty for a single-portal file (Bitrix24, the
+    /// portal given by `--portal`).
+    pub portals: Vec<PortalSpec>,
 }
 
 impl Spec {
@@ -295,6 +335,66 @@ impl Spec {
     /// How many memberships the file declares (owners, moderators and members).
     pub fn memberships(&self) -> usize {
         self.groups.iter().map(|g| g.users().count()).sum()
+    }
+
+    /// The index in `portals` of the portal a group lives on (`None` for a single-portal
+    /// file). A valid spec names a declared portal for every group.
+    pub fn portal_of(&self, group: &GroupSpec) -> Option<usize> {
+        match (&group.portal, self.portals.len()) {
+            (_, 0) => None,
+            (None, _) => Some(0),
+            (Some(name), _) => self.portals.iter().position(|p| p.name == name.value),
+        }
+    }
+
+    /// The system a group lives on.
+    pub fn system_of(&self, group: &GroupSpec) -> System {
+        self.portal_of(group)
+            .map_or(System::Bitrix24, |i| self.portals[i].system)
+    }
+
+    /// The file cut into one spec per portal (in `portals:` order; portals no group uses are
+    /// left out), each with its groups and the top-level settings; the top-level `protected:`
+    /// keeps, for each portal, the e-mails and the IDs of that portal's kind. A single-portal
+    /// file gives itself, with `None`.
+    pub fn split(self) -> Vec<(Option<PortalSpec>, Spec)> {
+        if self.portals.is_empty() {
+            return vec![(None, self)];
+        }
+        let mut parts: Vec<(Option<PortalSpec>, Spec)> = self
+            .portals
+            .iter()
+            .map(|p| {
+                let protected = self
+                    .protected
+                    .iter()
+                    .filter(|u| match &u.value {
+                        UserRef::Email(_) => true,
+                        UserRef::Id(id) => id.uuid().is_some() == p.system.takes_uuids(),
+                    })
+                    .cloned()
+                    .collect();
+                (
+                    Some(p.clone()),
+                    Spec {
+                        file: self.file.clone(),
+                        protected,
+                        limits: self.limits,
+                        add_with: self.add_with,
+                        invite_message: self.invite_message.clone(),
+                        groups: Vec::new(),
+                        portals: vec![p.clone()],
+                    },
+                )
+            })
+            .collect();
+        for g in &self.groups {
+            if let Some(i) = self.portal_of(g) {
+                parts[i].1.groups.push(g.clone());
+            }
+        }
+        parts.retain(|(_, s)| !s.groups.is_empty());
+        parts
     }
 }
 
@@ -683,6 +783,7 @@ impl Cx<'_> {
                 "limits",
                 "add_with",
                 "invite_message",
+                "portals",
                 "groups",
             ],
         )?;
@@ -692,10 +793,12 @@ impl Cx<'_> {
         let mut limits = Limits::default();
         let mut add_with = None;
         let mut invite_message = None;
+        let mut portals = Vec::new();
         let before = self.count();
         for (key, v) in fields {
             match key {
                 "version" => version = Some(v),
+                "portals" => portals = self.portals(v),
                 "groups" => groups = Some(v),
                 "protected" => protected = self.protected(v, None),
                 "limits" => limits = self.limits(v, key, true),
@@ -723,14 +826,245 @@ impl Cx<'_> {
             return None;
         };
         let groups = self.groups(groups)?;
-        (self.count() == before).then(|| Spec {
+        let spec = Spec {
             file: self.file.to_owned(),
             protected,
             limits,
             add_with,
             invite_message,
             groups,
-        })
+            portals,
+        };
+        self.systems(&spec);
+        (self.count() == before).then_some(spec)
+    }
+
+    /// `portals: {NAME: {bitrix24: {url_env?}} | {docspace: {url_env?, key_env?}}}`.
+    fn portals(&mut self, node: &Node) -> Vec<PortalSpec> {
+        let mut out = Vec::new();
+        let Kind::Map(map) = &node.kind else {
+            self.at(node, "portals", || {
+                format!(
+                    "expected a mapping of portal names to systems, such as `portals: {{crm: {{bitrix24: {{}}}}, docs: {{docspace: {{}}}}}}`, found {}",
+                    describe(node)
+                )
+            });
+            return out;
+        };
+        let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+        for (k, v) in map {
+            let name = match &k.kind {
+                Kind::Str(n)
+                    if !n.is_empty()
+                        && n.len() <= 64
+                        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+                {
+                    n.to_string()
+                }
+                _ => {
+                    self.at(k, "portals", || {
+                        format!(
+                            "a portal name is 1 to 64 letters, digits, `_` or `-`, found {}",
+                            describe(k)
+                        )
+                    });
+                    continue;
+                }
+            };
+            let path = format!("portals.{name}");
+            if let Some(line) = seen.get(&name) {
+                let line = *line;
+                self.at(k, &path, || {
+                    format!("portal `{name}` is declared twice (first on line {line})")
+                });
+                continue;
+            }
+            seen.insert(name.clone(), k.pos.line);
+            let Some(fields) = self.fields(v, &path, &["bitrix24", "docspace"]) else {
+                continue;
+            };
+            let [(system, settings)] = fields.as_slice() else {
+                self.at(v, &path, || {
+                    "a portal is exactly one system: `bitrix24: {…}` or `docspace: {…}`".to_owned()
+                });
+                continue;
+            };
+            let system = match *system {
+                "docspace" => System::DocSpace,
+                _ => System::Bitrix24,
+            };
+            let spath = format!("{path}.{}", system.key());
+            let mut url_env = format!("ROSTER_{}_URL", env_part(&name));
+            let mut key_env = system
+                .takes_uuids()
+                .then(|| format!("ROSTER_{}_API_KEY", env_part(&name)));
+            if !matches!(settings.kind, Kind::Null) {
+                let known: &[&'static str] = match system {
+                    System::Bitrix24 => &["url_env"],
+                    System::DocSpace => &["url_env", "key_env"],
+                };
+                for (key, val) in self.fields(settings, &spath, known).unwrap_or_default() {
+                    let fpath = format!("{spath}.{key}");
+                    let Some(var) = self.env_name(val, &fpath) else {
+                        continue;
+                    };
+                    match key {
+                        "url_env" => url_env = var,
+                        _ => key_env = Some(var),
+                    }
+                }
+            }
+            out.push(PortalSpec {
+                name,
+                system,
+                url_env,
+                key_env,
+                line: k.pos.line as usize,
+            });
+        }
+        if out.is_empty() && seen.is_empty() {
+            self.at(node, "portals", || {
+                "`portals:` declares no portal; leave it out for a single Bitrix24 portal".to_owned()
+            });
+        }
+        out
+    }
+
+    /// An environment variable's name: letters, digits and `_`, not starting with a digit.
+    fn env_name(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.kind {
+            Kind::Str(s)
+                if !s.is_empty()
+                    && !s.starts_with(|c: char| c.is_ascii_digit())
+                    && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                Some(s.to_string())
+            }
+            _ => {
+                self.at(node, path, || {
+                    format!(
+                        "expected the name of an environment variable (letters, digits and `_`), found {}",
+                        describe(node)
+                    )
+                });
+                None
+            }
+        }
+    }
+
+    /// The checks that depend on each group's system: its portal is declared, its IDs are of
+    /// the system's kind (Bitrix24 numbers, DocSpace UUIDs), and it uses only the fields its
+    /// system has (DocSpace: `manager:` and `members:`; Bitrix24: `owner:`, `moderators:`,
+    /// invitations).
+    fn systems(&mut self, spec: &Spec) {
+        for (gi, g) in spec.groups.iter().enumerate() {
+            let key_at = |name: &str| {
+                g.keys
+                    .iter()
+                    .find(|(k, _, _)| *k == name)
+                    .map(|&(_, l, c)| pos(l, c))
+            };
+            let system = match (&g.portal, spec.portals.len()) {
+                (Some(p), 0) => {
+                    self.at_pos(pos(p.at.line, p.at.column), &format!("groups[{gi}].portal"), || {
+                        format!(
+                            "the file declares no `portals:`, so there is no portal {} to put the group on",
+                            echo(&p.value)
+                        )
+                    });
+                    continue;
+                }
+                (None, n) if n > 1 => {
+                    let names: Vec<&str> = spec.portals.iter().map(|p| p.name.as_str()).collect();
+                    self.at_pos(pos(g.group.at.line, g.group.at.column), &format!("groups[{gi}]"), || {
+                        format!(
+                            "missing field `portal`: the file declares several portals ({}), so each group says which it lives on",
+                            names.join(", ")
+                        )
+                    });
+                    continue;
+                }
+                (Some(p), _) if !spec.portals.iter().any(|d| d.name == p.value) => {
+                    let names: Vec<&str> = spec.portals.iter().map(|p| p.name.as_str()).collect();
+                    self.at_pos(pos(p.at.line, p.at.column), &format!("groups[{gi}].portal"), || {
+                        format!(
+                            "no portal \"{}\" in `portals:`; declared: {}",
+                            echo(&p.value),
+                            names.join(", ")
+                        )
+                    });
+                    continue;
+                }
+                _ => spec.system_of(g),
+            };
+            let refused: &[(&str, &str)] = match system {
+                System::Bitrix24 => &[("manager", "a Bitrix24 workgroup has an `owner:`, not a `manager:`")],
+                System::DocSpace => &[
+                    ("owner", "a DocSpace group has a `manager:` (its head), not an `owner:`"),
+                    ("moderators", "a DocSpace group has no moderators: only a `manager:` and `members:`"),
+                    ("add_with", "DocSpace adds members directly; it has no invitations to a group"),
+                    ("invite_message", "DocSpace adds members directly; it has no invitations to a group"),
+                ],
+            };
+            for (field, why) in refused {
+                if let Some(at) = key_at(field) {
+                    self.at_pos(at, &format!("groups[{gi}].{field}"), || (*why).to_owned());
+                }
+            }
+            let kind = |uuid: bool| if uuid { "a UUID" } else { "a number" };
+            let short = match system {
+                System::Bitrix24 => "Bitrix24",
+                System::DocSpace => "DocSpace",
+            };
+            if let GroupRef::Id(id) = &g.group.value {
+                if id.uuid().is_some() != system.takes_uuids() {
+                    let at = g.group.at;
+                    self.at_pos(pos(at.line, at.column), &at.path.to_string(), || {
+                        format!(
+                            "a {} group's ID is {}, found {id}",
+                            short,
+                            kind(system.takes_uuids())
+                        )
+                    });
+                }
+            }
+            for u in g.owner.iter().chain(&g.moderators).chain(&g.members).chain(&g.protected) {
+                if let UserRef::Id(id) = &u.value {
+                    if id.uuid().is_some() != system.takes_uuids() {
+                        self.at_pos(pos(u.at.line, u.at.column), &u.at.path.to_string(), || {
+                            format!(
+                                "a {} user's ID is {} (or give the e-mail address), found {id}",
+                                short,
+                                kind(system.takes_uuids())
+                            )
+                        });
+                    }
+                }
+            }
+        }
+        // The top-level `protected:` applies to every portal of its IDs' kind: an ID of a kind
+        // no declared portal has is a mistake.
+        let has = |uuid: bool| {
+            if spec.portals.is_empty() {
+                !uuid
+            } else {
+                spec.portals.iter().any(|p| p.system.takes_uuids() == uuid)
+            }
+        };
+        for u in &spec.protected {
+            if let UserRef::Id(id) = &u.value {
+                let uuid = id.uuid().is_some();
+                if !has(uuid) {
+                    self.at_pos(pos(u.at.line, u.at.column), &u.at.path.to_string(), || {
+                        format!(
+                            "{id} is a {} user ID, and the file has no {} portal",
+                            if uuid { "DocSpace" } else { "Bitrix24" },
+                            if uuid { "DocSpace" } else { "Bitrix24" },
+                        )
+                    });
+                }
+            }
+        }
     }
 
     fn groups(&mut self, node: &Node) -> Option<Vec<GroupSpec>> {
@@ -744,15 +1078,24 @@ impl Cx<'_> {
             });
             return None;
         };
+        // Every group that is valid on its own is kept, even when others are not, so the checks
+        // that need the whole file (`systems`) still report on them: all problems at once.
         let mut groups = Vec::with_capacity(items.len());
-        let mut first_seen: BTreeMap<GroupRef, u32> = BTreeMap::new();
-        let mut ok = true;
+        // A group is one per portal: the same ID or name may be on two portals.
+        let mut first_seen: BTreeMap<(Option<String>, GroupRef), u32> = BTreeMap::new();
         for (i, item) in items.iter().enumerate() {
             let (group, key) = self.group(item, i);
-            ok &= group.is_some();
             let Some((key, key_node)) = key else { continue };
+            let portal = match &item.kind {
+                Kind::Map(map) => map.iter().find_map(|(k, v)| match (&k.kind, &v.kind) {
+                    (Kind::Str(k), Kind::Str(v)) if k.as_ref() == "portal" => Some(v.to_string()),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            let key = (portal, key);
             if let Some(&line) = first_seen.get(&key) {
-                let field = match key {
+                let field = match key.1 {
                     GroupRef::Id(_) => "id",
                     GroupRef::Name(_) => "name",
                 };
@@ -762,13 +1105,12 @@ impl Cx<'_> {
                         describe(key_node)
                     )
                 });
-                ok = false;
                 continue;
             }
             first_seen.insert(key, item.pos.line);
             groups.extend(group);
         }
-        ok.then_some(groups)
+        Some(groups)
     }
 
     /// One group: the group if it is valid, and its key (its ID, or its name when it has no
@@ -796,9 +1138,24 @@ impl Cx<'_> {
                 "limits",
                 "add_with",
                 "invite_message",
+                "manager",
+                "portal",
             ],
         ) else {
             return (None, None);
+        };
+        let keys: Vec<(&'static str, u32, u32)> = match &node.kind {
+            Kind::Map(map) => map
+                .iter()
+                .filter_map(|(k, _)| match &k.kind {
+                    Kind::Str(name) => fields
+                        .iter()
+                        .find(|(f, _)| *f == name.as_ref())
+                        .map(|(f, _)| (*f, k.pos.line, k.pos.column)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
         };
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let at = |n: &Node, field, i: Option<usize>| At {
@@ -822,14 +1179,51 @@ impl Cx<'_> {
         let mut limits = Limits::default();
         let mut add_with = None;
         let mut invite_message = None;
+        let mut portal = None;
         for (key, v) in fields {
             let fpath = join(path, key);
             match key {
                 "id" => {
-                    id = self
-                        .positive(v, &fpath, "group ID")
-                        .map(|n| (GroupId::Num(n), v));
+                    id = match &v.kind {
+                        Kind::Str(s) => match Uuid::parse(s) {
+                            Some(u) => Some((GroupId::Uuid(u), v)),
+                            None => {
+                                self.at(v, &fpath, || {
+                                    format!(
+                                        "a group ID is a positive integer (Bitrix24) or a UUID such as 3f2b6c1e-8d4a-4e7b-9c0d-1a2b3c4d5e6f (DocSpace), found {}",
+                                        describe(v)
+                                    )
+                                });
+                                None
+                            }
+                        },
+                        _ => self
+                            .positive(v, &fpath, "group ID")
+                            .map(|n| (GroupId::Num(n), v)),
+                    };
                     key_reported |= id.is_none();
+                }
+                "portal" => match &v.kind {
+                    Kind::Str(s) => {
+                        portal = Some(Located {
+                            value: s.to_string(),
+                            at: at(v, Field::Portal, None),
+                        })
+                    }
+                    _ => self.at(v, &fpath, || {
+                        format!("expected a portal's name from `portals:`, found {}", describe(v))
+                    }),
+                },
+                "manager" if owner.is_some() => self.at(v, &fpath, || {
+                    "give either `owner:` (Bitrix24) or `manager:` (DocSpace), not both".to_owned()
+                }),
+                "manager" => {
+                    owner = self
+                        .user(v, at(v, Field::Manager, None))
+                        .map(|value| Located {
+                            value,
+                            at: at(v, Field::Manager, None),
+                        });
                 }
                 "name" => match &v.kind {
                     Kind::Str(s) if batch_reference(s).is_some() => {
@@ -860,6 +1254,9 @@ impl Cx<'_> {
                         })
                     }
                 },
+                "owner" if owner.is_some() => self.at(v, &fpath, || {
+                    "give either `owner:` (Bitrix24) or `manager:` (DocSpace), not both".to_owned()
+                }),
                 "owner" => {
                     owner = self
                         .user(v, at(v, Field::Owner, None))
@@ -941,6 +1338,8 @@ impl Cx<'_> {
             invite_message,
             limits,
             line: node.pos.line as usize,
+            portal,
+            keys,
         };
         (Some(spec), Some((group, key_node)))
     }
@@ -949,6 +1348,9 @@ impl Cx<'_> {
     fn user(&mut self, node: &Node, at: At) -> Option<UserRef> {
         let why = match &node.kind {
             Kind::Int(n, _) if *n > 0 => return Some(UserRef::Id(UserId::Num(*n as u64))),
+            Kind::Str(s) if !s.contains('@') && Uuid::parse(s).is_some() => {
+                return Uuid::parse(s).map(|u| UserRef::Id(UserId::Uuid(u)));
+            }
             Kind::Str(s) => match email_problem(s) {
                 None => return Some(UserRef::Email(s.to_string())),
                 Some(why) => why,
@@ -957,7 +1359,7 @@ impl Cx<'_> {
         };
         self.at_pos(pos(at.line, at.column), &at.path.to_string(), || {
             format!(
-                "expected a user ID (a positive integer) or an e-mail address, found {}{why}",
+                "expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found {}{why}",
                 describe(node)
             )
         });

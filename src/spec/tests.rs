@@ -1,7 +1,7 @@
 //! Data-driven tests of spec parsing: each case is YAML in, parsed state or diagnostics out.
 
 use super::{GroupRef, MAX_DIAGNOSTICS, MAX_FILE_BYTES, parse, parse_bytes, position_is_inside};
-use crate::model::{AddWith, Role};
+use crate::model::{AddWith, GroupId, Role, System, Uuid};
 
 /// The outcome of parsing `yaml`: one line per group, or the diagnostics.
 fn render(yaml: &str) -> String {
@@ -79,9 +79,9 @@ groups:
     moderators: [4]
     members: [4]
 ",
-        "groups.yaml:4:19: groups[0].members[1]: expected a user ID (a positive integer) or an e-mail address, found -3
-groups.yaml:4:23: groups[0].members[2]: expected a user ID (a positive integer) or an e-mail address, found \"abc\"
-groups.yaml:5:5: groups[0].colour: unknown field `colour`; expected one of: id, name, owner, moderators, members, prune, protected, limits, add_with, invite_message
+        "groups.yaml:4:19: groups[0].members[1]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found -3
+groups.yaml:4:23: groups[0].members[2]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found \"abc\"
+groups.yaml:5:5: groups[0].colour: unknown field `colour`; expected one of: id, name, owner, moderators, members, prune, protected, limits, add_with, invite_message, manager, portal
 groups.yaml:6:9: groups[1].id: group ID must be a positive integer, found 0
 groups.yaml:7:9: groups[2].id: duplicate group 15: already declared on line 3
 groups.yaml:9:15: groups[2].members[0]: user 4 is listed twice in this group (first under `moderators` on line 8)",
@@ -124,7 +124,7 @@ groups:
     members: 21
   - 42
 ",
-        "groups.yaml:3:9: groups[0].id: group ID must be a positive integer, found \"15\"
+        "groups.yaml:3:9: groups[0].id: a group ID is a positive integer (Bitrix24) or a UUID such as 3f2b6c1e-8d4a-4e7b-9c0d-1a2b3c4d5e6f (DocSpace), found \"15\"
 groups.yaml:4:11: groups[0].name: expected a string, found a list
 groups.yaml:5:12: groups[0].prune: expected true or false, found \"yes\"
 groups.yaml:6:14: groups[0].members: expected a list of users (IDs or e-mail addresses), found 21
@@ -145,7 +145,7 @@ fn version_checks() {
     check("version: 1\n", "groups.yaml:1:1: missing field `groups`");
     check(
         "version: 1\ngroups: []\nextra: 1\n",
-        "groups.yaml:3:1: extra: unknown field `extra`; expected one of: version, protected, limits, add_with, invite_message, groups",
+        "groups.yaml:3:1: extra: unknown field `extra`; expected one of: version, protected, limits, add_with, invite_message, portals, groups",
     );
 }
 
@@ -188,7 +188,7 @@ groups:
 ",
         "groups.yaml:4:9: groups[1].id: duplicate group 15: already declared on line 3
 groups.yaml:5:18: groups[1].members[1]: user 7 is listed twice in this group (first under `members` on line 5)
-groups.yaml:7:15: groups[2].members[0]: expected a user ID (a positive integer) or an e-mail address, found 0",
+groups.yaml:7:15: groups[2].members[0]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found 0",
     );
 }
 
@@ -204,8 +204,8 @@ groups:
   - id: 15
 ",
         "groups.yaml:3:9: groups[0].id: group ID must be a positive integer, found 99999999999999999999999
-groups.yaml:4:15: groups[0].members[0]: expected a user ID (a positive integer) or an e-mail address, found 1e3
-groups.yaml:4:20: groups[0].members[1]: expected a user ID (a positive integer) or an e-mail address, found 2.5
+groups.yaml:4:15: groups[0].members[0]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found 1e3
+groups.yaml:4:20: groups[0].members[1]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found 2.5
 groups.yaml:5:9: groups[1].id: group ID must be a positive integer, found -1e3
 groups.yaml:7:9: groups[3].id: duplicate group 15: already declared on line 6",
     );
@@ -271,15 +271,15 @@ groups:
 ",
             &long[1..]
         ),
-        &format!("groups.yaml:4:15: groups[0].members[0]: expected a user ID (a positive integer) or an e-mail address, found \"anna\"
-groups.yaml:4:21: groups[0].members[1]: expected a user ID (a positive integer) or an e-mail address, found \"a@b@c\" (an e-mail address has exactly one @)
-groups.yaml:4:28: groups[0].members[2]: expected a user ID (a positive integer) or an e-mail address, found \"@x\" (an e-mail address needs a name before the @ and a domain after it)
-groups.yaml:4:34: groups[0].members[3]: expected a user ID (a positive integer) or an e-mail address, found \"x@\" (an e-mail address needs a name before the @ and a domain after it)
-groups.yaml:4:40: groups[0].members[4]: expected a user ID (a positive integer) or an e-mail address, found \"a b@c\" (an e-mail address has no spaces or control characters)
-groups.yaml:4:49: groups[0].members[5]: expected a user ID (a positive integer) or an e-mail address, found \"a@b\\tc\" (an e-mail address has no spaces or control characters)
-groups.yaml:4:59: groups[0].members[6]: expected a user ID (a positive integer) or an e-mail address, found \"21\"
-groups.yaml:4:65: groups[0].members[7]: expected a user ID (a positive integer) or an e-mail address, found \"{}\"… (255 characters) (an e-mail address has at most 254 characters)
-groups.yaml:5:12: groups[0].owner: expected a user ID (a positive integer) or an e-mail address, found \"\"", "a".repeat(40)),
+        &format!("groups.yaml:4:15: groups[0].members[0]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found \"anna\"
+groups.yaml:4:21: groups[0].members[1]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found \"a@b@c\" (an e-mail address has exactly one @)
+groups.yaml:4:28: groups[0].members[2]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found \"@x\" (an e-mail address needs a name before the @ and a domain after it)
+groups.yaml:4:34: groups[0].members[3]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found \"x@\" (an e-mail address needs a name before the @ and a domain after it)
+groups.yaml:4:40: groups[0].members[4]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found \"a b@c\" (an e-mail address has no spaces or control characters)
+groups.yaml:4:49: groups[0].members[5]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found \"a@b\\tc\" (an e-mail address has no spaces or control characters)
+groups.yaml:4:59: groups[0].members[6]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found \"21\"
+groups.yaml:4:65: groups[0].members[7]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found \"{}\"… (255 characters) (an e-mail address has at most 254 characters)
+groups.yaml:5:12: groups[0].owner: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found \"\"", "a".repeat(40)),
     );
     // 254 characters is the most, and is accepted.
     assert_eq!(super::email_problem(&long[1..]), None);
@@ -475,7 +475,7 @@ groups:
   - id: 17
     limits: 25%
 ",
-        "groups.yaml:2:13: protected[0]: expected a user ID (a positive integer) or an e-mail address, found 0
+        "groups.yaml:2:13: protected[0]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found 0
 groups.yaml:2:19: protected[2]: user 4 is listed twice in `protected` (first on line 2)
 groups.yaml:4:17: limits.max_removals: expected a count (such as 5) or a percent from 0% to 100% (such as 25%), found \"101%\"
 groups.yaml:5:23: limits.max_total_removals: expected a count (such as 5) or a percent from 0% to 100% (such as 25%), found -1
@@ -617,14 +617,14 @@ fn text_from_the_file_is_escaped_in_messages() {
     let out = diagnose(b"version: 1\ngroups: []\n\"\\e]0;pwned\\a\\e[31mred\\u202e\": 1\n");
     assert_eq!(
         out,
-        "h.yaml:3:1: \\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{202e}: unknown field `\\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{202e}`; expected one of: version, protected, limits, add_with, invite_message, groups"
+        "h.yaml:3:1: \\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{202e}: unknown field `\\u{1b}]0;pwned\\u{7}\\u{1b}[31mred\\u{202e}`; expected one of: version, protected, limits, add_with, invite_message, portals, groups"
     );
     assert!(!out.chars().any(|c| c.is_control()));
     // Names and other strings are quoted with escapes.
     let out = diagnose(b"version: 1\ngroups:\n  - id: \"\\e[2J\"\n");
     assert_eq!(
         out,
-        "h.yaml:3:9: groups[0].id: group ID must be a positive integer, found \"\\u{1b}[2J\""
+        "h.yaml:3:9: groups[0].id: a group ID is a positive integer (Bitrix24) or a UUID such as 3f2b6c1e-8d4a-4e7b-9c0d-1a2b3c4d5e6f (DocSpace), found \"\\u{1b}[2J\""
     );
     // And so is the file name.
     let d = parse("evil\x1b[2J.yaml", "").unwrap_err();
@@ -645,7 +645,7 @@ fn aliases_are_refused_not_expanded() {
     let out = within(5, || diagnose(yaml.as_bytes()));
     assert_eq!(
         out,
-        "h.yaml:2:1: bomb: unknown field `bomb`; expected one of: version, protected, limits, add_with, invite_message, groups
+        "h.yaml:2:1: bomb: unknown field `bomb`; expected one of: version, protected, limits, add_with, invite_message, portals, groups
 h.yaml:12:9: groups: expected a list of groups, found an alias (aliases are not supported in roster files)"
     );
 }
@@ -971,7 +971,89 @@ groups:
 ",
         "groups.yaml:2:17: invite_message: the text contains $Time, a Bitrix24 batch reference that the portal would replace with another command's result; reword it
 groups.yaml:4:11: groups[0].name: the name contains $result, a Bitrix24 batch reference that the portal would replace with another command's result; give the group by `id:`
-groups.yaml:6:15: groups[1].members[0]: expected a user ID (a positive integer) or an e-mail address, found \"$next@example.com\" (it contains a `$result`, `$next`, `$total`, `$time` or `$error` reference, which Bitrix24's batch would replace; give the user by ID)
+groups.yaml:6:15: groups[1].members[0]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found \"$next@example.com\" (it contains a `$result`, `$next`, `$total`, `$time` or `$error` reference, which Bitrix24's batch would replace; give the user by ID)
 groups.yaml:7:21: groups[1].invite_message: the text has a control character (only line breaks and tabs are allowed)",
     );
+}
+
+const DS_GROUP: &str = "3f2b6c1e-8d4a-4e7b-9c0d-1a2b3c4d5e6f";
+const DS_USER: &str = "c652dba3-210e-436d-b264-df5ceda0a48e";
+
+#[test]
+fn a_file_declares_portals_and_each_group_names_its_own() {
+    let yaml = format!(
+        "version: 1\nportals:\n  crm: {{ bitrix24: {{ url_env: CRM_HOOK }} }}\n  docs:\n    docspace: {{}}\ngroups:\n  - {{ portal: crm, id: 15, owner: 1, members: [a@x.io] }}\n  - {{ portal: docs, id: {DS_GROUP}, manager: {DS_USER}, members: [a@x.io] }}\n  - {{ portal: docs, name: Marketing }}\n  - {{ portal: crm, name: Marketing }}\n"
+    );
+    let spec = parse("p.yaml", &yaml).expect("valid");
+    assert_eq!(spec.portals.len(), 2);
+    assert_eq!(spec.portals[0].url_env, "CRM_HOOK");
+    assert_eq!(spec.portals[0].key_env, None);
+    assert_eq!(spec.portals[1].system, System::DocSpace);
+    assert_eq!(spec.portals[1].url_env, "ROSTER_DOCS_URL");
+    assert_eq!(spec.portals[1].key_env.as_deref(), Some("ROSTER_DOCS_API_KEY"));
+    let ds = &spec.groups[1];
+    assert_eq!(
+        ds.group.value,
+        GroupRef::Id(GroupId::Uuid(Uuid::parse(DS_GROUP).unwrap()))
+    );
+    assert_eq!(ds.owner.as_ref().unwrap().at.path.to_string(), "groups[1].manager");
+    let parts = spec.split();
+    let names: Vec<(String, usize)> = parts
+        .iter()
+        .map(|(p, s)| (p.as_ref().unwrap().name.clone(), s.groups.len()))
+        .collect();
+    assert_eq!(names, [("crm".to_owned(), 2), ("docs".to_owned(), 2)]);
+    // Positions keep the group's place in the whole file.
+    assert_eq!(
+        parts[1].1.groups[1].group.at.path.to_string(),
+        "groups[2].name"
+    );
+}
+
+#[test]
+fn a_single_portal_file_needs_no_portal_key_and_a_plain_file_is_bitrix24() {
+    let yaml = format!(
+        "version: 1\nportals: {{ docs: {{ docspace: {{ key_env: DOCS_KEY }} }} }}\nprotected: [{DS_USER}, 7]\ngroups:\n  - {{ id: {DS_GROUP}, members: [{DS_USER}] }}\n"
+    );
+    let out = diagnose(yaml.as_bytes());
+    assert_eq!(
+        out,
+        "h.yaml:3:51: protected[1]: 7 is a Bitrix24 user ID, and the file has no Bitrix24 portal"
+    );
+    let plain = parse("g.yaml", "version: 1\ngroups:\n  - { id: 15, members: [21] }\n").unwrap();
+    assert_eq!(plain.system_of(&plain.groups[0]), System::Bitrix24);
+    assert!(matches!(plain.split().as_slice(), [(None, s)] if s.groups.len() == 1));
+}
+
+#[test]
+fn each_system_takes_only_its_own_ids_and_fields() {
+    let yaml = format!(
+        "version: 1\nportals:\n  crm: {{ bitrix24: {{}} }}\n  docs: {{ docspace: {{}} }}\ngroups:\n  - portal: docs\n    id: 15\n    owner: {DS_USER}\n    moderators: [a@x.io]\n    members: [21]\n    add_with: invite\n  - portal: crm\n    id: {DS_GROUP}\n    manager: 1\n    members: [{DS_USER}]\n  - {{ portal: nowhere, id: 16 }}\n  - {{ id: 17 }}\n"
+    );
+    insta::assert_snapshot!(diagnose(yaml.as_bytes()), @r#"
+    h.yaml:7:9: groups[0].id: a DocSpace group's ID is a UUID, found 15
+    h.yaml:8:5: groups[0].owner: a DocSpace group has a `manager:` (its head), not an `owner:`
+    h.yaml:9:5: groups[0].moderators: a DocSpace group has no moderators: only a `manager:` and `members:`
+    h.yaml:10:15: groups[0].members[0]: a DocSpace user's ID is a UUID (or give the e-mail address), found 21
+    h.yaml:11:5: groups[0].add_with: DocSpace adds members directly; it has no invitations to a group
+    h.yaml:13:9: groups[1].id: a Bitrix24 group's ID is a number, found 3f2b6c1e-8d4a-4e7b-9c0d-1a2b3c4d5e6f
+    h.yaml:14:5: groups[1].manager: a Bitrix24 workgroup has an `owner:`, not a `manager:`
+    h.yaml:15:15: groups[1].members[0]: a Bitrix24 user's ID is a number (or give the e-mail address), found c652dba3-210e-436d-b264-df5ceda0a48e
+    h.yaml:16:15: groups[2].portal: no portal "nowhere" in `portals:`; declared: crm, docs
+    h.yaml:17:11: groups[3]: missing field `portal`: the file declares several portals (crm, docs), so each group says which it lives on
+    "#);
+}
+
+#[test]
+fn portals_are_checked() {
+    let out = diagnose(
+        b"version: 1\nportals:\n  crm: { bitrix24: {}, docspace: {} }\n  'a b': { bitrix24: {} }\n  ok: { docspace: { url_env: 1X, token: y } }\n  none: {}\ngroups: []\n",
+    );
+    insta::assert_snapshot!(out, @r#"
+    h.yaml:3:8: portals.crm: a portal is exactly one system: `bitrix24: {…}` or `docspace: {…}`
+    h.yaml:4:3: portals: a portal name is 1 to 64 letters, digits, `_` or `-`, found "a b"
+    h.yaml:5:30: portals.ok.docspace.url_env: expected the name of an environment variable (letters, digits and `_`), found "1X"
+    h.yaml:5:34: portals.ok.docspace.token: unknown field `token`; expected one of: url_env, key_env
+    h.yaml:6:9: portals.none: a portal is exactly one system: `bitrix24: {…}` or `docspace: {…}`
+    "#);
 }

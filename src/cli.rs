@@ -43,10 +43,12 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct PortalArgs {
-    /// The portal: a Bitrix24 webhook URL `https://HOST/rest/USER_ID/CODE/`, or `sandbox:PATH`
-    /// to run the built-in sandbox on the state file PATH.
-    #[arg(long, env = "ROSTER_PORTAL", hide_env_values = true)]
-    pub portal: String,
+    /// The portal: a Bitrix24 webhook URL `https://HOST/rest/USER_ID/CODE/`, a DocSpace address
+    /// `https://HOST`, or `sandbox:PATH` to run the built-in sandbox on the state file PATH.
+    /// For a file with `portals:`, `NAME=ADDRESS` gives one portal's address (repeat for each;
+    /// a portal not given here is found in its `url_env` variable).
+    #[arg(long, env = "ROSTER_PORTAL", hide_env_values = true, value_name = "[NAME=]ADDRESS")]
+    pub portal: Vec<String>,
     /// The portal's request limit, which roster keeps to so the portal never has to refuse:
     /// `cloud` (burst 50, 2/s), `enterprise` (250, 5/s), `BURST/PER_SECOND`, or `off`.
     #[arg(long, env = "ROSTER_RATE_LIMIT", default_value = "cloud", value_parser = parse_rate)]

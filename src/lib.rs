@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod cli;
+mod connect;
 pub mod loadtest;
 pub mod model;
 pub mod plan;
@@ -19,18 +20,18 @@ pub mod soak;
 pub mod spec;
 
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
 use cli::{ApplyArgs, Cli, ColorChoice, Command, Format, PlanArgs, SandboxCommand};
 use model::DesiredState;
 use progress::Progress;
+use connect::{Connection, Target};
+use model::System;
 use provider::Provider;
-use provider::bitrix24::{self, Auth, OAuthConfig, Secret, Webhook};
 use render::Style;
-use sandbox::bitrix24::Sandbox;
 
 /// How the process should end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,91 +225,6 @@ fn validate(file: &Path) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Where `--portal` points.
-enum Portal {
-    /// A webhook URL, or a REST endpoint with OAuth tokens.
-    Remote(Auth),
-    /// `sandbox:PATH`: the built-in emulator on that state file, in-process.
-    Sandbox(PathBuf),
-}
-
-fn parse_portal(s: &str, token_file: Option<&Path>) -> Result<Portal> {
-    if let Some(path) = s.strip_prefix("sandbox:") {
-        if path.is_empty() {
-            bail!("`sandbox:` needs a state file path, e.g. sandbox:examples/sandbox.yaml");
-        }
-        return Ok(Portal::Sandbox(PathBuf::from(path)));
-    }
-    Ok(Portal::Remote(Auth::parse(s, &oauth_config(token_file))?))
-}
-
-/// The OAuth settings from the environment (secrets never come from flags: they would show in
-/// process lists and shell history) and `--oauth-token-file`.
-fn oauth_config(token_file: Option<&Path>) -> OAuthConfig {
-    use bitrix24::oauth;
-    let var = |name: &str| std::env::var(name).ok();
-    OAuthConfig {
-        access_token: var(oauth::ENV_ACCESS_TOKEN).map(Secret::new),
-        refresh_token: var(oauth::ENV_REFRESH_TOKEN).map(Secret::new),
-        client_id: var(oauth::ENV_CLIENT_ID),
-        client_secret: var(oauth::ENV_CLIENT_SECRET).map(Secret::new),
-        server: var(oauth::ENV_SERVER),
-        token_file: token_file.map(Path::to_path_buf),
-    }
-}
-
-/// A connected portal, and the in-process sandbox behind it if any (shut down by `close`).
-struct Connection {
-    provider: Provider,
-    sandbox: Option<Sandbox>,
-}
-
-impl Connection {
-    async fn open(args: &cli::PortalArgs) -> Result<Connection> {
-        let portal = args.portal.as_str();
-        let (auth, sandbox) = match parse_portal(portal, args.oauth_token_file.as_deref())? {
-            Portal::Remote(a) => (a, None),
-            Portal::Sandbox(path) => {
-                let sandbox = Sandbox::start_with(
-                    &path,
-                    SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-                    sandbox_options()?,
-                )
-                .await
-                .with_context(|| format!("cannot start the sandbox on {}", path.display()))?;
-                let url = sandbox.webhook_url().with_context(|| {
-                    format!(
-                        "{} declares no webhook to call the sandbox with",
-                        path.display()
-                    )
-                })?;
-                (Auth::from(Webhook::parse(&url)?), Some(sandbox))
-            }
-        };
-        tracing::info!(portal = %auth.display(), "connecting");
-        let options = bitrix24::Options {
-            rate: args.rate_limit.0,
-            timeout: args.timeout,
-            ..bitrix24::Options::default()
-        };
-        let client = bitrix24::Client::new(auth, options)?;
-        Ok(Connection {
-            provider: Provider::Bitrix24(client),
-            sandbox,
-        })
-    }
-
-    /// Stop the in-process sandbox, making sure its state is on disk.
-    async fn close(self) -> Result<()> {
-        if let Some(s) = self.sandbox {
-            s.shutdown()
-                .await
-                .context("cannot shut the sandbox down cleanly")?;
-        }
-        Ok(())
-    }
-}
-
 /// Everything a plan is made of, read and computed before anything is sent.
 pub(crate) struct Prepared {
     /// The file resolved against the portal: the groups that resolved, errors, warnings and
@@ -334,6 +250,7 @@ pub(crate) async fn prepare(
         .await
         .context("cannot look up the file's people and groups on the portal")?;
     let mut resolved = resolve::resolve(spec, &lookups);
+    resolved.directory.system = provider.system();
     let progress = Progress::start("reading", resolved.desired.groups.len());
     let read = provider
         .fetch_each(&resolved.desired, &|n| progress.inc(n))
@@ -392,7 +309,7 @@ pub(crate) async fn prepare(
     let breaches = plan::check_limits(&resolved.desired, &current, &plan);
     let mut portal_warnings = provider.read_warnings();
     let access = match lookups.caller {
-        Some(caller) => plan::access::check(&plan, &current, &caller),
+        Some(caller) => plan::access::check_for(provider.system(), &plan, &current, &caller),
         None => {
             let why = "roster cannot tell which user the portal acts as (user.current or user.admin failed), so permissions were not checked before apply";
             // The lookup said so on stderr; the JSON plan says it here. (Without the user
@@ -449,24 +366,83 @@ fn report_resolution(file: &Path, resolved: &resolve::Resolved) -> bool {
     total > 0
 }
 
-async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
-    let Some(spec) = load(&args.file)? else {
-        return Ok(Exit::Failure);
+/// The planner's options for a system: a DocSpace group's manager is changed whenever the
+/// file names another (the manager has no rights of its own, unlike a Bitrix24 owner, whose
+/// transfer needs `--allow-owner-change`).
+fn options_for(system: System, allow_owner_change: bool) -> plan::Options {
+    plan::Options {
+        allow_owner_change: allow_owner_change || system == System::DocSpace,
+    }
+}
+
+/// Load the file and find every portal's address: all before anything is contacted.
+fn load_targets(file: &Path, args: &cli::PortalArgs) -> Result<Option<Vec<(Target, String)>>> {
+    let Some(spec) = load(file)? else {
+        return Ok(None);
     };
-    let conn = Connection::open(&args.portal).await?;
-    let options = plan::Options {
-        allow_owner_change: args.allow_owner_change,
-    };
-    let prepared = prepare(&spec, &conn.provider, options).await;
-    conn.close().await?;
-    let p = prepared?;
-    let unresolved = report_resolution(&args.file, &p.resolved);
-    let dir = &p.resolved.directory;
-    match args.format {
-        Format::Text => emit(&render::text::plan(&p.plan, dir, style))?,
-        Format::Json => emit(&render::json::document(
+    let declared = spec.portals.len();
+    let targets = connect::targets(spec);
+    let addresses = connect::addresses(&targets, args, declared)?;
+    Ok(Some(targets.into_iter().zip(addresses).collect()))
+}
+
+/// One portal's part of a run: where, what was planned, and the connection while open.
+struct Section<'a> {
+    target: &'a Target,
+    prepared: Prepared,
+}
+
+/// Whether the run has one portal shown as before (a plain file): no headers, the JSON
+/// document as it always was.
+fn plain(sections: &[Section]) -> bool {
+    sections.len() == 1 && sections[0].target.portal.is_none()
+}
+
+/// A section's heading in text output: `Portal "docs" (ONLYOFFICE DocSpace):`.
+fn heading(t: &Target) -> Option<String> {
+    t.portal
+        .as_ref()
+        .map(|p| format!("Portal \"{}\" ({}):\n", p.name, p.system.title()))
+}
+
+/// Every section's plan as text, then the total when there are several portals.
+fn plans_text(sections: &[Section], style: Style) -> String {
+    let mut out = String::new();
+    for (i, s) in sections.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if let Some(h) = heading(&s.target) {
+            out.push_str(&style.paint(render::text::BOLD, &h));
+        }
+        out.push_str(&render::text::plan(
+            &s.prepared.plan,
+            &s.prepared.resolved.directory,
+            style,
+        ));
+    }
+    if sections.len() > 1 {
+        let mut total = plan::Summary::default();
+        for s in sections {
+            total += s.prepared.plan.summary();
+        }
+        let line = render::text::summary_line(&total).replace("owner change", "owner/manager change");
+        out.push_str(&format!(
+            "\n{}\n",
+            style.paint(render::text::BOLD, &format!("All {} portals: {line}", sections.len()))
+        ));
+    }
+    out
+}
+
+/// The JSON plan: the document of `render::json` for a plain file; with `portals:`, one such
+/// document per portal under `portals`, with the run's `has_changes`.
+fn plans_json(sections: &[Section]) -> Result<String> {
+    let document = |s: &Section| {
+        let p = &s.prepared;
+        render::json::document(
             &p.plan,
-            dir,
+            &p.resolved.directory,
             &render::json::Extras {
                 limit_breaches: Some(&p.breaches),
                 errors: Some(&p.resolved.errors),
@@ -474,37 +450,125 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
                 access_problems: Some(&p.access),
                 portal_warnings: Some(&p.portal_warnings),
             },
-        ))?,
+        )
+    };
+    if plain(sections) {
+        return Ok(document(&sections[0]));
     }
-    if !p.access.is_empty() {
-        eprint!("{}", render::text::access_problems(&p.access, "warning"));
+    let mut portals = Vec::new();
+    for s in sections {
+        let doc: serde_json::Value =
+            serde_json::from_str(&document(s)).context("cannot encode the plan")?;
+        let p = s.target.portal.as_ref();
+        portals.push(serde_json::json!({
+            "name": p.map(|p| p.name.as_str()),
+            "system": s.target.system().key(),
+            "plan": doc,
+        }));
+    }
+    let has_changes = sections
+        .iter()
+        .any(|s| s.prepared.plan.summary().has_changes());
+    let mut text = serde_json::to_string_pretty(&serde_json::json!({
+        "format_version": render::json::FORMAT_VERSION,
+        "has_changes": has_changes,
+        "portals": portals,
+    }))
+    .context("cannot encode the plan")?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// Resolve errors, access problems and limits of every section on stderr (`level` is
+/// `warning` in plan, `error` in apply). Returns (unresolved, access refused, limits refused).
+fn report_checks(
+    file: &Path,
+    sections: &[Section],
+    allow_mass_removal: bool,
+    command: &str,
+) -> (bool, bool, bool) {
+    let (mut unresolved, mut access, mut limits) = (false, false, false);
+    let level = if command == "plan" { "warning" } else { "error" };
+    for s in sections {
+        let p = &s.prepared;
+        let prefix = match &s.target.portal {
+            Some(portal) if sections.len() > 1 => format!("portal \"{}\": ", portal.name),
+            _ => String::new(),
+        };
+        unresolved |= report_resolution(file, &p.resolved);
+        if !p.access.is_empty() {
+            access = true;
+            eprint!(
+                "{}",
+                render::text::access_problems(&p.access, level)
+                    .replace(&format!("{level}: "), &format!("{level}: {prefix}"))
+            );
+        }
+        limits |= refuse_mass_removal(&p.breaches, allow_mass_removal, command);
+    }
+    (unresolved, access, limits)
+}
+
+async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
+    let Some(targets) = load_targets(&args.file, &args.portal)? else {
+        return Ok(Exit::Failure);
+    };
+    let mut sections = Vec::new();
+    for (target, address) in &targets {
+        let conn = Connection::open(target, address, &args.portal).await?;
+        let options = options_for(target.system(), args.allow_owner_change);
+        let prepared = prepare(&target.spec, &conn.provider, options).await;
+        conn.close().await?;
+        let prepared = prepared.with_context(|| format!("{}", target.label()))?;
+        sections.push(Section { target, prepared });
+    }
+    match args.format {
+        Format::Text => emit(&plans_text(&sections, style))?,
+        Format::Json => emit(&plans_json(&sections)?)?,
+    }
+    let (unresolved, access, refused) =
+        report_checks(&args.file, &sections, args.allow_mass_removal, "plan");
+    if access {
         eprintln!(
-            "roster: apply would refuse this plan before sending anything: the portal does not let this webhook's user make the changes above"
+            "roster: apply would refuse this plan before sending anything: the portal does not let the run's user make the changes above"
         );
     }
-    let refused = refuse_mass_removal(&p.breaches, args.allow_mass_removal, "plan");
     if unresolved || refused {
         return Ok(Exit::Failure);
     }
-    Ok(
-        if args.detailed_exitcode && p.plan.summary().has_changes() {
-            Exit::Changes
-        } else {
-            Exit::Success
-        },
-    )
+    let changes = sections
+        .iter()
+        .any(|s| s.prepared.plan.summary().has_changes());
+    Ok(if args.detailed_exitcode && changes {
+        Exit::Changes
+    } else {
+        Exit::Success
+    })
 }
 
 async fn apply(args: ApplyArgs, style: Style) -> Result<Exit> {
-    let Some(spec) = load(&args.file)? else {
+    let Some(targets) = load_targets(&args.file, &args.portal)? else {
         return Ok(Exit::Failure);
     };
-    let conn = Connection::open(&args.portal).await?;
+    let mut conns = Vec::new();
+    for (target, address) in targets {
+        match Connection::open(&target, &address, &args.portal).await {
+            Ok(conn) => conns.push((target, conn)),
+            Err(e) => {
+                for (_, c) in conns {
+                    c.close().await?;
+                }
+                return Err(e);
+            }
+        }
+    }
     // From here on an interrupt never kills apply mid-way: while reading or at the prompt it
     // ends the run with nothing sent; while writing it stops new writes and still reports.
     let signals = Signals::new()?;
-    let result = apply_connected(&args, &spec, &conn, style, signals).await;
-    conn.close().await?;
+    let result = apply_connected(&args, &conns, style, signals).await;
+    for (_, c) in conns {
+        c.close().await?;
+    }
     result
 }
 
@@ -534,48 +598,44 @@ fn interrupted_before_writing(when: &str) -> Result<Exit> {
 
 async fn apply_connected(
     args: &ApplyArgs,
-    spec: &spec::Spec,
-    conn: &Connection,
+    conns: &[(Target, Connection)],
     style: Style,
     mut signals: Signals,
 ) -> Result<Exit> {
-    let options = plan::Options {
-        allow_owner_change: args.allow_owner_change,
-    };
-    let Step::Done(prepared) =
-        unless_interrupted(&mut signals, prepare(spec, &conn.provider, options)).await
-    else {
-        return interrupted_before_writing("while reading the portal");
-    };
-    let Prepared {
-        resolved,
-        plan,
-        breaches,
-        access,
-        ..
-    } = prepared?;
-    let dir = &resolved.directory;
-    let desired = &resolved.desired;
-    let unresolved = report_resolution(&args.file, &resolved);
-    emit(&render::text::plan(&plan, dir, style))?;
-    // Everything below is checked on the plan, before anything is sent.
+    let mut sections = Vec::new();
+    for (target, conn) in conns {
+        let options = options_for(target.system(), args.allow_owner_change);
+        let Step::Done(prepared) =
+            unless_interrupted(&mut signals, prepare(&target.spec, &conn.provider, options)).await
+        else {
+            return interrupted_before_writing("while reading the portal");
+        };
+        let prepared = prepared.with_context(|| target.label())?;
+        sections.push(Section { target, prepared });
+    }
+    emit(&plans_text(&sections, style))?;
+    // Everything below is checked on every portal's plan before anything is sent anywhere.
+    let (unresolved, access, refused) =
+        report_checks(&args.file, &sections, args.allow_mass_removal, "apply");
     if unresolved {
         eprintln!(
             "roster: apply refused: the file has references the portal does not resolve (above); nothing was sent"
         );
         return Ok(Exit::Failure);
     }
-    if !access.is_empty() {
-        eprint!("{}", render::text::access_problems(&access, "error"));
+    if access {
         eprintln!(
-            "roster: apply refused: the portal does not let this webhook's user make the changes above; nothing was sent"
+            "roster: apply refused: the portal does not let the run's user make the changes above; nothing was sent"
         );
         return Ok(Exit::Failure);
     }
-    if refuse_mass_removal(&breaches, args.allow_mass_removal, "apply") {
+    if refused {
         return Ok(Exit::Failure);
     }
-    if !plan.summary().has_changes() {
+    if !sections
+        .iter()
+        .any(|s| s.prepared.plan.summary().has_changes())
+    {
         return Ok(Exit::Success);
     }
     if !args.auto_approve {
@@ -600,24 +660,35 @@ async fn apply_connected(
         // The prompt may have waited for minutes: re-read the groups the plan changes and
         // refuse if what would be sent is no longer what was shown (a member made owner while
         // we waited must not be sent a delete, whatever the portal would do with it).
-        let Step::Done(moved) = unless_interrupted(
-            &mut signals,
-            recheck(desired, &plan, &conn.provider, options),
-        )
-        .await
-        else {
-            return interrupted_before_writing("while reading the portal again");
-        };
-        if let Some(changed) = moved? {
-            emit(&format!("\n{}", render::text::plan(&changed, dir, style)))?;
-            let ids: Vec<String> = changed.groups.iter().map(|g| g.id.to_string()).collect();
+        let mut moved_any = Vec::new();
+        for (s, (_, conn)) in sections.iter().zip(conns) {
+            let options = options_for(s.target.system(), args.allow_owner_change);
+            let Step::Done(moved) = unless_interrupted(
+                &mut signals,
+                recheck(&s.prepared.resolved.desired, &s.prepared.plan, &conn.provider, options),
+            )
+            .await
+            else {
+                return interrupted_before_writing("while reading the portal again");
+            };
+            if let Some(changed) = moved? {
+                let dir = &s.prepared.resolved.directory;
+                let head = heading(s.target).unwrap_or_default();
+                emit(&format!("\n{head}{}", render::text::plan(&changed, dir, style)))?;
+                moved_any.extend(changed.groups.iter().map(|g| g.id.to_string()));
+            }
+        }
+        if !moved_any.is_empty() {
             bail!(
                 "the portal changed while waiting for confirmation (group(s) {}); nothing was sent. The current plan for them is above: review it and run apply again",
-                ids.join(", ")
+                moved_any.join(", ")
             );
         }
     }
-    let total = apply::changes(&plan).len();
+    let total: usize = sections
+        .iter()
+        .map(|s| apply::changes(&s.prepared.plan).len())
+        .sum();
     let progress = Progress::start("applying", total);
     let stop = provider::CancellationToken::new();
     // An interrupt already pending stops the run before the first write, not after it: the
@@ -626,20 +697,33 @@ async fn apply_connected(
         interrupted_while_writing(&stop, args.portal.timeout);
     }
     let watcher = tokio::spawn(watch_interrupts(signals, stop.clone(), args.portal.timeout));
-    let report = apply::apply(&plan, &conn.provider, &|n| progress.inc(n), &stop).await;
+    // One portal after the other: a report each, and an interrupt stops the rest.
+    let mut reports = Vec::new();
+    for (s, (_, conn)) in sections.iter().zip(conns) {
+        let report = apply::apply(&s.prepared.plan, &conn.provider, &|n| progress.inc(n), &stop).await;
+        reports.push(report);
+    }
     let interrupted = stop.is_cancelled();
     progress.finish();
     // The watcher stays until the report is out, so a second interrupt still exits at once.
-    emit(&format!("\n{}", render::text::report(&report, dir, style)))?;
+    let mut text = String::new();
+    for (s, report) in sections.iter().zip(&reports) {
+        text.push('\n');
+        if let Some(h) = heading(s.target) {
+            text.push_str(&style.paint(render::text::BOLD, &h));
+        }
+        text.push_str(&render::text::report(report, &s.prepared.resolved.directory, style));
+    }
+    emit(&text)?;
     watcher.abort();
     if interrupted {
+        let not_started: usize = reports.iter().map(apply::Report::not_started).sum();
         eprintln!(
-            "roster: apply was interrupted: {} change(s) not started; run `roster plan` to see what remains",
-            report.not_started()
+            "roster: apply was interrupted: {not_started} change(s) not started; run `roster plan` to see what remains"
         );
         return Ok(Exit::Interrupted);
     }
-    Ok(if report.all_done() {
+    Ok(if reports.iter().all(apply::Report::all_done) {
         Exit::Success
     } else {
         Exit::Failure
@@ -791,23 +875,11 @@ fn confirm() -> Result<bool> {
     }
 }
 
-/// How an in-process or served sandbox starts: the state-file lock wait comes from
-/// `ROSTER_SANDBOX_LOCK_WAIT` (seconds), default 10.
-fn sandbox_options() -> Result<sandbox::bitrix24::StartOptions> {
-    let mut options = sandbox::bitrix24::StartOptions::default();
-    if let Some(v) = std::env::var_os("ROSTER_SANDBOX_LOCK_WAIT") {
-        let secs: f64 = v
-            .to_str()
-            .and_then(|s| s.parse().ok())
-            .filter(|s: &f64| (0.0..=3600.0).contains(s))
-            .context("ROSTER_SANDBOX_LOCK_WAIT must be a number of seconds from 0 to 3600")?;
-        options.lock_wait = std::time::Duration::from_secs_f64(secs);
-    }
-    Ok(options)
-}
-
 async fn serve(state: &Path, listen: SocketAddr) -> Result<Exit> {
-    let sandbox = Sandbox::start_with(state, listen, sandbox_options()?)
+    if connect::is_docspace_sandbox(state)? {
+        return serve_docspace(state, listen).await;
+    }
+    let sandbox = sandbox::bitrix24::Sandbox::start_with(state, listen, connect::sandbox_options()?)
         .await
         .with_context(|| format!("cannot start the sandbox on {}", state.display()))?;
     // Listening before the banner: whoever reads it may stop us at once.
@@ -820,6 +892,40 @@ async fn serve(state: &Path, listen: SocketAddr) -> Result<Exit> {
         state.display(),
         sandbox::bitrix24::server::STATS_PATH,
         addr = sandbox.addr(),
+    ))?;
+    signals.next().await;
+    let stats = sandbox.stats();
+    sandbox
+        .shutdown()
+        .await
+        .context("cannot shut the sandbox down cleanly")?;
+    emit(&format!(
+        "roster sandbox: stopped; counters: {}\n",
+        serde_json::to_string(&stats).context("cannot encode the counters")?
+    ))?;
+    Ok(Exit::Success)
+}
+
+/// `sandbox serve` on a DocSpace state file.
+async fn serve_docspace(state: &Path, listen: SocketAddr) -> Result<Exit> {
+    let options = sandbox::docspace::StartOptions {
+        lock_wait: connect::sandbox_options()?.lock_wait,
+        ..sandbox::docspace::StartOptions::default()
+    };
+    let sandbox = sandbox::docspace::Sandbox::start_with(state, listen, options)
+        .await
+        .with_context(|| format!("cannot start the sandbox on {}", state.display()))?;
+    let mut signals = Signals::new()?;
+    // The key is the sandbox's own (from its state file), not a real portal's: printing it is
+    // what lets a user call the sandbox with curl or the DocSpace samples.
+    let key = sandbox
+        .api_key()
+        .unwrap_or_else(|| "(no API key declared in the state file)".into());
+    emit(&format!(
+        "roster sandbox: ONLYOFFICE DocSpace emulator on {base} with state {}\nAPI base: {base}/api/2.0/  (Authorization: Bearer {key})\ncounters: {base}{}\nPress Ctrl-C to stop.\n",
+        state.display(),
+        sandbox::docspace::STATS_PATH,
+        base = sandbox.base_url(),
     ))?;
     signals.next().await;
     let stats = sandbox.stats();

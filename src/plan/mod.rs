@@ -175,6 +175,18 @@ pub struct Summary {
     pub pending: usize,
 }
 
+impl std::ops::AddAssign for Summary {
+    fn add_assign(&mut self, o: Summary) {
+        self.add += o.add;
+        self.invite += o.invite;
+        self.change += o.change;
+        self.remove += o.remove;
+        self.owner += o.owner;
+        self.skipped += o.skipped;
+        self.pending += o.pending;
+    }
+}
+
 impl Summary {
     pub fn has_changes(&self) -> bool {
         self.add + self.invite + self.change + self.remove + self.owner > 0

@@ -19,7 +19,7 @@ const GREEN: &str = "32";
 const YELLOW: &str = "33";
 const RED: &str = "31";
 const CYAN: &str = "36";
-const BOLD: &str = "1";
+pub const BOLD: &str = "1";
 
 /// `group "Marketing" (#15)`, or `group #15` when the name is not known.
 pub fn group_title(id: GroupId, name: Option<&str>) -> String {

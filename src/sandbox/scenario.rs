@@ -192,3 +192,127 @@ pub fn generate(p: &Params) -> Scenario {
         memberships,
     }
 }
+
+/// The API key of a generated DocSpace portal's owner.
+pub const DOCSPACE_KEY: &str =
+    "sk-5ce4a71000000000000000000000000000000000000000000000000000000001";
+
+/// A generated user's DocSpace ID: `00000000-0000-4000-8000-` and the number in hex.
+pub fn docspace_user(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+/// A generated group's DocSpace ID.
+pub fn docspace_group(n: u64) -> String {
+    format!("{n:08x}-0000-4000-9000-000000000000")
+}
+
+/// A generated DocSpace portal and the desired state to reconcile it to.
+#[derive(Debug, Clone)]
+pub struct DocSpaceScenario {
+    pub state: super::docspace::state::State,
+    /// A `version: 1` file with one DocSpace portal, `docs`.
+    pub desired_yaml: String,
+    pub memberships: usize,
+    /// Groups whose desired manager differs from the portal's.
+    pub manager_changes: usize,
+}
+
+/// G DocSpace groups × M members (the manager included) and a desired file that differs by
+/// `churn` (adds and removals; DocSpace has no other roles), with one group in fifty handing
+/// its manager role to another member (the old manager stays a member).
+pub fn generate_docspace(p: &Params) -> DocSpaceScenario {
+    use super::docspace::state::{ApiKey, Group as DsGroup, State as DsState, Status, User as DsUser, UserType};
+    let mut rng = fastrand::Rng::with_seed(p.seed);
+    let members = p.members.max(1);
+    let pool = if p.users > members {
+        p.users as u64
+    } else {
+        (members as u64) * 4 + 1
+    };
+    let user = |n: u64, kind: UserType| DsUser {
+        id: docspace_user(n),
+        email: format!("user{n}@example.com"),
+        first_name: "User".into(),
+        last_name: format!("{n}"),
+        user_name: None,
+        status: Status::Active,
+        kind,
+    };
+    let mut users = vec![user(1, UserType::Owner)];
+    users.extend((2..=pool).map(|n| user(n, UserType::User)));
+    let per_group_changes = ((members as f64) * p.churn).round() as usize;
+    let mut desired = String::from("version: 1\nportals: { docs: { docspace: {} } }\ngroups:\n");
+    let (mut groups, mut memberships, mut manager_changes) = (Vec::new(), 0, 0);
+    for g in 0..p.groups as u64 {
+        let mut chosen = BTreeSet::new();
+        while chosen.len() < members {
+            chosen.insert(rng.u64(2..=pool));
+        }
+        let have: Vec<u64> = chosen.iter().copied().collect();
+        let manager = have[rng.usize(0..have.len())];
+        memberships += have.len();
+        let mut want: BTreeSet<u64> = chosen.clone();
+        let mut touched = BTreeSet::from([manager]);
+        for _ in 0..per_group_changes {
+            if rng.bool() {
+                let u = loop {
+                    let u = rng.u64(2..=pool);
+                    if !chosen.contains(&u) && !touched.contains(&u) {
+                        break u;
+                    }
+                };
+                touched.insert(u);
+                want.insert(u);
+            } else {
+                let candidates: Vec<u64> = want
+                    .iter()
+                    .copied()
+                    .filter(|u| chosen.contains(u) && !touched.contains(u))
+                    .collect();
+                if let Some(&u) = candidates.get(rng.usize(0..candidates.len().max(1))) {
+                    touched.insert(u);
+                    want.remove(&u);
+                }
+            }
+        }
+        let mut new_manager = manager;
+        if g % 50 == 7 {
+            if let Some(&u) = want.iter().find(|u| **u != manager && chosen.contains(u)) {
+                new_manager = u;
+                manager_changes += 1;
+            }
+        }
+        want.remove(&new_manager);
+        let list: Vec<String> = want.iter().map(|&u| docspace_user(u)).collect();
+        let _ = write!(
+            desired,
+            "  - id: {}\n    name: Group {}\n    manager: {}\n    members: [{}]\n",
+            docspace_group(g + 1),
+            g + 1,
+            docspace_user(new_manager),
+            list.join(", ")
+        );
+        groups.push(DsGroup {
+            id: docspace_group(g + 1),
+            name: format!("Group {}", g + 1),
+            manager: Some(docspace_user(manager)),
+            members: have.iter().map(|&u| docspace_user(u)).collect(),
+        });
+    }
+    DocSpaceScenario {
+        state: DsState {
+            users,
+            groups,
+            api_keys: vec![ApiKey {
+                user: docspace_user(1),
+                key: DOCSPACE_KEY.into(),
+                scopes: None,
+            }],
+            ..DsState::default()
+        },
+        desired_yaml: desired,
+        memberships,
+        manager_changes,
+    }
+}

@@ -2,4 +2,5 @@
 //! `provider`: each side implements the documented format on its own.
 
 pub mod bitrix24;
+pub mod lock;
 pub mod scenario;

@@ -245,9 +245,57 @@ async fn handle(
     };
     sh.count(&key, Counter::Request);
     let fault = sh.roll_fault();
+    let mut slot = None;
+    let reply = decide(
+        &sh, fault, &key, matched, peer, &method, &uri, headers, body, &mut slot,
+    )
+    .await;
+    // Every answer waits the latency (on the sandbox's clock), a slow fault more; the
+    // concurrency slot is held until then.
+    let mut wait = sh.settings.latency;
+    if let Some(Fault::Slow(ms)) = fault {
+        wait += Duration::from_millis(ms);
+    }
+    if !wait.is_zero() {
+        sh.clock.sleep(wait).await;
+    }
+    drop(slot);
+    match (reply, fault) {
+        (Reply::Gateway, _) | (_, Some(Fault::Lost)) => gateway(),
+        (_, Some(Fault::ErrorAfter)) => answer(internal_error()),
+        (Reply::Answer(mut a), Some(Fault::Truncated)) => {
+            if let Some(b) = &mut a.body {
+                b.truncate(b.len() / 2);
+            }
+            answer(a)
+        }
+        (Reply::Answer(a), _) => answer(a),
+    }
+}
+
+/// What [`decide`] answers: a proxy's 502 page or an answer of the portal.
+enum Reply {
+    Gateway,
+    Answer(Answer),
+}
+
+/// Steps 2–8 of the pipeline; `slot` receives the concurrency slot of an admitted request.
+#[allow(clippy::too_many_arguments)]
+async fn decide(
+    sh: &Arc<Shared>,
+    fault: Option<Fault>,
+    key: &str,
+    matched: Match,
+    peer: SocketAddr,
+    method: &Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    slot: &mut Option<Slot>,
+) -> Reply {
     match fault {
         Some(Fault::Refuse429) => {
-            sh.count(&key, Counter::Refused429);
+            sh.count(key, Counter::Refused429);
             let mut a = Answer::empty(429);
             a.headers = vec![
                 ("Retry-After", "1".to_owned()),
@@ -257,10 +305,10 @@ async fn handle(
                 ),
                 ("X-RateLimit-Remaining", "0".to_owned()),
             ];
-            return answer(a);
+            return Reply::Answer(a);
         }
-        Some(Fault::Refuse500) => return answer(internal_error()),
-        Some(Fault::Gateway502) => return gateway(),
+        Some(Fault::Refuse500) => return Reply::Answer(internal_error()),
+        Some(Fault::Gateway502) => return Reply::Gateway,
         _ => {}
     }
     let caller = {
@@ -273,35 +321,34 @@ async fn handle(
         let credential = auth::credential(authorization, &cookies);
         auth::identify(&lock(&sh.state), &credential)
     };
-    let mut slot = None;
+    let mut extra = Headers::new();
     if sh.settings.rate_limit.enabled {
         let partition = caller.as_ref().map_or(Partition::Ip(peer.ip()), |c| {
             Partition::User(c.user.clone())
         });
         let get = method == Method::GET;
         let post_put = method == Method::POST || method == Method::PUT;
-        let now = sh.clock.monotonic();
-        let unix = sh.clock.unix();
         let admitted = lock(&sh.limiter).admit(
             &sh.settings.rate_limit,
             &partition,
             get,
             post_put,
-            now,
-            unix,
+            sh.clock.monotonic(),
+            sh.clock.unix(),
         );
         match admitted {
             Ok(permit) => {
-                slot = Some(Slot {
+                extra = permit.headers.clone();
+                *slot = Some(Slot {
                     sh: sh.clone(),
                     permit,
-                })
+                });
             }
             Err(headers) => {
-                sh.count(&key, Counter::Refused429);
+                sh.count(key, Counter::Refused429);
                 let mut a = Answer::empty(429);
                 a.headers = headers;
-                return answer(a);
+                return Reply::Answer(a);
             }
         }
     }
@@ -328,6 +375,7 @@ async fn handle(
                 // blocking task is never cancelled): a change is on disk or not, never half.
                 let sh2 = sh.clone();
                 let method = method.as_str().to_owned();
+                let uri = uri.clone();
                 tokio::task::spawn_blocking(move || {
                     execute(&sh2, &caller, &route, &method, &uri, &headers, &body, &href)
                 })
@@ -336,28 +384,8 @@ async fn handle(
             }
         }
     };
-    if let Some(s) = &slot {
-        a.headers.extend(s.permit.headers.iter().cloned());
-    }
-    let mut wait = sh.settings.latency;
-    if let Some(Fault::Slow(ms)) = fault {
-        wait += Duration::from_millis(ms);
-    }
-    if !wait.is_zero() {
-        sh.clock.sleep(wait).await;
-    }
-    drop(slot);
-    match fault {
-        Some(Fault::Lost) => gateway(),
-        Some(Fault::ErrorAfter) => answer(internal_error()),
-        Some(Fault::Truncated) => {
-            if let Some(b) = &mut a.body {
-                b.truncate(b.len() / 2);
-            }
-            answer(a)
-        }
-        _ => answer(a),
-    }
+    a.headers.extend(extra);
+    Reply::Answer(a)
 }
 
 /// The scope a route needs from an API key.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod docspace_cli;
+mod docspace_conformance;
 mod people;
 mod people_cli;
 mod reconcile;

@@ -10,7 +10,6 @@
 //!
 //! The requests here are written for the tests and share nothing with roster's client.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -1793,4 +1792,714 @@ async fn request_bodies() {
         )
         .await;
     assert_eq!(ids(&r.ok()["members"]), [UMA]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistence, the state file, the public API
+
+// Each change is on disk before its answer, in the documented shape, and a restarted sandbox
+// reads it back; a second sandbox (of either kind) cannot take a file in use.
+#[tokio::test]
+async fn persistence_and_the_lock() {
+    let e = env(&portal()).await;
+    e.call(
+        OWNER,
+        "DELETE",
+        &format!("/api/2.0/group/{DESIGNERS}/members"),
+        Some(json!({"members": [UMA]})),
+    )
+    .await
+    .ok();
+    let created = e
+        .call(
+            OWNER,
+            "POST",
+            "/api/2.0/group",
+            Some(json!({"groupName": "New: one", "members": [PAM]})),
+        )
+        .await
+        .ok();
+    let text = e.text();
+    assert!(!text.contains("# test portal"), "comments are not kept");
+    assert!(
+        text.starts_with("docspace:\n  users:\n    - { id: "),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "    - id: {DESIGNERS}\n      name: Designers\n      members:\n        - {ADA}\n        - {TED}\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "    - id: {}\n      name: \"New: one\"\n      members:\n        - {PAM}\n  api_keys:\n",
+            created["id"].as_str().unwrap()
+        )),
+        "the new group is appended: {text}"
+    );
+    assert!(text.contains(&format!("    - {{ user: {ADA}, key: {ADMIN_KEY} }}\n")));
+    assert!(text.contains("scopes: [\"accounts:read\"]"));
+    // No temp file is left behind.
+    let leftovers: Vec<String> = std::fs::read_dir(e._dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new());
+    // The file is locked while the sandbox runs, for both emulators.
+    let options = StartOptions {
+        lock_wait: Duration::from_millis(50),
+        ..StartOptions::default()
+    };
+    let again = Sandbox::start_with(&e.path, "127.0.0.1:0".parse().unwrap(), options.clone()).await;
+    match again {
+        Err(SandboxError::Locked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a second sandbox started on a locked file"),
+    }
+    let b24 = roster::sandbox::bitrix24::Sandbox::start_with(
+        &e.path,
+        "127.0.0.1:0".parse().unwrap(),
+        roster::sandbox::bitrix24::StartOptions {
+            lock_wait: Duration::from_millis(50),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(matches!(
+        b24,
+        Err(roster::sandbox::bitrix24::SandboxError::Locked { .. })
+    ));
+    // Restart: the same state is served.
+    let Env { _dir, path, sb, .. } = e;
+    sb.shutdown().await.unwrap();
+    let sb = Sandbox::start_with(&path, "127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap();
+    let e = Env {
+        _dir,
+        path,
+        sb,
+        http: crate::support::http(),
+    };
+    assert_eq!(e.text(), text, "loading does not rewrite the file");
+    let g = e.get(&format!("/api/2.0/group/{DESIGNERS}")).await.ok();
+    assert_eq!(g.get("manager"), None);
+    assert_eq!(ids(&g["members"]), [ADA]);
+    assert_eq!(e.get("/api/2.0/group").await.json()["total"], 5);
+}
+
+// A bad state file is refused with the file, line, column and field of the offending value;
+// nothing is served (brief; house style §8).
+#[tokio::test]
+async fn bad_state_files_name_the_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    let start = |text: String| {
+        let path = path.clone();
+        async move {
+            std::fs::write(&path, text).unwrap();
+            match Sandbox::start(&path, "127.0.0.1:0".parse().unwrap()).await {
+                Ok(_) => panic!("started"),
+                Err(e) => e,
+            }
+        }
+    };
+    let shown = path.display().to_string();
+    // The manager is not a member (line 14 of the portal: `      manager: …`).
+    let text = portal().replace(
+        &format!("      members:\n        - {UMA}\n        - {ADA}\n"),
+        &format!("      members:\n        - {ADA}\n"),
+    );
+    match start(text).await {
+        SandboxError::Invalid {
+            line,
+            column,
+            field,
+            message,
+            ..
+        } => {
+            assert_eq!((line, column), (Some(14), Some(16)));
+            assert_eq!(field, "docspace.groups[0].manager");
+            assert!(message.contains("is not in members"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+    let cases = [
+        (
+            portal().replace(
+                &format!("id: {GUS}"),
+                &format!("id: {}", GUS.to_uppercase()),
+            ),
+            format!(
+                "{shown}:8:13: docspace.users[4].id: \"{}\" is not a UUID",
+                GUS.to_uppercase()
+            ),
+        ),
+        (
+            portal().replace(&format!("id: {GUS}"), &format!("id: {ADA}")),
+            format!(
+                "{shown}:8:13: docspace.users[4].id: {ADA} is also the id of docspace.users[0]"
+            ),
+        ),
+        (
+            portal().replace(
+                &format!("        - {RAY}\n    - id: {WEB}"),
+                &format!("        - {NOBODY}\n    - id: {WEB}"),
+            ),
+            format!(
+                "{shown}:22:11: docspace.groups[1].members[0]: user {NOBODY} is not in docspace.users"
+            ),
+        ),
+        (
+            portal().replace(ADMIN_KEY, &ADMIN_KEY.replace('a', "A")),
+            format!(
+                "{shown}:35:58: docspace.api_keys[1].key: an API key is \"sk-\" followed by 64 lowercase hex digits"
+            ),
+        ),
+        (
+            portal().replace("token: pat-gus", "token: sk-gus"),
+            format!("{shown}:43:60: docspace.tokens[3].token: a token must not start with \"sk-\""),
+        ),
+        (
+            portal().replace("type: room_admin", "type: roomadmin"),
+            format!(
+                "cannot parse state file {shown}:6:131: docspace.users[2].type: unknown variant `roomadmin`"
+            ),
+        ),
+        (
+            portal().replace(
+                &format!("    - id: {SALES}\n"),
+                &format!("    - id: {SALES}\n      extra: 1\n"),
+            ),
+            format!(
+                "cannot parse state file {shown}:20:7: docspace.groups[1]: unknown field `extra`"
+            ),
+        ),
+        (
+            "users: []\n".to_owned(),
+            format!("cannot parse state file {shown}:1:1: not a DocSpace state file"),
+        ),
+    ];
+    for (text, want) in cases {
+        let got = start(text).await.to_string();
+        assert!(got.contains(&want), "\n got: {got}\nwant: {want}");
+        for secret in [ADMIN_KEY, "pat-gus", "sk-gus"] {
+            assert!(!got.contains(secret), "{secret} in {got}");
+        }
+    }
+    let missing = dir.path().join("missing.yaml");
+    assert!(matches!(
+        Sandbox::start(&missing, "127.0.0.1:0".parse().unwrap()).await,
+        Err(SandboxError::Read { .. })
+    ));
+}
+
+// The public API the CLI uses (brief): base_url has no trailing slash; api_key prefers an
+// owner's or admin's key; is_docspace_state tells the two kinds of state file apart.
+#[tokio::test]
+async fn public_api() {
+    let e = env(&portal()).await;
+    assert_eq!(e.sb.base_url(), format!("http://{}", e.sb.addr()));
+    assert!(e.sb.base_url().starts_with("http://127.0.0.1:"));
+    assert_eq!(
+        e.sb.api_key().as_deref(),
+        Some(ADMIN_KEY),
+        "Uma's key comes first"
+    );
+    let only_uma = portal()
+        .lines()
+        .filter(|l| {
+            !l.contains(&format!("user: {ADA}, key")) && !l.contains(&format!("user: {RAY}, key"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let e = env(&only_uma).await;
+    assert_eq!(e.sb.api_key().as_deref(), Some(UMA_KEY));
+    let e = env("docspace:\n").await;
+    assert_eq!(e.sb.api_key(), None);
+    assert!(is_docspace_state(&portal()));
+    assert!(is_docspace_state("docspace:\n"));
+    let b24 = std::fs::read_to_string(crate::support::repo("examples/sandbox.yaml")).unwrap();
+    assert!(!is_docspace_state(&b24));
+    assert!(!is_docspace_state("portal:\n  docspace: 1\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counters
+
+// Brief: counters at GET /_sandbox/stats (not authenticated, not counted) and Sandbox::stats();
+// per-route keys are METHOD + route template; write_requests counts non-GET requests that
+// reached an endpoint.
+#[tokio::test]
+async fn counters() {
+    let e = env(&portal()).await;
+    e.get("/api/2.0/group").await.ok();
+    e.get(&format!("/api/2.0/group/{SALES}")).await.ok();
+    e.get(&format!("/api/2.0/group/{WEB}")).await.ok();
+    let del = format!("/api/2.0/group/{DESIGNERS}/members");
+    e.call(OWNER, "DELETE", &del, Some(json!({"members": [ADA]})))
+        .await
+        .ok();
+    // A 404 of the endpoint and a role refusal reached it; 401, scope 403 and no route did not.
+    e.call(
+        OWNER,
+        "DELETE",
+        &format!("/api/2.0/group/{NO_GROUP}/members"),
+        Some(json!({})),
+    )
+    .await;
+    e.call(As::Raw("pat-ray"), "DELETE", &del, Some(json!({})))
+        .await;
+    e.call(As::Nobody, "DELETE", &del, Some(json!({}))).await;
+    e.call(As::Bearer(READ_KEY), "DELETE", &del, Some(json!({})))
+        .await;
+    e.get("/api/2.0/nothing").await;
+    let stats = e.sb.stats();
+    assert_eq!(stats.http_requests, 9);
+    assert_eq!(stats.write_requests, 3);
+    assert_eq!(stats.rejected_429, 0);
+    assert_eq!(stats.faults_injected, 0);
+    assert_eq!(
+        stats.route("DELETE /api/2.0/group/{id}/members"),
+        RouteStats {
+            http_requests: 5,
+            rejected_429: 0,
+            executed: 3
+        }
+    );
+    assert_eq!(stats.route("GET /api/2.0/group/{id}").http_requests, 2);
+    assert_eq!(stats.route("GET /api/2.0/group").executed, 1);
+    assert_eq!(stats.route("(unknown)").http_requests, 1);
+    assert_eq!(
+        stats.route("PUT /api/2.0/group/{id}"),
+        RouteStats::default()
+    );
+    assert_eq!(
+        stats.routes.keys().collect::<Vec<_>>(),
+        [
+            "(unknown)",
+            "DELETE /api/2.0/group/{id}/members",
+            "GET /api/2.0/group",
+            "GET /api/2.0/group/{id}"
+        ]
+    );
+    // Served as JSON, without credentials, and not counted itself.
+    let served = e.served_stats().await;
+    assert_eq!(served, stats);
+    assert_eq!(e.served_stats().await, stats);
+    let raw = e.send(e.http.get(e.url(STATS_PATH))).await.json();
+    assert_eq!(
+        keys(&raw),
+        [
+            "faults_injected",
+            "http_requests",
+            "rejected_429",
+            "routes",
+            "write_requests"
+        ]
+    );
+    assert_eq!(
+        raw["routes"]["GET /api/2.0/group"],
+        json!({"http_requests": 1, "rejected_429": 0, "executed": 1})
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate limiting (reference §5)
+
+/// The portal with `rate_limit` set to `settings` (a flow mapping's inside).
+fn limited(settings: &str) -> String {
+    portal().replace(
+        "docspace:\n",
+        &format!("docspace:\n  rate_limit: {{ {settings} }}\n"),
+    )
+}
+
+fn manual(unix: f64) -> (Arc<ManualClock>, StartOptions) {
+    let clock = Arc::new(ManualClock::new(unix));
+    let options = StartOptions {
+        clock: clock.clone(),
+        ..StartOptions::default()
+    };
+    (clock, options)
+}
+
+// BT appsettings (rateLimiterOptions.enable: false on a self-hosted server): off by default.
+#[tokio::test]
+async fn rate_limit_is_off_by_default() {
+    let e = env(&limited("per_minute: 1")).await;
+    for _ in 0..5 {
+        assert_eq!(e.get("/api/2.0/group").await.status, 200);
+    }
+    assert_eq!(e.sb.stats().rejected_429, 0);
+}
+
+// SRV BaseStartup AddRateLimiter (sliding window per user); RRL RedisSlidingWindowRateLimiter
+// (a refused request is not recorded; Retry-After = (int) seconds until the oldest one leaves)
+// and RateLimitMetadata.OnRejected (429, no body, the headers); DOC basic-concepts "Rate
+// limiting" (Reset in seconds, the default here).
+#[tokio::test]
+async fn sliding_window_per_user() {
+    let (clock, options) = manual(1_700_000_000.0);
+    let e = env_with(&limited("enabled: true, per_minute: 3"), options).await;
+    for _ in 0..2 {
+        assert_eq!(e.get("/api/2.0/group").await.status, 200);
+    }
+    clock.advance(Duration::from_millis(20_500));
+    assert_eq!(e.get("/api/2.0/people/@self").await.status, 200);
+    let r = e.get("/api/2.0/group").await;
+    assert_empty(&r, 429);
+    assert_eq!(r.header("retry-after"), Some("39"), "60 - 20.5, truncated");
+    assert_eq!(r.header("x-ratelimit-limit"), Some("3"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(r.header("x-ratelimit-reset"), Some("40"));
+    // Another user has a budget of their own; requests without valid credentials are limited
+    // per client address, before the 401.
+    assert_eq!(
+        e.call(As::Raw("pat-ray"), "GET", "/api/2.0/group", None)
+            .await
+            .status,
+        200
+    );
+    for _ in 0..3 {
+        assert_empty(
+            &e.call(As::Nobody, "GET", "/api/2.0/group", None).await,
+            401,
+        );
+    }
+    assert_empty(
+        &e.call(As::Nobody, "GET", "/api/2.0/group", None).await,
+        429,
+    );
+    // Refusals are not recorded: the two first requests leave at 60 s.
+    clock.advance(Duration::from_millis(39_499));
+    assert_eq!(e.get("/api/2.0/group").await.status, 429);
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(e.get("/api/2.0/group").await.status, 200);
+    assert_eq!(e.get("/api/2.0/group").await.status, 200);
+    let r = e.get("/api/2.0/group").await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("20"));
+    let stats = e.sb.stats();
+    assert_eq!(stats.rejected_429, 4);
+    assert_eq!(stats.route("GET /api/2.0/group").rejected_429, 4);
+    assert_eq!(
+        stats.route("GET /api/2.0/group").executed,
+        5,
+        "2 + Ray + 2; 401s do not count"
+    );
+}
+
+// Reference §5 open item: Reset as a unix time (the server's OpenAPI filter) or not sent (RRL's
+// sliding-window lease carries no Reset); the limiter's headers on admitted requests when asked.
+#[tokio::test]
+async fn reset_header_and_success_headers_are_configurable() {
+    let (_clock, options) = manual(1_700_000_000.0);
+    let e = env_with(
+        &limited("enabled: true, per_minute: 2, reset: epoch, headers_on_success: true"),
+        options,
+    )
+    .await;
+    let r = e.get("/api/2.0/group").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ratelimit-limit"), Some("2"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("1"));
+    assert_eq!(r.header("x-ratelimit-reset"), Some("1700000060"));
+    e.get("/api/2.0/group").await.ok();
+    let r = e.get("/api/2.0/group").await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("x-ratelimit-reset"), Some("1700000060"));
+    let (_clock, options) = manual(0.0);
+    let e = env_with(
+        &limited("enabled: true, per_minute: 1, reset: none"),
+        options,
+    )
+    .await;
+    let r = e.get("/api/2.0/group").await;
+    assert_eq!(
+        r.header("x-ratelimit-limit"),
+        None,
+        "not on success by default"
+    );
+    let r = e.get("/api/2.0/group").await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("x-ratelimit-reset"), None);
+    assert_eq!(r.header("retry-after"), Some("60"));
+}
+
+// SRV (10,000 POST and PUT per day, fixed window; RRL RedisFixedWindowRateLimiter): DELETE and
+// GET do not count.
+#[tokio::test]
+async fn daily_post_put_limit() {
+    let (clock, options) = manual(0.0);
+    let e = env_with(&limited("enabled: true, post_put_per_day: 2"), options).await;
+    let add = format!("/api/2.0/group/{WEB}/members");
+    for _ in 0..2 {
+        let r = e
+            .call(OWNER, "PUT", &add, Some(json!({"members": [PAM]})))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let r = e
+        .call(OWNER, "DELETE", &add, Some(json!({"members": [PAM]})))
+        .await;
+    assert_eq!(r.status, 200);
+    clock.advance(Duration::from_secs(3600));
+    let r = e
+        .call(
+            OWNER,
+            "POST",
+            "/api/2.0/group",
+            Some(json!({"groupName": "X"})),
+        )
+        .await;
+    assert_empty(&r, 429);
+    assert_eq!(r.header("retry-after"), Some("82800"));
+    assert_eq!(r.header("x-ratelimit-limit"), Some("2"));
+    assert_eq!(
+        e.group(WEB),
+        Some((None, vec![])),
+        "the DELETE went through"
+    );
+    clock.advance(Duration::from_secs(82_800));
+    let r = e
+        .call(
+            OWNER,
+            "POST",
+            "/api/2.0/group",
+            Some(json!({"groupName": "X"})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+/// A clock whose sleeps wait until the test opens the gate; it reports each sleep, so a test
+/// knows a request is in flight. Time itself never moves.
+struct GateClock {
+    time: ManualClock,
+    open: tokio::sync::watch::Sender<bool>,
+    sleeping: Arc<tokio::sync::Semaphore>,
+}
+
+impl Clock for GateClock {
+    fn monotonic(&self) -> Duration {
+        self.time.monotonic()
+    }
+    fn unix(&self) -> f64 {
+        self.time.unix()
+    }
+    fn sleep(&self, _d: Duration) -> Sleep {
+        let mut open = self.open.subscribe();
+        self.sleeping.add_permits(1);
+        let wait: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+            let _ = open.wait_for(|o| *o).await;
+        });
+        wait
+    }
+}
+
+// SRV (15 concurrent non-GET and 50 concurrent GET requests per user, no queue); RRL
+// RedisConcurrencyRateLimiter's lease carries no metadata, so its 429 has no headers. A
+// request holds its slot until its answer is ready (the latency included).
+#[tokio::test]
+async fn concurrency_limits_per_kind() {
+    let (open, _) = tokio::sync::watch::channel(false);
+    let sleeping = Arc::new(tokio::sync::Semaphore::new(0));
+    let clock = Arc::new(GateClock {
+        time: ManualClock::new(0.0),
+        open,
+        sleeping: sleeping.clone(),
+    });
+    let options = StartOptions {
+        clock: clock.clone(),
+        ..StartOptions::default()
+    };
+    let yaml = limited("enabled: true, concurrent_get: 1, concurrent_write: 1")
+        .replace("docspace:\n", "docspace:\n  latency_ms: 1\n");
+    let e = Arc::new(env_with(&yaml, options).await);
+    let add = format!("/api/2.0/group/{WEB}/members");
+    let first = {
+        let e = e.clone();
+        let add = add.clone();
+        tokio::spawn(async move {
+            e.call(OWNER, "PUT", &add, Some(json!({"members": [PAM]})))
+                .await
+        })
+    };
+    sleeping.acquire().await.unwrap().forget();
+    // The write is done (on disk) and waiting for its latency, holding the write slot.
+    assert_eq!(e.group(WEB).unwrap().1, [PAM]);
+    let second = {
+        let e = e.clone();
+        let add = add.clone();
+        tokio::spawn(async move {
+            e.call(OWNER, "DELETE", &add, Some(json!({"members": [PAM]})))
+                .await
+        })
+    };
+    sleeping.acquire().await.unwrap().forget();
+    let read = {
+        let e = e.clone();
+        tokio::spawn(async move { e.get("/api/2.0/group").await })
+    };
+    sleeping.acquire().await.unwrap().forget();
+    clock.open.send_replace(true);
+    assert_eq!(first.await.unwrap().status, 200);
+    let refused = second.await.unwrap();
+    assert_empty(&refused, 429);
+    assert_eq!(refused.header("retry-after"), None);
+    assert_eq!(read.await.unwrap().status, 200, "GETs have their own slots");
+    assert_eq!(
+        e.group(WEB).unwrap().1,
+        [PAM],
+        "the refused DELETE did nothing"
+    );
+    // Slots are given back: the next write goes through.
+    let r = e
+        .call(OWNER, "DELETE", &add, Some(json!({"members": [PAM]})))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(e.sb.stats().rejected_429, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Latency and faults
+
+// The sandbox's latency runs on its clock: with a ManualClock, a 5 s latency costs no real
+// time but moves virtual time.
+#[tokio::test]
+async fn latency_runs_on_the_clock() {
+    let (clock, options) = manual(0.0);
+    let e = env_with(
+        &portal().replace("docspace:\n", "docspace:\n  latency_ms: 5000\n"),
+        options,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    e.get("/api/2.0/group").await.ok();
+    assert_empty(
+        &e.call(As::Nobody, "GET", "/api/2.0/group", None).await,
+        401,
+    );
+    assert_eq!(clock.monotonic(), Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// The portal with `faults` set to `settings`.
+fn faulty(settings: &str) -> String {
+    portal().replace(
+        "docspace:\n",
+        &format!("docspace:\n  faults: {{ {settings} }}\n"),
+    )
+}
+
+// Brief: faults like the Bitrix24 sandbox's — refusals before anything runs (429 empty with
+// Retry-After, 500 envelope, 502 HTML), and after executing (502 HTML, 500, a cut body, a slow
+// answer) — every one counted.
+#[tokio::test]
+async fn faults_refused_before_executing() {
+    let remove = format!("/api/2.0/group/{DESIGNERS}/members");
+    let body = json!({"members": [ADA]});
+    let e = env(&faulty("seed: 1, rate_429: 1.0")).await;
+    let r = e.call(OWNER, "DELETE", &remove, Some(body.clone())).await;
+    assert_empty(&r, 429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let e = env(&faulty("seed: 1, rate_500: 1.0")).await;
+    let r = e.call(OWNER, "DELETE", &remove, Some(body.clone())).await;
+    assert_error(&r, 500, "Internal server error");
+    let e502 = env(&faulty("seed: 1, rate_502: 1.0")).await;
+    let r = e502
+        .call(OWNER, "DELETE", &remove, Some(body.clone()))
+        .await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    assert!(r.text.contains("502 Bad Gateway"));
+    for env in [&e, &e502] {
+        assert_eq!(
+            env.group(DESIGNERS).unwrap().1,
+            [UMA, ADA, TED],
+            "nothing executed"
+        );
+        let s = env.sb.stats();
+        assert_eq!((s.faults_injected, s.write_requests), (1, 0));
+    }
+    // Stats are never faulted.
+    assert_eq!(e.served_stats().await.faults_injected, 1);
+}
+
+#[tokio::test]
+async fn faults_after_executing() {
+    let remove = format!("/api/2.0/group/{DESIGNERS}/members");
+    let body = json!({"members": [ADA]});
+    let (clock, options) = manual(0.0);
+    let slow = env_with(&faulty("seed: 1, rate_slow: 1.0"), options).await;
+    let r = slow
+        .call(OWNER, "DELETE", &remove, Some(body.clone()))
+        .await;
+    assert_eq!(ids(&r.ok()["members"]), [UMA]);
+    assert_eq!(
+        clock.monotonic(),
+        Duration::from_secs(40),
+        "slow_ms defaults to 40000"
+    );
+    for (settings, status) in [
+        ("rate_lost: 1.0", 502),
+        ("rate_500_after: 1.0", 500),
+        ("rate_truncated: 1.0", 200),
+    ] {
+        let e = env(&faulty(&format!("seed: 1, {settings}"))).await;
+        let r = e.call(OWNER, "DELETE", &remove, Some(body.clone())).await;
+        assert_eq!(r.status, status, "{settings}");
+        match status {
+            502 => assert!(r.text.contains("502 Bad Gateway")),
+            500 => assert_eq!(r.json()["error"]["message"], "Internal server error"),
+            _ => {
+                assert!(
+                    serde_json::from_str::<Value>(&r.text).is_err(),
+                    "{}",
+                    r.text
+                );
+                assert!(r.text.starts_with("{\"response\":{"));
+            }
+        }
+        assert_eq!(
+            e.group(DESIGNERS).unwrap().1,
+            [UMA, TED],
+            "{settings}: executed"
+        );
+        assert_eq!(e.sb.stats().faults_injected, 1);
+        assert_eq!(e.sb.stats().write_requests, 1);
+    }
+}
+
+// Seeded dice (brief): the same seed and requests give the same faults; the rates are bands.
+#[tokio::test]
+async fn faults_are_seeded() {
+    async fn run(seed: u64) -> Vec<u16> {
+        let e = env(&faulty(&format!(
+            "seed: {seed}, rate_429: 0.3, rate_502: 0.3"
+        )))
+        .await;
+        let mut out = Vec::new();
+        for _ in 0..40 {
+            out.push(e.get("/api/2.0/group").await.status);
+        }
+        let s = e.sb.stats();
+        let faults = out.iter().filter(|s| **s != 200).count() as u64;
+        assert_eq!(s.faults_injected, faults);
+        assert_eq!(
+            s.rejected_429,
+            out.iter().filter(|s| **s == 429).count() as u64
+        );
+        out
+    }
+    let a = run(7).await;
+    assert_eq!(run(7).await, a);
+    assert_ne!(run(8).await, a);
+    for status in [200, 429, 502] {
+        let n = a.iter().filter(|s| **s == status).count();
+        assert!((4..=28).contains(&n), "{status}: {n} of 40");
+    }
 }

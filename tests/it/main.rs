@@ -4,6 +4,7 @@
 mod cli;
 mod docspace_cli;
 mod docspace_conformance;
+mod docspace_samples;
 mod people;
 mod people_cli;
 mod reconcile;

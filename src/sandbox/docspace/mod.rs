@@ -15,9 +15,9 @@
 //!
 //! It must share no code with roster's client (`crate::provider`): nothing outside
 //! `crate::sandbox` is used here, so a wire-format bug cannot hide on both sides at once. From
-//! the Bitrix24 sandbox it reuses only the [`Clock`](crate::sandbox::bitrix24::limits::Clock)
-//! and its seeded dice; the state-file lock is [`crate::sandbox::lock`], shared by both, so a
-//! DocSpace and a Bitrix24 sandbox never both hold one file.
+//! the Bitrix24 sandbox it reuses only the [`Clock`] and its seeded dice; the state-file lock
+//! is [`crate::sandbox::lock`], shared by both, so a DocSpace and a Bitrix24 sandbox never both
+//! hold one file.
 //!
 //! # State file (YAML, unknown keys rejected)
 //!

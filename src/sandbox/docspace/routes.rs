@@ -39,18 +39,6 @@ impl Endpoint {
                 | Endpoint::PeopleGet
         )
     }
-
-    /// Under `/api/2.0/people` (else `/api/2.0/group`).
-    pub fn is_people(self) -> bool {
-        matches!(
-            self,
-            Endpoint::PeopleList
-                | Endpoint::PeopleByEmail
-                | Endpoint::PeopleFilter
-                | Endpoint::PeopleSelf
-                | Endpoint::PeopleGet
-        )
-    }
 }
 
 /// The prefix of every API route.

@@ -17,9 +17,10 @@
 //! 8. execute (model binding, role check, the change) on a copy of the state; if the copy
 //!    differs, write it atomically, then make it current (a failed write answers 500 and
 //!    changes nothing);
-//! 9. wait `latency_ms` (plus `slow_ms` for a slow fault) on the clock, then free the
-//!    concurrency slot, then answer — or, for a fault that strikes after executing, answer
-//!    502 HTML, a 500 envelope or half the body instead.
+//! 9. wait `latency_ms` (plus `slow_ms` for a slow fault) on the clock — every answer does,
+//!    refusals of steps 2–7 included — then free the concurrency slot, then answer; or, for a
+//!    fault that strikes after executing, answer 502 HTML, a 500 envelope or half the body
+//!    instead.
 //!
 //! `GET /_sandbox/stats` is not authenticated, counted, limited or faulted.
 

@@ -156,7 +156,16 @@ pub enum SandboxCommand {
         /// Overwrite portal.yaml and groups.yaml if the directory already has them.
         #[arg(long)]
         force: bool,
+        /// The system of the generated portal.
+        #[arg(long, value_enum, default_value_t = SystemArg::Bitrix24)]
+        system: SystemArg,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SystemArg {
+    Bitrix24,
+    Docspace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -87,8 +87,9 @@ pub fn run(cli: Cli) -> Result<Exit> {
                         churn,
                         seed,
                         force,
+                        system,
                     },
-            } => generate(&out, groups, members, churn, seed, force),
+            } => generate(&out, groups, members, churn, seed, force, system),
         }
     })
 }
@@ -947,6 +948,7 @@ fn generate(
     churn: f64,
     seed: u64,
     force: bool,
+    system: cli::SystemArg,
 ) -> Result<Exit> {
     if members < 1 || !(0.0..=1.0).contains(&churn) {
         bail!("--members must be at least 1 and --churn between 0 and 1");
@@ -964,17 +966,27 @@ fn generate(
         );
     }
     let params = sandbox::scenario::Params::new(groups, members, churn, seed);
-    let scenario = sandbox::scenario::generate(&params);
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    sandbox::bitrix24::state::save(&out.join("portal.yaml"), &scenario.state)?;
-    std::fs::write(out.join("groups.yaml"), &scenario.desired_yaml)
+    let (desired, memberships) = match system {
+        cli::SystemArg::Bitrix24 => {
+            let scenario = sandbox::scenario::generate(&params);
+            sandbox::bitrix24::state::save(&out.join("portal.yaml"), &scenario.state)?;
+            (scenario.desired_yaml, scenario.memberships)
+        }
+        cli::SystemArg::Docspace => {
+            let scenario = sandbox::scenario::generate_docspace(&params);
+            sandbox::docspace::state::save(&out.join("portal.yaml"), &scenario.state)?;
+            (scenario.desired_yaml, scenario.memberships)
+        }
+    };
+    std::fs::write(out.join("groups.yaml"), &desired)
         .with_context(|| format!("cannot write {}", out.join("groups.yaml").display()))?;
     emit(&format!(
         "wrote {0}/portal.yaml ({groups} groups, {1} memberships) and {0}/groups.yaml
 try: roster plan {0}/groups.yaml --portal sandbox:{0}/portal.yaml
 ",
         out.display(),
-        scenario.memberships
+        memberships
     ))?;
     Ok(Exit::Success)
 }

@@ -2,6 +2,7 @@
 //! place that knows its API's wire format; the rest of roster sees `model` types only.
 
 pub mod bitrix24;
+pub mod secret;
 
 use std::collections::BTreeMap;
 

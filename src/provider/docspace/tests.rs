@@ -18,7 +18,7 @@ use super::*;
 use crate::model::{OpStatus, Role, UserId};
 use crate::plan::Change;
 
-// mod exchange;
+mod exchange;
 
 const U1: &str = "00000000-0000-4000-8000-000000000001";
 const U2: &str = "00000000-0000-4000-8000-000000000002";

@@ -299,8 +299,9 @@ impl Client {
                 } else {
                     let error = match &e {
                         CallError::Api(a) if a.status == 403 => format!(
-                            "{e} ({} may not change groups: DocSpace lets only its owner and admins)",
-                            self.auth.whose()
+                            "{} may not change groups: {} (DocSpace lets only its owner and admins change groups)",
+                            self.auth.whose(),
+                            self.forbidden(a, "accounts:write")
                         ),
                         CallError::Api(a)
                             if a.status == 404

@@ -223,7 +223,6 @@ impl Client {
                     let rows = self.people_rows(&first.rows);
                     take(&rows, &mut emails, &mut ids);
                     let listed = first.listed(0, PAGE);
-                    self.known.lock().expect("known lock").users_listed = listed;
                     let left = emails.len() + ids.len();
                     if let Some(total) = listed {
                         let size = page_size(first.rows.len(), total);
@@ -304,7 +303,6 @@ impl Client {
                     .and_then(wire::employee)
                     .ok_or_else(|| format!("{}: the answer has no user", req.shown()))?;
                 if let Some(got) = &e.email
-                    && !got.eq_ignore_ascii_case(email)
                     && got.to_lowercase() != email
                 {
                     return Err(format!(
@@ -499,7 +497,14 @@ impl Client {
         let first = self
             .page(group_page(0, PAGE, Some(name)))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match &e {
+                CallError::Api(a) if a.status == 403 => format!(
+                    "{e}: {} may not list groups ({})",
+                    self.auth.whose(),
+                    self.forbidden(a, "accounts:read")
+                ),
+                _ => e.to_string(),
+            })?;
         let mut rows = wire::groups(&Value::Array(first.rows.clone()))?;
         if let Some(total) = first.listed(0, PAGE) {
             let size = page_size(first.rows.len(), total);

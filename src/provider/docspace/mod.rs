@@ -174,8 +174,6 @@ struct Known {
     people: BTreeMap<Uuid, wire::Employee>,
     missing: BTreeSet<Uuid>,
     groups: BTreeMap<Uuid, wire::Group>,
-    /// How many users the active-user list has, once a page of it was read.
-    users_listed: Option<u64>,
 }
 
 /// An ONLYOFFICE DocSpace portal, reached with an API key or a personal access token.

@@ -2,4 +2,6 @@
 //! `provider`: each side implements the documented format on its own.
 
 pub mod bitrix24;
+pub mod docspace;
+pub mod lock;
 pub mod scenario;

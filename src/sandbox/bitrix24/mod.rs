@@ -35,11 +35,10 @@ pub mod params;
 pub mod server;
 pub mod state;
 
-use std::io::{Read as _, Seek as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -157,7 +156,7 @@ pub enum SandboxError {
         "state file {} is in use by another roster process{}; waited {}",
         path.display(),
         pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
-        show_wait(*waited)
+        super::lock::show_wait(*waited)
     )]
     Locked {
         /// The state file (as given).
@@ -172,15 +171,6 @@ pub enum SandboxError {
         lock: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// `10 s`, `200 ms`.
-fn show_wait(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{} ms", d.as_millis())
-    }
 }
 
 /// How to start a sandbox; `StartOptions::default()` is what [`Sandbox::start`] uses.
@@ -205,56 +195,23 @@ impl Default for StartOptions {
 /// How long a sandbox waits for a state file in use by default.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// Take the exclusive lock on the state file behind `path`, waiting up to `wait`.
+/// Take the exclusive lock on the state file behind `path`, waiting up to `wait` (see
+/// [`crate::sandbox::lock`]).
 async fn lock_state(path: &Path, wait: Duration) -> Result<std::fs::File, SandboxError> {
-    let lock_path = state::sidecar(&state::resolve(path), "lock");
-    let fail = |source: std::io::Error| SandboxError::Lock {
-        path: path.to_owned(),
-        lock: lock_path.clone(),
-        source,
-    };
-    // The lock file is truncated and rewritten: never through a symlink planted at its name.
-    if std::fs::symlink_metadata(&lock_path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(fail(std::io::Error::other(
-            "the lock file is a symbolic link; refusing to follow it",
-        )));
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(fail)?;
-    let started = Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < wait => {
-                let left = wait.saturating_sub(started.elapsed());
-                tokio::time::sleep(left.min(Duration::from_millis(20))).await;
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                return Err(SandboxError::Locked {
-                    path: path.to_owned(),
-                    pid: text.trim().parse().ok(),
-                    waited: wait,
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(fail(e)),
-        }
-    }
-    // Ours now: record who holds it.
-    let record = |f: &mut std::fs::File| -> std::io::Result<()> {
-        f.set_len(0)?;
-        f.rewind()?;
-        writeln!(f, "{}", std::process::id())?;
-        f.flush()
-    };
-    record(&mut file).map_err(fail)?;
-    Ok(file)
+    super::lock::lock_state(path, wait)
+        .await
+        .map_err(|e| match e {
+            super::lock::LockError::Locked { pid, waited } => SandboxError::Locked {
+                path: path.to_owned(),
+                pid,
+                waited,
+            },
+            super::lock::LockError::Io { lock, source } => SandboxError::Lock {
+                path: path.to_owned(),
+                lock,
+                source,
+            },
+        })
 }
 
 fn position(line: Option<usize>, column: Option<usize>) -> String {

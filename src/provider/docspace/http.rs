@@ -397,7 +397,8 @@ impl Client {
             if hurry || attempt >= max {
                 if !hurry {
                     self.breaker.trip(format!(
-                        "{e}: the portal refused {attempt} attempts for its rate limit; giving up"
+                        "{e}: the portal refused {} for its rate limit; giving up",
+                        attempts(attempt)
                     ));
                 }
                 return None;
@@ -414,8 +415,10 @@ impl Client {
         }
         if hurry || attempt >= max {
             if !hurry && (e.is_no_answer() || e.is_gateway()) {
-                self.breaker
-                    .trip(format!("{e} ({attempt} attempts); giving up on the portal"));
+                self.breaker.trip(format!(
+                    "{e} ({}); giving up on the portal",
+                    attempts(attempt)
+                ));
             }
             return None;
         }
@@ -747,6 +750,15 @@ fn describe_reqwest(e: reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// `1 attempt`, `3 attempts`.
+fn attempts(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".into()
+    } else {
+        format!("{n} attempts")
+    }
 }
 
 /// `30 s`, `1.5 s`, `200 ms`: for messages.

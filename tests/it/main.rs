@@ -2,6 +2,7 @@
 //! HTTP, and the sandbox's conformance to the documented Bitrix24 API.
 
 mod cli;
+mod docspace_client;
 mod docspace_conformance;
 mod people;
 mod people_cli;

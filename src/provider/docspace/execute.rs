@@ -118,7 +118,7 @@ impl Client {
             .map(|((_, c), _)| c.user())
             .collect();
         let who = self.who(&missed, stop).await;
-        changes
+        let statuses = changes
             .iter()
             .zip(settled)
             .map(|((_, change), s)| match s {
@@ -133,7 +133,11 @@ impl Client {
                     }
                 }
             })
-            .collect()
+            .collect();
+        match self.breaker.cause() {
+            Some(cause) => write::shorten(statuses, cause),
+            None => statuses,
+        }
     }
 
     /// One group's writes, in order; each change's verdict.
@@ -158,7 +162,10 @@ impl Client {
                 .map(|(i, s)| (*i, Verdict::Final(s.clone())))
                 .collect(),
         );
-        let id = w.group.uuid().expect("per_group refuses numeric group IDs");
+        // A group with a Bitrix24 ID has every change refused already.
+        let Some(id) = w.group.uuid() else {
+            return out;
+        };
 
         // The manager first.
         let mut blocked: BTreeMap<Uuid, (Uuid, OpStatus)> = BTreeMap::new();
@@ -360,7 +367,14 @@ impl Client {
             async move {
                 let who = match self.user_by_id(id, never).await {
                     Ok(Some(e)) => Who::of(&e),
-                    Ok(None) => Who::Unknown,
+                    Ok(None) if self.is_missing(id) => Who::Unknown,
+                    // The portal refused to say (403).
+                    Ok(None) => Who::Unread(
+                        self.users_refused
+                            .get()
+                            .cloned()
+                            .unwrap_or_else(|| "the portal did not say".into()),
+                    ),
                     Err(e) => Who::Unread(e),
                 };
                 (user, who)

@@ -71,13 +71,6 @@ pub enum CallError {
 }
 
 impl CallError {
-    fn status(&self) -> Option<u16> {
-        match self {
-            CallError::Api(e) => Some(e.status),
-            CallError::Transport(e) => e.status,
-        }
-    }
-
     fn is_rate_limit(&self) -> bool {
         matches!(self, CallError::Api(e) if e.status == 429)
     }
@@ -296,13 +289,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             if let Err(e) = self.ready(req, stop).await {
-                trace.interrupted = e.is_interrupted();
-                let e = if trace.interrupted {
-                    last.unwrap_or(e)
-                } else {
-                    e
-                };
-                return (Err(e), trace);
+                return stopped(e, last, trace);
             }
             let semaphore = if req.is_read() {
                 &self.reads
@@ -316,13 +303,7 @@ impl Client {
                 p = semaphore.acquire() => p.ok(),
             };
             if let Err(e) = self.may_send(req, stop) {
-                trace.interrupted = e.is_interrupted();
-                let e = if trace.interrupted {
-                    last.unwrap_or(e)
-                } else {
-                    e
-                };
-                return (Err(e), trace);
+                return stopped(e, last, trace);
             }
             attempt += 1;
             self.requests.fetch_add(1, Ordering::Relaxed);
@@ -336,9 +317,16 @@ impl Client {
                 trace.uncertain = Some(e.to_string());
             }
             trace.still_running |= e.timed_out();
-            if e.status() == Some(401) {
-                self.breaker.trip(self.refused_credentials());
-                return (Err(e), trace);
+            if let CallError::Api(a) = &e
+                && a.status == 401
+            {
+                let cause = self.refused_credentials();
+                self.breaker.trip(cause.clone());
+                let e = ApiError {
+                    message: Some(cause),
+                    ..a.clone()
+                };
+                return (Err(e.into()), trace);
             }
             let Some(delay) = self.next_try(&e, attempt, hurry) else {
                 return (Err(e), trace);
@@ -346,18 +334,12 @@ impl Client {
             self.retries.fetch_add(1, Ordering::Relaxed);
             last = Some(e);
             if let Err(e) = self.sleep(req, delay, stop).await {
-                trace.interrupted = e.is_interrupted();
-                let e = if trace.interrupted {
-                    last.unwrap_or(e)
-                } else {
-                    e
-                };
-                return (Err(e), trace);
+                return stopped(e, last, trace);
             }
         }
     }
 
-    /// The breaker's cause for credentials the portal refused.
+    /// The breaker's cause for credentials the portal refused (also the 401's message).
     fn refused_credentials(&self) -> String {
         let from = self
             .options
@@ -750,6 +732,22 @@ fn describe_reqwest(e: reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// A request that could not go on (interrupted, or the breaker tripped): an interrupt reports
+/// the last real failure if there was one (what the change's status should say), the breaker
+/// its own "not sent".
+fn stopped(
+    e: CallError,
+    last: Option<CallError>,
+    mut trace: Trace,
+) -> (Result<Reply, CallError>, Trace) {
+    trace.interrupted = e.is_interrupted();
+    let e = match last {
+        Some(last) if trace.interrupted => last,
+        _ => e,
+    };
+    (Err(e), trace)
 }
 
 /// `1 attempt`, `3 attempts`.

@@ -297,6 +297,15 @@ impl Client {
         known.missing.insert(user);
     }
 
+    /// Whether the portal said it has no such user (404).
+    fn is_missing(&self, user: Uuid) -> bool {
+        self.known
+            .lock()
+            .expect("known lock")
+            .missing
+            .contains(&user)
+    }
+
     fn known_group(&self, id: Uuid) -> Option<wire::Group> {
         self.known
             .lock()

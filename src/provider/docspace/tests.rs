@@ -525,6 +525,41 @@ fn held_back_and_kept_managers() {
     );
 }
 
+#[test]
+fn a_run_wide_cause_is_told_whole_once() {
+    let cause = "the DocSpace portal x refused the API key (HTTP 401)";
+    let statuses = vec![
+        OpStatus::Done,
+        OpStatus::Failed {
+            error: format!("PUT group/a/members: HTTP 401: {cause}"),
+        },
+        OpStatus::Failed {
+            error: format!("not sent: an earlier request failed ({cause})"),
+        },
+        OpStatus::Unknown {
+            error: format!(
+                "the portal may have made the change (HTTP 500), and reading the group again failed (not sent: an earlier request failed ({cause}))"
+            ),
+        },
+        OpStatus::NotStarted,
+    ];
+    let short = write::shorten(statuses, cause);
+    assert!(matches!(&short[1], OpStatus::Failed { error } if error.contains(cause)));
+    assert_eq!(
+        short[2],
+        OpStatus::Failed {
+            error: format!("not sent: an earlier request failed ({})", write::SEE_ABOVE)
+        }
+    );
+    assert!(
+        matches!(&short[3], OpStatus::Unknown { error } if !error.contains(cause) && error.contains(write::SEE_ABOVE) && error.contains("HTTP 500"))
+    );
+    assert_eq!(
+        (&short[0], &short[4]),
+        (&OpStatus::Done, &OpStatus::NotStarted)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The lookup's cost.
 

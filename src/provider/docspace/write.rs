@@ -359,3 +359,25 @@ pub fn provisional(verdict: &Verdict) -> OpStatus {
         Verdict::Final(s) => s.clone(),
     }
 }
+
+/// What later outcomes say instead of the run-wide failure's cause, once the first outcome
+/// that carries it has shown it whole.
+pub const SEE_ABOVE: &str = "the run-wide failure above";
+
+/// Outcomes (in report order) with the run-wide failure's `cause` shown whole once: the first
+/// outcome whose error includes it keeps it; every later one names `SEE_ABOVE` instead, so a
+/// refused key is not told a hundred times. Other outcomes are untouched.
+pub fn shorten(mut statuses: Vec<OpStatus>, cause: &str) -> Vec<OpStatus> {
+    let mut shown = false;
+    for status in &mut statuses {
+        if let OpStatus::Failed { error } | OpStatus::Unknown { error } = status
+            && error.contains(cause)
+        {
+            if shown {
+                *error = error.replace(cause, SEE_ABOVE);
+            }
+            shown = true;
+        }
+    }
+    statuses
+}

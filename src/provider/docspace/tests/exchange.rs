@@ -476,6 +476,56 @@ async fn lost_answers_are_sent_again_and_settled_by_reading_the_group() {
 }
 
 #[tokio::test]
+async fn changes_for_a_bitrix24_group_are_refused_unsent() {
+    let (client, seen) = serve(quick(), |_, _| error(400, "unexpected")).await;
+    let statuses = client
+        .execute(
+            &[
+                (GroupId::Num(7), add(U1)),
+                (
+                    gid(G1),
+                    (Change::Add {
+                        user: UserId::Num(3),
+                        role: Role::Member,
+                    }),
+                ),
+            ],
+            &|_| {},
+            &never(),
+        )
+        .await;
+    assert!(
+        matches!(&statuses[0], OpStatus::NotDone { reason } if reason.contains("not a DocSpace group ID")),
+        "{statuses:?}"
+    );
+    assert!(
+        matches!(&statuses[1], OpStatus::NotDone { reason } if reason.contains("not a DocSpace user ID")),
+        "{statuses:?}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_user_the_portal_will_not_show_is_not_called_unknown() {
+    let (client, _) = serve(quick(), |s, _| match s.method.as_str() {
+        "PUT" => ok(group_json(G1, None, &[])),
+        _ => error(403, "Access denied"),
+    })
+    .await;
+    let statuses = client
+        .execute(&[(gid(G1), add(U2))], &|_| {}, &never())
+        .await;
+    let OpStatus::NotDone { reason } = &statuses[0] else {
+        panic!("{statuses:?}")
+    };
+    assert!(
+        reason.contains("looking the user up failed") && reason.contains("Access denied"),
+        "{reason}"
+    );
+    assert!(!reason.contains("no such user"), "{reason}");
+}
+
+#[tokio::test]
 async fn nothing_is_sent_after_cancel() {
     let (client, seen) = serve(quick(), |_, _| ok(group_json(G1, Some(U1), &[U1]))).await;
     let stop = CancellationToken::new();

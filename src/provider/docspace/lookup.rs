@@ -24,9 +24,12 @@
 //!   did not add up).
 //!
 //! So a file naming one user and one group costs 3 requests; one naming 500 users and 40 groups
-//! on a portal of 800 users and 300 groups costs 1 + (8 + M) + 3. Reading the first page of a
-//! list costs one request more than the direct lookups at worst, and only when there are two
-//! or more of them.
+//! on a portal of 800 users and 300 groups costs 1 + (8 + M) + 3, M being the named users not
+//! on the active list. Reading a list's first page costs one request more than the direct
+//! lookups at worst, and only when there are two or more of them. The rest of the user list is
+//! taken only when its pages are fewer than the lookups left, but users not on it still cost a
+//! lookup each, so a file naming mostly terminated or pending users may pay up to those pages
+//! more than the direct way (the choice is made before anyone knows who is on the list).
 //!
 //! Exactness: e-mails are compared ignoring case, never as patterns (the server's e-mail
 //! lookup is exact); a group matches a name when the two are equal ignoring case (as the

@@ -1060,10 +1060,7 @@ fn owner_transfer_comes_first_and_reconciles_the_old_owner() {
         ]
     );
     let (e, _) = entries(&yaml("    members: [1]\n"), &[], "1=A 5=E", TRANSFER);
-    assert_eq!(
-        e,
-        ["SetOwner { from: Some(Num(1)), to: Num(5) }"]
-    );
+    assert_eq!(e, ["SetOwner { from: Some(Num(1)), to: Num(5) }"]);
     let (e, _) = entries(&yaml("    protected: [1]\n"), &[], "1=A", TRANSFER);
     assert_eq!(
         e,
@@ -1074,15 +1071,9 @@ fn owner_transfer_comes_first_and_reconciles_the_old_owner() {
     );
     // The new owner invited or asking to join: made owner all the same, nothing else.
     let (e, _) = entries(&yaml("    members: [1]\n"), &[], "1=A 5=I", TRANSFER);
-    assert_eq!(
-        e,
-        ["SetOwner { from: Some(Num(1)), to: Num(5) }"]
-    );
+    assert_eq!(e, ["SetOwner { from: Some(Num(1)), to: Num(5) }"]);
     let (e, _) = entries(&yaml("    members: [1]\n"), &[], "1=A 5=R", TRANSFER);
-    assert_eq!(
-        e,
-        ["SetOwner { from: Some(Num(1)), to: Num(5) }"]
-    );
+    assert_eq!(e, ["SetOwner { from: Some(Num(1)), to: Num(5) }"]);
     // A group without an owner gets one.
     let (e, _) = entries(&yaml(""), &[], "6=K", TRANSFER);
     assert_eq!(

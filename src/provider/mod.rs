@@ -2,6 +2,8 @@
 //! place that knows its API's wire format; the rest of roster sees `model` types only.
 
 pub mod bitrix24;
+pub mod docspace;
+pub mod secret;
 
 use std::collections::BTreeMap;
 
@@ -17,9 +19,18 @@ pub type OnProgress<'a> = &'a (dyn Fn(usize) + Sync);
 /// A connected portal.
 pub enum Provider {
     Bitrix24(bitrix24::Client),
+    DocSpace(docspace::Client),
 }
 
 impl Provider {
+    /// The system this portal runs.
+    pub fn system(&self) -> crate::model::System {
+        match self {
+            Provider::Bitrix24(_) => crate::model::System::Bitrix24,
+            Provider::DocSpace(_) => crate::model::System::DocSpace,
+        }
+    }
+
     /// Read the current members of every declared group. `on_progress` is told how many
     /// groups each step finished.
     pub async fn fetch(
@@ -30,6 +41,7 @@ impl Provider {
         let ids: Vec<GroupId> = desired.groups.keys().copied().collect();
         match self {
             Provider::Bitrix24(c) => c.fetch(&ids, on_progress).await,
+            Provider::DocSpace(c) => c.fetch(&ids, on_progress).await,
         }
     }
 
@@ -45,6 +57,7 @@ impl Provider {
         let ids: Vec<GroupId> = desired.groups.keys().copied().collect();
         match self {
             Provider::Bitrix24(c) => c.fetch_each(&ids, on_progress).await,
+            Provider::DocSpace(c) => c.fetch_each(&ids, on_progress).await,
         }
     }
 
@@ -53,6 +66,7 @@ impl Provider {
     pub async fn lookup(&self, wanted: &Wanted) -> Result<Lookups, FetchError> {
         match self {
             Provider::Bitrix24(c) => c.lookup(wanted).await,
+            Provider::DocSpace(c) => c.lookup(wanted).await,
         }
     }
 
@@ -60,6 +74,7 @@ impl Provider {
     pub async fn people(&self, ids: &[UserId]) -> Result<Vec<Person>, FetchError> {
         match self {
             Provider::Bitrix24(c) => c.people(ids).await,
+            Provider::DocSpace(c) => c.people(ids).await,
         }
     }
 
@@ -79,6 +94,8 @@ impl Provider {
     ) -> Vec<OpStatus> {
         match self {
             Provider::Bitrix24(c) => c.execute(changes, invite_messages, on_progress, stop).await,
+            // DocSpace has no invitations: nothing to say in one.
+            Provider::DocSpace(c) => c.execute(changes, on_progress, stop).await,
         }
     }
 
@@ -88,6 +105,7 @@ impl Provider {
     pub fn read_warnings(&self) -> Vec<String> {
         match self {
             Provider::Bitrix24(c) => c.read_warnings(),
+            Provider::DocSpace(c) => c.read_warnings(),
         }
     }
 
@@ -95,6 +113,7 @@ impl Provider {
     pub fn counters(&self) -> bitrix24::Counters {
         match self {
             Provider::Bitrix24(c) => c.counters(),
+            Provider::DocSpace(c) => c.counters(),
         }
     }
 }

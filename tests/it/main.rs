@@ -3,6 +3,7 @@
 
 mod cli;
 mod docspace_cli;
+mod docspace_client;
 mod docspace_conformance;
 mod docspace_samples;
 mod people;

@@ -2,36 +2,13 @@
 //! The code is a credential: it lives in a `Secret`, which never prints, and the only string that
 //! contains it is the request URL handed to the HTTP client.
 //!
-//! Also the pieces every way of authenticating shares: `Secret`, the check that credentials go
+//! Also the pieces every way of authenticating shares: `Secret` (re-exported from
+//! `provider::secret`, where every provider finds it), the check that credentials go
 //! only over https (or to loopback), and masking a secret out of text from the network.
 
 use std::fmt;
 
-/// A credential. `Debug` and `Display` print `***`; the value is reachable only through
-/// `expose`, used where the request URL is built.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::provider::secret::Secret;
 
 /// A parsed webhook address.
 #[derive(Clone, PartialEq, Eq)]

@@ -108,7 +108,11 @@ struct Portal<'a> {
 fn ids<T: std::fmt::Display>(users: impl IntoIterator<Item = T>) -> String {
     users
         .into_iter()
-        .map(|u| format!("#{u}"))
+        .map(|u| {
+            let u = u.to_string();
+            // Bitrix24 numbers read `#21`; a UUID is shown as it is.
+            if u.contains('-') { u } else { format!("#{u}") }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -23,9 +23,14 @@ pub const BOLD: &str = "1";
 
 /// `group "Marketing" (#15)`, or `group #15` when the name is not known.
 pub fn group_title(id: GroupId, name: Option<&str>) -> String {
+    // Bitrix24 IDs read `#15`; a DocSpace UUID is shown as it is.
+    let id = match id {
+        GroupId::Num(n) => format!("#{n}"),
+        GroupId::Uuid(u) => u.to_string(),
+    };
     match name {
-        Some(n) => format!("group {n:?} (#{id})"),
-        None => format!("group #{id}"),
+        Some(n) => format!("group {n:?} ({id})"),
+        None => format!("group {id}"),
     }
 }
 

@@ -243,8 +243,8 @@ fn invalid_file_exits_1_with_positions() {
     --- stdout
     --- stderr
     error: bad.yaml:4:19: groups[0].members[1]: user 21 is listed twice in this group (first under `members` on line 4)
-    error: bad.yaml:4:23: groups[0].members[2]: expected a user ID (a positive integer) or an e-mail address, found "x"
-    error: bad.yaml:5:5: groups[0].owners: unknown field `owners`; expected one of: id, name, owner, moderators, members, prune, protected, limits, add_with, invite_message
+    error: bad.yaml:4:23: groups[0].members[2]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found "x"
+    error: bad.yaml:5:5: groups[0].owners: unknown field `owners`; expected one of: id, name, owner, moderators, members, prune, protected, limits, add_with, invite_message, manager, portal
     error: bad.yaml:6:9: groups[1].id: group ID must be a positive integer, found -2
     bad.yaml: 4 problem(s); nothing was sent to any portal
     "#);
@@ -286,7 +286,7 @@ async fn invalid_file_makes_no_request() {
     assert_eq!((run.0.code, run.1.code), (1, 1));
     assert!(
         run.0.stderr.contains(
-            "bad.yaml:4:15: groups[0].members[0]: expected a user ID (a positive integer) or an e-mail address, found 0"
+            "bad.yaml:4:15: groups[0].members[0]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found 0"
         ),
         "{}",
         run.0.stderr

@@ -9,6 +9,12 @@
 //! `--faults 503=0.05,429=0.02,500=0.02,lost=0.02` makes the sandbox refuse (or, for `lost`,
 //! execute and then answer 502) that fraction of requests at random (seeded by `--seed`).
 //!
+//! `--system docspace` runs the DocSpace scenario instead: a DocSpace sandbox with its limiter
+//! on (`--per-minute 1500`, the documented 1,500 requests a minute; `--per-minute 0` turns it
+//! off, as on a self-hosted server), the file naming groups and people by UUID:
+//!
+//! cargo bench --bench reconcile -- --system docspace --groups 500 --members 40 --churn 0.05 --latency-ms 20
+//!
 //! Prints progress on stderr and one line of JSON on stdout (see `roster::loadtest::Measurement`
 //! plus the scenario's parameters).
 
@@ -31,6 +37,8 @@ struct Args {
     users: usize,
     emails: bool,
     group_names: bool,
+    docspace: bool,
+    per_minute: u32,
 }
 
 /// `503=0.05,429=0.02,500=0.02,lost=0.02`
@@ -71,6 +79,8 @@ fn args() -> Result<Args> {
         users: 0,
         emails: false,
         group_names: false,
+        docspace: false,
+        per_minute: 1500,
     };
     let mut fault_spec = None;
     let mut it = std::env::args().skip(1);
@@ -87,6 +97,12 @@ fn args() -> Result<Args> {
             "--users" => a.users = value()?.parse()?,
             "--emails" => a.emails = true,
             "--group-names" => a.group_names = true,
+            "--system" => match value()?.as_str() {
+                "docspace" => a.docspace = true,
+                "bitrix24" => a.docspace = false,
+                other => bail!("--system: expected bitrix24 or docspace, got {other}"),
+            },
+            "--per-minute" => a.per_minute = value()?.parse()?,
             "--bench" => {}
             other => bail!(
                 "unknown flag {other}; expected --groups --members --churn --profile --latency-ms --seed --faults --users --emails --group-names"
@@ -97,8 +113,53 @@ fn args() -> Result<Args> {
     Ok(a)
 }
 
+/// The DocSpace scenario: `loadtest::measure_docspace` on `scenario::generate_docspace`.
+fn docspace(a: Args) -> Result<()> {
+    use roster::sandbox::docspace::state::RateLimit as DsRateLimit;
+    let mut scenario =
+        scenario::generate_docspace(&Params::new(a.groups, a.members, a.churn, a.seed));
+    scenario.state.latency_ms = a.latency_ms;
+    if a.per_minute > 0 {
+        let text = format!("{{ enabled: true, per_minute: {} }}", a.per_minute);
+        let limit: DsRateLimit = serde_norway::from_str(&text)?;
+        scenario.state.rate_limit = Some(limit);
+    }
+    eprintln!(
+        "reconcile (DocSpace): {} groups x {} members, churn {}, {} requests/minute, latency {} ms",
+        a.groups, a.members, a.churn, a.per_minute, a.latency_ms
+    );
+    let dir = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let m = runtime.block_on(loadtest::measure_docspace(
+        &scenario,
+        dir.path(),
+        roster::provider::docspace::Options {
+            timeout: Duration::from_secs(120),
+            ..roster::provider::docspace::Options::default()
+        },
+    ))?;
+    let mut line = serde_json::to_value(&m)?;
+    let obj = line.as_object_mut().expect("an object");
+    obj.insert("system".into(), "docspace".into());
+    obj.insert("members".into(), a.members.into());
+    obj.insert("churn".into(), a.churn.into());
+    obj.insert("per_minute".into(), a.per_minute.into());
+    obj.insert("latency_ms".into(), a.latency_ms.into());
+    obj.insert(
+        "manager_changes_planned".into(),
+        scenario.manager_changes.into(),
+    );
+    println!("{line}");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let a = args()?;
+    if a.docspace {
+        return docspace(a);
+    }
     let rate = RateProfile::parse(&a.profile).map_err(anyhow::Error::msg)?;
     let portal = Portal {
         rate_limit: rate.map(|r| RateLimit {

@@ -47,7 +47,12 @@ pub struct PortalArgs {
     /// `https://HOST`, or `sandbox:PATH` to run the built-in sandbox on the state file PATH.
     /// For a file with `portals:`, `NAME=ADDRESS` gives one portal's address (repeat for each;
     /// a portal not given here is found in its `url_env` variable).
-    #[arg(long, env = "ROSTER_PORTAL", hide_env_values = true, value_name = "[NAME=]ADDRESS")]
+    #[arg(
+        long,
+        env = "ROSTER_PORTAL",
+        hide_env_values = true,
+        value_name = "[NAME=]ADDRESS"
+    )]
     pub portal: Vec<String>,
     /// The portal's request limit, which roster keeps to so the portal never has to refuse:
     /// `cloud` (burst 50, 2/s), `enterprise` (250, 5/s), `BURST/PER_SECOND`, or `off`.

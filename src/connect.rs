@@ -50,7 +50,11 @@ pub(crate) fn targets(spec: spec::Spec) -> Vec<Target> {
 /// Where each target is: `--portal NAME=ADDRESS` for a declared portal, a bare `--portal
 /// ADDRESS` (or `ROSTER_PORTAL`) when the file has one portal only, else the portal's
 /// `url_env` variable. Checked for every target before anything is contacted.
-pub(crate) fn addresses(targets: &[Target], args: &PortalArgs, declared: usize) -> Result<Vec<String>> {
+pub(crate) fn addresses(
+    targets: &[Target],
+    args: &PortalArgs,
+    declared: usize,
+) -> Result<Vec<String>> {
     let mut named: Vec<(&str, &str)> = Vec::new();
     let mut bare: Vec<&str> = Vec::new();
     for given in &args.portal {
@@ -152,7 +156,11 @@ fn sandbox_system(path: &Path) -> Result<System> {
 
 impl Connection {
     /// Connect to `target` at `address` (`sandbox:PATH` starts the emulator in-process).
-    pub(crate) async fn open(target: &Target, address: &str, args: &PortalArgs) -> Result<Connection> {
+    pub(crate) async fn open(
+        target: &Target,
+        address: &str,
+        args: &PortalArgs,
+    ) -> Result<Connection> {
         let system = target.system();
         let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         if let Some(path) = address.strip_prefix("sandbox:") {
@@ -177,11 +185,17 @@ impl Connection {
             }
             return match system {
                 System::Bitrix24 => {
-                    let sandbox = sandbox::bitrix24::Sandbox::start_with(&path, local, sandbox_options()?)
-                        .await
-                        .with_context(|| format!("cannot start the sandbox on {}", path.display()))?;
+                    let sandbox =
+                        sandbox::bitrix24::Sandbox::start_with(&path, local, sandbox_options()?)
+                            .await
+                            .with_context(|| {
+                                format!("cannot start the sandbox on {}", path.display())
+                            })?;
                     let url = sandbox.webhook_url().with_context(|| {
-                        format!("{} declares no webhook to call the sandbox with", path.display())
+                        format!(
+                            "{} declares no webhook to call the sandbox with",
+                            path.display()
+                        )
                     })?;
                     let provider = bitrix24_client(Auth::from(Webhook::parse(&url)?), args)?;
                     Ok(Connection {
@@ -196,12 +210,17 @@ impl Connection {
                     };
                     let sandbox = sandbox::docspace::Sandbox::start_with(&path, local, options)
                         .await
-                        .with_context(|| format!("cannot start the sandbox on {}", path.display()))?;
+                        .with_context(|| {
+                            format!("cannot start the sandbox on {}", path.display())
+                        })?;
                     // A key from the environment wins (to try a wrong one); else the sandbox's.
                     let auth = match docspace_key(target)? {
                         Some(auth) => auth,
                         None => docspace_auth(sandbox.api_key().with_context(|| {
-                            format!("{} declares no API key to call the sandbox with", path.display())
+                            format!(
+                                "{} declares no API key to call the sandbox with",
+                                path.display()
+                            )
                         })?),
                     };
                     let provider = docspace_client(&sandbox.base_url(), auth, args)?;
@@ -270,8 +289,8 @@ fn docspace_client(base_url: &str, auth: docspace::Auth, args: &PortalArgs) -> R
         timeout: args.timeout,
         ..docspace::Options::default()
     };
-    let client = docspace::Client::new(base_url, auth, options)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client =
+        docspace::Client::new(base_url, auth, options).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Provider::DocSpace(client))
 }
 

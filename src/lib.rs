@@ -26,10 +26,10 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use cli::{ApplyArgs, Cli, ColorChoice, Command, Format, PlanArgs, SandboxCommand};
-use model::DesiredState;
-use progress::Progress;
 use connect::{Connection, Target};
+use model::DesiredState;
 use model::System;
+use progress::Progress;
 use provider::Provider;
 use render::Style;
 
@@ -370,7 +370,7 @@ fn report_resolution(file: &Path, resolved: &resolve::Resolved) -> bool {
 /// The planner's options for a system: a DocSpace group's manager is changed whenever the
 /// file names another (the manager has no rights of its own, unlike a Bitrix24 owner, whose
 /// transfer needs `--allow-owner-change`).
-fn options_for(system: System, allow_owner_change: bool) -> plan::Options {
+pub(crate) fn options_for(system: System, allow_owner_change: bool) -> plan::Options {
     plan::Options {
         allow_owner_change: allow_owner_change || system == System::DocSpace,
     }
@@ -413,7 +413,7 @@ fn plans_text(sections: &[Section], style: Style) -> String {
         if i > 0 {
             out.push('\n');
         }
-        if let Some(h) = heading(&s.target) {
+        if let Some(h) = heading(s.target) {
             out.push_str(&style.paint(render::text::BOLD, &h));
         }
         out.push_str(&render::text::plan(
@@ -427,10 +427,14 @@ fn plans_text(sections: &[Section], style: Style) -> String {
         for s in sections {
             total += s.prepared.plan.summary();
         }
-        let line = render::text::summary_line(&total).replace("owner change", "owner/manager change");
+        let line =
+            render::text::summary_line(&total).replace("owner change", "owner/manager change");
         out.push_str(&format!(
             "\n{}\n",
-            style.paint(render::text::BOLD, &format!("All {} portals: {line}", sections.len()))
+            style.paint(
+                render::text::BOLD,
+                &format!("All {} portals: {line}", sections.len())
+            )
         ));
     }
     out
@@ -489,7 +493,11 @@ fn report_checks(
     command: &str,
 ) -> (bool, bool, bool) {
     let (mut unresolved, mut access, mut limits) = (false, false, false);
-    let level = if command == "plan" { "warning" } else { "error" };
+    let level = if command == "plan" {
+        "warning"
+    } else {
+        "error"
+    };
     for s in sections {
         let p = &s.prepared;
         let prefix = match &s.target.portal {
@@ -520,7 +528,7 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
         let options = options_for(target.system(), args.allow_owner_change);
         let prepared = prepare(&target.spec, &conn.provider, options).await;
         conn.close().await?;
-        let prepared = prepared.with_context(|| format!("{}", target.label()))?;
+        let prepared = prepared.with_context(|| target.label())?;
         sections.push(Section { target, prepared });
     }
     match args.format {
@@ -666,7 +674,12 @@ async fn apply_connected(
             let options = options_for(s.target.system(), args.allow_owner_change);
             let Step::Done(moved) = unless_interrupted(
                 &mut signals,
-                recheck(&s.prepared.resolved.desired, &s.prepared.plan, &conn.provider, options),
+                recheck(
+                    &s.prepared.resolved.desired,
+                    &s.prepared.plan,
+                    &conn.provider,
+                    options,
+                ),
             )
             .await
             else {
@@ -675,7 +688,10 @@ async fn apply_connected(
             if let Some(changed) = moved? {
                 let dir = &s.prepared.resolved.directory;
                 let head = heading(s.target).unwrap_or_default();
-                emit(&format!("\n{head}{}", render::text::plan(&changed, dir, style)))?;
+                emit(&format!(
+                    "\n{head}{}",
+                    render::text::plan(&changed, dir, style)
+                ))?;
                 moved_any.extend(changed.groups.iter().map(|g| g.id.to_string()));
             }
         }
@@ -701,7 +717,13 @@ async fn apply_connected(
     // One portal after the other: a report each, and an interrupt stops the rest.
     let mut reports = Vec::new();
     for (s, (_, conn)) in sections.iter().zip(conns) {
-        let report = apply::apply(&s.prepared.plan, &conn.provider, &|n| progress.inc(n), &stop).await;
+        let report = apply::apply(
+            &s.prepared.plan,
+            &conn.provider,
+            &|n| progress.inc(n),
+            &stop,
+        )
+        .await;
         reports.push(report);
     }
     let interrupted = stop.is_cancelled();
@@ -713,7 +735,11 @@ async fn apply_connected(
         if let Some(h) = heading(s.target) {
             text.push_str(&style.paint(render::text::BOLD, &h));
         }
-        text.push_str(&render::text::report(report, &s.prepared.resolved.directory, style));
+        text.push_str(&render::text::report(
+            report,
+            &s.prepared.resolved.directory,
+            style,
+        ));
     }
     emit(&text)?;
     watcher.abort();
@@ -880,9 +906,10 @@ async fn serve(state: &Path, listen: SocketAddr) -> Result<Exit> {
     if connect::is_docspace_sandbox(state)? {
         return serve_docspace(state, listen).await;
     }
-    let sandbox = sandbox::bitrix24::Sandbox::start_with(state, listen, connect::sandbox_options()?)
-        .await
-        .with_context(|| format!("cannot start the sandbox on {}", state.display()))?;
+    let sandbox =
+        sandbox::bitrix24::Sandbox::start_with(state, listen, connect::sandbox_options()?)
+            .await
+            .with_context(|| format!("cannot start the sandbox on {}", state.display()))?;
     // Listening before the banner: whoever reads it may stop us at once.
     let mut signals = Signals::new()?;
     let url = sandbox

@@ -224,3 +224,178 @@ pub async fn measure(
         resolve_s,
     })
 }
+
+/// One DocSpace run's numbers (`measure_docspace`). Requests are counted at the sandbox by
+/// route; `ratio_to_floor` is `null` when the limiter imposes no wait at all.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocSpaceMeasurement {
+    pub groups: usize,
+    pub memberships: usize,
+    /// Planned changes (adds, removals, manager changes).
+    pub operations: usize,
+    /// Every HTTP request the sandbox received for plan and apply (429s included).
+    pub http_requests: u64,
+    /// Of those, refused with 429 by the sandbox's limiter.
+    pub rejected_429: u64,
+    /// `GET group/{id}` (plan and apply read every group once each).
+    pub reads: u64,
+    /// `PUT group/{id}/members`, `DELETE group/{id}/members`, `PUT group/{id}/manager`.
+    pub adds: u64,
+    pub removes: u64,
+    pub manager_changes: u64,
+    /// The fewest the API allows: two reads a group (plan, apply); per group one add and one
+    /// remove when it has any, and one manager change where the file names another manager;
+    /// twice the file's resolution (its bound, `lookup::user_requests`/`group_requests`).
+    pub min_reads: u64,
+    pub min_writes: u64,
+    /// Every other request of plan and apply: the lookups (the caller, the named users and
+    /// groups) and the people a plan shows that the file does not name (none: the reads carry
+    /// every member's profile).
+    pub lookup_requests: u64,
+    pub min_lookup_requests: u64,
+    pub retries: u64,
+    pub plan_s: f64,
+    pub apply_s: f64,
+    /// The time the limiter's sliding window alone imposes on the accepted requests.
+    pub floor_s: f64,
+    pub ratio_to_floor: Option<f64>,
+    pub not_done: usize,
+    pub converged: bool,
+}
+
+/// The time a sliding window of `per_minute` requests imposes on `requests` sent as fast as
+/// it allows: a minute for every full window after the first.
+pub fn window_floor_s(requests: u64, per_minute: Option<u32>) -> f64 {
+    match per_minute {
+        Some(n) if n > 0 => (requests.saturating_sub(1) / u64::from(n)) as f64 * 60.0,
+        _ => 0.0,
+    }
+}
+
+/// Serve a DocSpace scenario from a state file in `dir`, then plan and apply it as `roster`
+/// does (`crate::prepare`, then `apply`), counting requests by route at the sandbox.
+pub async fn measure_docspace(
+    scenario: &crate::sandbox::scenario::DocSpaceScenario,
+    dir: &Path,
+    options: crate::provider::docspace::Options,
+) -> Result<DocSpaceMeasurement> {
+    use crate::provider::docspace::{self, Auth, Secret, lookup};
+    use crate::sandbox::docspace::{Sandbox as DsSandbox, Stats as DsStats, state as ds_state};
+    let state_path = dir.join("portal.yaml");
+    ds_state::save(&state_path, &scenario.state)?;
+    let spec =
+        spec::parse("desired.yaml", &scenario.desired_yaml).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let sandbox = DsSandbox::start(&state_path, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+    let key = sandbox.api_key().context("scenario has an API key")?;
+    let provider = Provider::DocSpace(docspace::Client::new(
+        &sandbox.base_url(),
+        Auth::ApiKey(Secret::new(key)),
+        options,
+    )?);
+    let per_minute = scenario
+        .state
+        .rate_limit
+        .filter(|r| r.enabled)
+        .map(|r| r.per_minute);
+    let quiet = |_: usize| {};
+    let route = |s: &DsStats, r: &str| s.route(r).http_requests;
+    const READ: &str = "GET /api/2.0/group/{id}";
+    const ADD: &str = "PUT /api/2.0/group/{id}/members";
+    const REMOVE: &str = "DELETE /api/2.0/group/{id}/members";
+    const MANAGER: &str = "PUT /api/2.0/group/{id}/manager";
+    let base_retries = provider.counters().retries;
+    let options = crate::options_for(crate::model::System::DocSpace, false);
+    let started = Instant::now();
+    let first = crate::prepare(&spec, &provider, options).await?;
+    let plan_s = started.elapsed().as_secs_f64();
+    ensure!(
+        first.resolved.errors.is_empty(),
+        "the scenario's file does not resolve: {:?}",
+        first.resolved.errors
+    );
+    let started = Instant::now();
+    let second = crate::prepare(&spec, &provider, options).await?;
+    ensure!(
+        second.plan == first.plan,
+        "the portal changed between plan and apply"
+    );
+    let report = apply::apply(
+        &second.plan,
+        &provider,
+        &quiet,
+        &crate::provider::CancellationToken::new(),
+    )
+    .await;
+    let apply_s = started.elapsed().as_secs_f64();
+    let stats = sandbox.stats();
+    let desired = second.resolved.desired;
+    let after = provider.fetch(&desired, &quiet).await?;
+    let converged = !plan::diff_with(&desired, &after, options)
+        .summary()
+        .has_changes();
+    sandbox.shutdown().await?;
+
+    let groups = desired.groups.len() as u64;
+    let min_writes: u64 = first
+        .plan
+        .groups
+        .iter()
+        .map(|g| {
+            let kinds: BTreeSet<u8> = g
+                .changes()
+                .map(|c| match c {
+                    Change::Add { .. } => 0,
+                    Change::Remove { .. } => 1,
+                    _ => 2,
+                })
+                .collect();
+            kinds.len() as u64
+        })
+        .sum();
+    let wanted = resolve::wanted(&spec);
+    let named = wanted.emails.len() + wanted.users.len();
+    let active = scenario
+        .state
+        .users
+        .iter()
+        .filter(|u| u.status == crate::sandbox::docspace::state::Status::Active)
+        .count() as u64;
+    // The caller, then the users (everyone named is active here: h counts those on the first
+    // page, which the bound needs only as an upper limit, so 0), then the group names.
+    let min_lookup = 1
+        + lookup::user_requests(named, 0, 0, active)
+        + lookup::group_requests(wanted.group_names.len(), scenario.state.groups.len() as u64);
+    let (reads, adds, removes, managers) = (
+        route(&stats, READ),
+        route(&stats, ADD),
+        route(&stats, REMOVE),
+        route(&stats, MANAGER),
+    );
+    let lookup_requests = stats
+        .http_requests
+        .saturating_sub(reads + adds + removes + managers);
+    let accepted = stats.http_requests - stats.rejected_429;
+    let floor = window_floor_s(accepted, per_minute);
+    Ok(DocSpaceMeasurement {
+        groups: desired.groups.len(),
+        memberships: scenario.memberships,
+        operations: report.outcomes.len(),
+        http_requests: stats.http_requests,
+        rejected_429: stats.rejected_429,
+        reads,
+        adds,
+        removes,
+        manager_changes: managers,
+        min_reads: 2 * groups,
+        min_writes,
+        lookup_requests,
+        min_lookup_requests: 2 * min_lookup,
+        retries: provider.counters().retries - base_retries,
+        plan_s,
+        apply_s,
+        floor_s: floor,
+        ratio_to_floor: (floor > 0.0).then(|| (plan_s + apply_s) / floor),
+        not_done: report.outcomes.len() - report.done(),
+        converged,
+    })
+}

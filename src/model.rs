@@ -481,7 +481,11 @@ mod tests {
         ] {
             assert_eq!(Uuid::parse(bad), None, "{bad}");
         }
-        assert!(Uuid::parse("00000000-0000-0000-0000-000000000000").unwrap().is_nil());
+        assert!(
+            Uuid::parse("00000000-0000-0000-0000-000000000000")
+                .unwrap()
+                .is_nil()
+        );
     }
 
     #[test]

@@ -288,7 +288,11 @@ pub fn plan(plan: &Plan, dir: &Directory, style: Style) -> String {
             out.push('\n');
         }
     }
-    let _ = writeln!(out, "{}", style.paint(BOLD, &summary_line_for(&summary, dir.system)));
+    let _ = writeln!(
+        out,
+        "{}",
+        style.paint(BOLD, &summary_line_for(&summary, dir.system))
+    );
     out
 }
 

@@ -222,7 +222,9 @@ pub struct DocSpaceScenario {
 /// `churn` (adds and removals; DocSpace has no other roles), with one group in fifty handing
 /// its manager role to another member (the old manager stays a member).
 pub fn generate_docspace(p: &Params) -> DocSpaceScenario {
-    use super::docspace::state::{ApiKey, Group as DsGroup, State as DsState, Status, User as DsUser, UserType};
+    use super::docspace::state::{
+        ApiKey, Group as DsGroup, State as DsState, Status, User as DsUser, UserType,
+    };
     let mut rng = fastrand::Rng::with_seed(p.seed);
     let members = p.members.max(1);
     let pool = if p.users > members {
@@ -277,11 +279,11 @@ pub fn generate_docspace(p: &Params) -> DocSpaceScenario {
             }
         }
         let mut new_manager = manager;
-        if g % 50 == 7 {
-            if let Some(&u) = want.iter().find(|u| **u != manager && chosen.contains(u)) {
-                new_manager = u;
-                manager_changes += 1;
-            }
+        if g % 50 == 7
+            && let Some(&u) = want.iter().find(|u| **u != manager && chosen.contains(u))
+        {
+            new_manager = u;
+            manager_changes += 1;
         }
         want.remove(&new_manager);
         let list: Vec<String> = want.iter().map(|&u| docspace_user(u)).collect();

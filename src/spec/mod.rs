@@ -857,7 +857,8 @@ impl Cx<'_> {
                 Kind::Str(n)
                     if !n.is_empty()
                         && n.len() <= 64
-                        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+                        && n.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
                 {
                     n.to_string()
                 }
@@ -924,7 +925,8 @@ impl Cx<'_> {
         }
         if out.is_empty() && seen.is_empty() {
             self.at(node, "portals", || {
-                "`portals:` declares no portal; leave it out for a single Bitrix24 portal".to_owned()
+                "`portals:` declares no portal; leave it out for a single Bitrix24 portal"
+                    .to_owned()
             });
         }
         out
@@ -986,24 +988,43 @@ impl Cx<'_> {
                 }
                 (Some(p), _) if !spec.portals.iter().any(|d| d.name == p.value) => {
                     let names: Vec<&str> = spec.portals.iter().map(|p| p.name.as_str()).collect();
-                    self.at_pos(pos(p.at.line, p.at.column), &format!("groups[{gi}].portal"), || {
-                        format!(
-                            "no portal \"{}\" in `portals:`; declared: {}",
-                            echo(&p.value),
-                            names.join(", ")
-                        )
-                    });
+                    self.at_pos(
+                        pos(p.at.line, p.at.column),
+                        &format!("groups[{gi}].portal"),
+                        || {
+                            format!(
+                                "no portal \"{}\" in `portals:`; declared: {}",
+                                echo(&p.value),
+                                names.join(", ")
+                            )
+                        },
+                    );
                     continue;
                 }
                 _ => spec.system_of(g),
             };
             let refused: &[(&str, &str)] = match system {
-                System::Bitrix24 => &[("manager", "a Bitrix24 workgroup has an `owner:`, not a `manager:`")],
+                System::Bitrix24 => &[(
+                    "manager",
+                    "a Bitrix24 workgroup has an `owner:`, not a `manager:`",
+                )],
                 System::DocSpace => &[
-                    ("owner", "a DocSpace group has a `manager:` (its head), not an `owner:`"),
-                    ("moderators", "a DocSpace group has no moderators: only a `manager:` and `members:`"),
-                    ("add_with", "DocSpace adds members directly; it has no invitations to a group"),
-                    ("invite_message", "DocSpace adds members directly; it has no invitations to a group"),
+                    (
+                        "owner",
+                        "a DocSpace group has a `manager:` (its head), not an `owner:`",
+                    ),
+                    (
+                        "moderators",
+                        "a DocSpace group has no moderators: only a `manager:` and `members:`",
+                    ),
+                    (
+                        "add_with",
+                        "DocSpace adds members directly; it has no invitations to a group",
+                    ),
+                    (
+                        "invite_message",
+                        "DocSpace adds members directly; it has no invitations to a group",
+                    ),
                 ],
             };
             for (field, why) in refused {
@@ -1016,29 +1037,35 @@ impl Cx<'_> {
                 System::Bitrix24 => "Bitrix24",
                 System::DocSpace => "DocSpace",
             };
-            if let GroupRef::Id(id) = &g.group.value {
-                if id.uuid().is_some() != system.takes_uuids() {
-                    let at = g.group.at;
-                    self.at_pos(pos(at.line, at.column), &at.path.to_string(), || {
+            if let GroupRef::Id(id) = &g.group.value
+                && id.uuid().is_some() != system.takes_uuids()
+            {
+                let at = g.group.at;
+                self.at_pos(pos(at.line, at.column), &at.path.to_string(), || {
+                    format!(
+                        "a {} group's ID is {}, found {id}",
+                        short,
+                        kind(system.takes_uuids())
+                    )
+                });
+            }
+            for u in g
+                .owner
+                .iter()
+                .chain(&g.moderators)
+                .chain(&g.members)
+                .chain(&g.protected)
+            {
+                if let UserRef::Id(id) = &u.value
+                    && id.uuid().is_some() != system.takes_uuids()
+                {
+                    self.at_pos(pos(u.at.line, u.at.column), &u.at.path.to_string(), || {
                         format!(
-                            "a {} group's ID is {}, found {id}",
+                            "a {} user's ID is {} (or give the e-mail address), found {id}",
                             short,
                             kind(system.takes_uuids())
                         )
                     });
-                }
-            }
-            for u in g.owner.iter().chain(&g.moderators).chain(&g.members).chain(&g.protected) {
-                if let UserRef::Id(id) = &u.value {
-                    if id.uuid().is_some() != system.takes_uuids() {
-                        self.at_pos(pos(u.at.line, u.at.column), &u.at.path.to_string(), || {
-                            format!(
-                                "a {} user's ID is {} (or give the e-mail address), found {id}",
-                                short,
-                                kind(system.takes_uuids())
-                            )
-                        });
-                    }
                 }
             }
         }
@@ -1211,7 +1238,10 @@ impl Cx<'_> {
                         })
                     }
                     _ => self.at(v, &fpath, || {
-                        format!("expected a portal's name from `portals:`, found {}", describe(v))
+                        format!(
+                            "expected a portal's name from `portals:`, found {}",
+                            describe(v)
+                        )
                     }),
                 },
                 "manager" if owner.is_some() => self.at(v, &fpath, || {

@@ -990,13 +990,19 @@ fn a_file_declares_portals_and_each_group_names_its_own() {
     assert_eq!(spec.portals[0].key_env, None);
     assert_eq!(spec.portals[1].system, System::DocSpace);
     assert_eq!(spec.portals[1].url_env, "ROSTER_DOCS_URL");
-    assert_eq!(spec.portals[1].key_env.as_deref(), Some("ROSTER_DOCS_API_KEY"));
+    assert_eq!(
+        spec.portals[1].key_env.as_deref(),
+        Some("ROSTER_DOCS_API_KEY")
+    );
     let ds = &spec.groups[1];
     assert_eq!(
         ds.group.value,
         GroupRef::Id(GroupId::Uuid(Uuid::parse(DS_GROUP).unwrap()))
     );
-    assert_eq!(ds.owner.as_ref().unwrap().at.path.to_string(), "groups[1].manager");
+    assert_eq!(
+        ds.owner.as_ref().unwrap().at.path.to_string(),
+        "groups[1].manager"
+    );
     let parts = spec.split();
     let names: Vec<(String, usize)> = parts
         .iter()
@@ -1020,7 +1026,11 @@ fn a_single_portal_file_needs_no_portal_key_and_a_plain_file_is_bitrix24() {
         out,
         "h.yaml:3:51: protected[1]: 7 is a Bitrix24 user ID, and the file has no Bitrix24 portal"
     );
-    let plain = parse("g.yaml", "version: 1\ngroups:\n  - { id: 15, members: [21] }\n").unwrap();
+    let plain = parse(
+        "g.yaml",
+        "version: 1\ngroups:\n  - { id: 15, members: [21] }\n",
+    )
+    .unwrap();
     assert_eq!(plain.system_of(&plain.groups[0]), System::Bitrix24);
     assert!(matches!(plain.split().as_slice(), [(None, s)] if s.groups.len() == 1));
 }

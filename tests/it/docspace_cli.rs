@@ -33,11 +33,7 @@ fn ds_group(ws: &Workspace, state: &str, id: &str) -> (Option<String>, Vec<Strin
     let manager = g["manager"].as_str().map(str::to_owned);
     let members = g["members"]
         .as_sequence()
-        .map(|m| {
-            m.iter()
-                .map(|u| u.as_str().unwrap().to_owned())
-                .collect()
-        })
+        .map(|m| m.iter().map(|u| u.as_str().unwrap().to_owned()).collect())
         .unwrap_or_default();
     (manager, members)
 }
@@ -98,7 +94,10 @@ fn the_docspace_example_plans_applies_and_converges_without_touching_the_manager
     );
     let (manager, members) = ds_group(&ws, "docs.yaml", WRITERS);
     assert_eq!(manager.as_deref(), Some(DI));
-    assert_eq!(sorted(members), sorted(vec![CY.into(), DI.into(), ED.into()]));
+    assert_eq!(
+        sorted(members),
+        sorted(vec![CY.into(), DI.into(), ED.into()])
+    );
 
     let again = ws.roster(&["plan", "docspace.yaml", DOCS, "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{}", again.transcript());
@@ -176,7 +175,11 @@ fn a_wrong_key_fails_once_and_is_not_printed() {
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(run.stderr.contains("401"), "{}", run.transcript());
     assert!(!run.transcript().contains(&key), "{}", run.transcript());
-    assert!(!run.transcript().contains(&key[3..20]), "{}", run.transcript());
+    assert!(
+        !run.transcript().contains(&key[3..20]),
+        "{}",
+        run.transcript()
+    );
 }
 
 /// Mistakes that depend on the system are errors at their place, before anything is sent.
@@ -192,12 +195,14 @@ fn docspace_groups_are_validated_with_positions() {
     let run = ws.roster(&["plan", "bad.yaml", DOCS]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(
-        run.stderr.contains("bad.yaml:5:5: groups[0].moderators: a DocSpace group has no moderators"),
+        run.stderr
+            .contains("bad.yaml:5:5: groups[0].moderators: a DocSpace group has no moderators"),
         "{}",
         run.stderr
     );
     assert!(
-        run.stderr.contains("bad.yaml:6:15: groups[0].members[0]: a DocSpace user's ID is a UUID"),
+        run.stderr
+            .contains("bad.yaml:6:15: groups[0].members[0]: a DocSpace user's ID is a UUID"),
         "{}",
         run.stderr
     );
@@ -216,7 +221,10 @@ fn one_file_with_both_systems_plans_and_applies_both() {
     let ws = docspace_example();
     std::fs::copy(repo("examples/sandbox.yaml"), ws.path("crm.yaml")).unwrap();
     std::fs::copy(repo("examples/both.yaml"), ws.path("both.yaml")).unwrap();
-    let portals = ["--portal=crm=sandbox:crm.yaml", "--portal=docs=sandbox:docs.yaml"];
+    let portals = [
+        "--portal=crm=sandbox:crm.yaml",
+        "--portal=docs=sandbox:docs.yaml",
+    ];
     let mut args = vec!["plan", "both.yaml", "--detailed-exitcode"];
     args.extend(portals);
     let run = ws.roster(&args);
@@ -228,7 +236,11 @@ fn one_file_with_both_systems_plans_and_applies_both() {
         &format!("\"Designers\" ({DESIGNERS})"),
         "All 2 portals:",
     ] {
-        assert!(run.stdout.contains(want), "missing {want:?} in\n{}", run.stdout);
+        assert!(
+            run.stdout.contains(want),
+            "missing {want:?} in\n{}",
+            run.stdout
+        );
     }
     let mut args = vec!["apply", "both.yaml", "--auto-approve"];
     args.extend(portals);
@@ -253,5 +265,9 @@ fn one_file_with_both_systems_plans_and_applies_both() {
         &[("ROSTER_CRM_URL", "sandbox:crm.yaml")],
     );
     assert_eq!(missing.code, 1, "{}", missing.transcript());
-    assert!(missing.stderr.contains("ROSTER_DOCS_URL"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("ROSTER_DOCS_URL"),
+        "{}",
+        missing.stderr
+    );
 }

@@ -436,3 +436,118 @@ fn no_oauth_path_reveals_a_token() {
         }
     }
 }
+
+/// DocSpace API keys and personal access tokens are secrets like the webhook code: never in
+/// output, logs at `-vv` with `RUST_LOG=trace`, errors or files roster writes, under faults,
+/// with the right key, a wrong key and a token.
+#[test]
+fn no_docspace_path_reveals_a_key_or_token() {
+    const KEY: &str = "sk-ca11ab1ec0de5ec7e7000000000000000000000000000000000000000000c0de";
+    const WRONG_KEY: &str = "sk-bad0bad0bad0ca11ab1e0000000000000000000000000000000000000000beef";
+    const TOKEN: &str = "TokenCanary8Rq2Wx5LmPz";
+    let ws = Workspace {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let example = std::fs::read_to_string(crate::support::repo("examples/docspace-sandbox.yaml"))
+        .unwrap()
+        .replace(
+            "sk-5a4d0c0ffee00000000000000000000000000000000000000000000000000001",
+            KEY,
+        )
+        .replace(
+            "docspace:\n",
+            "docspace:\n  faults: { seed: 3, rate_500: 0.05, rate_lost: 0.05, rate_truncated: 0.05, rate_429: 0.02 }\n",
+        );
+    let state = format!(
+        "{example}  tokens:\n    - {{ user: 0a0d0000-0000-4000-8000-000000000001, token: {TOKEN} }}\n"
+    );
+    assert!(state.contains(KEY));
+    ws.write("docs.yaml", &state);
+    std::fs::copy(
+        crate::support::repo("examples/docspace.yaml"),
+        ws.path("docspace.yaml"),
+    )
+    .unwrap();
+    let portal = "--portal=sandbox:docs.yaml";
+    let mut runs: Vec<(&str, Run)> = Vec::new();
+    for (what, args, key) in [
+        ("plan", vec!["plan", "docspace.yaml", portal, "-vv"], KEY),
+        (
+            "json plan",
+            vec!["plan", "docspace.yaml", portal, "--format", "json", "-vv"],
+            KEY,
+        ),
+        (
+            "apply",
+            vec!["apply", "docspace.yaml", portal, "--auto-approve", "-vv"],
+            KEY,
+        ),
+        (
+            "wrong key",
+            vec!["plan", "docspace.yaml", portal, "-vv"],
+            WRONG_KEY,
+        ),
+        (
+            "token",
+            vec!["apply", "docspace.yaml", portal, "--auto-approve", "-vv"],
+            TOKEN,
+        ),
+    ] {
+        let run = ws.roster_with_env(
+            &args,
+            &[("RUST_LOG", "trace"), ("ROSTER_DOCS_API_KEY", key)],
+        );
+        runs.push((what, run));
+    }
+    assert_eq!(runs[3].1.code, 1, "{}", runs[3].1.transcript());
+    assert!(
+        runs[3].1.stderr.contains("401"),
+        "{}",
+        runs[3].1.transcript()
+    );
+    for (what, r) in &runs {
+        let text = normalise(&format!("{}\n{}", r.stdout, r.stderr));
+        for secret in [KEY, WRONG_KEY, TOKEN] {
+            let s = secret.to_lowercase();
+            // The whole secret, and any 16 characters of it (a cut or partly masked echo).
+            assert!(
+                !text.contains(&s),
+                "{what}: {secret} leaked:\n{}",
+                r.transcript()
+            );
+            let chars: Vec<char> = s.chars().collect();
+            for w in chars
+                .windows(16)
+                .filter(|w| w.iter().any(|c| !"0-sk".contains(*c)))
+            {
+                let piece: String = w.iter().collect();
+                assert!(
+                    !text.contains(&piece),
+                    "{what}: part of {secret} ({piece}) leaked:\n{}",
+                    r.transcript()
+                );
+            }
+        }
+    }
+    let mut stack = vec![ws.dir.path().to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name == "docs.yaml" {
+                continue;
+            }
+            let text = normalise(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
+            for secret in [KEY, WRONG_KEY, TOKEN] {
+                assert!(
+                    !text.contains(&secret.to_lowercase()),
+                    "file {name} holds a secret"
+                );
+            }
+        }
+    }
+}

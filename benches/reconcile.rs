@@ -116,8 +116,10 @@ fn args() -> Result<Args> {
 /// The DocSpace scenario: `loadtest::measure_docspace` on `scenario::generate_docspace`.
 fn docspace(a: Args) -> Result<()> {
     use roster::sandbox::docspace::state::RateLimit as DsRateLimit;
-    let mut scenario =
-        scenario::generate_docspace(&Params::new(a.groups, a.members, a.churn, a.seed));
+    let mut scenario = scenario::generate_docspace(&Params {
+        users: a.users,
+        ..Params::new(a.groups, a.members, a.churn, a.seed)
+    });
     scenario.state.latency_ms = a.latency_ms;
     if a.per_minute > 0 {
         let text = format!("{{ enabled: true, per_minute: {} }}", a.per_minute);

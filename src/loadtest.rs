@@ -233,7 +233,8 @@ pub struct DocSpaceMeasurement {
     pub memberships: usize,
     /// Planned changes (adds, removals, manager changes).
     pub operations: usize,
-    /// Every HTTP request the sandbox received for plan and apply (429s included).
+    /// Every HTTP request the sandbox received for plan and apply (429s included); the counts
+    /// below are of the requests it accepted.
     pub http_requests: u64,
     /// Of those, refused with 429 by the sandbox's limiter.
     pub rejected_429: u64,
@@ -298,7 +299,8 @@ pub async fn measure_docspace(
         .filter(|r| r.enabled)
         .map(|r| r.per_minute);
     let quiet = |_: usize| {};
-    let route = |s: &DsStats, r: &str| s.route(r).http_requests;
+    // Requests the portal accepted (a 429 is counted in `rejected_429`).
+    let route = |s: &DsStats, r: &str| s.route(r).executed;
     const READ: &str = "GET /api/2.0/group/{id}";
     const ADD: &str = "PUT /api/2.0/group/{id}/members";
     const REMOVE: &str = "DELETE /api/2.0/group/{id}/members";
@@ -373,7 +375,7 @@ pub async fn measure_docspace(
     );
     let lookup_requests = stats
         .http_requests
-        .saturating_sub(reads + adds + removes + managers);
+        .saturating_sub(stats.rejected_429 + reads + adds + removes + managers);
     let accepted = stats.http_requests - stats.rejected_429;
     let floor = window_floor_s(accepted, per_minute);
     Ok(DocSpaceMeasurement {

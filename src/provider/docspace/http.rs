@@ -30,6 +30,8 @@ pub struct ApiError {
     pub message: Option<String>,
     /// For a 429: how long the portal asked to wait, when it said.
     pub wait: Option<Duration>,
+    /// For a 429: the window's size in requests (`X-RateLimit-Limit`), when it said.
+    pub limit: Option<usize>,
 }
 
 /// The HTTP exchange itself failed: no connection, no answer in time, or an answer that is not
@@ -271,6 +273,26 @@ impl Notices {
     }
 }
 
+/// What the client knows of the portal's window (`Client::pace`).
+#[derive(Debug, Default)]
+pub(super) struct Window {
+    pub(super) limit: Option<usize>,
+    pub(super) sent: std::collections::VecDeque<Instant>,
+}
+
+/// The portal's rate-limit window: 1,500 requests a minute, sliding (reference §5). Its size
+/// is learnt from a 429's `X-RateLimit-Limit`; the length is the documented minute.
+pub(super) const WINDOW: Duration = Duration::from_secs(60);
+/// Added to the window: the portal counts a request when it arrives.
+const WINDOW_MARGIN: Duration = Duration::from_millis(500);
+/// Sends remembered for the window (the largest window roster keeps to).
+const MAX_RECORDED: usize = 100_000;
+/// The least wait after a 429 that said `Retry-After: 0`.
+const MIN_RATE_WAIT: Duration = Duration::from_millis(250);
+/// 429s allowed per request, as a multiple of `max_attempts`: the window makes them rare, and
+/// every wait is bounded by `max_wait` anyway.
+const RATE_ALLOWANCE: u32 = 4;
+
 /// The connect part of the request timeout, at most.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -286,7 +308,9 @@ impl Client {
     ) -> (Result<Reply, CallError>, Trace) {
         let mut trace = Trace::default();
         let mut last: Option<CallError> = None;
-        let mut attempt = 0;
+        // Attempts that failed for another reason than the rate limit, and 429s: each has its
+        // own allowance, so a busy window does not use up the retries a 5xx may need.
+        let (mut attempt, mut refused) = (0, 0);
         loop {
             if let Err(e) = self.ready(req, stop).await {
                 return stopped(e, last, trace);
@@ -305,7 +329,10 @@ impl Client {
             if let Err(e) = self.may_send(req, stop) {
                 return stopped(e, last, trace);
             }
-            attempt += 1;
+            // Within the portal's window as learnt from a 429: wait for room, then take it.
+            if let Err(e) = self.pace(req, stop).await {
+                return stopped(e, last, trace);
+            }
             self.requests.fetch_add(1, Ordering::Relaxed);
             let result = self.send_once(req).await;
             drop(permit);
@@ -328,7 +355,12 @@ impl Client {
                 };
                 return (Err(e.into()), trace);
             }
-            let Some(delay) = self.next_try(&e, attempt, hurry) else {
+            if e.is_rate_limit() {
+                refused += 1;
+            } else {
+                attempt += 1;
+            }
+            let Some(delay) = self.next_try(&e, attempt, refused, hurry) else {
                 return (Err(e), trace);
             };
             self.retries.fetch_add(1, Ordering::Relaxed);
@@ -357,17 +389,26 @@ impl Client {
     /// Whether to try `e`'s request again (after `attempt` attempts) and after how long. `None`:
     /// give up; a request the portal never answered, answered only with gateway errors, or
     /// kept refusing for its rate limit trips the breaker as it gives up.
-    fn next_try(&self, e: &CallError, attempt: u32, hurry: bool) -> Option<Duration> {
+    fn next_try(&self, e: &CallError, attempt: u32, refused: u32, hurry: bool) -> Option<Duration> {
         if !e.is_transient() {
             return None;
         }
         let max = self.options.max_attempts.max(1);
         if e.is_rate_limit() {
-            let asked = match e {
-                CallError::Api(a) => a.wait,
-                CallError::Transport(_) => None,
+            let (asked, limit) = match e {
+                CallError::Api(a) => (a.wait, a.limit),
+                CallError::Transport(_) => (None, None),
             };
-            let wait = asked.unwrap_or_else(|| rate_backoff(&self.options, attempt));
+            // The concurrency limits (15 writes, 50 reads) may answer with the same header; a
+            // window is larger than either.
+            if let Some(limit) = limit.filter(|l| *l > super::MAX_CONCURRENT_READS) {
+                self.learn_window(limit);
+            }
+            // `Retry-After: 0` (whole seconds, truncated) means "within the second".
+            let wait = asked
+                .map(|w| w.max(MIN_RATE_WAIT))
+                .unwrap_or_else(|| rate_backoff(&self.options, refused));
+            let (attempt, max) = (refused, max.saturating_mul(RATE_ALLOWANCE));
             if wait > self.options.max_wait {
                 self.breaker.trip(format!(
                     "{e}: the portal's rate limit asks roster to wait {}, more than it ever waits ({}); try again later",
@@ -413,6 +454,56 @@ impl Client {
             )
         });
         Some(delay)
+    }
+
+    /// Remember the portal's window (`limit` requests in `WINDOW`), learnt from a 429.
+    pub(super) fn learn_window(&self, limit: usize) {
+        let mut w = self.window.lock().expect("window lock");
+        if w.limit.is_none_or(|l| limit < l) {
+            debug!(host = %self.host, limit, "the portal's request window");
+            w.limit = Some(limit.max(1));
+        }
+    }
+
+    /// Take a place in the window for one request, waiting until the oldest of the last
+    /// `limit` requests is out of it (a margin added: the portal counts arrivals, a little
+    /// after roster's sends). Every send is recorded, so the window is right from the first
+    /// 429 on.
+    pub(super) async fn pace(&self, req: &Req, stop: &CancellationToken) -> Result<(), CallError> {
+        loop {
+            let wait = {
+                let mut w = self.window.lock().expect("window lock");
+                let now = Instant::now();
+                while w
+                    .sent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= WINDOW + WINDOW_MARGIN)
+                {
+                    w.sent.pop_front();
+                }
+                match w.limit {
+                    Some(limit) if w.sent.len() >= limit => {
+                        let oldest = w.sent[w.sent.len() - limit];
+                        (oldest + WINDOW + WINDOW_MARGIN).saturating_duration_since(now)
+                    }
+                    _ => {
+                        w.sent.push_back(now);
+                        if w.sent.len() > MAX_RECORDED {
+                            w.sent.pop_front();
+                        }
+                        return Ok(());
+                    }
+                }
+            };
+            self.notices.warn("window", || {
+                format!(
+                    "keeping to the DocSpace portal's rate limit: waiting {} for room in its one-minute window",
+                    human(wait)
+                )
+            });
+            self.sleep(req, wait.max(Duration::from_millis(1)), stop)
+                .await?;
+        }
     }
 
     /// Hold every request for `wait` from now (a 429).
@@ -545,6 +636,7 @@ impl Client {
                 .map(str::to_owned)
         };
         let (retry_after, reset) = (header("retry-after"), header("x-ratelimit-reset"));
+        let limit = header("x-ratelimit-limit");
         let bytes = response.bytes().await.map_err(|e| {
             if e.is_timeout() {
                 transport(TransportKind::Timeout, Some(status), timed_out())
@@ -584,6 +676,9 @@ impl Client {
                     status,
                     message: message.map(|m| self.scrub(&m)),
                     wait,
+                    limit: (status == 429)
+                        .then(|| limit.as_deref().and_then(wire::window_limit))
+                        .flatten(),
                 }))
             }
             // An error status with a page that is not the API's (a proxy's 502, a web
@@ -595,6 +690,7 @@ impl Client {
                     status,
                     message: None,
                     wait: None,
+                    limit: None,
                 }))
             }
             wire::Answer::Malformed {

@@ -191,6 +191,8 @@ pub struct Client {
     writes: Semaphore,
     /// No request is sent before this (a 429 asked every request to wait).
     hold: Mutex<Option<Instant>>,
+    /// The portal's request window, once a 429 told its size, and this run's sends in it.
+    window: Mutex<http::Window>,
     breaker: Breaker,
     notices: Notices,
     requests: AtomicU64,
@@ -229,6 +231,7 @@ impl Client {
             writes: Semaphore::new(options.concurrent_writes.clamp(1, MAX_CONCURRENT_WRITES)),
             options,
             hold: Mutex::new(None),
+            window: Mutex::new(http::Window::default()),
             breaker: Breaker::default(),
             notices: Notices::default(),
             requests: AtomicU64::new(0),

@@ -700,3 +700,50 @@ fn credentials_are_checked_and_never_shown() {
     let client = Client::new("https://docs.example.com", auth, Options::default()).unwrap();
     assert!(!format!("{:?}", client.authorization).contains("sk-"));
 }
+
+/// Once a 429 told the window's size, no request is sent that the window would refuse: the
+/// request after `limit` in a minute waits until the oldest is out of it (plus the margin).
+#[tokio::test(start_paused = true)]
+async fn the_window_learnt_from_a_429_paces_every_request() {
+    let auth = Auth::ApiKey(Secret::new(KEY));
+    let client = Client::new("https://docs.example.com", auth, Options::default()).unwrap();
+    let stop = CancellationToken::new();
+    let req = super::http::Req::get("group");
+    // Before any 429: nothing waits, however many.
+    let start = tokio::time::Instant::now();
+    for _ in 0..200 {
+        client.pace(&req, &stop).await.unwrap();
+    }
+    assert_eq!(start.elapsed(), std::time::Duration::ZERO);
+    // A window of 100 (a concurrency limit's 15 or 50 is not taken for one).
+    client.learn_window(100);
+    tokio::time::advance(std::time::Duration::from_secs(61)).await;
+    let start = tokio::time::Instant::now();
+    for _ in 0..100 {
+        client.pace(&req, &stop).await.unwrap();
+    }
+    assert_eq!(start.elapsed(), std::time::Duration::ZERO);
+    client.pace(&req, &stop).await.unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(60)
+            && waited <= std::time::Duration::from_secs(61),
+        "{waited:?}"
+    );
+    // The 100 sent at once left the window together: room for 100 again, then a wait, which an
+    // interrupt ends at once.
+    for _ in 0..99 {
+        client.pace(&req, &stop).await.unwrap();
+    }
+    stop.cancel();
+    assert!(client.pace(&req, &stop).await.is_err());
+}
+
+#[test]
+fn the_window_size_is_read_from_its_header() {
+    use super::wire::window_limit;
+    assert_eq!(window_limit("1500"), Some(1500));
+    assert_eq!(window_limit(" 100/30m"), Some(100));
+    assert_eq!(window_limit("0"), None);
+    assert_eq!(window_limit("many"), None);
+}

@@ -404,6 +404,17 @@ const EPOCH_FROM: u64 = 1_000_000_000;
 /// or, without one, its `X-RateLimit-Reset` (seconds to wait, or the Unix time the window
 /// resets; `now_unix` is the current Unix time). `None` when neither says (an HTTP-date
 /// `Retry-After` is not read).
+/// The window's size from `X-RateLimit-Limit`: `1500`, or the documented example's form
+/// `100/30m` (the number of requests; roster keeps to it within a minute, which is stricter).
+pub fn window_limit(value: &str) -> Option<usize> {
+    let digits: String = value
+        .trim()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok().filter(|n| *n > 0)
+}
+
 pub fn rate_limit_wait(
     retry_after: Option<&str>,
     reset: Option<&str>,

@@ -45,17 +45,15 @@ pub enum Command {
 pub struct PortalArgs {
     /// The portal: a Bitrix24 webhook URL `https://HOST/rest/USER_ID/CODE/`, a DocSpace address
     /// `https://HOST`, or `sandbox:PATH` to run the built-in sandbox on the state file PATH.
-    /// For a file with `portals:`, `NAME=ADDRESS` gives one portal's address (repeat for each;
-    /// a portal not given here is found in its `url_env` variable).
-    #[arg(
-        long,
-        env = "ROSTER_PORTAL",
-        hide_env_values = true,
-        value_name = "[NAME=]ADDRESS"
-    )]
+    /// For a file without `portals:` it defaults to $ROSTER_PORTAL. For a file with `portals:`,
+    /// `NAME=ADDRESS` gives one portal's address (repeat for each; a portal not given here is
+    /// found in its own `url_env` variable, never in ROSTER_PORTAL), and a bare ADDRESS is
+    /// accepted when the file has one portal.
+    #[arg(long, value_name = "[NAME=]ADDRESS")]
     pub portal: Vec<String>,
-    /// The portal's request limit, which roster keeps to so the portal never has to refuse:
-    /// `cloud` (burst 50, 2/s), `enterprise` (250, 5/s), `BURST/PER_SECOND`, or `off`.
+    /// The Bitrix24 portal's request limit, which roster keeps to so the portal never has to
+    /// refuse: `cloud` (burst 50, 2/s), `enterprise` (250, 5/s), `BURST/PER_SECOND`, or `off`.
+    /// (DocSpace: roster keeps to the portal's one-minute window as its 429s tell it.)
     #[arg(long, env = "ROSTER_RATE_LIMIT", default_value = "cloud", value_parser = parse_rate)]
     pub rate_limit: Rate,
     /// Seconds to wait for each answer from the portal before retrying (1–600). A portal that

@@ -47,14 +47,20 @@ pub(crate) fn targets(spec: spec::Spec) -> Vec<Target> {
         .collect()
 }
 
-/// Where each target is: `--portal NAME=ADDRESS` for a declared portal, a bare `--portal
-/// ADDRESS` (or `ROSTER_PORTAL`) when the file has one portal only, else the portal's
-/// `url_env` variable. Checked for every target before anything is contacted.
+/// Where each target is. A plain file: `--portal ADDRESS`, else `ROSTER_PORTAL`. A file with
+/// `portals:`: `--portal NAME=ADDRESS` for a declared portal, a bare `--portal ADDRESS` when
+/// the file has one portal only, else the portal's `url_env` variable (never `ROSTER_PORTAL`:
+/// a Bitrix24 webhook left in the environment must not become a DocSpace portal's address, nor
+/// receive its key). No two portals may be one (the same address or sandbox file). Checked for
+/// every target before anything is contacted.
 pub(crate) fn addresses(
     targets: &[Target],
     args: &PortalArgs,
     declared: usize,
 ) -> Result<Vec<String>> {
+    let env_portal = std::env::var("ROSTER_PORTAL")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let mut named: Vec<(&str, &str)> = Vec::new();
     let mut bare: Vec<&str> = Vec::new();
     for given in &args.portal {
@@ -75,7 +81,10 @@ pub(crate) fn addresses(
         .iter()
         .filter_map(|t| t.portal.as_ref().map(|p| p.name.as_str()))
         .collect();
-    for (name, _) in &named {
+    for (i, (name, _)) in named.iter().enumerate() {
+        if named[..i].iter().any(|(n, _)| n == name) {
+            bail!("--portal {name}=… is given twice");
+        }
         if !names.contains(name) {
             bail!(
                 "--portal {name}=…: the file declares no portal named {name:?}{}",
@@ -94,18 +103,26 @@ pub(crate) fn addresses(
         );
     }
     if !bare.is_empty() && declared > 1 {
+        let vars: Vec<&str> = targets
+            .iter()
+            .filter_map(|t| t.portal.as_ref().map(|p| p.url_env.as_str()))
+            .collect();
         bail!(
-            "--portal ADDRESS (or ROSTER_PORTAL) is for a file with one portal; this file declares {declared}: give each as --portal NAME=ADDRESS, or set their url_env variables ({})",
-            names.join(", ")
+            "--portal ADDRESS is for a file with one portal; this file declares {declared}: give each as --portal NAME=ADDRESS, or set {}",
+            vars.join(", ")
         );
     }
-    targets
+    let found: Vec<String> = targets
         .iter()
         .map(|t| {
             let Some(p) = &t.portal else {
-                return bare.first().map(|s| (*s).to_owned()).context(
-                    "no portal given: pass --portal (a Bitrix24 webhook URL or sandbox:PATH) or set ROSTER_PORTAL",
-                );
+                return bare
+                    .first()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| env_portal.clone())
+                    .context(
+                        "no portal given: pass --portal (a Bitrix24 webhook URL or sandbox:PATH) or set ROSTER_PORTAL",
+                    );
             };
             if let Some((_, a)) = named.iter().find(|(n, _)| *n == p.name) {
                 return Ok((*a).to_owned());
@@ -116,19 +133,50 @@ pub(crate) fn addresses(
             match std::env::var(&p.url_env) {
                 Ok(v) if !v.trim().is_empty() => Ok(v),
                 _ => bail!(
-                    "no address for portal {:?} ({}): set {} or pass --portal {}=ADDRESS ({})",
+                    "no address for portal {:?} ({}): set {} or pass --portal {}=ADDRESS ({}){}",
                     p.name,
                     p.system.title(),
                     p.url_env,
                     p.name,
                     match p.system {
-                        System::Bitrix24 => "a webhook URL https://HOST/rest/USER/CODE/, or sandbox:PATH",
+                        System::Bitrix24 =>
+                            "a webhook URL https://HOST/rest/USER/CODE/, or sandbox:PATH",
                         System::DocSpace => "https://HOST, or sandbox:PATH",
+                    },
+                    if env_portal.is_some() {
+                        "; ROSTER_PORTAL is set, and is only for a file without `portals:`"
+                    } else {
+                        ""
                     }
                 ),
             }
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    // Two names for one portal would apply two desired states to it in turn (and split its
+    // removal limits): refused. Addresses compare without a trailing `/` and in lower case;
+    // sandbox files by their real path.
+    let key = |a: &str| match a.strip_prefix("sandbox:") {
+        Some(path) => format!(
+            "sandbox:{}",
+            std::fs::canonicalize(path).map_or(path.to_owned(), |p| p.display().to_string())
+        ),
+        None => a.trim().trim_end_matches('/').to_lowercase(),
+    };
+    for (i, a) in found.iter().enumerate() {
+        if let Some(j) = found[..i].iter().position(|b| key(a) == key(b)) {
+            bail!(
+                "{} and {} are the same portal ({}); declare it once",
+                targets[j].label(),
+                targets[i].label(),
+                if a.starts_with("sandbox:") {
+                    a.as_str()
+                } else {
+                    "the same address"
+                }
+            );
+        }
+    }
+    Ok(found)
 }
 
 /// A running in-process sandbox.
@@ -214,16 +262,19 @@ impl Connection {
                             format!("cannot start the sandbox on {}", path.display())
                         })?;
                     // A key from the environment wins (to try a wrong one); else the sandbox's.
-                    let auth = match docspace_key(target)? {
-                        Some(auth) => auth,
-                        None => docspace_auth(sandbox.api_key().with_context(|| {
-                            format!(
-                                "{} declares no API key to call the sandbox with",
-                                path.display()
-                            )
-                        })?),
+                    let (auth, source) = match docspace_key(target)? {
+                        Some(auth) => (auth, key_var(target)),
+                        None => (
+                            docspace_auth(sandbox.api_key().with_context(|| {
+                                format!(
+                                    "{} declares no API key to call the sandbox with",
+                                    path.display()
+                                )
+                            })?),
+                            Some(format!("the sandbox state {}", path.display())),
+                        ),
                     };
-                    let provider = docspace_client(&sandbox.base_url(), auth, args)?;
+                    let provider = docspace_client(&sandbox.base_url(), auth, source, args)?;
                     Ok(Connection {
                         provider,
                         sandbox: Some(RunningSandbox::DocSpace(sandbox)),
@@ -237,6 +288,12 @@ impl Connection {
                 args,
             )?,
             System::DocSpace => {
+                if address.contains("/rest/") {
+                    bail!(
+                        "{} is a DocSpace portal, and its address looks like a Bitrix24 webhook or REST URL (…/rest/…); give the DocSpace portal's own address, https://HOST",
+                        target.label()
+                    );
+                }
                 let auth = docspace_key(target)?.with_context(|| {
                     let var = target
                         .portal
@@ -248,7 +305,7 @@ impl Connection {
                         target.label()
                     )
                 })?;
-                docspace_client(address, auth, args)?
+                docspace_client(address, auth, key_var(target), args)?
             }
         };
         Ok(Connection {
@@ -284,9 +341,15 @@ fn bitrix24_client(auth: Auth, args: &PortalArgs) -> Result<Provider> {
     Ok(Provider::Bitrix24(bitrix24::Client::new(auth, options)?))
 }
 
-fn docspace_client(base_url: &str, auth: docspace::Auth, args: &PortalArgs) -> Result<Provider> {
+fn docspace_client(
+    base_url: &str,
+    auth: docspace::Auth,
+    credentials_source: Option<String>,
+    args: &PortalArgs,
+) -> Result<Provider> {
     let options = docspace::Options {
         timeout: args.timeout,
+        credentials_source,
         ..docspace::Options::default()
     };
     let client =
@@ -301,6 +364,11 @@ fn docspace_auth(secret: String) -> docspace::Auth {
     } else {
         docspace::Auth::Token(Secret::new(secret))
     }
+}
+
+/// The variable a target's DocSpace credentials come from.
+fn key_var(target: &Target) -> Option<String> {
+    target.portal.as_ref().and_then(|p| p.key_env.clone())
 }
 
 /// The DocSpace credentials in the portal's `key_env` variable, if set.

@@ -237,6 +237,9 @@ pub(crate) struct Prepared {
     pub(crate) access: Vec<plan::AccessProblem>,
     /// What the portal kept roster from seeing (a webhook scope), one line each.
     pub(crate) portal_warnings: Vec<String>,
+    /// The plan's removals and the current memberships of its groups (`plan::run_totals`), for
+    /// the run-wide limit over several portals.
+    pub(crate) totals: (usize, usize),
 }
 
 /// Resolve the file's people and groups, read the groups, plan, and check limits and
@@ -308,6 +311,7 @@ pub(crate) async fn prepare(
         }
     }
     let breaches = plan::check_limits(&resolved.desired, &current, &plan);
+    let totals = plan::run_totals(&current, &plan);
     let mut portal_warnings = provider.read_warnings();
     let access = match lookups.caller {
         Some(caller) => plan::access::check_for(provider.system(), &plan, &current, &caller),
@@ -322,6 +326,7 @@ pub(crate) async fn prepare(
         }
     };
     Ok(Prepared {
+        totals,
         portal_warnings,
         resolved,
         plan,
@@ -393,6 +398,43 @@ struct Section<'a> {
     prepared: Prepared,
 }
 
+/// The run-wide removal limit over several portals: each portal's own run-wide breach is
+/// replaced by one over the sum of their removals and memberships ("the whole run", as the file
+/// format says). One portal: its own check stands. Returns the run's breach, if any.
+fn whole_run_limit(
+    sections: &mut [Section],
+    desired_limits: &DesiredState,
+) -> Vec<plan::LimitBreach> {
+    if sections.len() < 2 {
+        return Vec::new();
+    }
+    let (mut removals, mut current) = (0, 0);
+    for s in sections.iter_mut() {
+        s.prepared
+            .breaches
+            .retain(|b| !matches!(b.scope, plan::BreachScope::Run));
+        removals += s.prepared.totals.0;
+        current += s.prepared.totals.1;
+    }
+    plan::run_breach(desired_limits, removals, current)
+        .into_iter()
+        .collect()
+}
+
+/// The file's top-level limits (every part of a split file has them), as a `DesiredState`
+/// whose `limits` the run-wide check reads.
+fn sections_limits(targets: &[(Target, String)]) -> DesiredState {
+    sections_limits_of(targets.iter().map(|(t, _)| t))
+}
+
+fn sections_limits_of<'a>(mut targets: impl Iterator<Item = &'a Target>) -> DesiredState {
+    let mut d = DesiredState::default();
+    if let Some(t) = targets.next() {
+        d.limits = t.spec.limits;
+    }
+    d
+}
+
 /// Whether the run has one portal shown as before (a plain file): no headers, the JSON
 /// document as it always was.
 fn plain(sections: &[Section]) -> bool {
@@ -442,7 +484,7 @@ fn plans_text(sections: &[Section], style: Style) -> String {
 
 /// The JSON plan: the document of `render::json` for a plain file; with `portals:`, one such
 /// document per portal under `portals`, with the run's `has_changes`.
-fn plans_json(sections: &[Section]) -> Result<String> {
+fn plans_json(sections: &[Section], run: &[plan::LimitBreach]) -> Result<String> {
     let document = |s: &Section| {
         let p = &s.prepared;
         render::json::document(
@@ -474,10 +516,13 @@ fn plans_json(sections: &[Section]) -> Result<String> {
     let has_changes = sections
         .iter()
         .any(|s| s.prepared.plan.summary().has_changes());
+    // The run-wide limit over every portal (each portal's `limit_breaches` has its groups').
+    let run_breaches = render::json::breaches(run);
     let mut text = serde_json::to_string_pretty(&serde_json::json!({
         "format_version": render::json::FORMAT_VERSION,
         "has_changes": has_changes,
         "portals": portals,
+        "limit_breaches": run_breaches,
     }))
     .context("cannot encode the plan")?;
     text.push('\n');
@@ -489,6 +534,7 @@ fn plans_json(sections: &[Section]) -> Result<String> {
 fn report_checks(
     file: &Path,
     sections: &[Section],
+    run: &[plan::LimitBreach],
     allow_mass_removal: bool,
     command: &str,
 ) -> (bool, bool, bool) {
@@ -515,6 +561,10 @@ fn report_checks(
         }
         limits |= refuse_mass_removal(&p.breaches, allow_mass_removal, command);
     }
+    if !run.is_empty() {
+        eprint!("all portals: ");
+        limits |= refuse_mass_removal(run, allow_mass_removal, command);
+    }
     (unresolved, access, limits)
 }
 
@@ -531,12 +581,13 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
         let prepared = prepared.with_context(|| target.label())?;
         sections.push(Section { target, prepared });
     }
+    let run = whole_run_limit(&mut sections, &sections_limits(&targets));
     match args.format {
         Format::Text => emit(&plans_text(&sections, style))?,
-        Format::Json => emit(&plans_json(&sections)?)?,
+        Format::Json => emit(&plans_json(&sections, &run)?)?,
     }
     let (unresolved, access, refused) =
-        report_checks(&args.file, &sections, args.allow_mass_removal, "plan");
+        report_checks(&args.file, &sections, &run, args.allow_mass_removal, "plan");
     if access {
         eprintln!(
             "roster: apply would refuse this plan before sending anything: the portal does not let the run's user make the changes above"
@@ -622,10 +673,17 @@ async fn apply_connected(
         let prepared = prepared.with_context(|| target.label())?;
         sections.push(Section { target, prepared });
     }
+    let limits = sections_limits_of(conns.iter().map(|(t, _)| t));
+    let run = whole_run_limit(&mut sections, &limits);
     emit(&plans_text(&sections, style))?;
     // Everything below is checked on every portal's plan before anything is sent anywhere.
-    let (unresolved, access, refused) =
-        report_checks(&args.file, &sections, args.allow_mass_removal, "apply");
+    let (unresolved, access, refused) = report_checks(
+        &args.file,
+        &sections,
+        &run,
+        args.allow_mass_removal,
+        "apply",
+    );
     if unresolved {
         eprintln!(
             "roster: apply refused: the file has references the portal does not resolve (above); nothing was sent"

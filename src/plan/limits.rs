@@ -122,22 +122,39 @@ pub fn check_limits(
             &mut breaches,
         );
     }
+    breaches.extend(run_breach(desired, total_removals, total_current));
+    breaches
+}
+
+/// The removals a plan makes and the current memberships of its groups: what the run-wide
+/// limit is taken of (`check_limits` adds them up the same way).
+pub fn run_totals(current: &CurrentState, plan: &Plan) -> (usize, usize) {
+    plan.groups.iter().fold((0, 0), |(r, c), g| {
+        let removals = g
+            .changes()
+            .filter(|c| matches!(c, Change::Remove { .. }))
+            .count();
+        let all = current.groups.get(&g.id).map_or(0, |c| c.members.len());
+        (r + removals, c + all)
+    })
+}
+
+/// The run-wide rule (`max_total_removals`) on `removals` of `current` memberships: for a run
+/// over several portals the shell adds every portal's `run_totals` up and asks this.
+pub fn run_breach(desired: &DesiredState, removals: usize, current: usize) -> Option<LimitBreach> {
     let (limit, origin) = resolve(
         None,
         desired.limits.max_total_removals,
         DEFAULT_MAX_REMOVALS,
     );
-    if total_removals > 0 && breaks(limit, total_removals, total_current) {
-        breaches.push(LimitBreach {
-            scope: BreachScope::Run,
-            rule: BreachRule::MaxTotalRemovals(limit),
-            origin,
-            removals: total_removals,
-            current: total_current,
-            allowed: limit.allowed(total_current),
-        });
-    }
-    breaches
+    (removals > 0 && breaks(limit, removals, current)).then(|| LimitBreach {
+        scope: BreachScope::Run,
+        rule: BreachRule::MaxTotalRemovals(limit),
+        origin,
+        removals,
+        current,
+        allowed: limit.allowed(current),
+    })
 }
 
 fn check_group(

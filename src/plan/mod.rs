@@ -16,7 +16,7 @@ mod limits;
 pub use access::AccessProblem;
 pub use limits::{
     BreachRule, BreachScope, DEFAULT_MAX_REMOVALS, EMPTY_FLOOR, LimitBreach, Origin, PERCENT_FLOOR,
-    check_limits,
+    check_limits, run_breach, run_totals,
 };
 
 /// One change roster would make to a group's membership.

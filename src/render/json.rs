@@ -93,6 +93,12 @@ enum JsonLimit {
     Percent(u8),
 }
 
+/// Limit breaches as the plan document writes them (`limit_breaches`), for the shell's
+/// document of several portals.
+pub fn breaches(b: &[LimitBreach]) -> serde_json::Value {
+    serde_json::to_value(b.iter().map(breach).collect::<Vec<_>>()).unwrap_or_default()
+}
+
 fn breach(b: &LimitBreach) -> JsonBreach<'_> {
     let (scope, group, name) = match &b.scope {
         BreachScope::Group { id, name } => ("group", Some(*id), name.as_deref()),

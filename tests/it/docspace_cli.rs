@@ -1,6 +1,8 @@
 //! Issue 8's promises as a user meets them: the real binary against the DocSpace sandbox, and one
 //! file with a Bitrix24 portal and a DocSpace portal planned and applied together.
 
+use std::time::{Duration, Instant};
+
 use crate::support::{Workspace, repo};
 
 const DESIGNERS: &str = "d5000000-0000-4000-8000-000000000015";
@@ -270,4 +272,296 @@ fn one_file_with_both_systems_plans_and_applies_both() {
         "{}",
         missing.stderr
     );
+}
+
+/// `(group, symbol, user)` of each change in a JSON plan of a `portals:` file.
+fn ds_planned(json: &str) -> std::collections::BTreeSet<(String, char, String)> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let mut out = std::collections::BTreeSet::new();
+    for p in v["portals"].as_array().unwrap() {
+        for g in p["plan"]["groups"].as_array().unwrap() {
+            for e in g["entries"].as_array().unwrap() {
+                let symbol = match e["action"].as_str().unwrap() {
+                    "add" => '+',
+                    "remove" => '-',
+                    "set_owner" => '~',
+                    _ => continue,
+                };
+                out.insert((
+                    g["id"].as_str().unwrap().to_owned(),
+                    symbol,
+                    e["user"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The UUIDs in a line, in order.
+fn uuids(line: &str) -> Vec<String> {
+    let b = line.as_bytes();
+    (0..b.len().saturating_sub(35))
+        .filter(|&i| {
+            (i == 0 || !b[i - 1].is_ascii_hexdigit())
+                && line
+                    .get(i..i + 36)
+                    .is_some_and(|t| roster::model::Uuid::parse(t).is_some())
+        })
+        .map(|i| line[i..i + 36].to_owned())
+        .collect()
+}
+
+/// `(status, (group, symbol, user))` of each line of an apply report.
+fn ds_reported(stdout: &str) -> Vec<(String, (String, char, String))> {
+    let mut out = Vec::new();
+    for line in stdout.lines() {
+        let Some(at) = line.find("group ") else {
+            continue;
+        };
+        let status = line[..at].trim();
+        if status.is_empty()
+            || status.contains(' ') && status != "not done" && status != "not started"
+        {
+            continue;
+        }
+        let ids = uuids(line);
+        let Some(colon) = line.find("): ") else {
+            continue;
+        };
+        let symbol = line[colon + 3..].chars().next().unwrap();
+        // A manager change reads `old → new`: the change is about the new one.
+        let user = match line.find('→') {
+            Some(arrow) if symbol == '~' => uuids(&line[arrow..]).first().cloned(),
+            _ => ids.get(1).cloned(),
+        };
+        out.push((status.to_owned(), (ids[0].clone(), symbol, user.unwrap())));
+    }
+    out
+}
+
+/// SIGINT in the middle of a DocSpace apply: the run stops sending, reports every change, exits
+/// 130, and what it calls done is exactly what the portal holds; a second apply converges.
+#[test]
+fn an_interrupted_docspace_apply_reports_what_the_portal_holds() {
+    let ws = docspace_example();
+    let run = ws.roster(&[
+        "sandbox",
+        "generate",
+        "--system",
+        "docspace",
+        "--out",
+        "gen",
+        "--groups",
+        "80",
+        "--members",
+        "10",
+        "--churn",
+        "0.2",
+        "--seed",
+        "5",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let state =
+        ws.read("gen/portal.yaml")
+            .replacen("docspace:\n", "docspace:\n  latency_ms: 150\n", 1);
+    ws.write("gen/portal.yaml", &state);
+    let portal = "--portal=sandbox:gen/portal.yaml";
+    let before = ws.roster(&["plan", "gen/groups.yaml", portal, "--format=json"]);
+    assert_eq!(before.code, 0, "{}", before.transcript());
+    let all = ds_planned(&before.stdout);
+    assert!(all.len() > 100, "{}", all.len());
+
+    let child = ws.spawn(&["apply", "gen/groups.yaml", portal, "--auto-approve"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ws.read("gen/portal.yaml") == state {
+        assert!(Instant::now() < deadline, "apply never changed the portal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    crate::support::interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let report = ds_reported(&stdout);
+    let in_report: std::collections::BTreeSet<_> = report.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(
+        in_report, all,
+        "every planned change is reported once:\n{stdout}"
+    );
+    assert_eq!(report.len(), all.len());
+    assert!(report.iter().any(|(s, _)| s == "not started"), "{stdout}");
+    let done: std::collections::BTreeSet<_> = report
+        .iter()
+        .filter(|(s, _)| s == "done")
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert!(!done.is_empty(), "{stdout}");
+
+    let after = ws.roster(&["plan", "gen/groups.yaml", portal, "--format=json"]);
+    assert_eq!(after.code, 0, "{}", after.transcript());
+    let remaining = ds_planned(&after.stdout);
+    let expected: std::collections::BTreeSet<_> = all.difference(&done).cloned().collect();
+    assert_eq!(
+        remaining, expected,
+        "done in the report == held by the portal"
+    );
+    let again = ws.roster(&["apply", "gen/groups.yaml", portal, "--auto-approve"]);
+    assert_eq!(again.code, 0, "{}", again.transcript());
+    let last = ws.roster(&["plan", "gen/groups.yaml", portal, "--detailed-exitcode"]);
+    assert_eq!(last.code, 0, "{}", last.transcript());
+}
+
+/// The removal limits hold on DocSpace too: a file that empties a group is refused before
+/// anything is sent, with the numbers; `--allow-mass-removal` lets it through.
+#[test]
+fn docspace_removals_are_held_to_the_limits() {
+    let ws = docspace_example();
+    let run = ws.roster(&[
+        "sandbox",
+        "generate",
+        "--system",
+        "docspace",
+        "--out",
+        "gen",
+        "--groups",
+        "3",
+        "--members",
+        "12",
+        "--churn",
+        "0",
+        "--seed",
+        "2",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    // Keep only the manager of each group: every other member would be removed.
+    let file = ws.read("gen/groups.yaml");
+    let emptied: String = file
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("members:") {
+                "    members: []".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    ws.write("gen/empty.yaml", &emptied);
+    let portal = "--portal=sandbox:gen/portal.yaml";
+    let state = ws.read("gen/portal.yaml");
+    let apply = ws.roster(&["apply", "gen/empty.yaml", portal, "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{}", apply.transcript());
+    assert!(
+        apply
+            .stderr
+            .contains("the plan removes all 11 current non-owner members"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(ws.read("gen/portal.yaml"), state, "nothing was sent");
+    let forced = ws.roster(&[
+        "apply",
+        "gen/empty.yaml",
+        portal,
+        "--auto-approve",
+        "--allow-mass-removal",
+    ]);
+    assert_eq!(forced.code, 0, "{}", forced.transcript());
+    let again = ws.roster(&["plan", "gen/empty.yaml", portal, "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}", again.transcript());
+    // Each group keeps its manager, whom the file declares.
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}
+
+/// `max_total_removals` is the whole run's, over every portal: two removals on one portal and
+/// one on the other break a limit of 2, though neither portal alone does.
+#[test]
+fn the_run_wide_removal_limit_adds_every_portal_up() {
+    let ws = docspace_example();
+    std::fs::copy(repo("examples/sandbox.yaml"), ws.path("crm.yaml")).unwrap();
+    ws.write(
+        "tot.yaml",
+        "version: 1\nlimits: { max_total_removals: 2, max_removals: 100%, allow_empty: true }\nportals: { crm: { bitrix24: {} }, docs: { docspace: {} } }\ngroups:\n  - { portal: crm, name: Marketing, members: [bo@example.com] }\n  - { portal: docs, name: Designers, members: [cy@example.com] }\n",
+    );
+    let (crm, docs) = (ws.read("crm.yaml"), ws.read("docs.yaml"));
+    let args = [
+        "apply",
+        "tot.yaml",
+        "--auto-approve",
+        "--portal=crm=sandbox:crm.yaml",
+        "--portal=docs=sandbox:docs.yaml",
+    ];
+    let run = ws.roster(&args);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(
+        run.stderr.contains("all portals: ") && run.stderr.contains("3"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        (ws.read("crm.yaml"), ws.read("docs.yaml")),
+        (crm, docs),
+        "nothing was sent"
+    );
+    let json = ws.roster(&[
+        "plan",
+        "tot.yaml",
+        "--format=json",
+        "--portal=crm=sandbox:crm.yaml",
+        "--portal=docs=sandbox:docs.yaml",
+    ]);
+    assert_eq!(json.code, 1, "{}", json.transcript());
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        v["limit_breaches"][0]["rule"], "max_total_removals",
+        "{}",
+        json.stdout
+    );
+    assert_eq!(v["limit_breaches"][0]["removals"], 3, "{}", json.stdout);
+}
+
+/// A Bitrix24 webhook left in ROSTER_PORTAL never becomes a `portals:` file's address (nor
+/// receives its DocSpace key); two names for one portal are refused.
+#[test]
+fn portal_addresses_come_from_where_the_file_says() {
+    let ws = docspace_example();
+    let run = ws.roster_with_env(
+        &["plan", "docspace.yaml"],
+        &[("ROSTER_PORTAL", "sandbox:docs.yaml")],
+    );
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(
+        run.stderr.contains("ROSTER_DOCS_URL") && run.stderr.contains("only for a file without"),
+        "{}",
+        run.stderr
+    );
+    let run = ws.roster_with_env(
+        &["plan", "docspace.yaml"],
+        &[(
+            "ROSTER_DOCS_URL",
+            "https://example.bitrix24.com/rest/1/abcdefgh12345678/",
+        )],
+    );
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(
+        run.stderr.contains("looks like a Bitrix24 webhook"),
+        "{}",
+        run.stderr
+    );
+    ws.write(
+        "two.yaml",
+        &format!(
+            "version: 1\nportals: {{ a: {{ docspace: {{}} }}, b: {{ docspace: {{}} }} }}\ngroups:\n  - {{ portal: a, id: {DESIGNERS} }}\n  - {{ portal: b, id: {WRITERS} }}\n"
+        ),
+    );
+    let run = ws.roster(&[
+        "plan",
+        "two.yaml",
+        "--portal=a=sandbox:docs.yaml",
+        "--portal=b=sandbox:./docs.yaml",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("are the same portal"), "{}", run.stderr);
 }

@@ -287,8 +287,9 @@ pub(super) const WINDOW: Duration = Duration::from_secs(60);
 const WINDOW_MARGIN: Duration = Duration::from_millis(500);
 /// Sends remembered for the window (the largest window roster keeps to).
 const MAX_RECORDED: usize = 100_000;
-/// The least wait after a 429 that said `Retry-After: 0`.
-const MIN_RATE_WAIT: Duration = Duration::from_millis(250);
+/// The least wait after a 429: `Retry-After` is whole seconds, truncated, so `0` means "less
+/// than a second".
+const MIN_RATE_WAIT: Duration = Duration::from_secs(1);
 /// 429s allowed per request, as a multiple of `max_attempts`: the window makes them rare, and
 /// every wait is bounded by `max_wait` anyway.
 const RATE_ALLOWANCE: u32 = 4;
@@ -399,9 +400,9 @@ impl Client {
                 CallError::Api(a) => (a.wait, a.limit),
                 CallError::Transport(_) => (None, None),
             };
-            // The concurrency limits (15 writes, 50 reads) may answer with the same header; a
-            // window is larger than either.
-            if let Some(limit) = limit.filter(|l| *l > super::MAX_CONCURRENT_READS) {
+            // A concurrency limit (15 writes) may answer with the same header; a window is larger.
+            // (The 50-GET limit is never reached: roster sends at most `concurrent_reads`.)
+            if let Some(limit) = limit.filter(|l| *l > super::MAX_CONCURRENT_WRITES) {
                 self.learn_window(limit);
             }
             // `Retry-After: 0` (whole seconds, truncated) means "within the second".

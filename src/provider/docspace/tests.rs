@@ -715,7 +715,7 @@ async fn the_window_learnt_from_a_429_paces_every_request() {
         client.pace(&req, &stop).await.unwrap();
     }
     assert_eq!(start.elapsed(), std::time::Duration::ZERO);
-    // A window of 100 (a concurrency limit's 15 or 50 is not taken for one).
+    // A window of 100 (a concurrency limit's 15 is not taken for one).
     client.learn_window(100);
     tokio::time::advance(std::time::Duration::from_secs(61)).await;
     let start = tokio::time::Instant::now();

@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::provider::bitrix24::RateProfile;
 
-/// Declarative Bitrix24 workgroup membership: plan and apply who belongs to which group.
+/// Declarative group membership for Bitrix24 and ONLYOFFICE DocSpace: plan and apply who
+/// belongs to which group.
 #[derive(Debug, Parser)]
 #[command(name = "roster", version, about)]
 pub struct Cli {
@@ -34,7 +35,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Make the portal match the file (after showing the plan and asking).
     Apply(ApplyArgs),
-    /// The built-in Bitrix24 emulator.
+    /// The built-in emulators of Bitrix24 and ONLYOFFICE DocSpace.
     Sandbox {
         #[command(subcommand)]
         command: SandboxCommand,
@@ -148,7 +149,7 @@ pub enum SandboxCommand {
         out: PathBuf,
         #[arg(long, default_value_t = 200)]
         groups: usize,
-        /// Members per group, the owner included.
+        /// Members per group, the owner (DocSpace: the manager) included.
         #[arg(long, default_value_t = 40)]
         members: usize,
         /// Fraction of memberships the desired state changes.

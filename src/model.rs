@@ -383,9 +383,10 @@ pub struct Person {
     pub email: Option<String>,
     /// Full name as the portal gives it (first and last), when known.
     pub name: Option<String>,
-    /// False for dismissed users.
+    /// False for users who cannot be added to a group: dismissed (Bitrix24), terminated or
+    /// guests (DocSpace).
     pub active: bool,
-    /// An external (extranet) user.
+    /// An external user: Bitrix24 extranet, a DocSpace guest.
     pub extranet: bool,
 }
 

@@ -179,11 +179,11 @@ impl Finder for Portal<'_> {
         match found.as_slice() {
             [one] => Ok(one.0),
             [] => Err(format!(
-                "no workgroup named {:?} on the portal (or none the webhook's user can see)",
+                "no group named {:?} on the portal (or none the run's user can see)",
                 name
             )),
             many => Err(format!(
-                "{} workgroups are named {:?} ({}); give the group's id instead",
+                "{} groups are named {:?} ({}); give the group's id instead",
                 many.len(),
                 name,
                 ids(many.iter().map(|g| g.0))
@@ -435,10 +435,17 @@ impl<'s> Walk<'s> {
                         // an inactive user), though the API would allow it.
                         inactive.insert(user, Role::Owner);
                         let at = u.at;
-                        let message = format!(
-                            "the declared owner {} is inactive (dismissed) on the portal; roster will not make them the owner",
-                            who(&u.value, user)
-                        );
+                        let message = if at.path.field == crate::spec::Field::Manager {
+                            format!(
+                                "the declared manager {} is a guest or terminated, and DocSpace does not let them join a group; roster will not make them the manager",
+                                who(&u.value, user)
+                            )
+                        } else {
+                            format!(
+                                "the declared owner {} is inactive (dismissed) on the portal; roster will not make them the owner",
+                                who(&u.value, user)
+                            )
+                        };
                         self.warnings.push(self.spec.diagnostic(&at, message));
                     }
                 }
@@ -479,6 +486,7 @@ impl<'s> Walk<'s> {
 fn who(u: &UserRef, id: UserId) -> String {
     match u {
         UserRef::Id(_) => format!("user {id}"),
+        UserRef::Email(_) if id.uuid().is_some() => format!("{u} ({id})"),
         UserRef::Email(_) => format!("{u} (#{id})"),
     }
 }

@@ -103,7 +103,15 @@ pub fn describe_entry(entry: &Entry, dir: &Directory) -> (char, String, String) 
                 PendingKind::Requested => {
                     "asked to join, waiting for approval (not in the file)".to_owned()
                 }
-                PendingKind::Inactive { .. } => "inactive: not added".to_owned(),
+                PendingKind::Inactive { .. } => match (dir.system, dir.users.get(&p.user)) {
+                    (System::DocSpace, Some(u)) if u.extranet => {
+                        "guest: not added (DocSpace does not add guests to groups)".to_owned()
+                    }
+                    (System::DocSpace, _) => {
+                        "terminated: not added (DocSpace does not add terminated users)".to_owned()
+                    }
+                    _ => "inactive: not added".to_owned(),
+                },
             },
         ),
         Entry::Change(Change::SetRole { from, to, .. }) => {
@@ -219,11 +227,18 @@ fn write_group(out: &mut String, g: &GroupPlan, dir: &Directory, style: Style) {
         let _ = writeln!(out, "    {}", style.paint(color_of(*symbol), &line));
     }
     if let Some(m) = g.owner_mismatch {
-        let actual = m.actual.map_or("no owner".to_owned(), |a| person(dir, a));
+        let o = dir.system.owner_word();
+        let actual = m.actual.map_or(format!("no {o}"), |a| person(dir, a));
+        let advice = match dir.system {
+            // DocSpace managers change without the flag: a mismatch left is one roster will not
+            // make (the declared manager cannot be one).
+            System::DocSpace => "a guest or a terminated user cannot be a group's manager",
+            System::Bitrix24 => "pass --allow-owner-change to hand the group over",
+        };
         note(
             out,
             &format!(
-                "owner differs: the file declares {}, the portal has {actual} (pass --allow-owner-change to hand the group over)",
+                "{o} differs: the file declares {}, the portal has {actual} ({advice})",
                 person(dir, m.declared)
             ),
         );

@@ -190,8 +190,8 @@ groups:
 error: g.yaml:4:15: groups[0].members[0]: no user on the portal has the e-mail address nobody@x.org
 error: g.yaml:6:15: groups[1].members[0]: the e-mail address twice@x.org belongs to 2 users (#3, #4); name the user by ID instead
 error: g.yaml:8:15: groups[2].members[0]: no user 9999 on the portal
-error: g.yaml:9:11: groups[3].name: no workgroup named \"Nowhere\" on the portal (or none the webhook's user can see)
-error: g.yaml:10:11: groups[4].name: 2 workgroups are named \"Sales\" (#15, #16); give the group's id instead
+error: g.yaml:9:11: groups[3].name: no group named \"Nowhere\" on the portal (or none the run's user can see)
+error: g.yaml:10:11: groups[4].name: 2 groups are named \"Sales\" (#15, #16); give the group's id instead
 error: g.yaml:14:17: groups[6].protected[0]: no user on the portal has the e-mail address ghost@x.org",
     );
 }

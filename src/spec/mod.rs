@@ -794,11 +794,15 @@ impl Cx<'_> {
         let mut add_with = None;
         let mut invite_message = None;
         let mut portals = Vec::new();
+        let mut had_portals = false;
         let before = self.count();
         for (key, v) in fields {
             match key {
                 "version" => version = Some(v),
-                "portals" => portals = self.portals(v),
+                "portals" => {
+                    had_portals = true;
+                    portals = self.portals(v);
+                }
                 "groups" => groups = Some(v),
                 "protected" => protected = self.protected(v, None),
                 "limits" => limits = self.limits(v, key, true),
@@ -835,7 +839,7 @@ impl Cx<'_> {
             groups,
             portals,
         };
-        self.systems(&spec);
+        self.systems(&spec, had_portals);
         (self.count() == before).then_some(spec)
     }
 
@@ -958,7 +962,7 @@ impl Cx<'_> {
     /// the system's kind (Bitrix24 numbers, DocSpace UUIDs), and it uses only the fields its
     /// system has (DocSpace: `manager:` and `members:`; Bitrix24: `owner:`, `moderators:`,
     /// invitations).
-    fn systems(&mut self, spec: &Spec) {
+    fn systems(&mut self, spec: &Spec, had_portals: bool) {
         for (gi, g) in spec.groups.iter().enumerate() {
             let key_at = |name: &str| {
                 g.keys
@@ -967,6 +971,8 @@ impl Cx<'_> {
                     .map(|&(_, l, c)| pos(l, c))
             };
             let system = match (&g.portal, spec.portals.len()) {
+                // `portals:` was written but none of it was valid: that is the error to fix.
+                (_, 0) if had_portals => continue,
                 (Some(p), 0) => {
                     self.at_pos(pos(p.at.line, p.at.column), &format!("groups[{gi}].portal"), || {
                         format!(
@@ -1213,6 +1219,12 @@ impl Cx<'_> {
                 "id" => {
                     id = match &v.kind {
                         Kind::Str(s) => match Uuid::parse(s) {
+                            Some(u) if u.is_nil() => {
+                                self.at(v, &fpath, || {
+                                    "the empty UUID is DocSpace's \"none\", not a group".to_owned()
+                                });
+                                None
+                            }
                             Some(u) => Some((GroupId::Uuid(u), v)),
                             None => {
                                 self.at(v, &fpath, || {
@@ -1378,8 +1390,11 @@ impl Cx<'_> {
     fn user(&mut self, node: &Node, at: At) -> Option<UserRef> {
         let why = match &node.kind {
             Kind::Int(n, _) if *n > 0 => return Some(UserRef::Id(UserId::Num(*n as u64))),
-            Kind::Str(s) if !s.contains('@') && Uuid::parse(s).is_some() => {
+            Kind::Str(s) if !s.contains('@') && Uuid::parse(s).is_some_and(|u| !u.is_nil()) => {
                 return Uuid::parse(s).map(|u| UserRef::Id(UserId::Uuid(u)));
+            }
+            Kind::Str(s) if Uuid::parse(s).is_some() => {
+                " (the empty UUID is DocSpace's \"nobody\")"
             }
             Kind::Str(s) => match email_problem(s) {
                 None => return Some(UserRef::Email(s.to_string())),

@@ -1067,3 +1067,18 @@ fn portals_are_checked() {
     h.yaml:6:9: portals.none: a portal is exactly one system: `bitrix24: {…}` or `docspace: {…}`
     "#);
 }
+
+#[test]
+fn the_nil_uuid_is_nobody_and_a_broken_portals_block_is_reported_once() {
+    let out = diagnose(
+        b"version: 1\nportals: { docs: { docspace: {} } }\ngroups:\n  - id: 00000000-0000-0000-0000-000000000000\n    members: [00000000-0000-0000-0000-000000000000]\n",
+    );
+    insta::assert_snapshot!(out, @r#"
+    h.yaml:4:9: groups[0].id: the empty UUID is DocSpace's "none", not a group
+    h.yaml:5:15: groups[0].members[0]: expected a user ID (a positive integer, or a UUID on DocSpace) or an e-mail address, found "00000000-0000-0000-0000-000000000000" (the empty UUID is DocSpace's "nobody")
+    "#);
+    let out = diagnose(
+        b"version: 1\nportals: { docs: { docspace: {}, bitrix24: {} } }\ngroups:\n  - { portal: docs, name: X }\n",
+    );
+    insta::assert_snapshot!(out, @r"h.yaml:2:18: portals.docs: a portal is exactly one system: `bitrix24: {…}` or `docspace: {…}`");
+}

@@ -243,7 +243,9 @@ impl Employee {
             id: UserId::Uuid(self.id),
             email: self.email.clone(),
             name: self.name.clone(),
-            active: !self.terminated(),
+            // Who can be a group's member: DocSpace skips terminated users and guests when
+            // they are added (§1.4), so the plan shows them as not added, never as changes.
+            active: !self.terminated() && !self.is_visitor,
             extranet: self.is_visitor,
         }
     }

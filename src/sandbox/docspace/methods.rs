@@ -34,9 +34,67 @@ pub struct Request<'a> {
 }
 
 /// Where the portal is, for `profileUrl`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ctx<'a> {
     pub base_url: &'a str,
+    /// Lookups by ID into the state being read, when the server has one for it (reads): an
+    /// answer listing many members would otherwise scan every user and group for each.
+    pub index: Option<std::sync::Arc<Index>>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context without an index (everything is found by scanning the state).
+    pub fn new(base_url: &'a str) -> Ctx<'a> {
+        Ctx {
+            base_url,
+            index: None,
+        }
+    }
+
+    fn groups_of<'s>(&self, st: &'s State, user: &str) -> Vec<&'s state::Group> {
+        match &self.index {
+            Some(ix) => ix
+                .groups_of
+                .get(user)
+                .map(|is| is.iter().map(|&i| &st.groups[i]).collect())
+                .unwrap_or_default(),
+            None => st
+                .groups
+                .iter()
+                .filter(|g| g.members.iter().any(|m| m == user))
+                .collect(),
+        }
+    }
+
+    fn user<'s>(&self, st: &'s State, id: &str) -> Option<&'s User> {
+        match &self.index {
+            Some(ix) => ix.users.get(id).map(|&i| &st.users[i]),
+            None => st.user(id),
+        }
+    }
+}
+
+/// Where each user is in `State::users`, and each user's groups (indexes into
+/// `State::groups`), for one unchanged state.
+#[derive(Debug, Default)]
+pub struct Index {
+    users: std::collections::HashMap<String, usize>,
+    groups_of: std::collections::HashMap<String, Vec<usize>>,
+}
+
+impl Index {
+    pub fn of(st: &State) -> Index {
+        let mut ix = Index::default();
+        for (i, u) in st.users.iter().enumerate() {
+            ix.users.insert(u.id.clone(), i);
+        }
+        for (i, g) in st.groups.iter().enumerate() {
+            for m in &g.members {
+                ix.groups_of.entry(m.clone()).or_default().push(i);
+            }
+        }
+        ix
+    }
 }
 
 /// Answer a read-only endpoint.
@@ -346,13 +404,9 @@ fn blank_name() -> Outcome {
 // DTOs from the state
 
 fn employee(st: &State, u: &User, ctx: &Ctx<'_>) -> Employee {
-    let mut groups: Vec<&state::Group> = st
-        .groups
-        .iter()
-        .filter(|g| g.members.contains(&u.id))
-        .collect();
+    let mut groups: Vec<&state::Group> = ctx.groups_of(st, &u.id);
     groups.sort_by(|a, b| title_order(&a.name, &b.name).then_with(|| a.id.cmp(&b.id)));
-    let groups: Vec<GroupSummary> = groups.iter().map(|g| summary(st, g)).collect();
+    let groups: Vec<GroupSummary> = groups.iter().map(|g| summary(st, g, ctx)).collect();
     let display = format!("{} {}", u.first_name, u.last_name)
         .trim()
         .to_owned();
@@ -393,14 +447,14 @@ fn employee(st: &State, u: &User, ctx: &Ctx<'_>) -> Employee {
     }
 }
 
-fn summary(st: &State, g: &state::Group) -> GroupSummary {
+fn summary(st: &State, g: &state::Group, ctx: &Ctx<'_>) -> GroupSummary {
     GroupSummary {
         id: g.id.clone(),
         name: g.name.clone(),
         manager: g
             .manager
             .as_deref()
-            .and_then(|m| st.user(m))
+            .and_then(|m| ctx.user(st, m))
             .map(|u| u.user_name().to_owned()),
         is_system: None,
     }
@@ -408,9 +462,14 @@ fn summary(st: &State, g: &state::Group) -> GroupSummary {
 
 /// The members `GetUsersByGroupAsync` lists (see `terminated_members`), in joining order.
 fn listed_members<'a>(st: &'a State, g: &state::Group) -> Vec<&'a User> {
+    listed_members_in(st, g, &Ctx::new(""))
+}
+
+/// `listed_members`, finding users through the context's index when it has one.
+fn listed_members_in<'a>(st: &'a State, g: &state::Group, ctx: &Ctx<'_>) -> Vec<&'a User> {
     g.members
         .iter()
-        .filter_map(|m| st.user(m))
+        .filter_map(|m| ctx.user(st, m))
         .filter(|u| {
             st.terminated_members == TerminatedMembers::Show || u.status != Status::Terminated
         })
@@ -418,7 +477,7 @@ fn listed_members<'a>(st: &'a State, g: &state::Group) -> Vec<&'a User> {
 }
 
 fn group_dto(st: &State, g: &state::Group, include_members: bool, ctx: &Ctx<'_>) -> wire::Group {
-    let members = listed_members(st, g);
+    let members = listed_members_in(st, g, ctx);
     wire::Group {
         name: g.name.clone(),
         parent: NIL_UUID.to_owned(),
@@ -429,7 +488,7 @@ fn group_dto(st: &State, g: &state::Group, include_members: bool, ctx: &Ctx<'_>)
         manager: g
             .manager
             .as_deref()
-            .and_then(|m| st.user(m))
+            .and_then(|m| ctx.user(st, m))
             .map(|u| employee(st, u, ctx)),
         members: include_members.then(|| members.iter().map(|u| employee(st, u, ctx)).collect()),
         shared: None,
@@ -552,7 +611,10 @@ fn groups_of_user(st: &State, caller: &Caller, user: &str) -> Step<Outcome> {
         .collect();
     groups.sort_by(|a, b| title_order(&a.name, &b.name).then_with(|| a.id.cmp(&b.id)));
     Ok(Outcome::ok(Payload::Summaries(
-        groups.iter().map(|g| summary(st, g)).collect(),
+        groups
+            .iter()
+            .map(|g| summary(st, g, &Ctx::new("")))
+            .collect(),
     )))
 }
 
@@ -1024,9 +1086,7 @@ mod tests {
             body: body.as_bytes(),
             content_type: Some("application/json"),
         };
-        let ctx = Ctx {
-            base_url: "http://h",
-        };
+        let ctx = Ctx::new("http://h");
         let mut ids = 0;
         let out = write(&mut st, &admin(), &req, &ctx, &mut || {
             ids += 1;
@@ -1137,13 +1197,7 @@ mod tests {
             body: b"",
             content_type: None,
         };
-        let out = write(
-            &mut st,
-            &admin(),
-            &req,
-            &Ctx { base_url: "" },
-            &mut String::new,
-        );
+        let out = write(&mut st, &admin(), &req, &Ctx::new(""), &mut String::new);
         assert!(matches!(out, Outcome::Ok { .. }));
         assert_eq!(members(&st, G1), (None, vec![CY.into()]));
         assert_eq!(members(&st, &params[1]), (None, vec![BO.into()]));

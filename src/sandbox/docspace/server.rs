@@ -62,6 +62,8 @@ pub struct Shared {
     addr: SocketAddr,
     settings: Settings,
     state: Mutex<State>,
+    /// Lookups into `state` for reads, built on the first read after a change.
+    index: Mutex<Option<Arc<methods::Index>>>,
     limiter: Mutex<Limiter>,
     dice: Mutex<Dice>,
     clock: Arc<dyn Clock>,
@@ -101,6 +103,7 @@ impl Shared {
             addr,
             settings,
             state: Mutex::new(st),
+            index: Mutex::new(None),
             limiter: Mutex::new(Limiter::default()),
             dice: Mutex::new(dice),
             clock,
@@ -439,9 +442,13 @@ fn execute(
         content_type,
     };
     let base = format!("http://{}", sh.addr);
-    let ctx = Ctx { base_url: &base };
+    let mut ctx = Ctx::new(&base);
     let mut current = lock(&sh.state);
     let outcome = if route.endpoint.is_read() {
+        let index = lock(&sh.index)
+            .get_or_insert_with(|| Arc::new(methods::Index::of(&current)))
+            .clone();
+        ctx.index = Some(index);
         methods::read(&current, caller, &req, &ctx)
     } else {
         lock(&sh.stats).write_requests += 1;
@@ -453,6 +460,7 @@ fn execute(
                 return internal_error();
             }
             *current = next;
+            *lock(&sh.index) = None;
         }
         outcome
     };

@@ -961,67 +961,70 @@ fn confirm() -> Result<bool> {
 }
 
 async fn serve(state: &Path, listen: SocketAddr) -> Result<Exit> {
+    let started = || format!("cannot start the sandbox on {}", state.display());
     if connect::is_docspace_sandbox(state)? {
-        return serve_docspace(state, listen).await;
+        let options = sandbox::docspace::StartOptions {
+            lock_wait: connect::sandbox_options()?.lock_wait,
+            ..sandbox::docspace::StartOptions::default()
+        };
+        let sandbox = sandbox::docspace::Sandbox::start_with(state, listen, options)
+            .await
+            .with_context(started)?;
+        // The key is the sandbox's own (from its state file), not a real portal's: printing it
+        // is what lets a user call the sandbox with curl or the DocSpace samples.
+        let key = sandbox
+            .api_key()
+            .unwrap_or_else(|| "(no API key declared in the state file)".into());
+        let banner = format!(
+            "roster sandbox: ONLYOFFICE DocSpace emulator on {base} with state {}\nAPI base: {base}/api/2.0/  (Authorization: Bearer {key})\ncounters: {base}{}\nPress Ctrl-C to stop.\n",
+            state.display(),
+            sandbox::docspace::STATS_PATH,
+            base = sandbox.base_url(),
+        );
+        serve_until_interrupted(&banner).await?;
+        let counters = serde_json::to_string(&sandbox.stats());
+        sandbox
+            .shutdown()
+            .await
+            .context("cannot shut the sandbox down cleanly")?;
+        return stopped(counters);
     }
     let sandbox =
         sandbox::bitrix24::Sandbox::start_with(state, listen, connect::sandbox_options()?)
             .await
-            .with_context(|| format!("cannot start the sandbox on {}", state.display()))?;
-    // Listening before the banner: whoever reads it may stop us at once.
-    let mut signals = Signals::new()?;
+            .with_context(started)?;
     let url = sandbox
         .webhook_url()
         .unwrap_or_else(|| "(no webhook declared in the state file)".into());
-    emit(&format!(
+    let banner = format!(
         "roster sandbox: Bitrix24 emulator on http://{addr} with state {}\nwebhook URL: {url}\ncounters: http://{addr}{}\nPress Ctrl-C to stop.\n",
         state.display(),
         sandbox::bitrix24::server::STATS_PATH,
         addr = sandbox.addr(),
-    ))?;
-    signals.next().await;
-    let stats = sandbox.stats();
+    );
+    serve_until_interrupted(&banner).await?;
+    let counters = serde_json::to_string(&sandbox.stats());
     sandbox
         .shutdown()
         .await
         .context("cannot shut the sandbox down cleanly")?;
-    emit(&format!(
-        "roster sandbox: stopped; counters: {}\n",
-        serde_json::to_string(&stats).context("cannot encode the counters")?
-    ))?;
-    Ok(Exit::Success)
+    stopped(counters)
 }
 
-/// `sandbox serve` on a DocSpace state file.
-async fn serve_docspace(state: &Path, listen: SocketAddr) -> Result<Exit> {
-    let options = sandbox::docspace::StartOptions {
-        lock_wait: connect::sandbox_options()?.lock_wait,
-        ..sandbox::docspace::StartOptions::default()
-    };
-    let sandbox = sandbox::docspace::Sandbox::start_with(state, listen, options)
-        .await
-        .with_context(|| format!("cannot start the sandbox on {}", state.display()))?;
+/// Print the banner once the sandbox listens (whoever reads it may stop us at once) and wait
+/// for SIGINT or SIGTERM.
+async fn serve_until_interrupted(banner: &str) -> Result<()> {
     let mut signals = Signals::new()?;
-    // The key is the sandbox's own (from its state file), not a real portal's: printing it is
-    // what lets a user call the sandbox with curl or the DocSpace samples.
-    let key = sandbox
-        .api_key()
-        .unwrap_or_else(|| "(no API key declared in the state file)".into());
-    emit(&format!(
-        "roster sandbox: ONLYOFFICE DocSpace emulator on {base} with state {}\nAPI base: {base}/api/2.0/  (Authorization: Bearer {key})\ncounters: {base}{}\nPress Ctrl-C to stop.\n",
-        state.display(),
-        sandbox::docspace::STATS_PATH,
-        base = sandbox.base_url(),
-    ))?;
+    emit(banner)?;
     signals.next().await;
-    let stats = sandbox.stats();
-    sandbox
-        .shutdown()
-        .await
-        .context("cannot shut the sandbox down cleanly")?;
+    Ok(())
+}
+
+/// The last line of `sandbox serve`: the counters.
+fn stopped(counters: serde_json::Result<String>) -> Result<Exit> {
     emit(&format!(
         "roster sandbox: stopped; counters: {}\n",
-        serde_json::to_string(&stats).context("cannot encode the counters")?
+        counters.context("cannot encode the counters")?
     ))?;
     Ok(Exit::Success)
 }

@@ -574,3 +574,32 @@ fn portal_addresses_come_from_where_the_file_says() {
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(run.stderr.contains("are the same portal"), "{}", run.stderr);
 }
+
+/// `sandbox serve` on a DocSpace state serves the DocSpace API (the banner gives its base and
+/// key), and a plan against the served portal over HTTP works like the in-process one.
+#[test]
+fn sandbox_serve_serves_a_docspace_state() {
+    let ws = docspace_example();
+    let served = ws.serve("docs.yaml");
+    assert!(served.url.ends_with("/api/2.0/"), "{}", served.url);
+    let base = served.url.trim_end_matches("/api/2.0/").to_owned();
+    let key = "sk-5a4d0c0ffee00000000000000000000000000000000000000000000000000001";
+    let group = crate::support::http().get(format!("{}group/{DESIGNERS}", served.url));
+    let body: serde_json::Value = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        group
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(body["response"]["name"], "Designers", "{body}");
+    let run = ws.roster_with_env(
+        &["plan", "docspace.yaml", &format!("--portal={base}")],
+        &[("ROSTER_DOCS_API_KEY", key)],
+    );
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert!(run.stdout.contains("Plan: 3 to add"), "{}", run.stdout);
+}

@@ -179,6 +179,14 @@ impl Workspace {
             if let Some(url) = line.strip_prefix("webhook URL: ") {
                 break url.to_owned();
             }
+            // A DocSpace sandbox: `API base: http://…/api/2.0/  (Authorization: …)`.
+            if let Some(rest) = line.strip_prefix("API base: ") {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
         };
         // Keep reading stdout so the server never blocks on a full pipe.
         let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

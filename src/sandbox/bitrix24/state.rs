@@ -922,26 +922,7 @@ pub fn save(path: &Path, state: &State) -> Result<(), SandboxError> {
     })
 }
 
-/// The real file behind `path`: symlinks resolved (`path` itself when it does not exist yet).
-pub fn resolve(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// A hidden file next to `target` named after it: `dir/.NAME.SUFFIX`.
-pub fn sidecar(target: &Path, suffix: &str) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "state".to_owned());
-    parent_dir(target).join(format!(".{name}.{suffix}"))
-}
+pub use crate::sandbox::lock::{parent_dir, resolve, sidecar};
 
 /// The one temp file [`save`] uses for `target` (a resolved path).
 pub fn temp_path(target: &Path) -> PathBuf {

@@ -17,6 +17,7 @@ pub mod render;
 pub mod resolve;
 pub mod sandbox;
 pub mod soak;
+pub mod soak_docspace;
 pub mod spec;
 
 use std::io::{self, BufRead, IsTerminal, Write};

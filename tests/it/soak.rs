@@ -40,3 +40,46 @@ async fn a_short_soak_breaks_no_promise() {
     assert!(totals.owner_changes > 0, "{totals:?}");
     assert!(totals.refused_by_access > 0, "{totals:?}");
 }
+
+/// The DocSpace soak's short version (`roster::soak_docspace`): seeded portals, files,
+/// credentials and faults, each planned and applied through the real client against the
+/// DocSpace sandbox and checked against the promises in the module's documentation. The full
+/// run is `cargo bench --bench soak -- --system docspace --scenarios 300 --seed 1`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_docspace_soak_breaks_no_promise() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let totals = roster::soak_docspace::run(
+        &roster::soak_docspace::Params::new(SCENARIOS, 6),
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "docspace soak: {} scenarios in {:.1} s: {totals:?}",
+        totals.scenarios,
+        started.elapsed().as_secs_f64()
+    );
+    // Breaks of a promise that a known defect of roster explains
+    // (`soak_docspace::KNOWN_DEFECTS`) are reported, not failed on, until it is fixed.
+    for d in totals
+        .details
+        .iter()
+        .filter(|d| d.starts_with("known defect"))
+    {
+        eprintln!("{d}");
+    }
+    assert_eq!(totals.violations, 0, "{:#?}", totals.details);
+    assert_eq!(totals.scenarios, SCENARIOS);
+    // Everything the promises are about was exercised: faults, manager changes, plans refused
+    // by the limits and for the key's rights, users DocSpace skips, users changed between
+    // plan and apply.
+    assert!(totals.faults_injected > 20, "{totals:?}");
+    assert!(totals.manager_changes > 0, "{totals:?}");
+    assert!(totals.refused_by_limits > 0, "{totals:?}");
+    assert!(totals.refused_by_access > 0, "{totals:?}");
+    assert!(totals.skipped_by_docspace > 0, "{totals:?}");
+    assert!(totals.moved_users > 0, "{totals:?}");
+}
+
+const SCENARIOS: usize = 32;

@@ -210,15 +210,9 @@ struct ScenarioResult {
 /// defect (not a violation) until roster is fixed; then its entry goes and the check counts
 /// again.
 ///
-/// D1 (promise 5): a file that declares a guest never converges. The plan adds a declared
-/// guest (`+ gus@example.com (…, guest) member`), or makes a declared guest the manager, on
-/// every run, though DocSpace skips guests silently (docspace-api.md §1.4): every apply reports
-/// it not done and exits 1, every `plan --detailed-exitcode` exits 2, and where the guest was
-/// to replace the manager, the old manager's removal is held back for ever. The resolver takes
-/// a DocSpace guest as an ordinary (extranet) user (`resolve.rs`; `Employee::person` in
-/// `provider/docspace/wire.rs` sets only `extranet`), so `plan::diff_with` plans the add; a
-/// terminated user, by contrast, is set apart as inactive and shown, never added. Counted
-/// here: what the third plan still has for guests.
+/// D1 (fixed): a file that declared a guest never converged (the plan added the guest on
+/// every run, DocSpace skipped them); guests are now shown as not added, like terminated users,
+/// and the soak expects exactly that.
 ///
 /// D2 (promise 4): when a user the plan adds is terminated, made a guest or deleted after the
 /// plan was made, apply reports the add not done with a stale reason — "DocSpace skips
@@ -227,7 +221,7 @@ struct ScenarioResult {
 /// the user as the run's lookups saw them, though DocSpace's skip just contradicted that; it
 /// looks a user up again only when the run never saw them. Counted here: each such reason in
 /// an apply without faults.
-const KNOWN_DEFECTS: &[&str] = &["D1", "D2"];
+const KNOWN_DEFECTS: &[&str] = &["D2"];
 
 fn known(defect: &str) -> bool {
     KNOWN_DEFECTS.contains(&defect)
@@ -835,6 +829,12 @@ fn terminated(st: &State, n: u64) -> bool {
     person(st, n).is_some_and(|u| u.status == Status::Terminated)
 }
 
+/// A user the plan must not add or make the manager: DocSpace has them, but skips them
+/// silently (terminated, or a guest: docspace-api.md §1.4). roster shows them as not added.
+fn barred(st: &State, n: u64) -> bool {
+    person(st, n).is_some_and(|u| u.status == Status::Terminated || u.kind == UserType::Guest)
+}
+
 /// DocSpace lets the user join a group or manage it: they exist, are not terminated and are
 /// not a guest (docspace-api.md §1.3, §1.4).
 fn joinable(st: &State, n: u64) -> bool {
@@ -908,7 +908,7 @@ fn model(st: &State, g: &Group, w: &Wanted, protected: &BTreeSet<u64>, effective
     let m0 = manager_of(g);
     let transfer = w
         .manager
-        .filter(|d| Some(*d) != m0 && !terminated(st, *d) && (!effective || joinable(st, *d)));
+        .filter(|d| Some(*d) != m0 && !barred(st, *d) && (!effective || joinable(st, *d)));
     let mut start = read.clone();
     let mut changes = BTreeSet::new();
     if let Some(d) = transfer {
@@ -919,7 +919,7 @@ fn model(st: &State, g: &Group, w: &Wanted, protected: &BTreeSet<u64>, effective
         changes.insert(Expect::Manager { from: m0, to: d });
     }
     for &u in &w.members {
-        if !terminated(st, u) && !start.contains_key(&u) && (!effective || joinable(st, u)) {
+        if !barred(st, u) && !start.contains_key(&u) && (!effective || joinable(st, u)) {
             changes.insert(Expect::Add(u));
         }
     }
@@ -1617,18 +1617,18 @@ fn same_desired(
         let gone: BTreeMap<UserId, Role> = by_id
             .members
             .iter()
-            .filter(|(u, _)| terminated(&g.state, user_num(**u)))
+            .filter(|(u, _)| barred(&g.state, user_num(**u)))
             .map(|(u, r)| (*u, *r))
             .chain(
                 by_id
                     .owner
-                    .filter(|o| terminated(&g.state, user_num(*o)))
+                    .filter(|o| barred(&g.state, user_num(*o)))
                     .map(|o| (o, Role::Owner)),
             )
             .collect();
         if resolved.inactive != gone {
             violations.push(format!(
-                "group {}: declared terminated users {gone:?} resolved as inactive {:?}",
+                "group {}: declared terminated users and guests {gone:?} resolved as inactive {:?}",
                 group_num(*id),
                 resolved.inactive
             ));
@@ -1792,7 +1792,7 @@ fn check_state(
         }
         if m1 != m0 {
             let fine = m1.is_some_and(|m| {
-                w.manager == Some(m) && joinable(before, m) && !terminated(&g.state, m)
+                w.manager == Some(m) && joinable(before, m) && !barred(&g.state, m)
             });
             if !fine {
                 violations.push(format!(

@@ -50,7 +50,7 @@ async fn a_short_docspace_soak_breaks_no_promise() {
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     let totals = roster::soak_docspace::run(
-        &roster::soak_docspace::Params::new(SCENARIOS, 6),
+        &roster::soak_docspace::Params::new(SCENARIOS, 8),
         dir.path(),
     )
     .await
@@ -73,13 +73,15 @@ async fn a_short_docspace_soak_breaks_no_promise() {
     assert_eq!(totals.scenarios, SCENARIOS);
     // Everything the promises are about was exercised: faults, manager changes, plans refused
     // by the limits and for the key's rights, users DocSpace skips, users changed between
-    // plan and apply.
+    // plan and apply, members made the manager between plan and apply.
     assert!(totals.faults_injected > 20, "{totals:?}");
+    assert!(totals.rejected_429 > 0, "{totals:?}");
     assert!(totals.manager_changes > 0, "{totals:?}");
     assert!(totals.refused_by_limits > 0, "{totals:?}");
     assert!(totals.refused_by_access > 0, "{totals:?}");
     assert!(totals.skipped_by_docspace > 0, "{totals:?}");
     assert!(totals.moved_users > 0, "{totals:?}");
+    assert!(totals.late_managers > 0, "{totals:?}");
 }
 
 const SCENARIOS: usize = 32;

@@ -1205,8 +1205,7 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
             tracing::info!("soak: reading failed: {e:#}");
             if g.access == Access::PlainUser {
                 // The portal lets a plain user read nothing: the run stops with why.
-                check_plain_user_error(&format!("{e:#}"), &mut out.violations);
-                out.refused_by_access = true;
+                plain_user_refused(&g, &[format!("{e:#}")], &mut out);
             } else {
                 out.plan_failed = true;
             }
@@ -1634,13 +1633,24 @@ fn text_num_group(s: &str) -> u64 {
     Uuid::parse(s).map_or(0, |x| x.hi >> 32)
 }
 
-/// Promise 7: a plain user's key: the portal refuses to show groups and people, and the plan must
-/// say so (nothing is applied).
-fn check_plain_user_error(text: &str, violations: &mut Vec<String>) {
-    if !(text.contains("403") || text.contains("Access denied") || text.contains("may not")) {
-        violations.push(format!(
-            "a plain user's key: the plan failed without saying the portal refused the key's user: {text}"
-        ));
+/// Promise 7: a plain user's key. The portal refuses to show groups and people, and the plan
+/// must say so (and nothing is applied): without faults every error does; under faults a
+/// request may fail for a fault before the portal refuses it, and a plan whose errors are all
+/// of faults counts as failed.
+fn plain_user_refused(g: &Generated, errors: &[String], out: &mut ScenarioResult) {
+    let says =
+        |t: &String| t.contains("403") || t.contains("Access denied") || t.contains("may not");
+    match (g.calm, errors.iter().any(says)) {
+        (true, _) => {
+            for e in errors.iter().filter(|e| !says(e)) {
+                out.violations.push(format!(
+                    "a plain user's key: the plan failed without saying the portal refused the key's user: {e}"
+                ));
+            }
+            out.refused_by_access = true;
+        }
+        (false, true) => out.refused_by_access = true,
+        (false, false) => out.plan_failed = true,
     }
 }
 
@@ -1657,10 +1667,13 @@ fn gate(
     if !p.resolved.errors.is_empty() {
         if g.access == Access::PlainUser {
             // 7. A plain user may read no group: each is an error that says so.
-            for e in &p.resolved.errors {
-                check_plain_user_error(&e.message, &mut out.violations);
-            }
-            out.refused_by_access = true;
+            let errors: Vec<String> = p
+                .resolved
+                .errors
+                .iter()
+                .map(|e| e.message.clone())
+                .collect();
+            plain_user_refused(g, &errors, out);
         } else {
             out.violations.push(format!(
                 "a file every reference of which the portal has did not resolve: {:?}",

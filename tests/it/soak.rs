@@ -1,6 +1,8 @@
-//! The soak's short version for CI: a few dozen seeded scenarios under random faults, each
-//! checked against roster's promises (`roster::soak`), issue 7's people features included. The
-//! full run is `cargo bench --bench soak -- --scenarios 1000 --seed 1` (BENCHMARKS.md).
+//! The soaks' short versions for CI: a few dozen seeded scenarios under random faults, each
+//! checked against roster's promises, for Bitrix24 (`roster::soak`, issue 7's people features
+//! included) and for DocSpace (`roster::soak_docspace`). The full runs are
+//! `cargo bench --bench soak -- --scenarios 1000 --seed 1 [--system bitrix24|docspace|both]`
+//! (BENCHMARKS.md).
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_short_soak_breaks_no_promise() {

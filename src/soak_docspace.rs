@@ -63,7 +63,7 @@
 //! | e-mails matched with case (`resolve.rs`) | 6, the plan check |
 //! | group names matched as substrings (`lookup::match_names`) | 6 |
 //! | the DocSpace access rule off (`access::check_for`) | 7, 4, 5 |
-//! | a name taken for one of several groups (substrings; `resolve` takes the last) | 6, 2 (decoy), 5 |
+//! | a name taken for one of several groups (`resolve` takes the last) | 6, 2 (a decoy), 5 |
 //! | a 403 on writes not naming the missing scope (`Client::forbidden`) | 7 |
 //!
 //! Scenarios run several at a time (`Params::parallel`); each is seeded on its own and draws

@@ -8,11 +8,12 @@
 //! 1. `plan` sends no write (the sandbox's `write_requests`, around every `prepare`);
 //! 2. the manager is never removed: a group that had a manager before an apply has one after;
 //!    a removal roster sends is never of the group's manager at that moment (the old manager
-//!    only once the manager change was confirmed); the manager changes only where the file
-//!    names another, only to the declared user, and only if DocSpace lets that user manage a
-//!    group (not a guest, not terminated); the old manager stays a member unless the file
-//!    removes them and the manager change was confirmed first; protected users (top-level and
-//!    per group) are never removed, and nothing is sent to remove them;
+//!    only once the manager change was confirmed; and at the end of some scenarios a member
+//!    the plan removes is made the manager between plan and apply); the manager changes only
+//!    where the file names another, only to the declared user, and only if DocSpace lets that
+//!    user manage a group (not a guest, not terminated); the old manager stays a member unless
+//!    the file drops them and the manager change was confirmed first; protected users
+//!    (top-level and per group) are never removed, and no removal of one is sent;
 //! 3. the removal limits (`max_removals`, `allow_empty`, `max_total_removals`, 25 % by default,
 //!    read here from the file format's documentation): the plan is refused exactly when it
 //!    breaks one, a refused plan is not applied, and an applied plan removed no more than they
@@ -21,40 +22,53 @@
 //!    confirmed ⇔ held; not done, failed, not started ⇒ not held; unknown is counted, never a
 //!    violation); without faults every change to a user DocSpace accepts is done, and every
 //!    change to a guest, a terminated user or a user the portal no longer has (some users are
-//!    changed between plan and apply) is reported not done with the reason; and where the
-//!    client refuses to send a change (the old manager's removal while the manager change is
-//!    unconfirmed) it says so;
+//!    changed between plan and apply) is reported not done with that reason, as is the old
+//!    manager's removal held back for a manager change DocSpace refused;
 //! 5. a second apply without faults converges — a third plan has no changes — and every group
 //!    then holds exactly what the file asks: the declared members (less those DocSpace cannot
 //!    add), the undeclared ones roster must keep (the manager, protected users, terminated
 //!    users the portal hides, everyone where `prune: false`), the manager as declared, or as
-//!    it was where the file names none or names one DocSpace refuses;
+//!    it was where the file names none or names one DocSpace refuses; decoy groups are as they
+//!    were;
 //! 6. people: the file names some users by e-mail (in mixed case) and some groups by name
-//!    (some names with `&`, `%`, `#`, `+` or non-ASCII letters, next to decoy groups whose
-//!    names contain them or differ only in case), and resolving it gives what the same file
-//!    with IDs gives (terminated users set apart as inactive), and the same plan;
+//!    (some names with `&`, `%`, `#`, `+` or non-ASCII letters, some in another case, next to
+//!    decoy groups whose names contain them or differ only in case, and next to `Soak 1`
+//!    `Soak 10` …), and resolving it gives what the same file with IDs gives (terminated
+//!    users set apart as inactive), and the same plan;
 //! 7. permissions: some scenarios use a key or token that is not an owner's or admin's: a room
 //!    admin's (`plan` reports an access problem for exactly the groups with changes, and apply
 //!    sends nothing), a plain user's (the portal lets it read nothing: `plan` says so, and apply
 //!    sends nothing), or an admin's key with only `accounts:read` (nothing the plan can see:
-//!    apply's every change fails naming the scope, and the portal is unchanged).
+//!    apply's every change fails naming the scope, and the portal is unchanged). Personal
+//!    access tokens stand in for API keys in some scenarios.
 //!
-//! Besides, the plan itself is checked: its changes are exactly those the file and the portal
-//! as generated call for (a manager change, adds, removals), derived here by the soak's own
-//! reading of the rules in `crate::plan` and docspace-api.md §6.
+//! Besides, every plan is checked: its changes are exactly those the file and the portal call
+//! for (a manager change, adds, removals), derived by the soak's own reading of the rules in
+//! `crate::plan` and docspace-api.md §6.
 //!
 //! The checks read the sandbox's state file and re-derive every expectation from the generated
 //! inputs, never from the code under test. Each was seen to fail against deliberately broken
-//! code (not committed): the planner removing the manager (`plan::diff_with` without the
-//! owner's skip: promises 2 and 5, and the plan check); the client sending the manager in its
-//! DELETE (`execute.rs` without the manager filter: 2); the old manager's removal not held back
-//! for an unconfirmed manager change (`execute.rs` with `blocked` never filled: 2, under
-//! faults and for guests); a manager change planned to a terminated user (1 of the plan check);
-//! protected users removed (`plan::diff_with` without the protected skip: 2, 3 and 5); the
-//! limits off (`check_limits` returning nothing: 3); `Done` reported for a change whose answer
-//! did not show it (`write::judge` always `Done`: 4); `plan` with a write (a stray
-//! `PUT …/members` in `prepare`: 1); e-mails resolved case-sensitively (6); the DocSpace access
-//! rule off (`plan::access::check_for` returning nothing: 7).
+//! code (not committed; 48 scenarios of seed 6 each):
+//!
+//! | broken | caught by |
+//! |---|---|
+//! | the planner removes the manager (`plan::diff_with`, no owner skip) | the plan check, 3, 4, 5 |
+//! | … and the client sends it (`execute.rs`: no manager filter) | 2 (manager lost, sent), 5 |
+//! | the old manager's removal not held back (`blocked` left empty) | 4; with no filter: 2 |
+//! | a manager change planned to a terminated user (`diff_with`) | the plan check, 5 |
+//! | protected users removed (`diff_with`, no protected skip) | 2, the plan check, 5 |
+//! | no limits (`check_limits` returns nothing) | 3 |
+//! | an answer that does not show a change taken as done (`write::judge`) | 4 |
+//! | a write in `prepare` (a stray `PUT …/members`) | 1 |
+//! | e-mails matched with case (`resolve.rs`) | 6, the plan check |
+//! | group names matched as substrings (`lookup::match_names`) | 6 |
+//! | the DocSpace access rule off (`access::check_for`) | 7, 4, 5 |
+//! | a name taken for one of several groups (`resolve` takes the last) | 6, 2 (a decoy), 5 |
+//! | a 403 on writes not naming the missing scope (`Client::forbidden`) | 7 |
+//!
+//! Scenarios run several at a time (`Params::parallel`); each is seeded on its own and draws
+//! every random choice before its first request, but the faults fall on requests in the order
+//! they arrive, so two runs of one seed can differ a little.
 //!
 //! Used by `cargo bench --bench soak -- --system docspace` and by a short CI test. Like
 //! `soak` (Bitrix24) and `loadtest`, it is a module that uses both the client and the sandbox.
@@ -107,6 +121,8 @@ pub struct Totals {
     pub scenarios: usize,
     /// Faults the sandbox injected (refused, lost, cut, slowed or failed requests).
     pub faults_injected: u64,
+    /// Of `faults_injected`: 429s (each with `Retry-After: 1`, which the client waits out).
+    pub rejected_429: u64,
     /// Changes attempted by the first apply of each scenario.
     pub operations: usize,
     /// Of `operations`: manager changes.
@@ -116,6 +132,9 @@ pub struct Totals {
     pub skipped_by_docspace: usize,
     /// Users the soak terminated, made guests or deleted between plan and apply.
     pub moved_users: usize,
+    /// Times a member the plan removes was made the manager between plan and apply (the
+    /// end of some scenarios).
+    pub late_managers: usize,
     /// Broken promises; each is described in `details`.
     pub violations: usize,
     /// Broken promises caused by a known defect of roster (see `KNOWN_DEFECTS`), reported in
@@ -166,10 +185,12 @@ pub async fn run(p: &Params, dir: &Path) -> Result<Totals> {
         let (i, seed, r) = r?;
         totals.scenarios += 1;
         totals.faults_injected += r.faults;
+        totals.rejected_429 += r.rejected_429;
         totals.operations += r.operations;
         totals.manager_changes += r.manager_changes;
         totals.skipped_by_docspace += r.skipped_by_docspace;
         totals.moved_users += r.moved;
+        totals.late_managers += usize::from(r.late_manager);
         totals.unknown += r.unknown;
         totals.refused_by_limits += usize::from(r.refused);
         totals.refused_by_access += usize::from(r.refused_by_access);
@@ -193,10 +214,12 @@ pub async fn run(p: &Params, dir: &Path) -> Result<Totals> {
 #[derive(Debug, Default)]
 struct ScenarioResult {
     faults: u64,
+    rejected_429: u64,
     operations: usize,
     manager_changes: usize,
     skipped_by_docspace: usize,
     moved: usize,
+    late_manager: bool,
     unknown: usize,
     refused: bool,
     refused_by_access: bool,
@@ -221,7 +244,16 @@ struct ScenarioResult {
 /// the user as the run's lookups saw them, though DocSpace's skip just contradicted that; it
 /// looks a user up again only when the run never saw them. Counted here: each such reason in
 /// an apply without faults.
-const KNOWN_DEFECTS: &[&str] = &["D2"];
+///
+/// D3 (promise 2): a member who becomes the group's manager after the plan (made manager in
+/// DocSpace while the run is on its way) is removed if the plan removes them, and the group
+/// is left without a manager. The client keeps a removal of "the manager as last read"
+/// (`execute_group` in `provider/docspace/execute.rs`), and for a group this apply has not
+/// written to yet, the last read is the plan's; so the DELETE goes out with the current
+/// manager in it. DocSpace has no conditional DELETE, so the window cannot be closed, but
+/// reading the group just before the DELETE would shrink it from the whole run to one round
+/// trip. Counted here: each late manager removed (`late_manager_probe`).
+const KNOWN_DEFECTS: &[&str] = &["D2", "D3"];
 
 fn known(defect: &str) -> bool {
     KNOWN_DEFECTS.contains(&defect)
@@ -350,8 +382,10 @@ struct File {
 #[derive(Debug, Default, Clone)]
 struct FileGroup {
     id: u64,
-    /// Given by `name:` (the portal's name) instead of `id:`.
+    /// Given by `name:` instead of `id:`.
     by_name: bool,
+    /// The name as the file spells it: the portal's, or (where no other group's name differs
+    /// from it only in case) in another case, which the lookup matches ignoring case.
     name: String,
     manager: Option<u64>,
     members: BTreeSet<u64>,
@@ -720,6 +754,15 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
         }
     }
 
+    for f in file.groups.iter_mut().filter(|f| f.by_name) {
+        let alike = groups
+            .iter()
+            .filter(|g| g.name.to_lowercase() == f.name.to_lowercase())
+            .count();
+        if alike == 1 && rng.bool() {
+            f.name = f.name.to_lowercase();
+        }
+    }
     let faults = faults(rng);
     let calm = faults.rates().iter().all(|r| *r == 0.0);
     let wanted = file.wanted();
@@ -758,7 +801,7 @@ fn faults(rng: &mut fastrand::Rng) -> Faults {
     let mut pick = |max: f64| max * level * (0.5 + rng.f64() / 2.0);
     Faults {
         seed,
-        rate_429: pick(0.02),
+        rate_429: pick(0.008),
         rate_500: pick(0.1),
         rate_lost: pick(0.12),
         rate_502: pick(0.08),
@@ -1120,8 +1163,10 @@ async fn plan_checked(
     prepared
 }
 
-fn injected(stats: &Stats) -> u64 {
-    stats.faults_injected
+/// Add a sandbox's fault counters to the scenario's.
+fn count_faults(out: &mut ScenarioResult, stats: &Stats) {
+    out.faults += stats.faults_injected;
+    out.rejected_429 += stats.rejected_429;
 }
 
 fn quiet(_: usize) {}
@@ -1137,6 +1182,7 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
         Access::Admin | Access::AdminToken => pick_moves(&mut rng, &g, &first_models),
         _ => Vec::new(),
     };
+    let late_manager = rng.u8(0..4) == 0;
     let named = parse("soak.yaml", &g.file.yaml(true))?;
     let by_ids = parse("soak-ids.yaml", &g.file.yaml(false))?;
     let ids_desired = crate::resolve::offline(&by_ids)
@@ -1161,8 +1207,7 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
             tracing::info!("soak: reading failed: {e:#}");
             if g.access == Access::PlainUser {
                 // The portal lets a plain user read nothing: the run stops with why.
-                check_plain_user_error(&format!("{e:#}"), &mut out.violations);
-                out.refused_by_access = true;
+                plain_user_refused(&g, &[format!("{e:#}")], &mut out);
             } else {
                 out.plan_failed = true;
             }
@@ -1182,7 +1227,9 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
         out.plan_failed = true;
         return stop_unchanged(out, sandbox, &g.state, &path).await;
     }
-    if g.access != Access::PlainUser {
+    // (A file that did not resolve is the gate's violation, below: the groups it left out
+    // would only repeat it here.)
+    if g.access != Access::PlainUser && p.resolved.errors.is_empty() {
         same_desired(&g, &ids_desired, &p.resolved.desired, &mut out.violations);
         check_plan(
             &g,
@@ -1202,10 +1249,9 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
     // while the run is on its way.
     let mut sandbox = sandbox;
     let mut at_apply = g.state.clone();
-    let mut faults = 0;
     if !moves.is_empty() {
         let addr = sandbox.addr();
-        faults += injected(&sandbox.stats());
+        count_faults(&mut out, &sandbox.stats());
         sandbox.shutdown().await?;
         at_apply = state::load(&path)?;
         for &(u, m) in &moves {
@@ -1221,7 +1267,7 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
     }
 
     let report = apply::apply(&p.plan, &provider, &quiet, &CancellationToken::new()).await;
-    out.faults = faults + injected(&sandbox.stats());
+    count_faults(&mut out, &sandbox.stats());
     sandbox.shutdown().await?;
     let after = state::load(&path)?;
     out.operations = report.outcomes.len();
@@ -1338,7 +1384,103 @@ async fn scenario(seed: u64, path: &Path) -> Result<ScenarioResult> {
         &mut out.violations,
     );
     check_converged(&g, &at_apply, &fin, &wanted, &mut out.violations);
+    if late_manager && g.access == Access::Admin {
+        late_manager_probe(&g, &named, &fin, &path, &mut out).await?;
+    }
     Ok(out)
+}
+
+/// The end of one scenario in four: someone adds a user the file does not declare to a group
+/// that prunes, roster plans their removal, and before apply someone makes that user the
+/// group's manager (a member made manager in DocSpace's UI while the run is on its way).
+/// Promise 2: the removal sent must not be of the manager at that moment: the group keeps its
+/// new manager. (D3: it does not.)
+async fn late_manager_probe(
+    g: &Generated,
+    named: &spec::Spec,
+    fin: &State,
+    path: &Path,
+    out: &mut ScenarioResult,
+) -> Result<()> {
+    let wanted = g.file.wanted();
+    let candidate = g.groups.iter().find_map(|&id| {
+        let w = &wanted[&id];
+        let group = group_of(fin, id)?;
+        manager_of(group)?;
+        if !w.prunes {
+            return None;
+        }
+        let has = members_of(group);
+        let x = (2..=fin.users.len() as u64).find(|u| {
+            joinable(fin, *u)
+                && !has.contains(u)
+                && !w.members.contains(u)
+                && w.manager != Some(*u)
+                && !g.protected[&id].contains(u)
+                && *u != g.caller
+        })?;
+        Some((id, x))
+    });
+    let Some((id, x)) = candidate else {
+        return Ok(());
+    };
+    let mut st = fin.clone();
+    let group = st.group_mut(&docspace_group(id)).expect("the group");
+    group.members.push(docspace_user(x));
+    state::save(path, &st)?;
+    let sandbox = start(path, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+    let provider = connect(&sandbox, g)?;
+    let p = plan_checked(
+        named,
+        &provider,
+        &sandbox,
+        "the late manager's plan",
+        &mut out.violations,
+    )
+    .await?;
+    let removes_x = p.plan.groups.iter().any(|gp| {
+        group_num(gp.id) == id
+            && gp
+                .changes()
+                .any(|c| matches!(c, Change::Remove { user, .. } if user_num(*user) == x))
+    });
+    if !removes_x || !p.breaches.is_empty() || !p.access.is_empty() || !p.resolved.errors.is_empty()
+    {
+        // A limit (`max_removals: 0`, say) keeps the removal from being applied: no probe.
+        sandbox.shutdown().await?;
+        return Ok(());
+    }
+    let addr = sandbox.addr();
+    sandbox.shutdown().await?;
+    let mut st = state::load(path)?;
+    st.group_mut(&docspace_group(id))
+        .expect("the group")
+        .manager = Some(docspace_user(x));
+    state::save(path, &st)?;
+    let sandbox = start(path, addr).await?;
+    let report = apply::apply(&p.plan, &provider, &quiet, &CancellationToken::new()).await;
+    sandbox.shutdown().await?;
+    out.late_manager = true;
+    let after = state::load(path)?;
+    let group = group_of(&after, id).expect("the group");
+    if manager_of(group) != Some(x) || !members_of(group).contains(&x) {
+        let status = report
+            .outcomes
+            .iter()
+            .find(|o| group_num(o.group) == id && user_num(o.change.user()) == x)
+            .map(|o| &o.status);
+        let line = format!(
+            "group {id}: user {x}, made the manager after the plan that removes them, was removed ({status:?}): the group's manager is now {:?}",
+            manager_of(group)
+        );
+        if known("D3") {
+            out.known.push(format!("D3: {line}"));
+        } else {
+            out.violations.push(line);
+        }
+    }
+    check_outcomes(&report, &after, out);
+    Ok(())
 }
 
 /// The changes a plan made after the second apply still has, `(explained by D1, not)`: D1 is
@@ -1463,7 +1605,7 @@ async fn stop_unchanged(
     initial: &State,
     path: &Path,
 ) -> Result<ScenarioResult> {
-    out.faults += injected(&sandbox.stats());
+    count_faults(&mut out, &sandbox.stats());
     let writes = sandbox.stats().write_requests;
     sandbox.shutdown().await?;
     if writes > 0 {
@@ -1493,32 +1635,24 @@ fn text_num_group(s: &str) -> u64 {
     Uuid::parse(s).map_or(0, |x| x.hi >> 32)
 }
 
-/// Promise 7: a plain user's key: the portal refuses to show groups and people, and the plan must
-/// say so (nothing is applied).
-fn check_plain_user_error(text: &str, violations: &mut Vec<String>) {
-    // Under faults a request may fail every attempt for them before the portal could refuse
-    // it (seen: five 500s on one `GET people/{id}`); that is a failed plan, not a broken
-    // promise, as long as it says so.
-    let faulted = [
-        "HTTP 500",
-        "HTTP 502",
-        "HTTP 503",
-        "HTTP 504",
-        "HTTP 429",
-        "cut off",
-        "no answer",
-        "timed out",
-    ]
-    .iter()
-    .any(|f| text.contains(f));
-    if !(faulted
-        || text.contains("403")
-        || text.contains("Access denied")
-        || text.contains("may not"))
-    {
-        violations.push(format!(
-            "a plain user's key: the plan failed without saying the portal refused the key's user: {text}"
-        ));
+/// Promise 7: a plain user's key. The portal refuses to show groups and people, and the plan
+/// must say so (and nothing is applied): without faults every error does; under faults a
+/// request may fail for a fault before the portal refuses it, and a plan whose errors are all
+/// of faults counts as failed.
+fn plain_user_refused(g: &Generated, errors: &[String], out: &mut ScenarioResult) {
+    let says =
+        |t: &String| t.contains("403") || t.contains("Access denied") || t.contains("may not");
+    match (g.calm, errors.iter().any(says)) {
+        (true, _) => {
+            for e in errors.iter().filter(|e| !says(e)) {
+                out.violations.push(format!(
+                    "a plain user's key: the plan failed without saying the portal refused the key's user: {e}"
+                ));
+            }
+            out.refused_by_access = true;
+        }
+        (false, true) => out.refused_by_access = true,
+        (false, false) => out.plan_failed = true,
     }
 }
 
@@ -1535,10 +1669,13 @@ fn gate(
     if !p.resolved.errors.is_empty() {
         if g.access == Access::PlainUser {
             // 7. A plain user may read no group: each is an error that says so.
-            for e in &p.resolved.errors {
-                check_plain_user_error(&e.message, &mut out.violations);
-            }
-            out.refused_by_access = true;
+            let errors: Vec<String> = p
+                .resolved
+                .errors
+                .iter()
+                .map(|e| e.message.clone())
+                .collect();
+            plain_user_refused(g, &errors, out);
         } else {
             out.violations.push(format!(
                 "a file every reference of which the portal has did not resolve: {:?}",
@@ -1737,8 +1874,8 @@ fn check_sent(
             (wanted.get(&id), group_of(before, id), group_of(after, id))
         else {
             violations.push(format!(
-                "group {id}: {:?} sent to a group not declared",
-                o.change
+                "group {id}: {} sent to a group not declared",
+                show(&o.change)
             ));
             continue;
         };
@@ -1918,13 +2055,15 @@ fn check_outcomes(report: &apply::Report, after: &State, out: &mut ScenarioResul
         let held = holds(group, &o.change);
         match (&o.status, held) {
             (OpStatus::Done | OpStatus::Confirmed, false) => out.violations.push(format!(
-                "group {id}: {:?} reported {:?}, the portal does not hold it",
-                o.change, o.status
+                "group {id}: {} reported {:?}, the portal does not hold it",
+                show(&o.change),
+                o.status
             )),
             (OpStatus::NotDone { .. } | OpStatus::Failed { .. } | OpStatus::NotStarted, true) => {
                 out.violations.push(format!(
-                    "group {id}: {:?} reported {:?}, the portal holds it",
-                    o.change, o.status
+                    "group {id}: {} reported {:?}, the portal holds it",
+                    show(&o.change),
+                    o.status
                 ))
             }
             (OpStatus::Unknown { .. }, _) => out.unknown += 1,
@@ -2000,9 +2139,9 @@ fn check_read_only(report: &apply::Report, violations: &mut Vec<String>) {
         };
         if !fine {
             violations.push(format!(
-                "a read-only key: group {}: {:?} reported {:?}, expected a failure naming the scope",
+                "a read-only key: group {}: {} reported {:?}, expected a failure naming the scope",
                 group_num(o.group),
-                o.change,
+                show(&o.change),
                 o.status
             ));
         }

@@ -1,6 +1,8 @@
-//! The soak's short version for CI: a few dozen seeded scenarios under random faults, each
-//! checked against roster's promises (`roster::soak`), issue 7's people features included. The
-//! full run is `cargo bench --bench soak -- --scenarios 1000 --seed 1` (BENCHMARKS.md).
+//! The soaks' short versions for CI: a few dozen seeded scenarios under random faults, each
+//! checked against roster's promises, for Bitrix24 (`roster::soak`, issue 7's people features
+//! included) and for DocSpace (`roster::soak_docspace`). The full runs are
+//! `cargo bench --bench soak -- --scenarios 1000 --seed 1 [--system bitrix24|docspace|both]`
+//! (BENCHMARKS.md).
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_short_soak_breaks_no_promise() {
@@ -50,7 +52,7 @@ async fn a_short_docspace_soak_breaks_no_promise() {
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     let totals = roster::soak_docspace::run(
-        &roster::soak_docspace::Params::new(SCENARIOS, 6),
+        &roster::soak_docspace::Params::new(SCENARIOS, 8),
         dir.path(),
     )
     .await
@@ -73,13 +75,15 @@ async fn a_short_docspace_soak_breaks_no_promise() {
     assert_eq!(totals.scenarios, SCENARIOS);
     // Everything the promises are about was exercised: faults, manager changes, plans refused
     // by the limits and for the key's rights, users DocSpace skips, users changed between
-    // plan and apply.
+    // plan and apply, members made the manager between plan and apply.
     assert!(totals.faults_injected > 20, "{totals:?}");
+    assert!(totals.rejected_429 > 0, "{totals:?}");
     assert!(totals.manager_changes > 0, "{totals:?}");
     assert!(totals.refused_by_limits > 0, "{totals:?}");
     assert!(totals.refused_by_access > 0, "{totals:?}");
     assert!(totals.skipped_by_docspace > 0, "{totals:?}");
     assert!(totals.moved_users > 0, "{totals:?}");
+    assert!(totals.late_managers > 0, "{totals:?}");
 }
 
 const SCENARIOS: usize = 32;

@@ -35,6 +35,24 @@ pub enum Command {
     Plan(PlanArgs),
     /// Make the portal match the file (after showing the plan and asking).
     Apply(ApplyArgs),
+    /// Write a desired-state file of a portal as it is now (canonical, so `plan` right after
+    /// prints `No changes.`).
+    Import(ImportArgs),
+    /// Rewrite a desired-state file in its canonical form, keeping its comments.
+    Fmt {
+        /// The desired-state YAML file.
+        file: PathBuf,
+        /// Change nothing: print a diff and exit 1 when the file is not canonical.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print a shell completion script (e.g. `roster completions bash > /etc/bash_completion.d/roster`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `roster man > roster.1 && man ./roster.1`.
+    Man,
     /// The built-in emulators of Bitrix24 and ONLYOFFICE DocSpace.
     Sandbox {
         #[command(subcommand)]
@@ -93,9 +111,22 @@ pub struct PlanArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub portal: PortalArgs,
-    /// Output format.
+    /// Output format: text, json (versioned; schemas/plan.schema.json) or markdown (for a
+    /// pull-request comment, at most 65,000 characters).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Also show, per changed group, a unified diff of its membership (current → planned) as
+    /// YAML. Text and markdown formats only.
+    #[arg(long)]
+    pub diff: bool,
+    /// Write the plan to this file as well (JSON, no secrets), for `roster apply PLAN_FILE` to
+    /// carry out exactly, after checking the groups it changes have not moved. Written only
+    /// when apply would accept the plan.
+    #[arg(long, value_name = "PLAN_FILE")]
+    pub out: Option<PathBuf>,
+    /// Plan only this group (ID or name as the file gives it); repeat for several.
+    #[arg(long = "group", value_name = "ID|NAME")]
+    pub groups: Vec<String>,
     /// Exit 2 when the plan has changes (0 none, 1 error).
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -111,10 +142,19 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// The desired-state YAML file.
+    /// The desired-state YAML file, or a plan file written by `plan --out` (applied exactly as
+    /// planned, without asking, once the groups it changes are found unchanged).
     pub file: PathBuf,
     #[command(flatten)]
     pub portal: PortalArgs,
+    /// Output format of the report: text, or json (versioned;
+    /// schemas/apply-report.schema.json), when the plan goes to stderr.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Apply only this group (ID or name as the file gives it); repeat for several. Not with a
+    /// plan file (it holds the groups it was made for).
+    #[arg(long = "group", value_name = "ID|NAME")]
+    pub groups: Vec<String>,
     /// Apply without asking (required when stdin is not a terminal).
     #[arg(long)]
     pub auto_approve: bool,
@@ -172,8 +212,38 @@ pub enum SystemArg {
     Docspace,
 }
 
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    /// Import this group (ID or exact name); repeat for several.
+    #[arg(
+        long = "group",
+        value_name = "ID|NAME",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub groups: Vec<String>,
+    /// Import every group the portal shows the run's user.
+    #[arg(long)]
+    pub all: bool,
+    /// Write here instead of standard output (refused if the file exists, unless --force).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
     Text,
     Json,
 }

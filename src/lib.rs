@@ -16,6 +16,7 @@ pub mod provider;
 pub mod render;
 pub mod resolve;
 pub mod sandbox;
+pub mod saved;
 pub mod soak;
 pub mod soak_docspace;
 pub mod spec;
@@ -76,6 +77,27 @@ pub fn run(cli: Cli) -> Result<Exit> {
             Command::Validate { file } => validate(&file),
             Command::Plan(args) => plan(args, style).await,
             Command::Apply(args) => apply(args, style).await,
+            Command::Import(_) | Command::Fmt { .. } => bail!("WIP: wired once the helpers land"),
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                let mut out = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "roster", &mut out);
+                io::stdout()
+                    .write_all(&out)
+                    .context("cannot write to standard output")?;
+                Ok(Exit::Success)
+            }
+            Command::Man => {
+                let cmd = <Cli as clap::CommandFactory>::command();
+                let mut out = Vec::new();
+                clap_mangen::Man::new(cmd)
+                    .render(&mut out)
+                    .context("cannot render the manual page")?;
+                io::stdout()
+                    .write_all(&out)
+                    .context("cannot write to standard output")?;
+                Ok(Exit::Success)
+            }
             Command::Sandbox {
                 command: SandboxCommand::Serve { state, listen },
             } => serve(&state, listen).await,
@@ -586,6 +608,7 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
     match args.format {
         Format::Text => emit(&plans_text(&sections, style))?,
         Format::Json => emit(&plans_json(&sections, &run)?)?,
+        Format::Markdown => bail!("WIP"),
     }
     let (unresolved, access, refused) =
         report_checks(&args.file, &sections, &run, args.allow_mass_removal, "plan");

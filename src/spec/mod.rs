@@ -353,6 +353,59 @@ impl Spec {
             .map_or(System::Bitrix24, |i| self.portals[i].system)
     }
 
+    /// Keep only the groups `selectors` name (`--group`): each selector is a group's ID as
+    /// written, or its `name:` (ignoring case), optionally `PORTAL/…` for a file with
+    /// `portals:`. Every selector must match at least one group: the selectors that match none
+    /// are returned as the error, and the spec is left as it was.
+    pub fn retain_groups(&mut self, selectors: &[String]) -> Result<(), Vec<String>> {
+        if selectors.is_empty() {
+            return Ok(());
+        }
+        let matches = |spec: &Spec, g: &GroupSpec, sel: &str| {
+            let (portal, sel) = match sel.split_once('/') {
+                Some((p, rest)) if !spec.portals.is_empty() => (Some(p), rest),
+                _ => (None, sel),
+            };
+            if let Some(p) = portal {
+                let here = spec.portal_of(g).map(|i| spec.portals[i].name.as_str());
+                if here != Some(p) {
+                    return false;
+                }
+            }
+            let sel = sel.trim().trim_start_matches('#');
+            let by_id = match &g.group.value {
+                GroupRef::Id(id) => id.to_string().eq_ignore_ascii_case(sel),
+                GroupRef::Name(_) => false,
+            };
+            let by_name = g
+                .name
+                .as_ref()
+                .map(|n| n.value.as_str())
+                .or(match &g.group.value {
+                    GroupRef::Name(n) => Some(n.as_str()),
+                    GroupRef::Id(_) => None,
+                })
+                .is_some_and(|n| n.to_lowercase() == sel.to_lowercase());
+            by_id || by_name
+        };
+        let unmatched: Vec<String> = selectors
+            .iter()
+            .filter(|sel| !self.groups.iter().any(|g| matches(self, g, sel)))
+            .cloned()
+            .collect();
+        if !unmatched.is_empty() {
+            return Err(unmatched);
+        }
+        let keep: Vec<bool> = self
+            .groups
+            .iter()
+            .map(|g| selectors.iter().any(|sel| matches(self, g, sel)))
+            .collect();
+        let mut keep = keep.into_iter();
+        self.groups.retain(|_| keep.next().unwrap_or(false));
+        Ok(())
+    }
+
     /// The file cut into one spec per portal (in `portals:` order; portals no group uses are
     /// left out), each with its groups and the top-level settings; the top-level `protected:`
     /// keeps, for each portal, the e-mails and the IDs of that portal's kind. A single-portal

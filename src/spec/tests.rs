@@ -1084,3 +1084,40 @@ fn the_nil_uuid_is_nobody_and_a_broken_portals_block_is_reported_once() {
     );
     insta::assert_snapshot!(out, @r"h.yaml:2:18: portals.docs: a portal is exactly one system: `bitrix24: {…}` or `docspace: {…}`");
 }
+
+#[test]
+fn retain_groups_selects_by_id_name_and_portal() {
+    let yaml = "version: 1\nportals:\n  crm: {bitrix24: {}}\n  docs: {docspace: {}}\ngroups:\n  - {id: 15, name: Marketing, portal: crm}\n  - {name: Sales, portal: crm}\n  - {id: 27, portal: crm}\n  - {id: 0a0d0000-0000-0000-0000-000000000001, name: Sales, portal: docs}\n";
+    let names = |s: &super::Spec| -> Vec<String> {
+        s.groups
+            .iter()
+            .map(|g| match &g.group.value {
+                GroupRef::Id(id) => id.to_string(),
+                GroupRef::Name(n) => n.clone(),
+            })
+            .collect()
+    };
+    let spec = parse("f.yaml", yaml).unwrap();
+    let mut s = spec.clone();
+    s.retain_groups(&["marketing".into(), "#27".into()])
+        .unwrap();
+    assert_eq!(names(&s), ["15", "27"]);
+    // A name matches in every portal, unless the portal is given.
+    let mut s = spec.clone();
+    s.retain_groups(&["Sales".into()]).unwrap();
+    assert_eq!(names(&s), ["Sales", "0a0d0000-0000-0000-0000-000000000001"]);
+    let mut s = spec.clone();
+    s.retain_groups(&["docs/sales".into()]).unwrap();
+    assert_eq!(names(&s), ["0a0d0000-0000-0000-0000-000000000001"]);
+    // A selector that matches nothing is the error, and nothing is dropped.
+    let mut s = spec.clone();
+    assert_eq!(
+        s.retain_groups(&["15".into(), "Nope".into(), "docs/15".into()]),
+        Err(vec!["Nope".to_owned(), "docs/15".to_owned()])
+    );
+    assert_eq!(s.groups.len(), 4);
+    // No selector keeps everything.
+    let mut s = spec;
+    s.retain_groups(&[]).unwrap();
+    assert_eq!(s.groups.len(), 4);
+}

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod cli;
 mod connect;
+mod gitops;
 pub mod loadtest;
 pub mod model;
 pub mod plan;
@@ -188,6 +189,12 @@ fn emit(text: &str) -> Result<()> {
 /// Reads at most `spec::MAX_FILE_BYTES + 1` bytes, so `/dev/zero` or a huge file is refused
 /// without exhausting memory.
 fn load(file: &Path) -> Result<Option<spec::Spec>> {
+    let bytes = read_capped(file)?;
+    parse_loaded(file, &bytes)
+}
+
+/// The first `spec::MAX_FILE_BYTES + 1` bytes of a file (more is refused by the parser).
+fn read_capped(file: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let name = spec::escape(&file.display().to_string());
     let mut bytes = Vec::new();
@@ -197,7 +204,13 @@ fn load(file: &Path) -> Result<Option<spec::Spec>> {
                 .read_to_end(&mut bytes)
         })
         .with_context(|| format!("cannot read {name}"))?;
-    match spec::parse_bytes(&file.display().to_string(), &bytes) {
+    Ok(bytes)
+}
+
+/// `load` of bytes already read.
+fn parse_loaded(file: &Path, bytes: &[u8]) -> Result<Option<spec::Spec>> {
+    let name = spec::escape(&file.display().to_string());
+    match spec::parse_bytes(&file.display().to_string(), bytes) {
         Ok(spec) => Ok(Some(spec)),
         Err(diags) => {
             print_diagnostics(&name, &diags);
@@ -263,6 +276,8 @@ pub(crate) struct Prepared {
     /// The plan's removals and the current memberships of its groups (`plan::run_totals`), for
     /// the run-wide limit over several portals.
     pub(crate) totals: (usize, usize),
+    /// The declared groups as read, which the plan was made from (`--diff`, saved plans).
+    pub(crate) current: model::CurrentState,
 }
 
 /// Resolve the file's people and groups, read the groups, plan, and check limits and
@@ -349,6 +364,7 @@ pub(crate) async fn prepare(
         }
     };
     Ok(Prepared {
+        current,
         totals,
         portal_warnings,
         resolved,
@@ -405,10 +421,32 @@ pub(crate) fn options_for(system: System, allow_owner_change: bool) -> plan::Opt
 }
 
 /// Load the file and find every portal's address: all before anything is contacted.
-fn load_targets(file: &Path, args: &cli::PortalArgs) -> Result<Option<Vec<(Target, String)>>> {
-    let Some(spec) = load(file)? else {
+/// `groups` are the `--group` selectors.
+fn load_targets_from(
+    file: &Path,
+    bytes: &[u8],
+    args: &cli::PortalArgs,
+    groups: &[String],
+) -> Result<Option<Vec<(Target, String)>>> {
+    let Some(mut spec) = parse_loaded(file, bytes)? else {
         return Ok(None);
     };
+    if let Err(unmatched) = spec.retain_groups(groups) {
+        for sel in &unmatched {
+            eprintln!(
+                "error: --group {}: {} declares no group with that ID or name (as the file writes them: a group given by `name:` only is selected by its name){}",
+                spec::escape(sel),
+                spec::escape(&file.display().to_string()),
+                if spec.portals.is_empty() {
+                    ""
+                } else {
+                    " (PORTAL/ID or PORTAL/NAME picks one portal's)"
+                }
+            );
+        }
+        eprintln!("roster: nothing was sent to any portal");
+        return Ok(None);
+    }
     let declared = spec.portals.len();
     let targets = connect::targets(spec);
     let addresses = connect::addresses(&targets, args, declared)?;
@@ -592,7 +630,8 @@ fn report_checks(
 }
 
 async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
-    let Some(targets) = load_targets(&args.file, &args.portal)? else {
+    let bytes = read_capped(&args.file)?;
+    let Some(targets) = load_targets_from(&args.file, &bytes, &args.portal, &args.groups)? else {
         return Ok(Exit::Failure);
     };
     let mut sections = Vec::new();
@@ -606,12 +645,37 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
     }
     let run = whole_run_limit(&mut sections, &sections_limits(&targets));
     match args.format {
-        Format::Text => emit(&plans_text(&sections, style))?,
-        Format::Json => emit(&plans_json(&sections, &run)?)?,
-        Format::Markdown => bail!("WIP"),
+        Format::Text => {
+            let mut text = gitops::scope_line(&args.groups);
+            text.push_str(&plans_text(&sections, style));
+            if args.diff {
+                text.push_str(&gitops::diffs_text(&sections, style));
+            }
+            emit(&text)?;
+        }
+        Format::Json => emit(&gitops::with_scope(
+            plans_json(&sections, &run)?,
+            &args.groups,
+        )?)?,
+        Format::Markdown => emit(&gitops::plans_markdown(
+            &sections,
+            &run,
+            &args.groups,
+            args.diff,
+        ))?,
     }
     let (unresolved, access, refused) =
         report_checks(&args.file, &sections, &run, args.allow_mass_removal, "plan");
+    if let Some(out) = &args.out {
+        gitops::save(
+            out,
+            &args,
+            &bytes,
+            &sections,
+            &targets,
+            !(unresolved || access || refused),
+        )?;
+    }
     if access {
         eprintln!(
             "roster: apply would refuse this plan before sending anything: the portal does not let the run's user make the changes above"
@@ -631,7 +695,11 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
 }
 
 async fn apply(args: ApplyArgs, style: Style) -> Result<Exit> {
-    let Some(targets) = load_targets(&args.file, &args.portal)? else {
+    let bytes = read_capped(&args.file)?;
+    if saved::looks_saved(&String::from_utf8_lossy(&bytes[..bytes.len().min(4096)])) {
+        return gitops::apply_saved(&args, &bytes, style).await;
+    }
+    let Some(targets) = load_targets_from(&args.file, &bytes, &args.portal, &args.groups)? else {
         return Ok(Exit::Failure);
     };
     let mut conns = Vec::new();
@@ -699,7 +767,14 @@ async fn apply_connected(
     }
     let limits = sections_limits_of(conns.iter().map(|(t, _)| t));
     let run = whole_run_limit(&mut sections, &limits);
-    emit(&plans_text(&sections, style))?;
+    show_plan(
+        &format!(
+            "{}{}",
+            gitops::scope_line(&args.groups),
+            plans_text(&sections, style)
+        ),
+        args.format,
+    )?;
     // Everything below is checked on every portal's plan before anything is sent anywhere.
     let (unresolved, access, refused) = report_checks(
         &args.file,
@@ -770,10 +845,10 @@ async fn apply_connected(
             if let Some(changed) = moved? {
                 let dir = &s.prepared.resolved.directory;
                 let head = heading(s.target).unwrap_or_default();
-                emit(&format!(
-                    "\n{head}{}",
-                    render::text::plan(&changed, dir, style)
-                ))?;
+                show_plan(
+                    &format!("\n{head}{}", render::text::plan(&changed, dir, style)),
+                    args.format,
+                )?;
                 moved_any.extend(changed.groups.iter().map(|g| g.id.to_string()));
             }
         }
@@ -784,46 +859,79 @@ async fn apply_connected(
             );
         }
     }
-    let total: usize = sections
+    let runs: Vec<Run> = sections
         .iter()
-        .map(|s| apply::changes(&s.prepared.plan).len())
-        .sum();
+        .zip(conns)
+        .map(|(s, (_, conn))| Run {
+            target: s.target,
+            plan: &s.prepared.plan,
+            dir: &s.prepared.resolved.directory,
+            provider: &conn.provider,
+        })
+        .collect();
+    carry_out(&runs, signals, args.portal.timeout, style, args.format).await
+}
+
+/// The plan before apply writes: on stdout, or on stderr when stdout is for the JSON report.
+fn show_plan(text: &str, format: cli::ReportFormat) -> Result<()> {
+    match format {
+        cli::ReportFormat::Text => emit(text),
+        cli::ReportFormat::Json => {
+            eprint!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// One portal's part of the writing: its plan, who is who, and where to send it.
+struct Run<'a> {
+    target: &'a Target,
+    plan: &'a plan::Plan,
+    dir: &'a model::Directory,
+    provider: &'a Provider,
+}
+
+/// Send every run's changes, portal after portal, and report each change's outcome (text, or
+/// the JSON report on stdout). An interrupt stops new writes and still reports.
+async fn carry_out(
+    runs: &[Run<'_>],
+    mut signals: Signals,
+    timeout: std::time::Duration,
+    style: Style,
+    format: cli::ReportFormat,
+) -> Result<Exit> {
+    let total: usize = runs.iter().map(|r| apply::changes(r.plan).len()).sum();
     let progress = Progress::start("applying", total);
     let stop = provider::CancellationToken::new();
     // An interrupt already pending stops the run before the first write, not after it: the
     // watcher task may not be polled before `apply` sends.
     if futures_util::FutureExt::now_or_never(signals.next()).is_some() {
-        interrupted_while_writing(&stop, args.portal.timeout);
+        interrupted_while_writing(&stop, timeout);
     }
-    let watcher = tokio::spawn(watch_interrupts(signals, stop.clone(), args.portal.timeout));
+    let watcher = tokio::spawn(watch_interrupts(signals, stop.clone(), timeout));
     // One portal after the other: a report each, and an interrupt stops the rest.
     let mut reports = Vec::new();
-    for (s, (_, conn)) in sections.iter().zip(conns) {
-        let report = apply::apply(
-            &s.prepared.plan,
-            &conn.provider,
-            &|n| progress.inc(n),
-            &stop,
-        )
-        .await;
+    for r in runs {
+        let report = apply::apply(r.plan, r.provider, &|n| progress.inc(n), &stop).await;
         reports.push(report);
     }
     let interrupted = stop.is_cancelled();
     progress.finish();
     // The watcher stays until the report is out, so a second interrupt still exits at once.
-    let mut text = String::new();
-    for (s, report) in sections.iter().zip(&reports) {
-        text.push('\n');
-        if let Some(h) = heading(s.target) {
-            text.push_str(&style.paint(render::text::BOLD, &h));
+    match format {
+        cli::ReportFormat::Text => {
+            let mut text = String::new();
+            for (r, report) in runs.iter().zip(&reports) {
+                text.push('\n');
+                if let Some(h) = heading(r.target) {
+                    text.push_str(&style.paint(render::text::BOLD, &h));
+                }
+                text.push_str(&render::text::report(report, r.dir, style));
+            }
+            emit(&text)?;
         }
-        text.push_str(&render::text::report(
-            report,
-            &s.prepared.resolved.directory,
-            style,
-        ));
+        cli::ReportFormat::Json => emit(&reports_json(runs, &reports)?)?,
     }
-    emit(&text)?;
     watcher.abort();
     if interrupted {
         let not_started: usize = reports.iter().map(apply::Report::not_started).sum();
@@ -837,6 +945,13 @@ async fn apply_connected(
     } else {
         Exit::Failure
     })
+}
+
+/// The JSON apply report: `render::json::report_document` for a plain file; with `portals:`,
+/// one per portal under `portals`.
+fn reports_json(runs: &[Run<'_>], reports: &[apply::Report]) -> Result<String> {
+    let _ = (runs, reports);
+    bail!("WIP")
 }
 
 /// While apply writes: the first SIGINT/SIGTERM stops new requests (the report still comes);

@@ -579,8 +579,8 @@ pub fn load(portal: &SavedPortal) -> Result<Loaded, Invalid> {
 }
 
 /// How a group moved since the plan: one line per user whose relation differs, e.g.
-/// `bo@example.com (#11): moderator → member`, `ed@example.com (#12): new member`,
-/// `fay@example.com (#30): member → gone`. Empty when the fingerprints agree.
+/// `bo@example.com (#11): moderator → member`, `ed@example.com (#12): not in the group →
+/// member`, `fay@example.com (#30): member → not in the group`. Empty when the fingerprints agree.
 pub fn drift(
     id: GroupId,
     planned: &(SavedState, String),
@@ -611,8 +611,8 @@ pub fn drift(
         match (before.get(u), after.get(u)) {
             (Some(a), Some(b)) if a == b => {}
             (Some(a), Some(b)) => lines.push(format!("{}: {a} → {b}", describe(u))),
-            (None, Some(b)) => lines.push(format!("{}: new {b}", describe(u))),
-            (Some(a), None) => lines.push(format!("{}: {a} → gone", describe(u))),
+            (None, Some(b)) => lines.push(format!("{}: not in the group → {b}", describe(u))),
+            (Some(a), None) => lines.push(format!("{}: {a} → not in the group", describe(u))),
             (None, None) => {}
         }
     }

@@ -212,9 +212,9 @@ fn fingerprints_follow_the_state_and_drift_names_who_moved() {
         drift(id, planned, &now, &describe),
         [
             "#23: member → moderator",
-            "#30: member → gone",
-            "#31: asked to join → gone",
-            "#50: new member",
+            "#30: member → not in the group",
+            "#31: asked to join → not in the group",
+            "#50: not in the group → member",
         ]
     );
     // The same state under another group's ID is another fingerprint.

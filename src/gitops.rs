@@ -1,0 +1,348 @@
+//! The shell of the GitOps loop: `plan --group/--diff/--format markdown/--out` and
+//! `apply PLAN_FILE`. The decisions are pure (`crate::saved`, `crate::render`); this module
+//! reads and writes the files and the portals and says what happened.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::cli::{ApplyArgs, PlanArgs};
+use crate::connect::{self, Connection, Target};
+use crate::model::{self, DesiredGroup, DesiredState, Limits};
+use crate::render::{self, Style};
+use crate::saved;
+use crate::spec::{self, PortalSpec};
+use crate::{
+    Exit, Run, Section, Signals, Step, carry_out, heading, interrupted_before_writing,
+    show_plan, unless_interrupted,
+};
+
+/// The plan header of a run limited by `--group`: which groups it covers.
+pub(crate) fn scope_line(groups: &[String]) -> String {
+    if groups.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = groups.iter().map(|g| spec::escape(g)).collect();
+    format!(
+        "Only the groups given by --group: {}. Other groups are not read or changed.\n\n",
+        shown.join(", ")
+    )
+}
+
+/// The JSON plan with `only_groups` (the `--group` selectors) when the run was limited.
+pub(crate) fn with_scope(document: String, groups: &[String]) -> Result<String> {
+    if groups.is_empty() {
+        return Ok(document);
+    }
+    let list = serde_json::to_string(groups).context("cannot encode the plan")?;
+    // Every plan document is a pretty-printed object: the field goes first.
+    match document.strip_prefix("{\n") {
+        Some(rest) => Ok(format!("{{\n  \"only_groups\": {list},\n{rest}")),
+        None => bail!("the JSON plan is not an object"),
+    }
+}
+
+/// `--diff`: a unified diff per changed group, after the plan.
+pub(crate) fn diffs_text(sections: &[Section], style: Style) -> String {
+    let _ = (sections, style);
+    String::new()
+}
+
+/// `--format markdown`: the pull-request comment.
+pub(crate) fn plans_markdown(
+    sections: &[Section],
+    run: &[crate::plan::LimitBreach],
+    groups: &[String],
+    diff: bool,
+) -> String {
+    let _ = (sections, run, groups, diff);
+    String::new()
+}
+
+/// Which portal an address is, as a plan file records it: a URL's host, or a sandbox's
+/// state file by its absolute path.
+fn identity(address: &str) -> Result<String> {
+    match address.strip_prefix("sandbox:") {
+        Some(path) => {
+            let abs = std::fs::canonicalize(path)
+                .with_context(|| format!("cannot find the sandbox state {path}"))?;
+            Ok(saved::portal_identity(
+                address,
+                Some(&abs.display().to_string()),
+            ))
+        }
+        None => Ok(saved::portal_identity(address, None)),
+    }
+}
+
+/// `plan --out`: write the saved plan when apply would accept it (`ok`); otherwise write
+/// nothing, and remove a plan file already at that path so a stale one cannot be applied.
+pub(crate) fn save(
+    out: &Path,
+    args: &PlanArgs,
+    bytes: &[u8],
+    sections: &[Section],
+    targets: &[(Target, String)],
+    ok: bool,
+) -> Result<()> {
+    let shown = spec::escape(&out.display().to_string());
+    if !ok {
+        let stale = std::fs::read(out)
+            .is_ok_and(|b| saved::looks_saved(&String::from_utf8_lossy(&b[..b.len().min(4096)])));
+        if stale {
+            std::fs::remove_file(out)
+                .with_context(|| format!("cannot remove the old plan file {shown}"))?;
+        }
+        eprintln!(
+            "roster: no plan written to {shown}{}: apply would refuse this plan (above)",
+            if stale { " (the old one there was removed)" } else { "" }
+        );
+        return Ok(());
+    }
+    let mut parts = Vec::new();
+    for s in sections {
+        let address = targets
+            .iter()
+            .find(|(t, _)| std::ptr::eq(t, s.target))
+            .map(|(_, a)| a.as_str())
+            .context("a portal without an address")?;
+        let p = s.target.portal.as_ref();
+        parts.push(saved::Part {
+            name: p.map(|p| p.name.as_str()),
+            system: s.target.system(),
+            portal: identity(address)?,
+            url_env: p.map(|p| p.url_env.as_str()),
+            key_env: p.and_then(|p| p.key_env.as_deref()),
+            plan: &s.prepared.plan,
+            current: &s.prepared.current,
+            dir: &s.prepared.resolved.directory,
+        });
+    }
+    let plan = saved::build(
+        &args.file.display().to_string(),
+        bytes,
+        &args.groups,
+        &parts,
+    );
+    let mut text = serde_json::to_string_pretty(&plan).context("cannot encode the plan")?;
+    text.push('\n');
+    // Written whole or not at all: a temporary file beside it, then renamed over it.
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write the plan file {shown}"))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())
+        .with_context(|| format!("cannot write the plan file {shown}"))?;
+    tmp.persist(out)
+        .with_context(|| format!("cannot write the plan file {shown}"))?;
+    let changes: usize = sections
+        .iter()
+        .map(|s| crate::apply::changes(&s.prepared.plan).len())
+        .sum();
+    let groups: usize = plan.portals.iter().map(|p| p.groups.len()).sum();
+    eprintln!(
+        "roster: plan saved to {shown}: {changes} change(s) in {groups} group(s); carry it out with `roster apply {shown}`"
+    );
+    Ok(())
+}
+
+/// `apply PLAN_FILE`: check the plan file, its desired-state file and the portals it was made
+/// for, re-read the groups it changes, refuse if any moved, else carry it out exactly.
+pub(crate) async fn apply_saved(args: &ApplyArgs, bytes: &[u8], style: Style) -> Result<Exit> {
+    let name = spec::escape(&args.file.display().to_string());
+    if !args.groups.is_empty() {
+        bail!(
+            "--group is for a desired-state file; the plan file {name} applies the groups it was made for (make it with `roster plan FILE --group … --out {name}`)"
+        );
+    }
+    if args.allow_mass_removal || args.allow_owner_change {
+        eprintln!(
+            "roster: note: --allow-mass-removal and --allow-owner-change were decided when the plan was made; the plan file is applied as it is"
+        );
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| anyhow!("{name} is not UTF-8"))?;
+    let plan = saved::parse(text).map_err(|e| anyhow!("{name}: {e}"))?;
+    let file = Path::new(&plan.file);
+    let file_name = spec::escape(&plan.file);
+    match std::fs::read(file) {
+        Ok(now) if saved::sha256_hex(&now) != plan.file_sha256 => bail!(
+            "{file_name} changed since the plan {name} was made from it: nothing was sent; make the plan again (`roster plan {file_name} --out {name}`)"
+        ),
+        Ok(_) => {}
+        Err(_) => eprintln!(
+            "roster: note: {file_name}, the file the plan was made from, is not here to compare; the plan is applied as saved"
+        ),
+    }
+    let loaded: Vec<saved::Loaded> = plan
+        .portals
+        .iter()
+        .map(saved::load)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("{name}: {e}"))?;
+    let targets: Vec<Target> = plan
+        .portals
+        .iter()
+        .zip(&loaded)
+        .map(|(p, l)| {
+            let portal = p.name.as_ref().map(|n| PortalSpec {
+                name: n.clone(),
+                system: l.system,
+                url_env: p.url_env.clone().unwrap_or_default(),
+                key_env: p.key_env.clone(),
+                line: 1,
+            });
+            Target {
+                spec: spec::Spec {
+                    file: plan.file.clone(),
+                    protected: Vec::new(),
+                    limits: Limits::default(),
+                    add_with: None,
+                    invite_message: None,
+                    groups: Vec::new(),
+                    portals: portal.iter().cloned().collect(),
+                },
+                portal,
+            }
+        })
+        .collect();
+    let declared = targets.iter().filter(|t| t.portal.is_some()).count();
+    let addresses = connect::addresses(&targets, &args.portal, declared)?;
+    // The portal must be the one the plan was made for, before anything is contacted.
+    for ((t, address), p) in targets.iter().zip(&addresses).zip(&plan.portals) {
+        let here = identity(address)?;
+        if here != p.portal {
+            bail!(
+                "the plan {name} was made for {} ({}), and {} is {}: refused, nothing was sent",
+                spec::escape(&p.portal),
+                t.label(),
+                if args.portal.portal.is_empty() {
+                    "the portal given"
+                } else {
+                    "--portal"
+                },
+                spec::escape(&here)
+            );
+        }
+    }
+    let mut conns = Vec::new();
+    for (target, address) in targets.iter().zip(&addresses) {
+        match Connection::open(target, address, &args.portal).await {
+            Ok(conn) => conns.push(conn),
+            Err(e) => {
+                for c in conns {
+                    c.close().await?;
+                }
+                return Err(e);
+            }
+        }
+    }
+    let signals = Signals::new()?;
+    let result = apply_loaded(args, &name, &targets, &loaded, &conns, style, signals).await;
+    for c in conns {
+        c.close().await?;
+    }
+    result
+}
+
+async fn apply_loaded(
+    args: &ApplyArgs,
+    name: &str,
+    targets: &[Target],
+    loaded: &[saved::Loaded],
+    conns: &[Connection],
+    style: Style,
+    mut signals: Signals,
+) -> Result<Exit> {
+    // Re-read the groups the plan changes: any that moved since the plan refuses the whole.
+    let mut moved = Vec::new();
+    for ((t, l), conn) in targets.iter().zip(loaded).zip(conns) {
+        let mut desired = DesiredState::default();
+        for id in l.states.keys() {
+            desired.groups.insert(*id, DesiredGroup::new(*id));
+        }
+        let Step::Done(read) = unless_interrupted(
+            &mut signals,
+            conn.provider.fetch_each(&desired, &|_| {}),
+        )
+        .await
+        else {
+            return interrupted_before_writing("while reading the portal again");
+        };
+        let (current, unread) = read.with_context(|| {
+            format!("cannot read {} again to check the plan is still current", t.label())
+        })?;
+        let describe = |u: &str| describe_user(&l.dir, u);
+        for (id, planned) in &l.states {
+            let title = render::text::group_title(*id, l.dir.groups.get(id).map(String::as_str));
+            if let Some((_, why)) = unread.iter().find(|(g, _)| g == id) {
+                moved.push(format!("{title}: cannot be read now: {why}"));
+                continue;
+            }
+            let now = saved::state_of(current.groups.get(id));
+            let lines = saved::drift(*id, planned, &now, &describe);
+            if !lines.is_empty() {
+                let prefix = t
+                    .portal
+                    .as_ref()
+                    .map(|p| format!("portal \"{}\": ", p.name))
+                    .unwrap_or_default();
+                moved.push(format!(
+                    "{prefix}{title} changed since the plan was made:\n    {}",
+                    lines.join("\n    ")
+                ));
+            }
+        }
+    }
+    if !moved.is_empty() {
+        for m in &moved {
+            eprintln!("error: {m}");
+        }
+        eprintln!(
+            "roster: apply refused: {} group(s) of the plan {name} changed on the portal since it was made; nothing was sent. Make the plan again and review it.",
+            moved.len()
+        );
+        return Ok(Exit::Failure);
+    }
+    let mut text = String::new();
+    for (i, (t, l)) in targets.iter().zip(loaded).enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        if let Some(h) = heading(t) {
+            text.push_str(&style.paint(render::text::BOLD, &h));
+        }
+        text.push_str(&render::text::plan(&l.plan, &l.dir, style));
+    }
+    show_plan(&format!("Applying the saved plan {name}:\n\n{text}"), args.format)?;
+    if loaded.iter().all(|l| crate::apply::changes(&l.plan).is_empty()) {
+        return Ok(Exit::Success);
+    }
+    let runs: Vec<Run> = targets
+        .iter()
+        .zip(loaded)
+        .zip(conns)
+        .map(|((target, l), conn)| Run {
+            target,
+            plan: &l.plan,
+            dir: &l.dir,
+            provider: &conn.provider,
+        })
+        .collect();
+    carry_out(&runs, signals, args.portal.timeout, style, args.format).await
+}
+
+/// A user of a saved plan as messages show them: `bo@example.com (#11)`, or the ID.
+fn describe_user(dir: &model::Directory, id: &str) -> String {
+    dir.users
+        .iter()
+        .find(|(u, _)| u.to_string() == id)
+        .map_or_else(
+            || match dir.system {
+                model::System::Bitrix24 => format!("#{id}"),
+                model::System::DocSpace => id.to_owned(),
+            },
+            |(u, _)| render::text::person(dir, *u),
+        )
+}

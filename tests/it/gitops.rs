@@ -1,0 +1,245 @@
+//! Issue 9's loop as a user meets it: saved plans (`plan --out`, `apply PLAN_FILE`) refusing
+//! drift and other portals, `--group`, on both systems, through the real binary.
+
+use crate::support::{Workspace, repo};
+
+const PORTAL: &str = "--portal=sandbox:portal.yaml";
+
+/// Acceptance 1: `plan --out` then `apply plan.json` carries out exactly the saved plan; the
+/// next plan has no changes; the same plan file again is refused (its groups moved: it was
+/// applied).
+#[test]
+fn a_saved_plan_is_applied_exactly_and_only_once() {
+    let ws = Workspace::with_example_portal();
+    let plan = ws.roster(&["plan", "groups.yaml", PORTAL, "--out", "plan.json"]);
+    assert_eq!(plan.code, 0, "{}", plan.transcript());
+    assert!(
+        plan.stderr
+            .contains("plan saved to plan.json: 5 change(s) in 3 group(s)"),
+        "{}",
+        plan.stderr
+    );
+    let saved = ws.read("plan.json");
+    // No secret: the webhook code is nowhere, and the portal is named by its state file.
+    assert!(!saved.contains(crate::support::EXAMPLE_CODE), "{saved}");
+    let v: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(v["kind"], "roster-saved-plan");
+    assert!(
+        v["portals"][0]["portal"]
+            .as_str()
+            .unwrap()
+            .ends_with("portal.yaml")
+    );
+    let before = ws.portal_group("portal.yaml", 15);
+    let apply = ws.roster(&["apply", "plan.json", PORTAL]);
+    assert_eq!(apply.code, 0, "{}", apply.transcript());
+    assert!(
+        apply.stdout.contains("Applying the saved plan plan.json:"),
+        "{}",
+        apply.stdout
+    );
+    assert!(apply.stdout.contains("Apply: 5 done"), "{}", apply.stdout);
+    assert_ne!(ws.portal_group("portal.yaml", 15), before);
+    let again = ws.roster(&["plan", "groups.yaml", PORTAL, "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}", again.transcript());
+    let twice = ws.roster(&["apply", "plan.json", PORTAL]);
+    assert_eq!(twice.code, 1, "{}", twice.transcript());
+    assert!(
+        twice.stderr.contains("changed on the portal since it was made"),
+        "{}",
+        twice.stderr
+    );
+}
+
+/// Acceptance 1: a change on the portal between plan and apply makes apply refuse, naming the
+/// group and the member that moved, and nothing is sent.
+#[test]
+fn drift_between_plan_and_apply_is_refused_with_the_members_named() {
+    let ws = Workspace::with_example_portal();
+    let plan = ws.roster(&["plan", "groups.yaml", PORTAL, "--out", "plan.json"]);
+    assert_eq!(plan.code, 0, "{}", plan.transcript());
+    // Fay, whom the plan removes from Marketing as a member, is made a moderator meanwhile.
+    let state = ws.read("portal.yaml");
+    let moved = state.replacen("{ user: 30, role: K }", "{ user: 30, role: E }", 1);
+    assert_ne!(moved, state);
+    ws.write("portal.yaml", &moved);
+    let apply = ws.roster(&["apply", "plan.json", PORTAL]);
+    assert_eq!(apply.code, 1, "{}", apply.transcript());
+    assert!(
+        apply.stderr.contains(
+            "group \"Marketing\" (#15) changed since the plan was made:\n    fay@example.com (#30): member → moderator"
+        ),
+        "{}",
+        apply.stderr
+    );
+    assert!(apply.stderr.contains("nothing was sent"), "{}", apply.stderr);
+    assert_eq!(ws.read("portal.yaml"), moved, "nothing may change");
+    assert!(!apply.stdout.contains("done"), "{}", apply.stdout);
+}
+
+/// Acceptance 1: a plan file made for one portal is refused on another, before contacting it;
+/// and a desired-state file changed since the plan refuses it too.
+#[test]
+fn a_plan_for_one_portal_is_refused_on_another_and_after_the_file_changed() {
+    let ws = Workspace::with_example_portal();
+    std::fs::copy(repo("examples/sandbox.yaml"), ws.path("other.yaml")).unwrap();
+    let plan = ws.roster(&["plan", "groups.yaml", PORTAL, "--out", "plan.json"]);
+    assert_eq!(plan.code, 0, "{}", plan.transcript());
+    let other = ws.roster(&["apply", "plan.json", "--portal=sandbox:other.yaml"]);
+    assert_eq!(other.code, 1, "{}", other.transcript());
+    assert!(
+        other.stderr.contains("was made for sandbox:") && other.stderr.contains("other.yaml"),
+        "{}",
+        other.stderr
+    );
+    assert_eq!(
+        ws.read("other.yaml"),
+        std::fs::read_to_string(repo("examples/sandbox.yaml")).unwrap()
+    );
+    // ROSTER_PORTAL is the address when --portal is not given, and is checked the same way.
+    let env = ws.roster_with_env(
+        &["apply", "plan.json"],
+        &[("ROSTER_PORTAL", "sandbox:other.yaml")],
+    );
+    assert_eq!(env.code, 1, "{}", env.transcript());
+    let mut file = ws.read("groups.yaml");
+    file.push_str("# edited after the plan\n");
+    ws.write("groups.yaml", &file);
+    let edited = ws.roster(&["apply", "plan.json", PORTAL]);
+    assert_eq!(edited.code, 1, "{}", edited.transcript());
+    assert!(
+        edited.stderr.contains("groups.yaml changed since the plan plan.json was made"),
+        "{}",
+        edited.stderr
+    );
+}
+
+/// A plan that apply would refuse writes no plan file, and removes a stale one at that path.
+#[test]
+fn a_plan_apply_would_refuse_is_not_saved() {
+    let ws = Workspace::with_example_portal();
+    let ok = ws.roster(&["plan", "groups.yaml", PORTAL, "--out", "plan.json"]);
+    assert_eq!(ok.code, 0, "{}", ok.transcript());
+    ws.write(
+        "bad.yaml",
+        "version: 1\ngroups:\n  - id: 15\n    members: [nobody@example.com]\n",
+    );
+    let bad = ws.roster(&["plan", "bad.yaml", PORTAL, "--out", "plan.json"]);
+    assert_eq!(bad.code, 1, "{}", bad.transcript());
+    assert!(
+        bad.stderr.contains("no plan written to plan.json (the old one there was removed)"),
+        "{}",
+        bad.stderr
+    );
+    assert!(!ws.path("plan.json").exists());
+}
+
+/// A damaged or hand-edited plan file is refused with what is wrong, nothing sent.
+#[test]
+fn an_edited_plan_file_is_refused() {
+    let ws = Workspace::with_example_portal();
+    let ok = ws.roster(&["plan", "groups.yaml", PORTAL, "--out", "plan.json"]);
+    assert_eq!(ok.code, 0, "{}", ok.transcript());
+    let state = ws.read("portal.yaml");
+    let text = ws.read("plan.json");
+    // Pretend Fay was a moderator when planned: the fingerprint no longer fits.
+    let edited = text.replacen("\"role\": \"member\"", "\"role\": \"moderator\"", 1);
+    assert_ne!(edited, text);
+    ws.write("edited.json", &edited);
+    let run = ws.roster(&["apply", "edited.json", PORTAL]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("fingerprint"), "{}", run.stderr);
+    ws.write("v2.json", &text.replacen("\"format_version\": \"1\"", "\"format_version\": \"2\"", 1));
+    let run = ws.roster(&["apply", "v2.json", PORTAL]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("format version 2"), "{}", run.stderr);
+    assert_eq!(ws.read("portal.yaml"), state);
+    let run = ws.roster(&["apply", "plan.json", PORTAL, "--group", "15"]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("--group is for a desired-state file"), "{}", run.stderr);
+}
+
+/// DocSpace and a file with both systems: saved, drift-checked and applied the same way.
+#[test]
+fn saved_plans_cover_docspace_and_several_portals() {
+    let ws = Workspace {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    std::fs::copy(repo("examples/docspace-sandbox.yaml"), ws.path("docs.yaml")).unwrap();
+    std::fs::copy(repo("examples/sandbox.yaml"), ws.path("crm.yaml")).unwrap();
+    std::fs::copy(repo("examples/both.yaml"), ws.path("both.yaml")).unwrap();
+    let portals = [
+        "--portal=crm=sandbox:crm.yaml",
+        "--portal=docs=sandbox:docs.yaml",
+    ];
+    let mut args = vec!["plan", "both.yaml", "--out", "plan.json"];
+    args.extend(portals);
+    let plan = ws.roster(&args);
+    assert_eq!(plan.code, 0, "{}", plan.transcript());
+    let text = ws.read("plan.json");
+    assert!(!text.contains("sk-"), "no DocSpace key in the plan file: {text}");
+    assert!(text.contains("\"key_env\": \"ROSTER_DOCS_API_KEY\""), "{text}");
+    // The portals swapped: refused.
+    let swapped = ws.roster(&[
+        "apply",
+        "plan.json",
+        "--portal=crm=sandbox:docs.yaml",
+        "--portal=docs=sandbox:crm.yaml",
+    ]);
+    assert_eq!(swapped.code, 1, "{}", swapped.transcript());
+    let mut args = vec!["apply", "plan.json", "--format", "json"];
+    args.extend(portals);
+    let apply = ws.roster(&args);
+    assert_eq!(apply.code, 0, "{}", apply.transcript());
+    let report: serde_json::Value = serde_json::from_str(&apply.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", apply.stdout));
+    assert_eq!(report["all_done"], true, "{report}");
+    // The plan went to stderr, so stdout is the report alone.
+    assert!(apply.stderr.contains("Portal \"docs\""), "{}", apply.stderr);
+    let mut args = vec!["plan", "both.yaml", "--detailed-exitcode"];
+    args.extend(portals);
+    let again = ws.roster(&args);
+    assert_eq!(again.code, 0, "{}", again.transcript());
+}
+
+/// Acceptance 5: `--group` limits plan and apply to the named groups (by name or ID), says so
+/// in the plan's header, and a selector naming no group is an error before any request.
+#[test]
+fn group_limits_a_run_to_the_named_groups() {
+    let ws = Workspace::with_example_portal();
+    let run = ws.roster(&["plan", "groups.yaml", PORTAL, "--group", "marketing", "--group", "27"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert!(
+        run.stdout
+            .starts_with("Only the groups given by --group: marketing, 27."),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("\"Marketing\" (#15)"), "{}", run.stdout);
+    assert!(run.stdout.contains("\"Engineering\" (#27)"), "{}", run.stdout);
+    assert!(!run.stdout.contains("Sales"), "{}", run.stdout);
+    let json = ws.roster(&["plan", "groups.yaml", PORTAL, "--group", "Sales", "--format", "json"]);
+    assert_eq!(json.code, 0, "{}", json.transcript());
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["only_groups"], serde_json::json!(["Sales"]));
+    assert_eq!(v["groups"].as_array().unwrap().len(), 1, "{v}");
+    let before_15 = ws.portal_group("portal.yaml", 15);
+    let before_27 = ws.portal_group("portal.yaml", 27);
+    let apply = ws.roster(&["apply", "groups.yaml", PORTAL, "--group", "27", "--auto-approve"]);
+    assert_eq!(apply.code, 0, "{}", apply.transcript());
+    assert_ne!(ws.portal_group("portal.yaml", 27), before_27, "27 was named");
+    assert_eq!(ws.portal_group("portal.yaml", 15), before_15, "15 was not named");
+    // The file names Marketing by name only: its portal ID does not select it (the selection
+    // is made before anything is read).
+    let by_id = ws.roster(&["plan", "groups.yaml", PORTAL, "--group", "15"]);
+    assert_eq!(by_id.code, 1, "{}", by_id.transcript());
+    assert!(by_id.stderr.contains("by its name"), "{}", by_id.stderr);
+    let missing = ws.roster(&["plan", "groups.yaml", PORTAL, "--group", "Nope"]);
+    assert_eq!(missing.code, 1, "{}", missing.transcript());
+    assert!(
+        missing.stderr.contains("--group Nope: groups.yaml declares no group"),
+        "{}",
+        missing.stderr
+    );
+    assert!(missing.stdout.is_empty(), "{}", missing.stdout);
+}

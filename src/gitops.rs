@@ -13,8 +13,8 @@ use crate::render::{self, Style};
 use crate::saved;
 use crate::spec::{self, PortalSpec};
 use crate::{
-    Exit, Run, Section, Signals, Step, carry_out, heading, interrupted_before_writing,
-    show_plan, unless_interrupted,
+    Exit, Run, Section, Signals, Step, carry_out, heading, interrupted_before_writing, show_plan,
+    unless_interrupted,
 };
 
 /// The plan header of a run limited by `--group`: which groups it covers.
@@ -95,7 +95,11 @@ pub(crate) fn save(
         }
         eprintln!(
             "roster: no plan written to {shown}{}: apply would refuse this plan (above)",
-            if stale { " (the old one there was removed)" } else { "" }
+            if stale {
+                " (the old one there was removed)"
+            } else {
+                ""
+            }
         );
         return Ok(());
     }
@@ -262,16 +266,16 @@ async fn apply_loaded(
         for id in l.states.keys() {
             desired.groups.insert(*id, DesiredGroup::new(*id));
         }
-        let Step::Done(read) = unless_interrupted(
-            &mut signals,
-            conn.provider.fetch_each(&desired, &|_| {}),
-        )
-        .await
+        let Step::Done(read) =
+            unless_interrupted(&mut signals, conn.provider.fetch_each(&desired, &|_| {})).await
         else {
             return interrupted_before_writing("while reading the portal again");
         };
         let (current, unread) = read.with_context(|| {
-            format!("cannot read {} again to check the plan is still current", t.label())
+            format!(
+                "cannot read {} again to check the plan is still current",
+                t.label()
+            )
         })?;
         let describe = |u: &str| describe_user(&l.dir, u);
         for (id, planned) in &l.states {
@@ -315,8 +319,14 @@ async fn apply_loaded(
         }
         text.push_str(&render::text::plan(&l.plan, &l.dir, style));
     }
-    show_plan(&format!("Applying the saved plan {name}:\n\n{text}"), args.format)?;
-    if loaded.iter().all(|l| crate::apply::changes(&l.plan).is_empty()) {
+    show_plan(
+        &format!("Applying the saved plan {name}:\n\n{text}"),
+        args.format,
+    )?;
+    if loaded
+        .iter()
+        .all(|l| crate::apply::changes(&l.plan).is_empty())
+    {
         return Ok(Exit::Success);
     }
     let runs: Vec<Run> = targets

@@ -45,7 +45,9 @@ fn a_saved_plan_is_applied_exactly_and_only_once() {
     let twice = ws.roster(&["apply", "plan.json", PORTAL]);
     assert_eq!(twice.code, 1, "{}", twice.transcript());
     assert!(
-        twice.stderr.contains("changed on the portal since it was made"),
+        twice
+            .stderr
+            .contains("changed on the portal since it was made"),
         "{}",
         twice.stderr
     );
@@ -72,7 +74,11 @@ fn drift_between_plan_and_apply_is_refused_with_the_members_named() {
         "{}",
         apply.stderr
     );
-    assert!(apply.stderr.contains("nothing was sent"), "{}", apply.stderr);
+    assert!(
+        apply.stderr.contains("nothing was sent"),
+        "{}",
+        apply.stderr
+    );
     assert_eq!(ws.read("portal.yaml"), moved, "nothing may change");
     assert!(!apply.stdout.contains("done"), "{}", apply.stdout);
 }
@@ -108,7 +114,9 @@ fn a_plan_for_one_portal_is_refused_on_another_and_after_the_file_changed() {
     let edited = ws.roster(&["apply", "plan.json", PORTAL]);
     assert_eq!(edited.code, 1, "{}", edited.transcript());
     assert!(
-        edited.stderr.contains("groups.yaml changed since the plan plan.json was made"),
+        edited
+            .stderr
+            .contains("groups.yaml changed since the plan plan.json was made"),
         "{}",
         edited.stderr
     );
@@ -127,7 +135,8 @@ fn a_plan_apply_would_refuse_is_not_saved() {
     let bad = ws.roster(&["plan", "bad.yaml", PORTAL, "--out", "plan.json"]);
     assert_eq!(bad.code, 1, "{}", bad.transcript());
     assert!(
-        bad.stderr.contains("no plan written to plan.json (the old one there was removed)"),
+        bad.stderr
+            .contains("no plan written to plan.json (the old one there was removed)"),
         "{}",
         bad.stderr
     );
@@ -149,14 +158,21 @@ fn an_edited_plan_file_is_refused() {
     let run = ws.roster(&["apply", "edited.json", PORTAL]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(run.stderr.contains("fingerprint"), "{}", run.stderr);
-    ws.write("v2.json", &text.replacen("\"format_version\": \"1\"", "\"format_version\": \"2\"", 1));
+    ws.write(
+        "v2.json",
+        &text.replacen("\"format_version\": \"1\"", "\"format_version\": \"2\"", 1),
+    );
     let run = ws.roster(&["apply", "v2.json", PORTAL]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(run.stderr.contains("format version 2"), "{}", run.stderr);
     assert_eq!(ws.read("portal.yaml"), state);
     let run = ws.roster(&["apply", "plan.json", PORTAL, "--group", "15"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
-    assert!(run.stderr.contains("--group is for a desired-state file"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--group is for a desired-state file"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// DocSpace and a file with both systems: saved, drift-checked and applied the same way.
@@ -177,8 +193,14 @@ fn saved_plans_cover_docspace_and_several_portals() {
     let plan = ws.roster(&args);
     assert_eq!(plan.code, 0, "{}", plan.transcript());
     let text = ws.read("plan.json");
-    assert!(!text.contains("sk-"), "no DocSpace key in the plan file: {text}");
-    assert!(text.contains("\"key_env\": \"ROSTER_DOCS_API_KEY\""), "{text}");
+    assert!(
+        !text.contains("sk-"),
+        "no DocSpace key in the plan file: {text}"
+    );
+    assert!(
+        text.contains("\"key_env\": \"ROSTER_DOCS_API_KEY\""),
+        "{text}"
+    );
     // The portals swapped: refused.
     let swapped = ws.roster(&[
         "apply",
@@ -191,8 +213,8 @@ fn saved_plans_cover_docspace_and_several_portals() {
     args.extend(portals);
     let apply = ws.roster(&args);
     assert_eq!(apply.code, 0, "{}", apply.transcript());
-    let report: serde_json::Value = serde_json::from_str(&apply.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", apply.stdout));
+    let report: serde_json::Value =
+        serde_json::from_str(&apply.stdout).unwrap_or_else(|e| panic!("{e}: {}", apply.stdout));
     assert_eq!(report["all_done"], true, "{report}");
     // The plan went to stderr, so stdout is the report alone.
     assert!(apply.stderr.contains("Portal \"docs\""), "{}", apply.stderr);
@@ -207,7 +229,15 @@ fn saved_plans_cover_docspace_and_several_portals() {
 #[test]
 fn group_limits_a_run_to_the_named_groups() {
     let ws = Workspace::with_example_portal();
-    let run = ws.roster(&["plan", "groups.yaml", PORTAL, "--group", "marketing", "--group", "27"]);
+    let run = ws.roster(&[
+        "plan",
+        "groups.yaml",
+        PORTAL,
+        "--group",
+        "marketing",
+        "--group",
+        "27",
+    ]);
     assert_eq!(run.code, 0, "{}", run.transcript());
     assert!(
         run.stdout
@@ -216,19 +246,46 @@ fn group_limits_a_run_to_the_named_groups() {
         run.stdout
     );
     assert!(run.stdout.contains("\"Marketing\" (#15)"), "{}", run.stdout);
-    assert!(run.stdout.contains("\"Engineering\" (#27)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("\"Engineering\" (#27)"),
+        "{}",
+        run.stdout
+    );
     assert!(!run.stdout.contains("Sales"), "{}", run.stdout);
-    let json = ws.roster(&["plan", "groups.yaml", PORTAL, "--group", "Sales", "--format", "json"]);
+    let json = ws.roster(&[
+        "plan",
+        "groups.yaml",
+        PORTAL,
+        "--group",
+        "Sales",
+        "--format",
+        "json",
+    ]);
     assert_eq!(json.code, 0, "{}", json.transcript());
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["only_groups"], serde_json::json!(["Sales"]));
     assert_eq!(v["groups"].as_array().unwrap().len(), 1, "{v}");
     let before_15 = ws.portal_group("portal.yaml", 15);
     let before_27 = ws.portal_group("portal.yaml", 27);
-    let apply = ws.roster(&["apply", "groups.yaml", PORTAL, "--group", "27", "--auto-approve"]);
+    let apply = ws.roster(&[
+        "apply",
+        "groups.yaml",
+        PORTAL,
+        "--group",
+        "27",
+        "--auto-approve",
+    ]);
     assert_eq!(apply.code, 0, "{}", apply.transcript());
-    assert_ne!(ws.portal_group("portal.yaml", 27), before_27, "27 was named");
-    assert_eq!(ws.portal_group("portal.yaml", 15), before_15, "15 was not named");
+    assert_ne!(
+        ws.portal_group("portal.yaml", 27),
+        before_27,
+        "27 was named"
+    );
+    assert_eq!(
+        ws.portal_group("portal.yaml", 15),
+        before_15,
+        "15 was not named"
+    );
     // The file names Marketing by name only: its portal ID does not select it (the selection
     // is made before anything is read).
     let by_id = ws.roster(&["plan", "groups.yaml", PORTAL, "--group", "15"]);
@@ -237,9 +294,58 @@ fn group_limits_a_run_to_the_named_groups() {
     let missing = ws.roster(&["plan", "groups.yaml", PORTAL, "--group", "Nope"]);
     assert_eq!(missing.code, 1, "{}", missing.transcript());
     assert!(
-        missing.stderr.contains("--group Nope: groups.yaml declares no group"),
+        missing
+            .stderr
+            .contains("--group Nope: groups.yaml declares no group"),
         "{}",
         missing.stderr
     );
     assert!(missing.stdout.is_empty(), "{}", missing.stdout);
+}
+
+/// Completions, the man page and `--version` come from the clap definitions.
+#[test]
+fn completions_man_page_and_version_are_generated() {
+    let ws = Workspace::with_example_portal();
+    let v = ws.roster(&["--version"]);
+    assert_eq!(v.code, 0, "{}", v.transcript());
+    assert_eq!(v.stdout, format!("roster {}\n", env!("CARGO_PKG_VERSION")));
+    for (shell, marker) in [
+        ("bash", "_roster()"),
+        ("zsh", "#compdef roster"),
+        ("fish", "complete -c roster"),
+        ("elvish", "roster"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let run = ws.roster(&["completions", shell]);
+        assert_eq!(run.code, 0, "{shell}: {}", run.transcript());
+        assert!(run.stdout.contains(marker), "{shell}: {}", run.stdout);
+        // Every subcommand and the new flags are completed.
+        for word in ["import", "fmt", "detailed-exitcode"] {
+            assert!(run.stdout.contains(word), "{shell} lacks {word}");
+        }
+    }
+    let man = ws.roster(&["man"]);
+    assert_eq!(man.code, 0, "{}", man.transcript());
+    assert!(
+        man.stdout.starts_with(".ie \\n(.g .ds Aq"),
+        "{}",
+        &man.stdout[..200]
+    );
+    assert!(
+        man.stdout.contains(".TH roster 1"),
+        "{}",
+        &man.stdout[..400]
+    );
+    for word in ["plan", "apply", "import", "fmt", "completions"] {
+        assert!(man.stdout.contains(word), "man lacks {word}");
+    }
+    // A usage error exits 1, like every error (2 means "changes" only).
+    let bad = ws.roster(&["completions", "tcsh"]);
+    assert_eq!(bad.code, 1, "{}", bad.transcript());
+    assert!(
+        bad.stderr.contains("possible values: bash"),
+        "{}",
+        bad.stderr
+    );
 }

@@ -1,6 +1,7 @@
 //! The one integration-test binary: the real `roster` binary against the sandbox over real
 //! HTTP, and the sandbox's conformance to the documented Bitrix24 API.
 
+mod ci_recipes;
 mod cli;
 mod docspace_cli;
 mod docspace_client;

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod cli;
 mod connect;
+pub mod import;
 pub mod loadtest;
 pub mod model;
 pub mod plan;

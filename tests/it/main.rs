@@ -6,6 +6,7 @@ mod docspace_cli;
 mod docspace_client;
 mod docspace_conformance;
 mod docspace_samples;
+mod import_client;
 mod people;
 mod people_cli;
 mod reconcile;

@@ -185,6 +185,18 @@ async fn bitrix24_lists_500_groups_in_two_requests() {
     assert_eq!(p.requests(), 2);
     assert_eq!(p.sb.stats().method("batch").http_requests, 2);
     assert_eq!(p.commands("sonet_group.get"), 10);
+    // More references than fit in one request: the list is read instead (2 requests, not 2
+    // of direct lookups plus their 61st), and picked from.
+    let mut refs: Vec<GroupRef> = (1..=60).map(|n| num(n * 8)).collect();
+    refs.push(name("group 7"));
+    let picked = p
+        .provider(1, scenario::WEBHOOK_CODE)
+        .list_groups(&Which::Groups(refs))
+        .await
+        .unwrap();
+    assert_eq!(picked.len(), 61);
+    assert_eq!(picked[0].id, GroupId::Num(7));
+    assert_eq!(p.requests(), 4);
 }
 
 /// The example portal with a secret group (99, Di's alone) and a webhook for Cy, who is no

@@ -201,3 +201,36 @@ pub(super) fn groups_of(v: &Value) -> Result<Vec<GroupInfo>, String> {
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn groups_of_reads_arrays_and_objects_and_skips_odd_rows() {
+        let page = json!([
+            {"ID": "15", "NAME": "Marketing", "PROJECT": "N"},
+            {"ID": 27, "NAME": "Engineering", "PROJECT": "Y"},
+            {"ID": "0", "NAME": "Zero"},
+            {"ID": "31"},
+            {"ID": "42", "NAME": "Sales"},
+        ]);
+        let got: Vec<(u64, &str, Option<bool>)> = vec![
+            (15, "Marketing", Some(false)),
+            (27, "Engineering", Some(true)),
+            (42, "Sales", None),
+        ];
+        let read = groups_of(&page).unwrap();
+        let read: Vec<(u64, &str, Option<bool>)> = read
+            .iter()
+            .map(|g| (g.id.expect_num(), g.name.as_str(), g.project))
+            .collect();
+        assert_eq!(read, got);
+        let object = json!({"0": {"ID": "15", "NAME": "Marketing"}});
+        assert_eq!(groups_of(&object).unwrap().len(), 1);
+        assert_eq!(groups_of(&json!([])).unwrap(), Vec::new());
+        assert!(groups_of(&json!(true)).is_err());
+    }
+}

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 mod connect;
 mod gitops;
+pub mod import;
 pub mod loadtest;
 pub mod model;
 pub mod plan;

@@ -3,6 +3,7 @@
 
 pub mod bitrix24;
 pub mod docspace;
+pub mod list;
 pub mod secret;
 
 use std::collections::BTreeMap;
@@ -67,6 +68,20 @@ impl Provider {
         match self {
             Provider::Bitrix24(c) => c.lookup(wanted).await,
             Provider::DocSpace(c) => c.lookup(wanted).await,
+        }
+    }
+
+    /// The portal's groups that `which` names, each once by ID ascending, with their names
+    /// (for `roster import`; see each provider's `list` module for the requests). A group asked
+    /// for that the portal does not show, or a name that matches several, fails the call
+    /// (`FetchError::Lookup`, one line naming each).
+    pub async fn list_groups(
+        &self,
+        which: &list::Which,
+    ) -> Result<Vec<list::GroupInfo>, FetchError> {
+        match self {
+            Provider::Bitrix24(c) => c.list_groups(which).await,
+            Provider::DocSpace(c) => c.list_groups(which).await,
         }
     }
 

@@ -8,6 +8,7 @@ mod docspace_client;
 mod docspace_conformance;
 mod docspace_samples;
 mod gitops;
+mod import_client;
 mod people;
 mod people_cli;
 mod reconcile;

@@ -2912,3 +2912,47 @@ async fn fault_rates_are_validated() {
         assert!(err.to_string().contains(needle), "{err}");
     }
 }
+
+/// Reference §1.2, "sonet_group.get FILTER": "`IS_EXTRANET` Y/N maps to a site filter" and is
+/// a documented filter field, so it is not dropped like an unknown key. The sandbox's groups
+/// are all on the intranet site: `Y` lists none, `N` every one the caller sees, and the other
+/// keys still apply beside it.
+#[tokio::test]
+async fn group_get_is_extranet_is_a_site_filter() {
+    let e = portal().await;
+    let ids = |b: &Value| -> Vec<String> {
+        b["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["ID"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for style in STYLES {
+        let b = e
+            .ok(
+                style,
+                "sonet_group.get",
+                json!({"FILTER": {"IS_EXTRANET": "Y"}}),
+            )
+            .await;
+        assert_eq!(ids(&b), Vec::<String>::new(), "{style:?}");
+        assert_eq!(b["total"], 0);
+        let b = e
+            .ok(
+                style,
+                "sonet_group.get",
+                json!({"FILTER": {"IS_EXTRANET": "N"}}),
+            )
+            .await;
+        assert_eq!(ids(&b), ["42", "27", "15"], "{style:?}");
+        let b = e
+            .ok(
+                style,
+                "sonet_group.get",
+                json!({"FILTER": {"IS_EXTRANET": "N", "ID": 27}}),
+            )
+            .await;
+        assert_eq!(ids(&b), ["27"], "{style:?}");
+    }
+}

@@ -49,6 +49,7 @@
 
 pub mod auth;
 pub mod limits;
+pub mod list;
 pub mod lookup;
 pub mod oauth;
 pub mod webhook;

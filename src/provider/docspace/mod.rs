@@ -44,6 +44,7 @@
 
 mod execute;
 mod http;
+pub mod list;
 pub mod lookup;
 pub mod wire;
 pub mod write;

@@ -218,6 +218,7 @@ const GROUP_FIELDS: &[&str] = &[
     "PROJECT",
     "SITE_ID",
     "SUBJECT_ID",
+    "IS_EXTRANET",
 ];
 
 fn group_field(g: &Group, name: &str) -> Option<Field> {
@@ -233,6 +234,9 @@ fn group_field(g: &Group, name: &str) -> Option<Field> {
         "PROJECT" => Field::Text(yn_str(g.project)),
         "SITE_ID" => Field::Text("s1".to_owned()),
         "SUBJECT_ID" => Field::Num(1),
+        // A site filter on the portal (reference §1.2, "sonet_group.get FILTER"): every
+        // sandbox group is on the intranet site, so `Y` matches none and `N` all.
+        "IS_EXTRANET" => Field::Text("N".to_owned()),
         _ => return None,
     })
 }

@@ -130,17 +130,7 @@ pub(crate) fn save(
     );
     let mut text = serde_json::to_string_pretty(&plan).context("cannot encode the plan")?;
     text.push('\n');
-    // Written whole or not at all: a temporary file beside it, then renamed over it.
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write the plan file {shown}"))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())
-        .with_context(|| format!("cannot write the plan file {shown}"))?;
-    tmp.persist(out)
-        .with_context(|| format!("cannot write the plan file {shown}"))?;
+    write_whole(out, &text)?;
     let changes: usize = sections
         .iter()
         .map(|s| crate::apply::changes(&s.prepared.plan).len())
@@ -355,4 +345,192 @@ fn describe_user(dir: &model::Directory, id: &str) -> String {
             },
             |(u, _)| render::text::person(dir, *u),
         )
+}
+
+/// `roster import`: write a desired-state file of the portal as it is.
+pub(crate) async fn import(args: &crate::cli::ImportArgs) -> Result<Exit> {
+    use crate::provider::list::{GroupRef, Which};
+    let (name, address) = match args.portal.portal.as_slice() {
+        [] => (
+            None,
+            std::env::var("ROSTER_PORTAL")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .context("no portal: give --portal ADDRESS (or set ROSTER_PORTAL for Bitrix24)")?,
+        ),
+        [one] => match one.split_once('=') {
+            Some((n, a))
+                if !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+            {
+                (Some(n.to_owned()), a.to_owned())
+            }
+            _ => (None, one.clone()),
+        },
+        _ => bail!("import reads one portal: give --portal once"),
+    };
+    let system = match address.strip_prefix("sandbox:") {
+        Some(path) => {
+            if connect::is_docspace_sandbox(Path::new(path))? {
+                model::System::DocSpace
+            } else {
+                model::System::Bitrix24
+            }
+        }
+        None if address.contains("/rest/") => model::System::Bitrix24,
+        None => model::System::DocSpace,
+    };
+    // A DocSpace file always declares its portal (its key's variable follows the name).
+    let name = match (name, system) {
+        (None, model::System::DocSpace) => Some("docspace".to_owned()),
+        (n, _) => n,
+    };
+    // The portal's entry as the file will declare it, with the spec's defaults for its
+    // variables: parsed from the same text `plan` will read.
+    let portal = match &name {
+        Some(n) => {
+            let text = format!(
+                "version: 1\nportals:\n  {n}: {{{}: {{}}}}\ngroups: []\n",
+                system.key()
+            );
+            let spec = spec::parse("(import)", &text).map_err(|d| {
+                anyhow!(
+                    "--portal {n}=…: not a portal name a file can declare: {}",
+                    d.shown.first().map(|d| d.message.as_str()).unwrap_or("")
+                )
+            })?;
+            spec.portals.into_iter().next()
+        }
+        None => None,
+    };
+    let target = Target {
+        spec: spec::Spec {
+            file: "(import)".to_owned(),
+            protected: Vec::new(),
+            limits: Limits::default(),
+            add_with: None,
+            invite_message: None,
+            groups: Vec::new(),
+            portals: portal.iter().cloned().collect(),
+        },
+        portal,
+    };
+    let which = if args.all {
+        Which::All
+    } else {
+        Which::Groups(
+            args.groups
+                .iter()
+                .map(|g| GroupRef::parse(system, g))
+                .collect(),
+        )
+    };
+    if let Some(out) = &args.out
+        && out.exists()
+        && !args.force
+    {
+        bail!(
+            "{} exists: give another --out, or --force to overwrite it",
+            spec::escape(&out.display().to_string())
+        );
+    }
+    let conn = Connection::open(&target, &address, &args.portal).await?;
+    let snapshot = crate::import::snapshot(&conn.provider, &which).await;
+    conn.close().await?;
+    let snapshot = snapshot.with_context(|| format!("cannot import {}", target.label()))?;
+    let source = identity(&address)?;
+    let doc = crate::import::document(&snapshot, name.as_deref(), &source);
+    let text = crate::canonical::emit(&doc);
+    // What import writes, plan must read: checked here rather than found by the user.
+    if let Err(d) = spec::parse("(import)", &text) {
+        bail!(
+            "import made a file roster cannot read (a bug): {}",
+            d.shown.first().map(ToString::to_string).unwrap_or_default()
+        );
+    }
+    let memberships: usize = snapshot
+        .groups
+        .iter()
+        .map(|g| usize::from(g.owner.is_some()) + g.moderators.len() + g.members.len())
+        .sum();
+    match &args.out {
+        Some(out) => {
+            write_whole(out, &text)?;
+            let shown = spec::escape(&out.display().to_string());
+            eprintln!(
+                "roster: imported {} group(s), {memberships} membership(s) into {shown}; `roster plan {shown}` against this portal prints `No changes.`",
+                snapshot.groups.len()
+            );
+        }
+        None => crate::emit(&text)?,
+    }
+    Ok(Exit::Success)
+}
+
+/// Write a file whole or not at all: a temporary file beside it, renamed over it.
+fn write_whole(out: &Path, text: &str) -> Result<()> {
+    let shown = spec::escape(&out.display().to_string());
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {shown}"))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())
+        .with_context(|| format!("cannot write {shown}"))?;
+    // A rewritten file keeps its mode (the temporary file is created 0600).
+    if let Ok(meta) = std::fs::metadata(out) {
+        std::fs::set_permissions(tmp.path(), meta.permissions())
+            .with_context(|| format!("cannot write {shown}"))?;
+    }
+    tmp.persist(out)
+        .with_context(|| format!("cannot write {shown}"))?;
+    Ok(())
+}
+
+/// `roster fmt FILE [--check]`: rewrite the file canonically (comments kept, or refused with
+/// where), or with `--check` print the diff and exit 1 when it is not canonical.
+pub(crate) fn fmt(file: &Path, check: bool) -> Result<Exit> {
+    let shown = spec::escape(&file.display().to_string());
+    let bytes = crate::read_capped(file)?;
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        // The parser says where the first invalid byte is.
+        crate::parse_loaded(file, &bytes)?;
+        bail!("{shown} is not UTF-8");
+    };
+    let canonical = match crate::canonical::format(&file.display().to_string(), text) {
+        Ok(c) => c,
+        Err(crate::canonical::FormatError::Invalid(diags)) => {
+            crate::print_diagnostics(&shown, &diags);
+            eprintln!("roster: {shown} was left as it was");
+            return Ok(Exit::Failure);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "roster: {shown} was left as it was: fmt keeps every comment or changes nothing"
+            );
+            return Ok(Exit::Failure);
+        }
+    };
+    if canonical == text {
+        if check {
+            eprintln!("roster: {shown} is canonical");
+        }
+        return Ok(Exit::Success);
+    }
+    if check {
+        let diff = similar::TextDiff::from_lines(text, &canonical)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("{shown} (as it is)"), &format!("{shown} (canonical)"))
+            .to_string();
+        crate::emit(&diff)?;
+        eprintln!("roster: {shown} is not canonical; `roster fmt {shown}` rewrites it so");
+        return Ok(Exit::Failure);
+    }
+    write_whole(file, &canonical)?;
+    eprintln!("roster: {shown} rewritten canonically (its comments kept)");
+    Ok(Exit::Success)
 }

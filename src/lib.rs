@@ -79,7 +79,8 @@ pub fn run(cli: Cli) -> Result<Exit> {
             Command::Validate { file } => validate(&file),
             Command::Plan(args) => plan(args, style).await,
             Command::Apply(args) => apply(args, style).await,
-            Command::Import(_) | Command::Fmt { .. } => bail!("WIP: wired once the helpers land"),
+            Command::Import(args) => gitops::import(&args).await,
+            Command::Fmt { file, check } => gitops::fmt(&file, check),
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 let mut out = Vec::new();

@@ -9,6 +9,7 @@ mod docspace_conformance;
 mod docspace_samples;
 mod gitops;
 mod import_client;
+mod import_fmt;
 mod people;
 mod people_cli;
 mod reconcile;

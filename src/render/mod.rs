@@ -4,6 +4,7 @@
 
 pub mod diff;
 pub mod json;
+pub mod markdown;
 pub mod text;
 
 /// How text output is styled.
@@ -27,3 +28,5 @@ impl Style {
 mod tests;
 #[cfg(test)]
 mod tests_diff;
+#[cfg(test)]
+mod tests_markdown;

@@ -6,7 +6,6 @@
 //! ```text
 //! {
 //!   "format_version": "1",
-//!   "kind": "plan",                   // added in version 1; the apply report is "apply_report"
 //!   "has_changes": true,              // adds, invitations, role changes, removals, owner changes
 //!   "summary": { "add", "invite", "change", "remove", "owner", "skipped", "pending" },
 //!   "groups": [{
@@ -65,7 +64,8 @@
 //! ```
 //!
 //! Both are described by JSON Schemas in `schemas/` (`plan.schema.json`, which also covers
-//! the document of several portals, and `apply-report.schema.json`).
+//! the document of several portals, and `apply-report.schema.json`). The plan schema allows
+//! an optional `"kind": "plan"` on both plan documents, for when the plan gets one too.
 
 use serde::Serialize;
 
@@ -83,7 +83,6 @@ pub const FORMAT_VERSION: &str = "1";
 #[derive(Serialize)]
 struct JsonPlan<'a> {
     format_version: &'static str,
-    kind: &'static str,
     has_changes: bool,
     summary: Summary,
     groups: Vec<JsonGroup<'a>>,
@@ -394,7 +393,6 @@ pub fn document(plan: &Plan, dir: &Directory, extras: &Extras) -> String {
     let summary = plan.summary();
     let doc = JsonPlan {
         format_version: FORMAT_VERSION,
-        kind: "plan",
         has_changes: summary.has_changes(),
         summary,
         groups: plan

@@ -371,14 +371,6 @@ fn json_carries_people_new_actions_and_the_extras() {
 }
 
 #[test]
-fn the_plan_document_says_what_it_is() {
-    let (p, dir, _) = made(Options::default());
-    let v: serde_json::Value = serde_json::from_str(&json::plan(&p, &dir)).unwrap();
-    assert_eq!(v["kind"], "plan");
-    assert_eq!(v["format_version"], "1");
-}
-
-#[test]
 fn the_json_report_groups_outcomes_and_maps_every_status() {
     let (p, dir, _) = made(Options {
         allow_owner_change: true,

@@ -42,21 +42,86 @@ pub(crate) fn with_scope(document: String, groups: &[String]) -> Result<String> 
     }
 }
 
-/// `--diff`: a unified diff per changed group, after the plan.
+/// `--diff`: a unified diff per changed group (current → planned membership as YAML), after
+/// the plan; a heading per portal when there are several.
 pub(crate) fn diffs_text(sections: &[Section], style: Style) -> String {
-    let _ = (sections, style);
-    String::new()
+    let mut out = String::new();
+    for s in sections {
+        let p = &s.prepared;
+        let diff = render::diff::group_diff(&p.current, &p.plan, &p.resolved.directory, style);
+        if diff.is_empty() {
+            continue;
+        }
+        out.push('\n');
+        if sections.len() > 1
+            && let Some(h) = heading(s.target)
+        {
+            out.push_str(&style.paint(render::text::BOLD, &h));
+        }
+        out.push_str(&diff);
+    }
+    out
 }
 
-/// `--format markdown`: the pull-request comment.
+/// `--format markdown`: the pull-request comment, with the `--group` scope and, with
+/// `--diff`, the diffs folded at its end (within the same size cap).
 pub(crate) fn plans_markdown(
     sections: &[Section],
     run: &[crate::plan::LimitBreach],
     groups: &[String],
     diff: bool,
 ) -> String {
-    let _ = (sections, run, groups, diff);
-    String::new()
+    let md: Vec<render::markdown::MdSection> = sections
+        .iter()
+        .map(|s| render::markdown::MdSection {
+            portal: s.target.portal.as_ref().map(|p| (p.name.as_str(), p.system)),
+            plan: &s.prepared.plan,
+            dir: &s.prepared.resolved.directory,
+            breaches: &s.prepared.breaches,
+        })
+        .collect();
+    let opts = render::markdown::MdOptions::default();
+    let mut text = render::markdown::plans(&md, run, &opts);
+    if !groups.is_empty() {
+        let shown: Vec<String> = groups
+            .iter()
+            .map(|g| format!("`{}`", render::markdown::escape_md(g).replace('`', "")))
+            .collect();
+        let line = format!(
+            "Only the groups given by `--group`: {}.\n\n",
+            shown.join(", ")
+        );
+        // After the marker and the heading, before the summary.
+        match text.find("\n\n") {
+            Some(i) => text.insert_str(i + 2, &line),
+            None => text.push_str(&line),
+        }
+    }
+    if diff {
+        let diffs = diffs_text(sections, Style { color: false });
+        // Inside a fence no Markdown applies; a fence longer than any backtick run in the
+        // diff cannot be closed by it.
+        let fence = "`".repeat(longest_run(&diffs, '`').max(2) + 1);
+        let block = format!(
+            "\n<details><summary>Membership diff</summary>\n\n{fence}diff\n{}{fence}\n\n</details>\n",
+            diffs.trim_start_matches('\n')
+        );
+        if text.chars().count() + block.chars().count() <= opts.max_chars {
+            text.push_str(&block);
+        } else {
+            text.push_str("\nThe membership diff is too long for this comment; see the job log.\n");
+        }
+    }
+    text
+}
+
+fn longest_run(s: &str, c: char) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for x in s.chars() {
+        run = if x == c { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
 }
 
 /// Which portal an address is, as a plan file records it: a URL's host, or a sandbox's

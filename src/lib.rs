@@ -952,8 +952,29 @@ async fn carry_out(
 /// The JSON apply report: `render::json::report_document` for a plain file; with `portals:`,
 /// one per portal under `portals`.
 fn reports_json(runs: &[Run<'_>], reports: &[apply::Report]) -> Result<String> {
-    let _ = (runs, reports);
-    bail!("WIP")
+    if runs.len() == 1 && runs[0].target.portal.is_none() {
+        return Ok(render::json::report_document(&reports[0], runs[0].dir));
+    }
+    let mut portals = Vec::new();
+    for (r, report) in runs.iter().zip(reports) {
+        let doc: serde_json::Value =
+            serde_json::from_str(&render::json::report_document(report, r.dir))
+                .context("cannot encode the report")?;
+        portals.push(serde_json::json!({
+            "name": r.target.portal.as_ref().map(|p| p.name.as_str()),
+            "system": r.target.system().key(),
+            "report": doc,
+        }));
+    }
+    let mut text = serde_json::to_string_pretty(&serde_json::json!({
+        "format_version": render::json::FORMAT_VERSION,
+        "kind": "apply_report",
+        "all_done": reports.iter().all(apply::Report::all_done),
+        "portals": portals,
+    }))
+    .context("cannot encode the report")?;
+    text.push('\n');
+    Ok(text)
 }
 
 /// While apply writes: the first SIGINT/SIGTERM stops new requests (the report still comes);

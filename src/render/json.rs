@@ -38,10 +38,39 @@
 //!   "portal_warnings": ["…"]   // what the portal kept roster from seeing (a webhook scope)
 //! }
 //! ```
+//!
+//! The apply report (`report_document`), under the same `FORMAT_VERSION` and rules:
+//!
+//! ```text
+//! {
+//!   "format_version": "1",
+//!   "kind": "apply_report",
+//!   "summary": { "done", "not_done", "failed", "unknown", "not_started", "skipped" },
+//!   "all_done": true,                 // every change done (or found in place)
+//!   "retries": 2,                     // the run's retries after transient errors (rate
+//!                                     //   limits, server hiccups); not counted per change
+//!   "groups": [{                      // in plan order, each group once
+//!     "id": 15, "name": "Marketing",  // name null when unknown
+//!     "outcomes": [{                  // the change as in the plan's entries ("action",
+//!                                     //   "user", who, "role" or "from"/"to"), and:
+//!       "action": "add", "user": 22, "role": "member",
+//!       "outcome": "done" | "not_done" | "failed" | "unknown" | "not_started",
+//!       "confirmed": false,           // done, found in place by reading the group again
+//!                                     //   rather than by the answer to roster's own call
+//!       "reason": null                // why not done, the error, or why not started
+//!     }]
+//!   }]
+//! }
+//! ```
+//!
+//! Both are described by JSON Schemas in `schemas/` (`plan.schema.json`, which also covers
+//! the document of several portals, and `apply-report.schema.json`). The plan schema allows
+//! an optional `"kind": "plan"` on both plan documents, for when the plan gets one too.
 
 use serde::Serialize;
 
-use crate::model::{Directory, GroupId, Limit, Role, UserId};
+use crate::apply::Report;
+use crate::model::{Directory, GroupId, Limit, OpStatus, Role, UserId};
 use crate::plan::{
     AccessProblem, BreachRule, BreachScope, Change, Entry, LimitBreach, Origin, PendingKind, Plan,
     SkipReason, Summary, Wanted,
@@ -398,6 +427,100 @@ pub fn document(plan: &Plan, dir: &Directory, extras: &Extras) -> String {
         portal_warnings: extras.portal_warnings,
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan JSON is always serialisable");
+    s.push('\n');
+    s
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    format_version: &'static str,
+    kind: &'static str,
+    summary: ReportSummary,
+    all_done: bool,
+    retries: u64,
+    groups: Vec<ReportGroup<'a>>,
+}
+
+#[derive(Serialize)]
+struct ReportSummary {
+    done: usize,
+    not_done: usize,
+    failed: usize,
+    unknown: usize,
+    not_started: usize,
+    skipped: usize,
+}
+
+#[derive(Serialize)]
+struct ReportGroup<'a> {
+    id: GroupId,
+    name: Option<&'a str>,
+    outcomes: Vec<ReportOutcome<'a>>,
+}
+
+#[derive(Serialize)]
+struct ReportOutcome<'a> {
+    #[serde(flatten)]
+    change: JsonEntry<'a>,
+    outcome: &'static str,
+    confirmed: bool,
+    reason: Option<&'a str>,
+}
+
+/// The apply report as pretty-printed JSON, newline-terminated (the shape is in the module
+/// doc). People are named from `dir` as in the plan.
+pub fn report_document(report: &Report, dir: &Directory) -> String {
+    let mut groups: Vec<ReportGroup> = Vec::new();
+    for o in &report.outcomes {
+        let (outcome, confirmed, reason) = match &o.status {
+            OpStatus::Done => ("done", false, None),
+            OpStatus::Confirmed => ("done", true, None),
+            OpStatus::NotDone { reason } => ("not_done", false, Some(reason.as_str())),
+            OpStatus::Failed { error } => ("failed", false, Some(error.as_str())),
+            OpStatus::Unknown { error } => ("unknown", false, Some(error.as_str())),
+            OpStatus::NotStarted => (
+                "not_started",
+                false,
+                Some("not sent: the run was interrupted"),
+            ),
+        };
+        let one = ReportOutcome {
+            change: entry(&Entry::Change(o.change), dir),
+            outcome,
+            confirmed,
+            reason,
+        };
+        // Outcomes come in plan order, so a group's are together: look at the last group
+        // first; one seen earlier (a report is data) still gets its outcome.
+        let seen = match groups.last_mut() {
+            Some(g) if g.id == o.group => Some(g),
+            _ => groups.iter_mut().find(|g| g.id == o.group),
+        };
+        match seen {
+            Some(g) => g.outcomes.push(one),
+            None => groups.push(ReportGroup {
+                id: o.group,
+                name: o.group_name.as_deref(),
+                outcomes: vec![one],
+            }),
+        }
+    }
+    let doc = JsonReport {
+        format_version: FORMAT_VERSION,
+        kind: "apply_report",
+        summary: ReportSummary {
+            done: report.done(),
+            not_done: report.not_done(),
+            failed: report.failed(),
+            unknown: report.unknown(),
+            not_started: report.not_started(),
+            skipped: report.skipped,
+        },
+        all_done: report.all_done(),
+        retries: report.retries,
+        groups,
+    };
+    let mut s = serde_json::to_string_pretty(&doc).expect("report JSON is always serialisable");
     s.push('\n');
     s
 }

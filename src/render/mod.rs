@@ -1,7 +1,10 @@
-//! Renderers: a `Plan` (or an apply `Report`) in, text out. Pure: no I/O, no terminal probing;
-//! the caller decides colour and writes the bytes.
+//! Renderers: a `Plan` (or an apply `Report`) in, text out: `text` for the terminal, `json`
+//! for machines, `markdown` for a pull-request comment, `diff` for `--diff`. Pure: no I/O, no
+//! terminal probing; the caller decides colour and writes the bytes.
 
+pub mod diff;
 pub mod json;
+pub mod markdown;
 pub mod text;
 
 /// How text output is styled.
@@ -23,3 +26,7 @@ impl Style {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_diff;
+#[cfg(test)]
+mod tests_markdown;

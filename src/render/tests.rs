@@ -3,11 +3,12 @@
 
 use super::{Style, json, text};
 use crate::model::{
-    Caller, CurrentGroup, CurrentState, Directory, GroupId, Lookups, OpStatus, Person, Role, UserId,
+    Caller, CurrentGroup, CurrentState, DesiredGroup, DesiredState, Directory, GroupId, Lookups,
+    OpStatus, Person, Role, System, UserId, Uuid,
 };
 use crate::plan::{self, Change, Options, Plan};
 
-fn person(
+pub(super) fn person(
     id: u64,
     email: Option<&str>,
     name: Option<&str>,
@@ -26,7 +27,7 @@ fn person(
 /// The portal's people: 1 the owner, 5 a new owner, 21 Anna, 22 an extranet user, 23 a
 /// moderator-to-be, 24 who asked to join, 25 dismissed, 26 invited earlier, 27 known by name
 /// only, 30 an undeclared member.
-fn people() -> Vec<Person> {
+pub(super) fn people() -> Vec<Person> {
     vec![
         person(1, Some("olga@example.com"), None, true, false),
         person(5, Some("boss@example.com"), None, true, false),
@@ -40,7 +41,7 @@ fn people() -> Vec<Person> {
     ]
 }
 
-fn current() -> CurrentState {
+pub(super) fn current() -> CurrentState {
     let mut c = CurrentState::default();
     let mut g = CurrentGroup {
         name: Some("Marketing".to_owned()),
@@ -80,7 +81,7 @@ groups:
     prune: true
 ";
 
-fn made(options: Options) -> (Plan, Directory, CurrentState) {
+pub(super) fn made(options: Options) -> (Plan, Directory, CurrentState) {
     let spec = crate::spec::parse("t.yaml", FILE).unwrap();
     let found = Lookups {
         people: people(),
@@ -97,6 +98,68 @@ fn made(options: Options) -> (Plan, Directory, CurrentState) {
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let cur = current();
     (plan::diff_with(&r.desired, &cur, options), r.directory, cur)
+}
+
+fn uuid(n: u64) -> Uuid {
+    Uuid::parse(&format!("0a0d0000-0000-4000-8000-{n:012}")).unwrap()
+}
+
+fn ds_user(n: u64) -> UserId {
+    UserId::Uuid(uuid(n))
+}
+
+const DESIGNERS: &str = "d5000000-0000-4000-8000-000000000015";
+
+/// A DocSpace group handed from Bo to Cy: Bo (the former manager) and Fay removed, Di added,
+/// Ed a guest who is not added.
+pub(super) fn docspace() -> (Plan, Directory, CurrentState) {
+    let mut dir = Directory {
+        system: System::DocSpace,
+        ..Directory::default()
+    };
+    for (n, email, name, extranet) in [
+        (10, "bo@example.com", "Bo Brown", false),
+        (21, "cy@example.com", "Cy Chen", false),
+        (22, "di@example.com", "Di Diaz", false),
+        (23, "ed@example.com", "Ed Guest", true),
+        (30, "fay@example.com", "Fay Fox", false),
+    ] {
+        dir.users.insert(
+            ds_user(n),
+            Person {
+                id: ds_user(n),
+                email: Some(email.to_owned()),
+                name: Some(name.to_owned()),
+                active: !extranet,
+                extranet,
+            },
+        );
+    }
+    let id = GroupId::Uuid(Uuid::parse(DESIGNERS).unwrap());
+    let mut cur = CurrentState::default();
+    let mut g = CurrentGroup {
+        name: Some("Designers".to_owned()),
+        ..CurrentGroup::default()
+    };
+    g.members.insert(ds_user(10), Role::Owner);
+    g.members.insert(ds_user(21), Role::Member);
+    g.members.insert(ds_user(30), Role::Member);
+    cur.groups.insert(id, g);
+    let mut want = DesiredGroup::new(id);
+    want.name = Some("Designers".to_owned());
+    want.owner = Some(ds_user(21));
+    want.members.insert(ds_user(22), Role::Member);
+    want.inactive.insert(ds_user(23), Role::Member);
+    let mut desired = DesiredState::default();
+    desired.groups.insert(id, want);
+    let p = plan::diff_with(
+        &desired,
+        &cur,
+        Options {
+            allow_owner_change: true,
+        },
+    );
+    (p, dir, cur)
 }
 
 #[test]
@@ -305,4 +368,169 @@ fn json_carries_people_new_actions_and_the_extras() {
     for key in ["errors", "warnings", "access_problems", "limit_breaches"] {
         assert!(plain.get(key).is_none(), "{key}");
     }
+}
+
+#[test]
+fn the_json_report_groups_outcomes_and_maps_every_status() {
+    let (p, dir, _) = made(Options {
+        allow_owner_change: true,
+    });
+    let statuses = [
+        OpStatus::Done,
+        OpStatus::Confirmed,
+        OpStatus::NotDone {
+            reason: "already related".to_owned(),
+        },
+        OpStatus::Failed {
+            error: "sonet_group.user.invite: ERROR_CORE: no".to_owned(),
+        },
+        OpStatus::Unknown {
+            error: "connection reset".to_owned(),
+        },
+        OpStatus::NotStarted,
+    ];
+    let outcomes: Vec<crate::apply::Outcome> = crate::apply::changes(&p)
+        .into_iter()
+        .zip(statuses.iter().cycle())
+        .map(|((group, change), status)| crate::apply::Outcome {
+            group,
+            group_name: p
+                .groups
+                .iter()
+                .find(|g| g.id == group)
+                .unwrap()
+                .name
+                .clone(),
+            change,
+            status: status.clone(),
+        })
+        .collect();
+    let report = crate::apply::Report {
+        outcomes,
+        skipped: 1,
+        retries: 3,
+    };
+    insta::assert_snapshot!(json::report_document(&report, &dir), @r#"
+    {
+      "format_version": "1",
+      "kind": "apply_report",
+      "summary": {
+        "done": 4,
+        "not_done": 1,
+        "failed": 1,
+        "unknown": 1,
+        "not_started": 1,
+        "skipped": 1
+      },
+      "all_done": false,
+      "retries": 3,
+      "groups": [
+        {
+          "id": 15,
+          "name": "Marketing",
+          "outcomes": [
+            {
+              "action": "set_owner",
+              "user": 5,
+              "from": 1,
+              "to": 5,
+              "email": "boss@example.com",
+              "extranet": false,
+              "outcome": "done",
+              "confirmed": false,
+              "reason": null
+            },
+            {
+              "action": "remove",
+              "user": 1,
+              "role": "member",
+              "email": "olga@example.com",
+              "extranet": false,
+              "outcome": "done",
+              "confirmed": true,
+              "reason": null
+            },
+            {
+              "action": "invite",
+              "user": 21,
+              "role": "member",
+              "email": "anna@example.com",
+              "name": "Anna A",
+              "extranet": false,
+              "outcome": "not_done",
+              "confirmed": false,
+              "reason": "already related"
+            },
+            {
+              "action": "invite",
+              "user": 22,
+              "role": "member",
+              "email": "ext@partner.org",
+              "extranet": true,
+              "outcome": "failed",
+              "confirmed": false,
+              "reason": "sonet_group.user.invite: ERROR_CORE: no"
+            },
+            {
+              "action": "invite",
+              "user": 23,
+              "role": "moderator",
+              "email": "mod@example.com",
+              "extranet": false,
+              "outcome": "unknown",
+              "confirmed": false,
+              "reason": "connection reset"
+            },
+            {
+              "action": "accept",
+              "user": 24,
+              "role": "member",
+              "email": "asker@example.com",
+              "extranet": false,
+              "outcome": "not_started",
+              "confirmed": false,
+              "reason": "not sent: the run was interrupted"
+            },
+            {
+              "action": "remove",
+              "user": 30,
+              "role": "member",
+              "outcome": "done",
+              "confirmed": false,
+              "reason": null
+            }
+          ]
+        },
+        {
+          "id": 17,
+          "name": "Ops",
+          "outcomes": [
+            {
+              "action": "remove",
+              "user": 40,
+              "role": "member",
+              "outcome": "done",
+              "confirmed": true,
+              "reason": null
+            }
+          ]
+        }
+      ]
+    }
+    "#);
+    let all_done = crate::apply::Report {
+        outcomes: report.outcomes[..2].to_vec(),
+        ..Default::default()
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&json::report_document(&all_done, &dir)).unwrap();
+    assert_eq!(v["all_done"], true);
+    assert_eq!(v["summary"]["done"], 2);
+    let none: serde_json::Value = serde_json::from_str(&json::report_document(
+        &crate::apply::Report::default(),
+        &dir,
+    ))
+    .unwrap();
+    assert_eq!(none["groups"], serde_json::json!([]));
+    assert_eq!(none["all_done"], true);
 }

@@ -17,6 +17,7 @@ mod resilience;
 mod safety;
 mod sandbox_conformance;
 mod sandbox_people;
+mod schemas;
 mod secrets;
 mod soak;
 mod support;

@@ -6,6 +6,7 @@
 //! kind of I/O (`provider`, `sandbox`).
 
 pub mod apply;
+pub mod canonical;
 pub mod cli;
 mod connect;
 mod gitops;

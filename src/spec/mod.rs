@@ -631,11 +631,24 @@ pub fn position_is_inside(bytes: &[u8], line: usize, column: usize) -> bool {
 
 /// Parse and validate a spec file's text. `file` is only used in messages.
 pub fn parse(file: &str, text: &str) -> Result<Spec, Diagnostics> {
+    parse_with(file, text, false)
+}
+
+/// `parse`, except that a user repeated within one list (`moderators`, `members`, a
+/// `protected`) is not an error: the repeats are left out of the `Spec`. For
+/// `canonical::format`, which removes them from the text. A user in two lists of a group is
+/// still an error.
+pub(crate) fn parse_allowing_repeats(file: &str, text: &str) -> Result<Spec, Diagnostics> {
+    parse_with(file, text, true)
+}
+
+fn parse_with(file: &str, text: &str, repeats_allowed: bool) -> Result<Spec, Diagnostics> {
     let mut cx = Cx {
         file,
         kept: BinaryHeap::new(),
         seq: 0,
         omitted: 0,
+        repeats_allowed,
     };
     if text.len() > MAX_FILE_BYTES {
         return parse_bytes(file, text.as_bytes());
@@ -742,6 +755,8 @@ struct Cx<'a> {
     kept: BinaryHeap<Kept>,
     seq: u64,
     omitted: usize,
+    /// A user repeated within one list is left out instead of reported (`parse_allowing_repeats`).
+    repeats_allowed: bool,
 }
 
 impl Cx<'_> {
@@ -1375,6 +1390,12 @@ impl Cx<'_> {
                 _ => unreachable!("filtered by fields()"),
             }
         }
+        if self.repeats_allowed {
+            for list in [&mut moderators, &mut members] {
+                let mut keys = std::collections::BTreeSet::new();
+                list.retain(|u| keys.insert(UserKey::of(&u.value)));
+            }
+        }
         // A user listed twice (by the same ID, or the same e-mail in any case) is an error at
         // the second mention; the same user by e-mail and by ID is found by `resolve`.
         let mut seen: BTreeMap<UserKey, (Field, u32)> = BTreeMap::new();
@@ -1512,6 +1533,9 @@ impl Cx<'_> {
         for u in self.user_list(node, group, Field::Protected) {
             let key = UserKey::of(&u.value);
             if let Some(&line) = lines.get(&key) {
+                if self.repeats_allowed {
+                    continue;
+                }
                 self.at_pos(pos(u.at.line, u.at.column), &u.at.path.to_string(), || {
                     format!(
                         "user {} is listed twice in `protected` (first on line {line})",

@@ -79,11 +79,11 @@ fn an_imported_docspace_portal_plans_to_no_changes() {
 fn an_imported_generated_portal_of_500_groups_plans_to_no_changes() {
     for system in ["bitrix24", "docspace"] {
         let ws = workspace();
-        let gen = ws.roster(&[
+        let generated = ws.roster(&[
             "sandbox", "generate", "--out", "gen", "--groups", "500", "--members", "12",
             "--system", system,
         ]);
-        assert_eq!(gen.code, 0, "{}", gen.transcript());
+        assert_eq!(generated.code, 0, "{}", generated.transcript());
         let text = import_then_plan(&ws, "sandbox:gen/portal.yaml", "all.yaml");
         assert_eq!(text.matches("\n  - id: ").count(), 500, "{system}");
     }

@@ -56,8 +56,10 @@ pub(crate) fn targets(spec: spec::Spec) -> Vec<Target> {
 pub(crate) fn addresses(
     targets: &[Target],
     args: &PortalArgs,
-    declared: usize,
+    declared: &[String],
 ) -> Result<Vec<String>> {
+    let names_declared = declared;
+    let declared = declared.len();
     let env_portal = std::env::var("ROSTER_PORTAL")
         .ok()
         .filter(|v| !v.trim().is_empty());
@@ -85,13 +87,15 @@ pub(crate) fn addresses(
         if named[..i].iter().any(|(n, _)| n == name) {
             bail!("--portal {name}=… is given twice");
         }
-        if !names.contains(name) {
+        // A declared portal this run has no group on (`--group`, or none in the file) is
+        // accepted and not contacted.
+        if !names.contains(name) && !names_declared.iter().any(|d| d == name) {
             bail!(
                 "--portal {name}=…: the file declares no portal named {name:?}{}",
-                if names.is_empty() {
+                if names_declared.is_empty() {
                     String::new()
                 } else {
-                    format!(" (its portals: {})", names.join(", "))
+                    format!(" (its portals: {})", names_declared.join(", "))
                 }
             );
         }

@@ -74,7 +74,11 @@ pub(crate) fn plans_markdown(
     let md: Vec<render::markdown::MdSection> = sections
         .iter()
         .map(|s| render::markdown::MdSection {
-            portal: s.target.portal.as_ref().map(|p| (p.name.as_str(), p.system)),
+            portal: s
+                .target
+                .portal
+                .as_ref()
+                .map(|p| (p.name.as_str(), p.system)),
             plan: &s.prepared.plan,
             dir: &s.prepared.resolved.directory,
             breaches: &s.prepared.breaches,
@@ -266,8 +270,11 @@ pub(crate) async fn apply_saved(args: &ApplyArgs, bytes: &[u8], style: Style) ->
             }
         })
         .collect();
-    let declared = targets.iter().filter(|t| t.portal.is_some()).count();
-    let addresses = connect::addresses(&targets, &args.portal, declared)?;
+    let declared: Vec<String> = targets
+        .iter()
+        .filter_map(|t| t.portal.as_ref().map(|p| p.name.clone()))
+        .collect();
+    let addresses = connect::addresses(&targets, &args.portal, &declared)?;
     // The portal must be the one the plan was made for, before anything is contacted.
     for ((t, address), p) in targets.iter().zip(&addresses).zip(&plan.portals) {
         let here = identity(address)?;
@@ -540,8 +547,8 @@ fn write_whole(out: &Path, text: &str) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write {shown}"))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write {shown}"))?;
     std::io::Write::write_all(&mut tmp, text.as_bytes())
         .with_context(|| format!("cannot write {shown}"))?;
     // A rewritten file keeps its mode (the temporary file is created 0600).
@@ -589,7 +596,10 @@ pub(crate) fn fmt(file: &Path, check: bool) -> Result<Exit> {
         let diff = similar::TextDiff::from_lines(text, &canonical)
             .unified_diff()
             .context_radius(3)
-            .header(&format!("{shown} (as it is)"), &format!("{shown} (canonical)"))
+            .header(
+                &format!("{shown} (as it is)"),
+                &format!("{shown} (canonical)"),
+            )
             .to_string();
         crate::emit(&diff)?;
         eprintln!("roster: {shown} is not canonical; `roster fmt {shown}` rewrites it so");

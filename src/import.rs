@@ -197,6 +197,126 @@ pub fn assemble(
     }
 }
 
+/// The desired-state file of a snapshot, canonical: each group by `id:` with its `name:`, its
+/// owner (DocSpace: `manager:`), moderators and members as e-mails with their names beside
+/// them (by ID where the portal shows no usable, unique e-mail), and a note of pending
+/// invitations and requests, which a file does not list. `portal`: the `portals:` name to
+/// declare (always for DocSpace, whose files need one; `None` writes a plain Bitrix24 file).
+/// `source` (the portal's host) goes in the header.
+pub fn document(
+    snapshot: &Snapshot,
+    portal: Option<&str>,
+    source: &str,
+) -> crate::canonical::Document {
+    use crate::canonical::{Document, Field, Group, Portal, Portals, UserList, comment};
+    let mut doc = Document::new();
+    doc.header = vec![
+        comment(&format!(
+            "Written by `roster import` from {}: the groups as they were.",
+            clean(source)
+        )),
+        comment("Review it, commit it, then `roster plan` it (it should print `No changes.`)."),
+    ];
+    if let Some(name) = portal {
+        doc.portals = Some(Portals {
+            portals: vec![Portal::new(name, snapshot.system)],
+            ..Portals::default()
+        });
+    }
+    // An e-mail names a user only when exactly one user of the snapshot has it (in any case)
+    // and roster accepts it as an address; otherwise the user is written by ID.
+    // Users repeat across groups: count each user once.
+    let mut per_user: BTreeMap<String, std::collections::BTreeSet<UserId>> = BTreeMap::new();
+    for u in snapshot
+        .groups
+        .iter()
+        .flat_map(|g| g.owner.iter().chain(&g.moderators).chain(&g.members))
+    {
+        if let Some(e) = &u.email {
+            per_user.entry(e.to_lowercase()).or_default().insert(u.id);
+        }
+    }
+    let item = |u: &SnapUser| {
+        let by_email = u.email.as_deref().filter(|e| {
+            crate::spec::email_problem(e).is_none()
+                && per_user
+                    .get(&e.to_lowercase())
+                    .is_some_and(|ids| ids.len() == 1)
+        });
+        let field = match by_email {
+            Some(e) => Field::email(e),
+            None => Field::id(u.id),
+        };
+        let mut note = u.name.as_deref().map(clean).unwrap_or_default();
+        if u.active == Some(false) {
+            note.push_str(if note.is_empty() { "" } else { ", " });
+            note.push_str("inactive on the portal");
+        }
+        if by_email.is_none()
+            && let Some(e) = &u.email
+        {
+            note.push_str(if note.is_empty() { "" } else { ", " });
+            note.push_str(&clean(e));
+        }
+        if note.is_empty() {
+            field
+        } else {
+            field.comment(&note)
+        }
+    };
+    for g in &snapshot.groups {
+        let mut group = Group::by_id(g.id);
+        group.name = Some(Field::new(g.name.clone()));
+        if let Some(o) = &g.owner {
+            match snapshot.system {
+                System::Bitrix24 => group.owner = Some(item(o)),
+                System::DocSpace => group.manager = Some(item(o)),
+            }
+        }
+        if !g.moderators.is_empty() {
+            group.moderators = Some(UserList::new(g.moderators.iter().map(item)));
+        }
+        if !g.members.is_empty() {
+            group.members = Some(UserList::new(g.members.iter().map(item)));
+        }
+        let mut notes = Vec::new();
+        if g.pending.invited > 0 {
+            notes.push(format!("{} invited, not accepted yet", g.pending.invited));
+        }
+        if g.pending.requested > 0 {
+            notes.push(format!(
+                "{} asked to join, waiting for approval",
+                g.pending.requested
+            ));
+        }
+        if !notes.is_empty() {
+            group.end.push(comment(&format!(
+                "Pending (not members; roster leaves them alone): {}.",
+                notes.join("; ")
+            )));
+        }
+        if !g.departments.is_empty() {
+            let ds: Vec<String> = g.departments.iter().map(u64::to_string).collect();
+            group.end.push(comment(&format!(
+                "The portal keeps this group in step with department(s) {}.",
+                ds.join(", ")
+            )));
+        }
+        doc.groups.groups.push(group);
+    }
+    doc.canonicalize();
+    doc
+}
+
+/// Text from the portal fit for a one-line comment: control characters as spaces.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,111 +460,4 @@ mod tests {
         // A group the read did not return is empty, not dropped.
         assert!(s.groups[0].members.is_empty() && s.groups[0].owner.is_none());
     }
-}
-
-/// The desired-state file of a snapshot, canonical: each group by `id:` with its `name:`, its
-/// owner (DocSpace: `manager:`), moderators and members as e-mails with their names beside
-/// them (by ID where the portal shows no usable, unique e-mail), and a note of pending
-/// invitations and requests, which a file does not list. `portal`: the `portals:` name to
-/// declare (always for DocSpace, whose files need one; `None` writes a plain Bitrix24 file).
-/// `source` (the portal's host) goes in the header.
-pub fn document(snapshot: &Snapshot, portal: Option<&str>, source: &str) -> crate::canonical::Document {
-    use crate::canonical::{Document, Field, Group, Portal, Portals, UserList, comment};
-    let mut doc = Document::new();
-    doc.header = vec![
-        comment(&format!(
-            "Written by `roster import` from {}: the groups as they were.",
-            clean(source)
-        )),
-        comment("Review it, commit it, then `roster plan` it (it should print `No changes.`)."),
-    ];
-    if let Some(name) = portal {
-        doc.portals = Some(Portals {
-            portals: vec![Portal::new(name, snapshot.system)],
-            ..Portals::default()
-        });
-    }
-    // An e-mail names a user only when exactly one user of the snapshot has it (in any case)
-    // and roster accepts it as an address; otherwise the user is written by ID.
-    // Users repeat across groups: count each user once.
-    let mut per_user: BTreeMap<String, std::collections::BTreeSet<UserId>> = BTreeMap::new();
-    for u in snapshot
-        .groups
-        .iter()
-        .flat_map(|g| g.owner.iter().chain(&g.moderators).chain(&g.members))
-    {
-        if let Some(e) = &u.email {
-            per_user.entry(e.to_lowercase()).or_default().insert(u.id);
-        }
-    }
-    let item = |u: &SnapUser| {
-        let by_email = u.email.as_deref().filter(|e| {
-            crate::spec::email_problem(e).is_none()
-                && per_user.get(&e.to_lowercase()).is_some_and(|ids| ids.len() == 1)
-        });
-        let field = match by_email {
-            Some(e) => Field::email(e),
-            None => Field::id(u.id),
-        };
-        let mut note = u.name.as_deref().map(clean).unwrap_or_default();
-        if u.active == Some(false) {
-            note.push_str(if note.is_empty() { "" } else { ", " });
-            note.push_str("inactive on the portal");
-        }
-        if by_email.is_none() {
-            if let Some(e) = &u.email {
-                note.push_str(if note.is_empty() { "" } else { ", " });
-                note.push_str(&clean(e));
-            }
-        }
-        if note.is_empty() { field } else { field.comment(&note) }
-    };
-    for g in &snapshot.groups {
-        let mut group = Group::by_id(g.id);
-        group.name = Some(Field::new(g.name.clone()));
-        if let Some(o) = &g.owner {
-            match snapshot.system {
-                System::Bitrix24 => group.owner = Some(item(o)),
-                System::DocSpace => group.manager = Some(item(o)),
-            }
-        }
-        if !g.moderators.is_empty() {
-            group.moderators = Some(UserList::new(g.moderators.iter().map(item)));
-        }
-        if !g.members.is_empty() {
-            group.members = Some(UserList::new(g.members.iter().map(item)));
-        }
-        let mut notes = Vec::new();
-        if g.pending.invited > 0 {
-            notes.push(format!("{} invited, not accepted yet", g.pending.invited));
-        }
-        if g.pending.requested > 0 {
-            notes.push(format!("{} asked to join, waiting for approval", g.pending.requested));
-        }
-        if !notes.is_empty() {
-            group.end.push(comment(&format!(
-                "Pending (not members; roster leaves them alone): {}.",
-                notes.join("; ")
-            )));
-        }
-        if !g.departments.is_empty() {
-            let ds: Vec<String> = g.departments.iter().map(u64::to_string).collect();
-            group.end.push(comment(&format!(
-                "The portal keeps this group in step with department(s) {}.",
-                ds.join(", ")
-            )));
-        }
-        doc.groups.groups.push(group);
-    }
-    doc.canonicalize();
-    doc
-}
-
-/// Text from the portal fit for a one-line comment: control characters as spaces.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned()
 }

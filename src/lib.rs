@@ -450,9 +450,9 @@ fn load_targets_from(
         eprintln!("roster: nothing was sent to any portal");
         return Ok(None);
     }
-    let declared = spec.portals.len();
+    let declared: Vec<String> = spec.portals.iter().map(|p| p.name.clone()).collect();
     let targets = connect::targets(spec);
-    let addresses = connect::addresses(&targets, args, declared)?;
+    let addresses = connect::addresses(&targets, args, &declared)?;
     Ok(Some(targets.into_iter().zip(addresses).collect()))
 }
 

@@ -491,7 +491,6 @@ fn run(ws: &Workspace, args: &[String]) -> Run {
 }
 
 #[test]
-#[ignore = "needs the issue-9 CLI (fmt, import, --out, markdown)"]
 fn every_roster_command_in_the_recipes_runs_against_the_sandbox() {
     let all = recipe_commands();
     for (i, (file, written)) in all.iter().enumerate() {

@@ -53,7 +53,14 @@ fn an_imported_bitrix24_portal_plans_to_no_changes() {
     assert!(one.stdout.contains("name: Sales"), "{}", one.stdout);
     assert!(!one.stdout.contains("Marketing"), "{}", one.stdout);
     // An existing file is not overwritten without --force.
-    let again = ws.roster(&["import", "--portal", "sandbox:crm.yaml", "--all", "--out", "imported.yaml"]);
+    let again = ws.roster(&[
+        "import",
+        "--portal",
+        "sandbox:crm.yaml",
+        "--all",
+        "--out",
+        "imported.yaml",
+    ]);
     assert_eq!(again.code, 1, "{}", again.transcript());
     assert!(again.stderr.contains("--force"), "{}", again.stderr);
     let unknown = ws.roster(&["import", "--portal", "sandbox:crm.yaml", "--group", "999"]);
@@ -65,14 +72,21 @@ fn an_imported_bitrix24_portal_plans_to_no_changes() {
 fn an_imported_docspace_portal_plans_to_no_changes() {
     let ws = workspace();
     let text = import_then_plan(&ws, "docs=sandbox:docs.yaml", "docs-imported.yaml");
-    assert!(text.contains("portals:\n  docs:\n    docspace: {}\n"), "{text}");
+    assert!(
+        text.contains("portals:\n  docs:\n    docspace: {}\n"),
+        "{text}"
+    );
     assert!(text.contains("manager: "), "{text}");
     assert!(!text.contains("owner:"), "{text}");
     assert!(!text.contains("sk-"), "{text}");
     // Without a name the portal is called `docspace`.
     let bare = ws.roster(&["import", "--portal", "sandbox:docs.yaml", "--all"]);
     assert_eq!(bare.code, 0, "{}", bare.transcript());
-    assert!(bare.stdout.contains("portals:\n  docspace:\n"), "{}", bare.stdout);
+    assert!(
+        bare.stdout.contains("portals:\n  docspace:\n"),
+        "{}",
+        bare.stdout
+    );
 }
 
 #[test]
@@ -80,8 +94,16 @@ fn an_imported_generated_portal_of_500_groups_plans_to_no_changes() {
     for system in ["bitrix24", "docspace"] {
         let ws = workspace();
         let generated = ws.roster(&[
-            "sandbox", "generate", "--out", "gen", "--groups", "500", "--members", "12",
-            "--system", system,
+            "sandbox",
+            "generate",
+            "--out",
+            "gen",
+            "--groups",
+            "500",
+            "--members",
+            "12",
+            "--system",
+            system,
         ]);
         assert_eq!(generated.code, 0, "{}", generated.transcript());
         let text = import_then_plan(&ws, "sandbox:gen/portal.yaml", "all.yaml");
@@ -108,19 +130,36 @@ fn fmt_rewrites_canonically_and_keeps_every_comment() {
     ws.write("team.yaml", COMMENTED);
     let check = ws.roster(&["fmt", "team.yaml", "--check"]);
     assert_eq!(check.code, 1, "{}", check.transcript());
-    assert!(check.stdout.contains("--- team.yaml (as it is)"), "{}", check.stdout);
-    assert!(check.stdout.contains("+++ team.yaml (canonical)"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("--- team.yaml (as it is)"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains("+++ team.yaml (canonical)"),
+        "{}",
+        check.stdout
+    );
     assert_eq!(ws.read("team.yaml"), COMMENTED, "--check changes nothing");
     let fmt = ws.roster(&["fmt", "team.yaml"]);
     assert_eq!(fmt.code, 0, "{}", fmt.transcript());
     let out = ws.read("team.yaml");
-    for line in COMMENTED.lines().filter_map(|l| l.find('#').map(|i| &l[i..])) {
+    for line in COMMENTED
+        .lines()
+        .filter_map(|l| l.find('#').map(|i| &l[i..]))
+    {
         assert_eq!(out.matches(line).count(), 1, "{line:?} kept once in\n{out}");
     }
     // Sorted: group 15 before the group given by name; users by ID then e-mail, once.
-    assert!(out.find("- id: 15").unwrap() < out.find("- name: Sales").unwrap(), "{out}");
+    assert!(
+        out.find("- id: 15").unwrap() < out.find("- name: Sales").unwrap(),
+        "{out}"
+    );
     assert_eq!(out.matches("amy@example.com").count(), 1, "{out}");
-    assert!(out.find("amy@").unwrap() < out.find("zed@").unwrap(), "{out}");
+    assert!(
+        out.find("amy@").unwrap() < out.find("zed@").unwrap(),
+        "{out}"
+    );
     let again = ws.roster(&["fmt", "team.yaml", "--check"]);
     assert_eq!(again.code, 0, "{}", again.transcript());
     // Still the same file to roster.
@@ -131,12 +170,18 @@ fn fmt_rewrites_canonically_and_keeps_every_comment() {
 #[test]
 fn fmt_refuses_what_it_cannot_keep_and_changes_nothing() {
     let ws = workspace();
-    let text = "version: 1\ngroups:\n  - { id: 15,   # where would this go?\n      members: [1] }\n";
+    let text =
+        "version: 1\ngroups:\n  - { id: 15,   # where would this go?\n      members: [1] }\n";
     ws.write("flow.yaml", text);
     let run = ws.roster(&["fmt", "flow.yaml"]);
     assert_eq!(run.code, 1, "{}", run.transcript());
     assert!(run.stderr.contains("flow.yaml:3:"), "{}", run.stderr);
-    assert!(run.stderr.contains("keeps every comment or changes nothing"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("keeps every comment or changes nothing"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(ws.read("flow.yaml"), text);
     // An invalid file is refused with its diagnostics.
     ws.write("bad.yaml", "version: 1\ngroups:\n  - id: -3\n");

@@ -138,6 +138,32 @@ fn the_plan_schema_accepts_every_kind_of_plan_roster_prints() {
     let total = json_of(&ws, &["plan", "tot.yaml", "--format=json", CRM, DOCS], 1);
     let v: serde_json::Value = serde_json::from_str(&total).unwrap();
     assert_eq!(v["limit_breaches"][0]["scope"], "run", "{total}");
+    // A run limited by --group carries its selectors, plain and with portals.
+    let scoped = json_of(
+        &ws,
+        &[
+            "plan",
+            "groups.yaml",
+            "--portal=sandbox:portal.yaml",
+            "--format=json",
+            "--group=Sales",
+        ],
+        0,
+    );
+    let both_scoped = json_of(
+        &ws,
+        &[
+            "plan",
+            "both.yaml",
+            "--format=json",
+            CRM,
+            DOCS,
+            "--group=crm/Marketing",
+        ],
+        0,
+    );
+    let v: serde_json::Value = serde_json::from_str(&both_scoped).unwrap();
+    assert_eq!(v["only_groups"][0], "crm/Marketing", "{both_scoped}");
     assert_valid(
         &ws,
         "plan.schema.json",
@@ -147,6 +173,8 @@ fn the_plan_schema_accepts_every_kind_of_plan_roster_prints() {
             ("both", &both),
             ("bad", &bad),
             ("total", &total),
+            ("scoped", &scoped),
+            ("both_scoped", &both_scoped),
         ],
     );
 }

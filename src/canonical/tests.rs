@@ -641,26 +641,23 @@ fn errors_name_the_file_line_and_column() {
 /// both are strings.
 fn reads_back(text: &str) -> Option<String> {
     let mut out = Vec::new();
-    for doc in [
+    let docs = [
         format!("k: {text}\n"),
         format!("- {text}\n"),
         format!("{text}: 1\n"),
-    ] {
+    ];
+    for (form, doc) in docs.iter().enumerate() {
         let mut strings = Vec::new();
-        for ev in Parser::new_from_str(&doc) {
+        for ev in Parser::new_from_str(doc) {
             let (ev, _) = ev.ok()?;
             if let Event::Scalar(v, style, _, _) = ev {
                 strings.push(Scalar::parse_from_cow_and_metadata(v, style, None)?);
             }
         }
-        let value = match (
-            doc.starts_with("k:"),
-            doc.starts_with("- "),
-            strings.as_slice(),
-        ) {
-            (true, _, [Scalar::String(k), Scalar::String(v)]) if k == "k" => v.to_string(),
-            (false, true, [Scalar::String(v)]) => v.to_string(),
-            (false, false, [Scalar::String(k), Scalar::Integer(1)]) => k.to_string(),
+        let value = match (form, strings.as_slice()) {
+            (0, [Scalar::String(k), Scalar::String(v)]) if k == "k" => v.to_string(),
+            (1, [Scalar::String(v)]) => v.to_string(),
+            (2, [Scalar::String(k), Scalar::Integer(1)]) => k.to_string(),
             _ => return None,
         };
         out.push(value);
@@ -920,7 +917,7 @@ impl Writer<'_> {
     }
 
     fn leading(&mut self, indent: usize, near: &str) {
-        while self.coin() {
+        for _ in 0..self.die(3) {
             let c = self.comment(Some(near));
             self.text.push_str(&format!("{:indent$}{c}\n", ""));
         }

@@ -1143,3 +1143,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_comment_after_a_value_that_spans_lines_stays_with_it() {
+    check(
+        "\
+version: 1
+invite_message: \"Welcome,
+  all\"  # folded by YAML
+groups:
+  - name: Big
+      Team  # a plain scalar on two lines
+    manager: 0A0D0000-0000-4000-8000-000000000010  # by UUID
+    portal: docs
+portals: {docs: {docspace: {}}}
+",
+        "\
+version: 1
+portals:
+  docs:
+    docspace: {}
+invite_message: Welcome, all  # folded by YAML
+groups:
+  - name: Big Team  # a plain scalar on two lines
+    portal: docs
+    manager: 0a0d0000-0000-4000-8000-000000000010  # by UUID
+",
+    );
+}

@@ -361,12 +361,13 @@ fn comment_text(c: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Characters a comment cannot hold as they are: line breaks and what YAML does not allow.
-/// Everything else in a comment is kept as written.
+/// Characters a comment cannot hold as they are: line breaks, what YAML does not allow, and a
+/// byte order mark (the parser refuses one inside a document). Everything else in a comment is
+/// kept as written.
 fn breaks_comment(c: char) -> bool {
     let printable = matches!(c, '\t' | ' '..='~' | '\u{85}' | '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
         || c >= '\u{10000}';
-    !printable
+    !printable || c == '\u{FEFF}'
 }
 
 /// Characters written escaped in a scalar: line breaks, other control characters, characters YAML does not

@@ -23,8 +23,9 @@
 //! **What `format` keeps.** The file's meaning (checked: the output parses to the same `Spec`,
 //! order, positions and removed repeats aside) and every comment, exactly once (checked).
 //! A comment after text on its line stays at the end of the line of the outermost field or
-//! list item lying wholly on that line (`members: [a, b]  # x` annotates `members:`), else of
-//! the one starting there (`members:  # x`), else of the one ending there. A comment on a
+//! list item lying wholly on that line (`members: [a, b]  # x` annotates `members:`; in a
+//! one-user flow list, `members: [a]  # x`, it annotates the user), else of the one starting
+//! there (`members:  # x`), else of the one ending there (a value spanning lines). A comment on a
 //! line of its own goes before the next field or item; when it is indented deeper than that
 //! next node, it ends the block closing before it (the innermost one whose indentation it
 //! reaches), so `# fay is not listed` after a group's last field stays at the end of that

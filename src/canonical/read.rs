@@ -180,7 +180,7 @@ fn parse(text: &str) -> Result<Parsed<'_>, Refusal> {
             Event::SequenceEnd | Event::MappingEnd => {
                 let Some(open) = stack.pop() else { continue };
                 // A flow collection's end is its `]`/`}`; a block one's is empty.
-                let flow = (span.start != span.end).then(|| (open.start, at));
+                let flow = (span.start != span.end).then_some((open.start, at));
                 let kind = if open.seq {
                     SynKind::Seq(open.items, flow)
                 } else {
@@ -418,9 +418,23 @@ struct Unit {
     depth: u32,
     /// The column of its key, or of its `- `.
     indent: u32,
-    /// Its value's container: the column of the container's keys or `- ` (`None` when
-    /// empty), and for a flow container its brackets and whether it is a mapping.
-    container: Option<(Option<u32>, Option<(Pos, Pos, bool)>)>,
+    /// Its value's container, if it is a list or a mapping.
+    container: Option<Container>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Container {
+    /// The column of its keys or `- ` (`None` when empty).
+    indent: Option<u32>,
+    /// For a flow container: its brackets.
+    flow: Option<Flow>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Flow {
+    open: Pos,
+    close: Pos,
+    map: bool,
 }
 
 struct Units<'a> {
@@ -437,7 +451,7 @@ impl Units<'_> {
         node: &Syn<'_>,
         parent: Option<u32>,
         depth: u32,
-    ) -> (Option<Pos>, Option<(Option<u32>, Option<(Pos, Pos, bool)>)>) {
+    ) -> (Option<Pos>, Option<Container>) {
         match &node.kind {
             SynKind::Scalar(_, _, sid) => {
                 let s = &self.scalars[*sid];
@@ -459,14 +473,24 @@ impl Units<'_> {
                     indent.get_or_insert(dash);
                     end = Some(u.end);
                 }
-                let bracket = flow.map(|(open, close)| (open, close, false));
+                let bracket = flow.map(|(open, close)| Flow {
+                    open,
+                    close,
+                    map: false,
+                });
                 if let Some((_, close)) = flow {
                     end = Some(Pos {
                         line: close.line,
                         col: close.col + 1,
                     });
                 }
-                (end, Some((indent, bracket)))
+                (
+                    end,
+                    Some(Container {
+                        indent,
+                        flow: bracket,
+                    }),
+                )
             }
             SynKind::Map(entries, flow) => {
                 let mut end = None;
@@ -484,14 +508,24 @@ impl Units<'_> {
                     indent.get_or_insert(key.start.col);
                     end = Some(u.end);
                 }
-                let bracket = flow.map(|(open, close)| (open, close, true));
+                let bracket = flow.map(|(open, close)| Flow {
+                    open,
+                    close,
+                    map: true,
+                });
                 if let Some((_, close)) = flow {
                     end = Some(Pos {
                         line: close.line,
                         col: close.col + 1,
                     });
                 }
-                (end, Some((indent, bracket)))
+                (
+                    end,
+                    Some(Container {
+                        indent,
+                        flow: bracket,
+                    }),
+                )
             }
         }
     }
@@ -555,11 +589,11 @@ impl Placer<'_> {
     fn flow(&self, last: usize, at: Pos) -> Result<Option<usize>, Refusal> {
         let mut seq = None;
         for u in self.ancestors_or_self(last) {
-            if let Some((_, Some((open, close, is_map)))) = self.units[u].container
-                && open < at
-                && at < close
+            if let Some(Container { flow: Some(f), .. }) = self.units[u].container
+                && f.open < at
+                && at < f.close
             {
-                if is_map {
+                if f.map {
                     return refuse(
                         RefusalKind::Comment,
                         at,
@@ -635,7 +669,10 @@ impl Placer<'_> {
         self.ancestors_or_self(last)
             .filter(|&u| stop.is_none_or(|s| !self.is_ancestor_or_self(u, s)))
             .filter_map(|u| match self.units[u].container {
-                Some((Some(indent), _)) => Some((u, indent)),
+                Some(Container {
+                    indent: Some(indent),
+                    ..
+                }) => Some((u, indent)),
                 _ => None,
             })
             .collect()
@@ -659,6 +696,22 @@ impl Placer<'_> {
             })
             .collect();
         match outermost.as_slice() {
+            // A one-user flow list (`members: [ed@example.com]  # new`): the comment is the
+            // user's, as it will be on the user's own line.
+            [one]
+                if self.units[*one]
+                    .container
+                    .is_some_and(|c| c.flow.is_some_and(|f| !f.map))
+                    && self.units.get(one + 1).is_some_and(|c| {
+                        c.parent == Some(*one as u32) && c.container.is_none()
+                    })
+                    && self
+                        .units
+                        .get(one + 2)
+                        .is_none_or(|c| c.parent != Some(*one as u32)) =>
+            {
+                return Ok(one + 1);
+            }
             [one] => return Ok(*one),
             [first, rest @ ..] => {
                 // Several items or entries share the line: the unit holding them all, if it

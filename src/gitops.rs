@@ -8,10 +8,10 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::{ApplyArgs, PlanArgs};
 use crate::connect::{self, Connection, Target};
-use crate::model::{self, DesiredGroup, DesiredState, Limits};
+use crate::model::{self, Limits};
 use crate::render::{self, Style};
 use crate::saved;
-use crate::spec::{self, PortalSpec};
+use crate::spec;
 use crate::{
     Exit, Run, Section, Signals, Step, carry_out, heading, interrupted_before_writing, show_plan,
     unless_interrupted,
@@ -195,6 +195,10 @@ pub(crate) fn save(
         &args.file.display().to_string(),
         bytes,
         &args.groups,
+        saved::Flags {
+            allow_owner_change: args.allow_owner_change,
+            allow_mass_removal: args.allow_mass_removal,
+        },
         &parts,
     );
     let mut text = serde_json::to_string_pretty(&plan).context("cannot encode the plan")?;
@@ -212,7 +216,10 @@ pub(crate) fn save(
 }
 
 /// `apply PLAN_FILE`: check the plan file, its desired-state file and the portals it was made
-/// for, re-read the groups it changes, refuse if any moved, else carry it out exactly.
+/// for; plan the groups it changes again from the file and the portal as they are now, and
+/// refuse unless that gives exactly the saved changes (a group moved on the portal: the
+/// members named; the plan file edited: said so), with every check `apply FILE` makes
+/// (references, permissions, limits); then carry out the saved changes.
 pub(crate) async fn apply_saved(args: &ApplyArgs, bytes: &[u8], style: Style) -> Result<Exit> {
     let name = spec::escape(&args.file.display().to_string());
     if !args.groups.is_empty() {
@@ -226,63 +233,51 @@ pub(crate) async fn apply_saved(args: &ApplyArgs, bytes: &[u8], style: Style) ->
         );
     }
     let text = std::str::from_utf8(bytes).map_err(|_| anyhow!("{name} is not UTF-8"))?;
-    let plan = saved::parse(text).map_err(|e| anyhow!("{name}: {e}"))?;
-    let file = Path::new(&plan.file);
-    let file_name = spec::escape(&plan.file);
-    match std::fs::read(file) {
-        Ok(now) if saved::sha256_hex(&now) != plan.file_sha256 => bail!(
+    let saved_plan = saved::parse(text).map_err(|e| anyhow!("{name}: {e}"))?;
+    let file = Path::new(&saved_plan.file);
+    let file_name = spec::escape(&saved_plan.file);
+    // The plan is checked against the file it was made from: it must be here, unchanged.
+    let now = std::fs::read(file).map_err(|e| {
+        anyhow!(
+            "{file_name}, the file the plan {name} was made from, cannot be read here ({e}): run apply where plan ran (the path is relative to that directory); nothing was sent"
+        )
+    })?;
+    if saved::sha256_hex(&now) != saved_plan.file_sha256 {
+        bail!(
             "{file_name} changed since the plan {name} was made from it: nothing was sent; make the plan again (`roster plan {file_name} --out {name}`)"
-        ),
-        Ok(_) => {}
-        Err(_) => eprintln!(
-            "roster: note: {file_name}, the file the plan was made from, is not here to compare; the plan is applied as saved"
-        ),
+        );
     }
-    let loaded: Vec<saved::Loaded> = plan
+    let loaded: Vec<saved::Loaded> = saved_plan
         .portals
         .iter()
         .map(saved::load)
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow!("{name}: {e}"))?;
-    let targets: Vec<Target> = plan
-        .portals
-        .iter()
-        .zip(&loaded)
-        .map(|(p, l)| {
-            let portal = p.name.as_ref().map(|n| PortalSpec {
-                name: n.clone(),
-                system: l.system,
-                url_env: p.url_env.clone().unwrap_or_default(),
-                key_env: p.key_env.clone(),
-                line: 1,
-            });
-            Target {
-                spec: spec::Spec {
-                    file: plan.file.clone(),
-                    protected: Vec::new(),
-                    limits: Limits::default(),
-                    add_with: None,
-                    invite_message: None,
-                    groups: Vec::new(),
-                    portals: portal.iter().cloned().collect(),
-                },
-                portal,
-            }
-        })
-        .collect();
-    let declared: Vec<String> = targets
-        .iter()
-        .filter_map(|t| t.portal.as_ref().map(|p| p.name.clone()))
-        .collect();
-    let addresses = connect::addresses(&targets, &args.portal, &declared)?;
-    // The portal must be the one the plan was made for, before anything is contacted.
-    for ((t, address), p) in targets.iter().zip(&addresses).zip(&plan.portals) {
-        let here = identity(address)?;
+    let Some(all) = crate::load_targets_from(file, &now, &args.portal, &saved_plan.only_groups)?
+    else {
+        return Ok(Exit::Failure);
+    };
+    // Each portal of the plan is one of the file's, at the address the plan was made for.
+    let mut targets = Vec::new();
+    for (p, l) in saved_plan.portals.iter().zip(&loaded) {
+        let found = all
+            .iter()
+            .find(|(t, _)| t.portal.as_ref().map(|x| &x.name) == p.name.as_ref())
+            .with_context(|| {
+                format!(
+                    "the plan {name} is for a portal {} does not have any more; nothing was sent",
+                    file_name
+                )
+            })?;
+        if found.0.system() != l.system {
+            bail!("the plan {name} does not fit {file_name} (another system); nothing was sent");
+        }
+        let here = identity(&found.1)?;
         if here != p.portal {
             bail!(
                 "the plan {name} was made for {} ({}), and {} is {}: refused, nothing was sent",
                 spec::escape(&p.portal),
-                t.label(),
+                found.0.label(),
                 if args.portal.portal.is_empty() {
                     "the portal given"
                 } else {
@@ -291,9 +286,10 @@ pub(crate) async fn apply_saved(args: &ApplyArgs, bytes: &[u8], style: Style) ->
                 spec::escape(&here)
             );
         }
+        targets.push(found);
     }
     let mut conns = Vec::new();
-    for (target, address) in targets.iter().zip(&addresses) {
+    for (target, address) in &targets {
         match Connection::open(target, address, &args.portal).await {
             Ok(conn) => conns.push(conn),
             Err(e) => {
@@ -305,69 +301,125 @@ pub(crate) async fn apply_saved(args: &ApplyArgs, bytes: &[u8], style: Style) ->
         }
     }
     let signals = Signals::new()?;
-    let result = apply_loaded(args, &name, &targets, &loaded, &conns, style, signals).await;
+    let targets: Vec<&Target> = targets.iter().map(|(t, _)| t).collect();
+    let result = apply_loaded(
+        args,
+        &name,
+        &saved_plan,
+        &targets,
+        &loaded,
+        &conns,
+        style,
+        signals,
+    )
+    .await;
     for c in conns {
         c.close().await?;
     }
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_loaded(
     args: &ApplyArgs,
     name: &str,
-    targets: &[Target],
+    saved_plan: &saved::SavedPlan,
+    targets: &[&Target],
     loaded: &[saved::Loaded],
     conns: &[Connection],
     style: Style,
     mut signals: Signals,
 ) -> Result<Exit> {
-    // Re-read the groups the plan changes: any that moved since the plan refuses the whole.
-    let mut moved = Vec::new();
+    // Plan again, the plan's groups only, from the file and the portal as they are now.
+    let mut sections = Vec::new();
     for ((t, l), conn) in targets.iter().zip(loaded).zip(conns) {
-        let mut desired = DesiredState::default();
-        for id in l.states.keys() {
-            desired.groups.insert(*id, DesiredGroup::new(*id));
-        }
-        let Step::Done(read) =
-            unless_interrupted(&mut signals, conn.provider.fetch_each(&desired, &|_| {})).await
+        let options = crate::options_for(t.system(), saved_plan.allow_owner_change);
+        let only: std::collections::BTreeSet<model::GroupId> = l.states.keys().copied().collect();
+        let Step::Done(prepared) = unless_interrupted(
+            &mut signals,
+            crate::prepare_only(&t.spec, &conn.provider, options, Some(&only)),
+        )
+        .await
         else {
             return interrupted_before_writing("while reading the portal again");
         };
-        let (current, unread) = read.with_context(|| {
-            format!(
-                "cannot read {} again to check the plan is still current",
-                t.label()
-            )
-        })?;
-        let describe = |u: &str| describe_user(&l.dir, u);
-        for (id, planned) in &l.states {
-            let title = render::text::group_title(*id, l.dir.groups.get(id).map(String::as_str));
-            if let Some((_, why)) = unread.iter().find(|(g, _)| g == id) {
-                moved.push(format!("{title}: cannot be read now: {why}"));
+        let mut prepared = prepared.with_context(|| t.label())?;
+        // The run-wide limit was checked when the plan was made, over every group of the
+        // run; here only the plan's groups are read.
+        prepared
+            .breaches
+            .retain(|b| !matches!(b.scope, crate::plan::BreachScope::Run));
+        sections.push(Section {
+            target: t,
+            prepared,
+        });
+    }
+    // How each group moved, and whether the plan's changes are still what the file gives.
+    let mut moved = Vec::new();
+    let mut edited = Vec::new();
+    for (s, l) in sections.iter().zip(loaded) {
+        let dir = &s.prepared.resolved.directory;
+        let describe = |u: &str| describe_user(dir, u);
+        let prefix = match &s.target.portal {
+            Some(p) if sections.len() > 1 => format!("portal \"{}\": ", p.name),
+            _ => String::new(),
+        };
+        for saved_group in &l.plan.groups {
+            let id = saved_group.id;
+            let title = render::text::group_title(id, dir.groups.get(&id).map(String::as_str));
+            if !s.prepared.resolved.desired.groups.contains_key(&id) {
+                // Unresolved or unreadable now: reported with the file's errors below.
                 continue;
             }
-            let now = saved::state_of(current.groups.get(id));
-            let lines = saved::drift(*id, planned, &now, &describe);
+            let now = saved::state_of(s.prepared.current.groups.get(&id));
+            let lines = saved::drift(id, &l.states[&id], &now, &describe);
             if !lines.is_empty() {
-                let prefix = t
-                    .portal
-                    .as_ref()
-                    .map(|p| format!("portal \"{}\": ", p.name))
-                    .unwrap_or_default();
                 moved.push(format!(
                     "{prefix}{title} changed since the plan was made:\n    {}",
                     lines.join("\n    ")
                 ));
+                continue;
+            }
+            let again = s.prepared.plan.groups.iter().find(|g| g.id == id);
+            let same = again.is_some_and(|g| {
+                g.entries == saved_group.entries && g.invite_message == saved_group.invite_message
+            });
+            if !same {
+                edited.push(format!("{prefix}{title}"));
             }
         }
     }
-    if !moved.is_empty() {
-        for m in &moved {
-            eprintln!("error: {m}");
-        }
+    let run: Vec<crate::plan::LimitBreach> = Vec::new();
+    let (unresolved, access, refused) = crate::report_checks(
+        Path::new(&saved_plan.file),
+        &sections,
+        &run,
+        saved_plan.allow_mass_removal,
+        "apply",
+    );
+    for m in &moved {
+        eprintln!("error: {m}");
+    }
+    if !edited.is_empty() {
         eprintln!(
-            "roster: apply refused: {} group(s) of the plan {name} changed on the portal since it was made; nothing was sent. Make the plan again and review it.",
-            moved.len()
+            "error: the plan's changes for {} are not what {} and the portal give now, though the group is as it was: the plan file was edited, or made by another version of roster",
+            edited.join(", "),
+            spec::escape(&saved_plan.file)
+        );
+    }
+    if unresolved || access || refused || !moved.is_empty() || !edited.is_empty() {
+        let why = if !moved.is_empty() {
+            format!(
+                "{} group(s) of the plan {name} changed on the portal since it was made",
+                moved.len()
+            )
+        } else if !edited.is_empty() {
+            format!("the plan {name} is not the plan of its file")
+        } else {
+            "the checks above failed".to_owned()
+        };
+        eprintln!(
+            "roster: apply refused: {why}; nothing was sent. Make the plan again and review it."
         );
         return Ok(Exit::Failure);
     }
@@ -385,12 +437,6 @@ async fn apply_loaded(
         &format!("Applying the saved plan {name}:\n\n{text}"),
         args.format,
     )?;
-    if loaded
-        .iter()
-        .all(|l| crate::apply::changes(&l.plan).is_empty())
-    {
-        return Ok(Exit::Success);
-    }
     let runs: Vec<Run> = targets
         .iter()
         .zip(loaded)

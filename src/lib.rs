@@ -290,12 +290,26 @@ pub(crate) async fn prepare(
     provider: &Provider,
     options: plan::Options,
 ) -> Result<Prepared> {
+    prepare_only(spec, provider, options, None).await
+}
+
+/// `prepare`, reading and planning only the groups in `only` (the groups a saved plan
+/// changes), when given: the file is still resolved whole.
+pub(crate) async fn prepare_only(
+    spec: &spec::Spec,
+    provider: &Provider,
+    options: plan::Options,
+    only: Option<&std::collections::BTreeSet<model::GroupId>>,
+) -> Result<Prepared> {
     let lookups = provider
         .lookup(&resolve::wanted(spec))
         .await
         .context("cannot look up the file's people and groups on the portal")?;
     let mut resolved = resolve::resolve(spec, &lookups);
     resolved.directory.system = provider.system();
+    if let Some(only) = only {
+        resolved.desired.groups.retain(|id, _| only.contains(id));
+    }
     let progress = Progress::start("reading", resolved.desired.groups.len());
     let read = provider
         .fetch_each(&resolved.desired, &|n| progress.inc(n))
@@ -684,7 +698,8 @@ async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
             "roster: apply would refuse this plan before sending anything: the portal does not let the run's user make the changes above"
         );
     }
-    if unresolved || refused {
+    // `--out` asked for a plan to apply: one that apply would refuse fails the run.
+    if unresolved || refused || (access && args.out.is_some()) {
         return Ok(Exit::Failure);
     }
     let changes = sections
@@ -801,13 +816,14 @@ async fn apply_connected(
     if refused {
         return Ok(Exit::Failure);
     }
-    if !sections
+    let changes = sections
         .iter()
-        .any(|s| s.prepared.plan.summary().has_changes())
-    {
+        .any(|s| s.prepared.plan.summary().has_changes());
+    // Nothing to do: done (the JSON report still comes, with nothing in it).
+    if !changes && args.format == cli::ReportFormat::Text {
         return Ok(Exit::Success);
     }
-    if !args.auto_approve {
+    if changes && !args.auto_approve {
         if !io::stdin().is_terminal() {
             bail!(
                 "refusing to apply: standard input is not a terminal, so nobody can confirm; pass --auto-approve to apply without asking"

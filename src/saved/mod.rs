@@ -12,6 +12,7 @@
 //! ```text
 //! { "kind": "roster-saved-plan", "format_version": "1", "roster_version": "0.1.0",
 //!   "file": "groups.yaml", "file_sha256": "…", "only_groups": [],
+//!   "allow_owner_change": false, "allow_mass_removal": false,
 //!   "portals": [{ "name": null | "docs", "system": "bitrix24" | "docspace",
 //!                 "portal": "example.bitrix24.com" | "sandbox:/abs/state.yaml",
 //!                 "url_env": …, "key_env": …,
@@ -52,6 +53,10 @@ pub struct SavedPlan {
     pub file_sha256: String,
     /// `--group` selectors the plan was made with (empty: the whole file).
     pub only_groups: Vec<String>,
+    /// `--allow-owner-change` and `--allow-mass-removal` as the plan was made with them:
+    /// apply checks the plan again under the same flags.
+    pub allow_owner_change: bool,
+    pub allow_mass_removal: bool,
     pub portals: Vec<SavedPortal>,
 }
 
@@ -225,7 +230,20 @@ pub struct Part<'a> {
 }
 
 /// The saved plan of a run: the groups with changes, each with its state as read.
-pub fn build(file: &str, file_bytes: &[u8], only_groups: &[String], parts: &[Part]) -> SavedPlan {
+/// The flags a plan was made with (`SavedPlan::allow_owner_change`, `allow_mass_removal`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub allow_owner_change: bool,
+    pub allow_mass_removal: bool,
+}
+
+pub fn build(
+    file: &str,
+    file_bytes: &[u8],
+    only_groups: &[String],
+    flags: Flags,
+    parts: &[Part],
+) -> SavedPlan {
     let portals = parts
         .iter()
         .map(|p| {
@@ -296,6 +314,8 @@ pub fn build(file: &str, file_bytes: &[u8], only_groups: &[String], parts: &[Par
         file: file.to_owned(),
         file_sha256: sha256_hex(file_bytes),
         only_groups: only_groups.to_vec(),
+        allow_owner_change: flags.allow_owner_change,
+        allow_mass_removal: flags.allow_mass_removal,
         portals,
     }
 }

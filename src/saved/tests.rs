@@ -89,7 +89,13 @@ fn part<'a>(plan: &'a Plan, dir: &'a Directory, cur: &'a CurrentState) -> Part<'
 #[test]
 fn a_saved_plan_reads_back_as_the_plan_of_its_changed_groups() {
     let (plan, dir, cur) = bitrix24();
-    let saved = build("t.yaml", b"version: 1\n", &[], &[part(&plan, &dir, &cur)]);
+    let saved = build(
+        "t.yaml",
+        b"version: 1\n",
+        &[],
+        Flags::default(),
+        &[part(&plan, &dir, &cur)],
+    );
     let text = serde_json::to_string_pretty(&saved).unwrap();
     let back = parse(&text).unwrap();
     assert_eq!(back, saved);
@@ -169,7 +175,7 @@ fn a_docspace_plan_keeps_its_uuids() {
     p.system = System::DocSpace;
     p.name = Some("docs");
     p.key_env = Some("ROSTER_DOCS_API_KEY");
-    let saved = build("d.yaml", b"", &[], &[p]);
+    let saved = build("d.yaml", b"", &[], Flags::default(), &[p]);
     let loaded = load(
         &parse(&serde_json::to_string(&saved).unwrap())
             .unwrap()
@@ -192,7 +198,13 @@ fn a_docspace_plan_keeps_its_uuids() {
 #[test]
 fn fingerprints_follow_the_state_and_drift_names_who_moved() {
     let (plan, dir, cur) = bitrix24();
-    let saved = build("t.yaml", b"", &[], &[part(&plan, &dir, &cur)]);
+    let saved = build(
+        "t.yaml",
+        b"",
+        &[],
+        Flags::default(),
+        &[part(&plan, &dir, &cur)],
+    );
     let loaded = load(&saved.portals[0]).unwrap();
     let id = GroupId::Num(15);
     let planned = &loaded.states[&id];
@@ -224,7 +236,13 @@ fn fingerprints_follow_the_state_and_drift_names_who_moved() {
 #[test]
 fn what_is_not_a_saved_plan_of_this_version_is_refused() {
     let (plan, dir, cur) = bitrix24();
-    let saved = build("t.yaml", b"", &[], &[part(&plan, &dir, &cur)]);
+    let saved = build(
+        "t.yaml",
+        b"",
+        &[],
+        Flags::default(),
+        &[part(&plan, &dir, &cur)],
+    );
     let mut v = serde_json::to_value(&saved).unwrap();
     assert!(
         parse("version: 1\ngroups: []\n")

@@ -349,3 +349,128 @@ fn completions_man_page_and_version_are_generated() {
         bad.stderr
     );
 }
+
+/// A plan file whose changes were edited (its recorded states left alone, so every fingerprint
+/// still fits) is refused: apply plans the groups again from the file and the portal and sends
+/// only a plan identical to the saved one.
+#[test]
+fn a_plan_file_with_edited_changes_is_refused() {
+    let ws = Workspace::with_example_portal();
+    let ok = ws.roster(&["plan", "groups.yaml", PORTAL, "--out", "plan.json"]);
+    assert_eq!(ok.code, 0, "{}", ok.transcript());
+    let state = ws.read("portal.yaml");
+    let mut v: serde_json::Value = serde_json::from_str(&ws.read("plan.json")).unwrap();
+    // Also remove Cy (#21), whom the file lists in Marketing.
+    v["portals"][0]["groups"][0]["entries"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"action": "remove", "user": "21", "role": "member"}));
+    ws.write("edited.json", &v.to_string());
+    let run = ws.roster(&["apply", "edited.json", PORTAL]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(
+        run.stderr.contains("the plan file was edited"),
+        "{}",
+        run.stderr
+    );
+    // An invitation text changed to something the file format refuses: refused the same way.
+    let mut v: serde_json::Value = serde_json::from_str(&ws.read("plan.json")).unwrap();
+    let sales = v["portals"][0]["groups"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|g| g["id"] == "42")
+        .unwrap();
+    sales["invite_message"] = "hi $result[x] \u{7}".into();
+    ws.write("message.json", &v.to_string());
+    let run = ws.roster(&["apply", "message.json", PORTAL]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(
+        run.stderr.contains("the plan file was edited"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ws.read("portal.yaml"), state, "nothing was sent");
+    // Run from another directory, the file the plan was made from is not found: refused.
+    std::fs::create_dir(ws.path("sub")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(["apply", "../plan.json", "--portal=sandbox:../portal.yaml"])
+        .current_dir(ws.path("sub"))
+        .env_remove("ROSTER_PORTAL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run apply where plan ran"), "{stderr}");
+    assert_eq!(ws.read("portal.yaml"), state, "nothing was sent");
+}
+
+/// A saved plan applied with a webhook whose user may not make its changes is refused before
+/// any write, as `apply FILE` is; and `plan --out` by such a user fails without a plan file.
+#[test]
+fn a_saved_plan_is_checked_for_the_applying_user_too() {
+    let ws = Workspace::with_example_portal();
+    let state = ws.read("portal.yaml").replace(
+        "webhooks:\n",
+        "webhooks:\n  - { user: 10, code: sandboxcode0010 }\n",
+    );
+    ws.write("portal.yaml", &state);
+    let served = ws.serve("portal.yaml");
+    let admin = served.url.clone();
+    let plain = admin.replace("/1/sandboxcode0001/", "/10/sandboxcode0010/");
+    assert_ne!(plain, admin, "{admin}");
+    let ok = ws.roster(&[
+        "plan",
+        "groups.yaml",
+        "--portal",
+        &admin,
+        "--out",
+        "plan.json",
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.transcript());
+    let before = ws.read("portal.yaml");
+    let run = ws.roster(&["apply", "plan.json", "--portal", &plain]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("apply refused"), "{}", run.stderr);
+    assert!(!run.stdout.contains("done"), "{}", run.stdout);
+    assert_eq!(ws.read("portal.yaml"), before, "nothing was sent");
+    let by_plain = ws.roster(&[
+        "plan",
+        "groups.yaml",
+        "--portal",
+        &plain,
+        "--out",
+        "plain.json",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(by_plain.code, 1, "{}", by_plain.transcript());
+    assert!(!ws.path("plain.json").exists());
+}
+
+/// `apply --format json` prints a report even when there is nothing to do.
+#[test]
+fn the_json_report_comes_when_nothing_changes() {
+    let ws = Workspace::with_example_portal();
+    let first = ws.roster(&["apply", "groups.yaml", PORTAL, "--auto-approve"]);
+    assert_eq!(first.code, 0, "{}", first.transcript());
+    let again = ws.roster(&[
+        "apply",
+        "groups.yaml",
+        PORTAL,
+        "--auto-approve",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(again.code, 0, "{}", again.transcript());
+    let v: serde_json::Value =
+        serde_json::from_str(&again.stdout).unwrap_or_else(|e| panic!("{e}: {}", again.stdout));
+    assert_eq!(v["all_done"], true, "{v}");
+    assert_eq!(v["summary"]["done"], 0, "{v}");
+    let saved = ws.roster(&["plan", "groups.yaml", PORTAL, "--out", "none.json"]);
+    assert_eq!(saved.code, 0, "{}", saved.transcript());
+    let run = ws.roster(&["apply", "none.json", PORTAL, "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    let v: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    assert_eq!(v["kind"], "apply_report", "{v}");
+}

@@ -63,17 +63,19 @@ pub(crate) fn diffs_text(sections: &[Section], style: Style) -> String {
     out
 }
 
-/// `--format markdown`: the pull-request comment, with the `--group` scope and, with
-/// `--diff`, the diffs folded at its end (within the same size cap).
+/// `--format markdown`: the pull-request comment, with the `--group` scope, what keeps the
+/// plan from being applied (the file's unresolved references, access problems) and its
+/// warnings, and, with `--diff`, the diffs folded at its end — all within the size cap.
 pub(crate) fn plans_markdown(
     sections: &[Section],
     run: &[crate::plan::LimitBreach],
     groups: &[String],
     diff: bool,
 ) -> String {
-    let md: Vec<render::markdown::MdSection> = sections
+    use render::markdown::{MdOptions, MdSection, escape_md};
+    let md: Vec<MdSection> = sections
         .iter()
-        .map(|s| render::markdown::MdSection {
+        .map(|s| MdSection {
             portal: s
                 .target
                 .portal
@@ -84,36 +86,99 @@ pub(crate) fn plans_markdown(
             breaches: &s.prepared.breaches,
         })
         .collect();
-    let opts = render::markdown::MdOptions::default();
-    let mut text = render::markdown::plans(&md, run, &opts);
+    // What goes before the plan: the scope and the problems, each bounded.
+    const SHOWN: usize = 20;
+    let mut head = String::new();
     if !groups.is_empty() {
-        let shown: Vec<String> = groups
-            .iter()
-            .map(|g| format!("`{}`", render::markdown::escape_md(g).replace('`', "")))
-            .collect();
-        let line = format!(
-            "Only the groups given by `--group`: {}.\n\n",
-            shown.join(", ")
-        );
-        // After the marker and the heading, before the summary.
-        match text.find("\n\n") {
-            Some(i) => text.insert_str(i + 2, &line),
-            None => text.push_str(&line),
+        let shown: Vec<String> = groups.iter().take(SHOWN).map(|g| escape_md(g)).collect();
+        let more = groups.len().saturating_sub(SHOWN);
+        head.push_str(&format!(
+            "Only the groups given by `--group`: {}{}.\n\n",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let mut problems: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    for s in sections {
+        let p = &s.prepared;
+        let prefix = match &s.target.portal {
+            Some(portal) if sections.len() > 1 => format!("portal \"{}\": ", portal.name),
+            _ => String::new(),
+        };
+        problems.extend(p.resolved.errors.iter().map(|d| format!("{prefix}{d}")));
+        if p.resolved.errors_omitted > 0 {
+            problems.push(format!(
+                "{prefix}… and {} more problem(s) in the file",
+                p.resolved.errors_omitted
+            ));
         }
+        problems.extend(
+            render::text::access_problems(&p.access, "x")
+                .lines()
+                .map(|l| format!("{prefix}{}", l.trim_start_matches("x: "))),
+        );
+        warnings.extend(p.resolved.warnings.iter().map(|d| format!("{prefix}{d}")));
+        warnings.extend(p.portal_warnings.iter().map(|w| format!("{prefix}{w}")));
+    }
+    let block = |kind: &str, title: &str, lines: &[String]| {
+        let mut out = format!("> [!{kind}]\n> {title}\n");
+        for l in lines.iter().take(SHOWN) {
+            out.push_str(&format!("> - {}\n", escape_md(l)));
+        }
+        if lines.len() > SHOWN {
+            out.push_str(&format!(
+                "> - … and {} more (see the job log)\n",
+                lines.len() - SHOWN
+            ));
+        }
+        out.push('\n');
+        out
+    };
+    if !problems.is_empty() {
+        head.push_str(&block(
+            "CAUTION",
+            "apply would refuse this plan: the groups with these problems are left out of it.",
+            &problems,
+        ));
+    }
+    if !warnings.is_empty() {
+        head.push_str(&block("NOTE", "Warnings:", &warnings));
+    }
+    let diffs = if diff {
+        diffs_text(sections, Style { color: false })
+    } else {
+        String::new()
+    };
+    // Inside a fence no Markdown applies; a fence longer than any backtick run in the diff
+    // cannot be closed by it.
+    let fence = "`".repeat(longest_run(&diffs, '`').max(2) + 1);
+    let diff_block = format!(
+        "\n<details><summary>Membership diff</summary>\n\n{fence}diff\n{}{fence}\n\n</details>\n",
+        diffs.trim_start_matches('\n')
+    );
+    const DIFF_CUT: &str = "\nThe membership diff is too long for this comment; see the job log.\n";
+    let cap = MdOptions::default().max_chars;
+    let reserve = head.chars().count() + if diff { DIFF_CUT.chars().count() } else { 0 };
+    let opts = MdOptions {
+        max_chars: cap.saturating_sub(reserve),
+        ..MdOptions::default()
+    };
+    let mut text = render::markdown::plans(&md, run, &opts);
+    // After the marker and the heading, before the summary.
+    match text.find("\n\n") {
+        Some(i) => text.insert_str(i + 2, &head),
+        None => text.push_str(&head),
     }
     if diff {
-        let diffs = diffs_text(sections, Style { color: false });
-        // Inside a fence no Markdown applies; a fence longer than any backtick run in the
-        // diff cannot be closed by it.
-        let fence = "`".repeat(longest_run(&diffs, '`').max(2) + 1);
-        let block = format!(
-            "\n<details><summary>Membership diff</summary>\n\n{fence}diff\n{}{fence}\n\n</details>\n",
-            diffs.trim_start_matches('\n')
-        );
-        if text.chars().count() + block.chars().count() <= opts.max_chars {
-            text.push_str(&block);
+        if text.chars().count() + diff_block.chars().count() <= cap {
+            text.push_str(&diff_block);
         } else {
-            text.push_str("\nThe membership diff is too long for this comment; see the job log.\n");
+            text.push_str(DIFF_CUT);
         }
     }
     text

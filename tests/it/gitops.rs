@@ -474,3 +474,82 @@ fn the_json_report_comes_when_nothing_changes() {
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
     assert_eq!(v["kind"], "apply_report", "{v}");
 }
+
+/// The Markdown comment says what keeps the plan from being applied, and stays within its cap
+/// with `--diff` and many `--group`s.
+#[test]
+fn the_markdown_comment_shows_problems_and_stays_under_the_cap() {
+    let ws = Workspace::with_example_portal();
+    ws.write(
+        "bad.yaml",
+        "version: 1\ngroups:\n  - name: Marketing\n    members: [nobody@example.com]\n  - id: 27\n    name: Engineering\n    owner: di@example.com\n    members: [gus@example.com, ed@example.com]\n",
+    );
+    let run = ws.roster(&[
+        "plan",
+        "bad.yaml",
+        PORTAL,
+        "--format",
+        "markdown",
+        "--group",
+        "#27",
+        "--group",
+        "Marketing",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    let md = &run.stdout;
+    assert!(md.starts_with("<!-- roster-plan -->\n"), "{md}");
+    assert!(
+        md.contains("> [!CAUTION]\n> apply would refuse this plan"),
+        "{md}"
+    );
+    assert!(md.contains("nobody@example.com"), "{md}");
+    assert!(
+        md.contains("Only the groups given by `--group`: \\#27, Marketing."),
+        "{md}"
+    );
+    // A large plan with its diff, and many selectors: never over 65,000 characters.
+    let generated = ws.roster(&[
+        "sandbox",
+        "generate",
+        "--out",
+        "gen",
+        "--groups",
+        "300",
+        "--members",
+        "40",
+        "--churn",
+        "0.5",
+    ]);
+    assert_eq!(generated.code, 0, "{}", generated.transcript());
+    let mut args = vec![
+        "plan",
+        "gen/groups.yaml",
+        "--portal=sandbox:gen/portal.yaml",
+        "--format=markdown",
+        "--diff",
+        "--allow-mass-removal",
+    ];
+    let ids: Vec<String> = (1..=300).map(|i| format!("--group={i}")).collect();
+    args.extend(ids.iter().map(String::as_str));
+    let big = ws.roster(&args);
+    assert_eq!(big.code, 0, "{}", &big.stderr);
+    let n = big.stdout.chars().count();
+    assert!(n <= 65_000, "{n} characters");
+    assert!(
+        big.stdout
+            .contains("more changes not shown; see the job log."),
+        "{}",
+        &big.stdout[..2000]
+    );
+    assert!(
+        big.stdout.contains(" and 280 more."),
+        "{}",
+        &big.stdout[..2000]
+    );
+    assert!(
+        big.stdout
+            .contains("The membership diff is too long for this comment"),
+        "{}",
+        &big.stdout[big.stdout.len() - 500..]
+    );
+}

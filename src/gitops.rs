@@ -237,6 +237,14 @@ pub(crate) fn save(
         );
         return Ok(());
     }
+    // Only a plan file is overwritten: `--out groups.yaml` must not replace the desired state.
+    if let Ok(b) = std::fs::read(out)
+        && !saved::looks_saved(&String::from_utf8_lossy(&b[..b.len().min(4096)]))
+    {
+        bail!(
+            "{shown} exists and is not a roster plan file: give --out a new file (or a plan file to replace)"
+        );
+    }
     let mut parts = Vec::new();
     for s in sections {
         let address = targets
@@ -654,6 +662,14 @@ pub(crate) async fn import(args: &crate::cli::ImportArgs) -> Result<Exit> {
 /// Write a file whole or not at all: a temporary file beside it, renamed over it.
 fn write_whole(out: &Path, text: &str) -> Result<()> {
     let shown = spec::escape(&out.display().to_string());
+    // A symbolic link is written through (its target rewritten), not replaced by a file.
+    let resolved;
+    let out = if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        resolved = std::fs::canonicalize(out).with_context(|| format!("cannot write {shown}"))?;
+        resolved.as_path()
+    } else {
+        out
+    };
     let dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -248,9 +248,17 @@ pub fn document(
             None => Field::id(u.id),
         };
         let mut note = u.name.as_deref().map(clean).unwrap_or_default();
-        if u.active == Some(false) {
+        let mut add = |word: &str| {
             note.push_str(if note.is_empty() { "" } else { ", " });
-            note.push_str("inactive on the portal");
+            note.push_str(word);
+        };
+        // A DocSpace guest is "inactive" to roster (it cannot be added) but active on the
+        // portal: called what it is.
+        match (snapshot.system, u.extranet, u.active) {
+            (System::DocSpace, true, _) => add("guest"),
+            (System::Bitrix24, true, _) => add("extranet"),
+            (_, false, Some(false)) => add("inactive on the portal"),
+            _ => {}
         }
         if by_email.is_none()
             && let Some(e) = &u.email
@@ -265,8 +273,17 @@ pub fn document(
         }
     };
     for g in &snapshot.groups {
+        // The name is written as `name:` (a label the plan checks against the portal's) when
+        // the file format takes it as it is; else beside the ID as a comment.
+        let writable = !g.name.trim().is_empty()
+            && g.name.trim() == g.name
+            && crate::spec::batch_reference(&g.name).is_none();
         let mut group = Group::by_id(g.id);
-        group.name = Some(Field::new(g.name.clone()));
+        if writable {
+            group.name = Some(Field::new(g.name.clone()));
+        } else if !clean(&g.name).is_empty() {
+            group = group.comment(&clean(&g.name));
+        }
         if let Some(o) = &g.owner {
             match snapshot.system {
                 System::Bitrix24 => group.owner = Some(item(o)),

@@ -647,6 +647,9 @@ fn report_checks(
 }
 
 async fn plan(args: PlanArgs, style: Style) -> Result<Exit> {
+    if args.diff && args.format == Format::Json {
+        bail!("--diff is for the text and markdown formats; the JSON plan has every entry already");
+    }
     let bytes = read_capped(&args.file)?;
     let Some(targets) = load_targets_from(&args.file, &bytes, &args.portal, &args.groups)? else {
         return Ok(Exit::Failure);

@@ -196,3 +196,65 @@ fn fmt_refuses_what_it_cannot_keep_and_changes_nothing() {
         assert_eq!(run.code, 0, "{example}: {}", run.transcript());
     }
 }
+
+/// Group names the file format does not take as `name:` (a batch reference, padding) are
+/// written beside the ID; the imported file still plans to `No changes.`
+#[test]
+fn hostile_group_names_are_imported_beside_the_id() {
+    let ws = workspace();
+    let state = ws
+        .read("crm.yaml")
+        .replacen("name: Sales", "name: \"Budget $total\"", 1)
+        .replacen("name: Engineering", "name: \" Padded \"", 1);
+    ws.write("crm.yaml", &state);
+    let text = import_then_plan(&ws, "sandbox:crm.yaml", "imported.yaml");
+    assert!(text.contains("- id: 42  # Budget $total\n"), "{text}");
+    assert!(text.contains("- id: 27  # Padded\n"), "{text}");
+}
+
+/// fmt writes through a symbolic link, and `plan --out` never overwrites a file that is not a
+/// plan file.
+#[test]
+fn files_are_written_through_links_and_never_over_the_desired_state() {
+    let ws = workspace();
+    ws.write(
+        "team.yaml",
+        "version: 1\ngroups:\n  - id: 15\n    members: [21, 10]\n",
+    );
+    std::os::unix::fs::symlink("team.yaml", ws.path("link.yaml")).unwrap();
+    let run = ws.roster(&["fmt", "link.yaml"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert!(
+        std::fs::symlink_metadata(ws.path("link.yaml"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        ws.read("team.yaml"),
+        "version: 1\ngroups:\n  - id: 15\n    members:\n      - 10\n      - 21\n"
+    );
+    let before = ws.read("team.yaml");
+    let out = ws.roster(&[
+        "plan",
+        "team.yaml",
+        "--portal=sandbox:crm.yaml",
+        "--out",
+        "team.yaml",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.transcript());
+    assert!(
+        out.stderr.contains("is not a roster plan file"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(ws.read("team.yaml"), before);
+    let json_diff = ws.roster(&[
+        "plan",
+        "team.yaml",
+        "--portal=sandbox:crm.yaml",
+        "--format=json",
+        "--diff",
+    ]);
+    assert_eq!(json_diff.code, 1, "{}", json_diff.transcript());
+}

@@ -411,11 +411,44 @@ pub(crate) fn plain_is_safe(s: &str) -> bool {
     {
         return false;
     }
+    // Plain text that YAML 1.1 readers (PyYAML, yamllint's truthy rule, older Ruby and Go
+    // libraries) take as a boolean, a merge key, a sexagesimal number or a date: quoted, so
+    // the file means the same to every tool that reads it.
+    if yaml11_special(s) {
+        return false;
+    }
     // Plain text that the core schema reads as something else (null, true, 12, 0x1F, .inf).
     matches!(
         Scalar::parse_from_cow_and_metadata(Cow::Borrowed(s), ScalarStyle::Plain, None),
         Some(Scalar::String(_))
     )
+}
+
+/// YAML 1.1's other readings of plain text: `y`/`n`/`yes`/`no`/`on`/`off` (any case), the
+/// merge key `<<`, `~`, base-60 numbers (`12:30`, `1:2:3`) and dates (`2001-12-14`).
+fn yaml11_special(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "y" | "n" | "yes" | "no" | "on" | "off" | "<<" | "~"
+    ) {
+        return true;
+    }
+    let sexagesimal = s.contains(':')
+        && s.split(':').enumerate().all(|(i, part)| {
+            let digits = part.trim_start_matches(['+', '-']);
+            !digits.is_empty()
+                && digits
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.' || b == b'_')
+                && (i == 0 || !part.starts_with(['+', '-']))
+        });
+    let date = s.len() >= 8
+        && s.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        && s.split(['-', 'T', 't', ' ', ':', '.', 'Z', 'z', '+'])
+            .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        && s.matches('-').count() >= 2;
+    sexagesimal || date
 }
 
 fn quoted(s: &str) -> String {

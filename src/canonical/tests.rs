@@ -673,7 +673,7 @@ fn hostile_scalars_are_quoted_only_when_needed() {
         ("a:b", "a:b"),
         ("a#b", "a#b"),
         ("Ünïcødé 🎉", "Ünïcødé 🎉"),
-        ("yes", "yes"),
+        ("yes", "\"yes\""),
         ("true", "\"true\""),
         ("Null", "\"Null\""),
         ("~", "\"~\""),
@@ -1169,5 +1169,40 @@ groups:
     portal: docs
     manager: 0a0d0000-0000-4000-8000-000000000010  # by UUID
 ",
+    );
+}
+
+#[test]
+fn what_yaml_1_1_reads_otherwise_stays_quoted() {
+    for s in [
+        "yes",
+        "No",
+        "ON",
+        "off",
+        "y",
+        "N",
+        "<<",
+        "~",
+        "12:30",
+        "1:2:3",
+        "2001-12-14",
+        "2001-12-14T21:59:43.10-05:00",
+    ] {
+        assert!(!super::emit::plain_is_safe(s), "{s} must be quoted");
+    }
+    for s in [
+        "Sales",
+        "yesterday",
+        "a:b",
+        "12:30 pm",
+        "2001-12",
+        "Team 2001-12-14",
+        "no way",
+    ] {
+        assert!(super::emit::plain_is_safe(s), "{s} may stay plain");
+    }
+    check(
+        "version: 1\ngroups:\n  - name: \"yes\"\n  - name: \"12:30\"\n",
+        "version: 1\ngroups:\n  - name: \"12:30\"\n\n  - name: \"yes\"\n",
     );
 }

@@ -389,23 +389,7 @@ pub(super) fn people_in(v: &Value) -> Result<Vec<Person>, String> {
 
 /// The groups of a `sonet_group.get` page (an array, or an object of rows), with their names.
 pub(super) fn groups_in(v: &Value) -> Result<Vec<(GroupId, String)>, String> {
-    let rows: Vec<&Value> = match v {
-        Value::Array(rows) => rows.iter().collect(),
-        Value::Object(map) => map.values().collect(),
-        other => {
-            return Err(format!(
-                "sonet_group.get: expected a list of groups, got {other}"
-            ));
-        }
-    };
-    Ok(rows
-        .into_iter()
-        .filter_map(|g| {
-            let id = g.get("ID").and_then(wire::id).filter(|id| *id > 0)?;
-            let name = g.get("NAME").and_then(Value::as_str)?;
-            Some((GroupId::Num(id), name.to_owned()))
-        })
-        .collect())
+    super::list::groups_of(v).map(|groups| groups.into_iter().map(|g| (g.id, g.name)).collect())
 }
 
 /// The groups of a `sonet_group.get` page whose name is `name`, ignoring case.

@@ -473,24 +473,7 @@ impl Units<'_> {
                     indent.get_or_insert(dash);
                     end = Some(u.end);
                 }
-                let bracket = flow.map(|(open, close)| Flow {
-                    open,
-                    close,
-                    map: false,
-                });
-                if let Some((_, close)) = flow {
-                    end = Some(Pos {
-                        line: close.line,
-                        col: close.col + 1,
-                    });
-                }
-                (
-                    end,
-                    Some(Container {
-                        indent,
-                        flow: bracket,
-                    }),
-                )
+                closed(end, indent, *flow, false)
             }
             SynKind::Map(entries, flow) => {
                 let mut end = None;
@@ -508,24 +491,7 @@ impl Units<'_> {
                     indent.get_or_insert(key.start.col);
                     end = Some(u.end);
                 }
-                let bracket = flow.map(|(open, close)| Flow {
-                    open,
-                    close,
-                    map: true,
-                });
-                if let Some((_, close)) = flow {
-                    end = Some(Pos {
-                        line: close.line,
-                        col: close.col + 1,
-                    });
-                }
-                (
-                    end,
-                    Some(Container {
-                        indent,
-                        flow: bracket,
-                    }),
-                )
+                closed(end, indent, *flow, true)
             }
         }
     }
@@ -1131,4 +1097,27 @@ impl Build<'_> {
         g.end = self.placed.end(unit);
         Ok(g)
     }
+}
+
+/// A list's or mapping's end and container: a flow collection ends after its closing bracket.
+fn closed(
+    end: Option<Pos>,
+    indent: Option<u32>,
+    flow: Option<(Pos, Pos)>,
+    map: bool,
+) -> (Option<Pos>, Option<Container>) {
+    let end = match flow {
+        Some((_, close)) => Some(Pos {
+            line: close.line,
+            col: close.col + 1,
+        }),
+        None => end,
+    };
+    (
+        end,
+        Some(Container {
+            indent,
+            flow: flow.map(|(open, close)| Flow { open, close, map }),
+        }),
+    )
 }

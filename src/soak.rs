@@ -674,6 +674,7 @@ fn generate(rng: &mut fastrand::Rng) -> Generated {
         state: State {
             portal,
             users,
+            departments: Vec::new(),
             groups,
             webhooks: vec![state::Webhook {
                 user: CALLER,

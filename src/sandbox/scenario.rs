@@ -180,6 +180,7 @@ pub fn generate(p: &Params) -> Scenario {
         state: State {
             portal: p.portal.clone(),
             users,
+            departments: Vec::new(),
             groups,
             webhooks: vec![Webhook {
                 user: 1,

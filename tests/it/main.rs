@@ -16,6 +16,7 @@ mod reconcile;
 mod resilience;
 mod safety;
 mod sandbox_conformance;
+mod sandbox_departments;
 mod sandbox_people;
 mod schemas;
 mod secrets;

@@ -1,5 +1,6 @@
-//! The emulated REST methods (reference §1, §2; rules §2–§4): `sonet_group.*`, `user.get`,
-//! `user.current`, `user.admin` and `socialnetwork.api.workgroup.get`. Each takes the caller,
+//! The emulated REST methods (reference §1, §2; rules §1–§4): `sonet_group.*`, `user.get`,
+//! `user.current`, `user.admin`, `socialnetwork.api.workgroup.get`, `department.get` and
+//! `department.fields`. Each takes the caller,
 //! the parsed PHP parameters and the portal state, and returns a PHP result value or a REST
 //! error. Checks run in the order the references list them, with their exact texts. Which
 //! scope a method needs is said here ([`scopes_for`]); the server enforces it.
@@ -22,8 +23,8 @@
 
 use super::params::{self, Params, Value, list, obj, s};
 use super::state::{
-    BareEmail, Group, InactiveMembers, Initiator, Member, PastEnd, Portal, Role, SetOwnerAdmin,
-    State, User,
+    BareEmail, Department, Group, InactiveMembers, Initiator, Member, NoDepartment, PastEnd,
+    Portal, Role, SetOwnerAdmin, State, User,
 };
 
 /// Page size of every list method (`IRestService::LIST_LIMIT`).
@@ -100,6 +101,8 @@ pub const METHODS: &[&str] = &[
     "user.current",
     "user.admin",
     "socialnetwork.api.workgroup.get",
+    "department.get",
+    "department.fields",
 ];
 
 pub fn is_known(method: &str) -> bool {
@@ -118,6 +121,9 @@ pub fn scopes_for(method: &str) -> &'static [&'static str] {
         &["socialnetwork"]
     } else if method.starts_with("user.") {
         &["user", "user_basic", "user_brief"]
+    } else if method.starts_with("department.") {
+        // rules §1.1, §1.7 [src INTR `OnRestServiceBuildDescription` key `department`].
+        &["department"]
     } else {
         &[]
     }
@@ -166,6 +172,8 @@ pub fn call(
         "user.current" => user_current(state, caller),
         "user.admin" => Ok(Output::plain(Value::Bool(caller.admin))),
         "socialnetwork.api.workgroup.get" => workgroup_get(state, caller, rest),
+        "department.get" => department_get(state, rest, start),
+        "department.fields" => Ok(Output::plain(department_fields())),
         _ => Err(ApiError::method_not_found()),
     }
 }
@@ -406,47 +414,60 @@ fn sonet_group_get(
         a.id.cmp(&b.id)
     });
 
-    let total = rows.len() as i64;
-    if start < 0 {
-        // nTopCount: the first page, no navigation.
-        let page: Vec<Value> = rows
-            .iter()
-            .take(PAGE as usize)
-            .map(|g| group_json(g))
-            .collect();
-        return Ok(Output {
-            result: list(page),
-            total: Some(page_len(&rows)),
-            next: None,
-        });
-    }
-    // Legacy navigation: page = floor(start/50)+1.
-    let pages = (total + PAGE - 1) / PAGE;
-    let mut page_no = start / PAGE + 1;
-    if page_no > pages && state.portal.sonet_group_get_past_end == PastEnd::LastPage {
-        page_no = pages.max(1);
-    }
-    let from = ((page_no - 1) * PAGE) as usize;
-    let page: Vec<Value> = rows
+    let nav = legacy_nav(rows.len(), start, state.portal.sonet_group_get_past_end);
+    let page: Vec<Value> = rows[nav.from..nav.to]
         .iter()
-        .skip(from)
-        .take(PAGE as usize)
         .map(|g| group_json(g))
         .collect();
-    let next = if page_no * PAGE < total {
-        Some(page_no * PAGE)
-    } else {
-        None
-    };
     Ok(Output {
         result: list(page),
-        total: Some(total),
-        next,
+        total: Some(nav.total),
+        next: nav.next,
     })
 }
 
-fn page_len(rows: &[&Group]) -> i64 {
-    rows.len().min(PAGE as usize) as i64
+/// One page of a legacy (non-ORM) list: rows `from..to`, `total` and `next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Nav {
+    from: usize,
+    to: usize,
+    total: i64,
+    next: Option<i64>,
+}
+
+/// Legacy page navigation over `n` rows (reference §1.2 "sonet_group.get pagination", rules
+/// §1.1 "Paging"; src SRV `IRestService::getNavData/setNavData`): page = `floor(start/50)+1`,
+/// `next` = `page*50` while pages remain, `total` the record count. `start < 0` is
+/// `nTopCount`: the first 50, no navigation, `total` the page's length. A page past the end
+/// is the last page or empty (`portal.sonet_group_get_past_end`, UNCONFIRMED).
+fn legacy_nav(n: usize, start: i64, past_end: PastEnd) -> Nav {
+    let page = PAGE as usize;
+    if start < 0 {
+        let to = n.min(page);
+        return Nav {
+            from: 0,
+            to,
+            total: to as i64,
+            next: None,
+        };
+    }
+    let total = n as i64;
+    let pages = (total + PAGE - 1) / PAGE;
+    let mut page_no = start / PAGE + 1;
+    if page_no > pages && past_end == PastEnd::LastPage {
+        page_no = pages.max(1);
+    }
+    let from = usize::try_from((page_no - 1) * PAGE)
+        .unwrap_or(usize::MAX)
+        .min(n);
+    let to = from.saturating_add(page).min(n);
+    let next = page_no.checked_mul(PAGE).filter(|x| *x < total);
+    Nav {
+        from,
+        to,
+        total,
+        next,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -797,11 +818,208 @@ fn workgroup_get(state: &State, caller: Caller, p: &Params) -> Result<Output, Ap
 const WORKGROUP_DATE: &str = "01.01.2024 00:00:00";
 
 // ---------------------------------------------------------------------------------------------
+// department.get / department.fields
+
+/// The filter keys `prepareDeptData` copies (exact, case-sensitive), and the only values
+/// `sort` takes [src INTR `$arAllowedDepartmentFields`].
+const DEPARTMENT_FIELDS: &[&str] = &["ID", "NAME", "SORT", "PARENT", "UF_HEAD"];
+
+/// `department.fields` (rules §1.2; DOCS-EN `api-reference/departments/department-fields.md`
+/// example): the fixed five fields with their English labels.
+fn department_fields() -> Value {
+    obj([
+        ("ID", s("ID")),
+        ("NAME", s("Department Name")),
+        ("SORT", s("Sorting Order")),
+        ("PARENT", s("Parent Department")),
+        ("UF_HEAD", s("Manager")),
+    ])
+}
+
+/// One condition of `department.get`'s filter, after `prepareDeptData`'s casts.
+#[derive(Debug, Clone, PartialEq)]
+enum DeptCond {
+    /// `ID` (`intval`, an array is `IN`).
+    Id(Vec<i64>),
+    /// `NAME`: SQL `LIKE` on each value (an array is OR).
+    Name(Vec<String>),
+    /// `PARENT` (→ `SECTION_ID`): a scalar ≤ 0 is `IBLOCK_SECTION_ID IS NULL`.
+    Top,
+    Parent(Vec<i64>),
+    /// `UF_HEAD` (exact through the user-field layer).
+    Head(Vec<i64>),
+}
+
+/// `intval` of a scalar, `array_map("intval")` of an array.
+fn intvals(v: &Value) -> Vec<i64> {
+    match v {
+        Value::Arr(a) => a.iter().map(|(_, x)| x.intval()).collect(),
+        x => vec![x.intval()],
+    }
+}
+
+/// `prepareDeptData` [src INTR]: only the exact keys of [`DEPARTMENT_FIELDS`] are copied;
+/// `SORT` is copied but `CAllIBlockSection::GetFilter` has no case for it (a no-op, rules §1.1
+/// [src IBS; inferred]); `GLOBAL_ACTIVE = 'Y'` is added by the caller. A `null` `ID`, `NAME`
+/// or `UF_HEAD` adds no condition (`isset` fails) [inferred]; a `null` `PARENT` still reaches
+/// `GetFilter`, where `(int)null <= 0` means the top level [inferred].
+fn department_filter(query: &[(String, Value)]) -> Vec<DeptCond> {
+    let mut out = Vec::new();
+    for (key, v) in query {
+        let cond = match key.as_str() {
+            "ID" if *v != Value::Null => DeptCond::Id(intvals(v)),
+            "NAME" if *v != Value::Null => DeptCond::Name(match v {
+                Value::Arr(a) => a.iter().map(|(_, x)| x.to_php_string()).collect(),
+                x => vec![x.to_php_string()],
+            }),
+            "PARENT" => match v {
+                Value::Arr(_) => DeptCond::Parent(intvals(v)),
+                x if x.intval() <= 0 => DeptCond::Top,
+                x => DeptCond::Parent(vec![x.intval()]),
+            },
+            "UF_HEAD" if *v != Value::Null => DeptCond::Head(intvals(v)),
+            _ => continue,
+        };
+        out.push(cond);
+    }
+    out
+}
+
+fn department_matches(d: &Department, c: &DeptCond) -> bool {
+    match c {
+        DeptCond::Id(ids) => ids.contains(&d.id),
+        // `BS.NAME LIKE '<value>'`: exact unless `%`/`_`, case-insensitive (rules §1.1).
+        DeptCond::Name(names) => names.iter().any(|n| like(&d.name, n)),
+        DeptCond::Top => d.parent.is_none(),
+        DeptCond::Parent(ids) => d.parent.is_some_and(|p| ids.contains(&p)),
+        DeptCond::Head(ids) => d.head.is_some_and(|h| ids.contains(&h)),
+    }
+}
+
+/// The departments in `LEFT_MARGIN` order, i.e. depth-first pre-order: every parent before
+/// its children (rules §1.1 "Sorting" [inferred from nested-set margins]). Siblings come in
+/// `SORT`, then `NAME` order, as `CIBlockSection::ReSort` numbers the margins [inferred];
+/// ties by ID. Only departments whose every ancestor is active are listed (`GLOBAL_ACTIVE`):
+/// an inactive department hides its whole subtree.
+fn department_tree(depts: &[Department]) -> Vec<&Department> {
+    let mut children: std::collections::HashMap<Option<i64>, Vec<&Department>> =
+        std::collections::HashMap::new();
+    for d in depts {
+        children.entry(d.parent).or_default().push(d);
+    }
+    for list in children.values_mut() {
+        list.sort_by(|a, b| {
+            (a.sort, a.name.to_lowercase(), a.id).cmp(&(b.sort, b.name.to_lowercase(), b.id))
+        });
+    }
+    let mut out = Vec::with_capacity(depts.len());
+    // An explicit stack (validation rules out cycles; deep trees cannot overflow it).
+    let mut stack: Vec<&Department> = children
+        .get(&None)
+        .map(|l| l.iter().rev().copied().collect())
+        .unwrap_or_default();
+    while let Some(d) = stack.pop() {
+        if !d.active {
+            continue;
+        }
+        out.push(d);
+        if let Some(kids) = children.get(&Some(d.id)) {
+            stack.extend(kids.iter().rev().copied());
+        }
+    }
+    out
+}
+
+/// `prepareSort` [src INTR]: keys case-insensitive (`array_change_key_case`), `SORT` a string
+/// naming one of [`DEPARTMENT_FIELDS`] (any case), `ORDER` `DESC` or anything else → `ASC`;
+/// otherwise `LEFT_MARGIN ASC` (`None`).
+fn department_sort(query: &[(String, Value)]) -> Option<(String, bool)> {
+    let q = params::change_key_case(query, true);
+    let Some(Value::Str(field)) = params::get(&q, "SORT") else {
+        return None;
+    };
+    let field = field.to_uppercase();
+    if !DEPARTMENT_FIELDS.contains(&field.as_str()) {
+        return None;
+    }
+    let desc =
+        matches!(params::get(&q, "ORDER"), Some(Value::Str(o)) if o.to_uppercase() == "DESC");
+    Some((field, desc))
+}
+
+/// `department.get` (rules §1.1) [src INTR `departmentGet`, `prepareSort`, `prepareDeptData`,
+/// `getDeptData`; src SRV paging]. An array `FILTER` replaces the whole query (then `sort` and
+/// `order` are read inside it); otherwise the top-level params are the filter. Only the
+/// lower-case `start` pages (the server takes it out before the handler runs); `START` is
+/// neither paging nor a filter key.
+fn department_get(state: &State, p: &Params, start: i64) -> Result<Output, ApiError> {
+    let query: &[(String, Value)] = match params::get(p, "FILTER") {
+        Some(Value::Arr(f)) => f,
+        _ => p,
+    };
+    let conds = department_filter(query);
+    let tree = department_tree(&state.departments);
+    // Position in the tree: the order of ties under any other sort [inferred].
+    let mut rows: Vec<(usize, &Department)> = tree
+        .into_iter()
+        .enumerate()
+        .filter(|(_, d)| conds.iter().all(|c| department_matches(d, c)))
+        .collect();
+    if let Some((field, desc)) = department_sort(query) {
+        rows.sort_by(|(ia, a), (ib, b)| {
+            let ord = match field.as_str() {
+                "ID" => a.id.cmp(&b.id),
+                "NAME" => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+                "SORT" => a.sort.cmp(&b.sort),
+                // No `parent` case in `CIBlockSection::GetList`: TIMESTAMP_X order, which
+                // the state does not keep; ID (creation order) stands in [inferred].
+                "PARENT" => a.id.cmp(&b.id),
+                // UNCONFIRMED (rules §8.3): by the head's id, departments without one first
+                // (SQL NULLs sort first ascending).
+                _ => a.head.cmp(&b.head),
+            };
+            let ord = if desc { ord.reverse() } else { ord };
+            ord.then(ia.cmp(ib))
+        });
+    }
+    let nav = legacy_nav(rows.len(), start, state.portal.sonet_group_get_past_end);
+    let page: Vec<Value> = rows[nav.from..nav.to]
+        .iter()
+        .map(|(_, d)| department_json(d))
+        .collect();
+    Ok(Output {
+        result: list(page),
+        total: Some(nav.total),
+        next: nav.next,
+    })
+}
+
+/// `getDeptData` [src INTR]: `ID` and `PARENT` strings, `SORT` an int, `UF_HEAD` the head's
+/// id as a string; a key only when set, so the top level has no `PARENT` and a department
+/// without a head no `UF_HEAD`.
+fn department_json(d: &Department) -> Value {
+    let mut fields = vec![
+        ("ID".to_owned(), s(d.id.to_string())),
+        ("NAME".to_owned(), s(d.name.clone())),
+        ("SORT".to_owned(), Value::Int(d.sort)),
+    ];
+    if let Some(p) = d.parent {
+        fields.push(("PARENT".to_owned(), s(p.to_string())));
+    }
+    if let Some(h) = d.head {
+        fields.push(("UF_HEAD".to_owned(), s(h.to_string())));
+    }
+    Value::Arr(fields)
+}
+
+// ---------------------------------------------------------------------------------------------
 // user.get / user.current
 
 /// A user as `user.get` and `user.current` give it; `EMAIL` only when the caller's scopes
-/// allow it ([`sees_emails`]).
-fn user_json(u: &User, caller: Caller) -> Value {
+/// allow it ([`sees_emails`]). `UF_DEPARTMENT` is an array of ints (in every user scope, rules
+/// §1.5 "Scopes"); for a user without departments it is what `portal.user_no_department`
+/// says (UNCONFIRMED, rules §8.1), by default absent.
+fn user_json(u: &User, caller: Caller, no_department: NoDepartment) -> Value {
     let mut fields = vec![
         ("ID", s(u.id.to_string())),
         ("ACTIVE", Value::Bool(u.active)),
@@ -810,6 +1028,19 @@ fn user_json(u: &User, caller: Caller) -> Value {
     ];
     if caller.emails {
         fields.push(("EMAIL", s(u.email.clone())));
+    }
+    let departments = if u.departments.is_empty() {
+        match no_department {
+            NoDepartment::Absent => None,
+            NoDepartment::Null => Some(Value::Null),
+            NoDepartment::Empty => Some(list([])),
+            NoDepartment::False => Some(Value::Bool(false)),
+        }
+    } else {
+        Some(list(u.departments.iter().map(|d| Value::Int(*d))))
+    };
+    if let Some(d) = departments {
+        fields.push(("UF_DEPARTMENT", d));
     }
     fields.push(("USER_TYPE", s(user_type(u))));
     Value::Arr(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
@@ -863,16 +1094,40 @@ fn like(text: &str, pattern: &str) -> bool {
     p[pi..].iter().all(|c| *c == '%')
 }
 
-/// Normalise a filter value for boolean fields: `true`/`1`/`Y` → `Y`.
-fn bool_value(v: &Value) -> Value {
-    match v {
-        Value::Bool(b) => s(if *b { "Y" } else { "N" }),
-        Value::Int(1) => s("Y"),
-        Value::Int(0) => s("N"),
-        Value::Str(x) if x == "true" || x == "1" => s("Y"),
-        Value::Str(x) if x == "false" || x == "0" => s("N"),
-        Value::Arr(a) => Value::Arr(a.iter().map(|(k, v)| (k.clone(), bool_value(v))).collect()),
-        other => other.clone(),
+/// The `ACTIVE` filter value as `prepareUserValue` normalises it (rules §1.5 `ACTIVE`
+/// [src USR]): `($value && $value !== 'N') ? 'Y' : 'N'`, so `true`, `"Y"`, `1` and even the
+/// string `"false"` are `Y`, while `false`, `0`, `"0"`, `""`, `null` and `"N"` are `N`. Applied
+/// to the whole value, as the source does (a non-empty array is `Y`).
+fn active_value(v: &Value) -> Value {
+    let active = v.truthy() && !matches!(v, Value::Str(x) if x == "N");
+    s(if active { "Y" } else { "N" })
+}
+
+/// A `UF_DEPARTMENT` filter: "has any of" (`=`, `@` or no prefix), or its negation
+/// (`!`, `!=`, `!@`). A scalar is wrapped into an array (`prepareUserValue`); each value is
+/// matched as an int against the user's multi-valued field, without recursion into
+/// sub-departments (rules §1.5 [src USR; inferred]).
+#[derive(Debug, Clone, PartialEq)]
+struct DeptFilter {
+    negate: bool,
+    ids: std::collections::HashSet<i64>,
+}
+
+impl DeptFilter {
+    fn parse(op: &str, v: &Value) -> Option<DeptFilter> {
+        let negate = match op {
+            "" | "=" | "@" => false,
+            "!" | "!=" | "!@" => true,
+            _ => return None,
+        };
+        Some(DeptFilter {
+            negate,
+            ids: intvals(v).into_iter().collect(),
+        })
+    }
+
+    fn matches(&self, u: &User) -> bool {
+        u.departments.iter().any(|d| self.ids.contains(d)) != self.negate
     }
 }
 
@@ -931,8 +1186,19 @@ fn user_get(state: &State, caller: Caller, p: &Params, start: i64) -> Result<Out
         _ => p,
     };
     let mut conds: Vec<(String, String, Value)> = Vec::new();
+    let mut dept_filters: Vec<DeptFilter> = Vec::new();
+    // `HAS_DEPARTAMENT: "Y"` (sic): a non-empty `UF_DEPARTMENT` (rules §1.5 [src USR]).
+    let mut has_department = false;
     for (k, v) in filter {
         let (op, field) = split_prefix(k);
+        if field.eq_ignore_ascii_case("UF_DEPARTMENT") {
+            dept_filters.extend(DeptFilter::parse(op, v));
+            continue;
+        }
+        if op.is_empty() && field.eq_ignore_ascii_case("HAS_DEPARTAMENT") {
+            has_department |= v.to_php_string() == "Y";
+            continue;
+        }
         // Most keys of a large filter name no field: check before allocating.
         if !USER_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(field)) {
             continue;
@@ -964,7 +1230,7 @@ fn user_get(state: &State, caller: Caller, p: &Params, start: i64) -> Result<Out
             continue;
         }
         let v = if field == "ACTIVE" {
-            bool_value(v)
+            active_value(v)
         } else {
             v.clone()
         };
@@ -989,6 +1255,8 @@ fn user_get(state: &State, caller: Caller, p: &Params, start: i64) -> Result<Out
     let mut rows: Vec<&User> = state
         .users
         .iter()
+        .filter(|u| !has_department || !u.departments.is_empty())
+        .filter(|u| dept_filters.iter().all(|f| f.matches(u)))
         .filter(|u| {
             conds
                 .iter()
@@ -1027,7 +1295,7 @@ fn user_get(state: &State, caller: Caller, p: &Params, start: i64) -> Result<Out
         .iter()
         .skip(offset)
         .take(PAGE as usize)
-        .map(|u| user_json(u, caller))
+        .map(|u| user_json(u, caller, state.portal.user_no_department))
         .collect();
     if page.is_empty() {
         // prepareUserGetResult returns early: no `total` key at all.
@@ -1052,7 +1320,11 @@ fn user_current(state: &State, caller: Caller) -> Result<Output, ApiError> {
     let u = state
         .user(caller.user)
         .ok_or_else(|| ApiError::new(401, "NO_AUTH_FOUND", "Wrong authorization data"))?;
-    Ok(Output::plain(user_json(u, caller)))
+    Ok(Output::plain(user_json(
+        u,
+        caller,
+        state.portal.user_no_department,
+    )))
 }
 
 #[cfg(test)]
@@ -1083,6 +1355,102 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(!like(&text, &pattern));
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn legacy_nav_pages() {
+        let nav = |n, start| {
+            let x = legacy_nav(n, start, PastEnd::LastPage);
+            (x.from, x.to, x.total, x.next)
+        };
+        assert_eq!(nav(120, 0), (0, 50, 120, Some(50)));
+        assert_eq!(nav(120, 49), (0, 50, 120, Some(50)));
+        assert_eq!(nav(120, 50), (50, 100, 120, Some(100)));
+        assert_eq!(nav(120, 100), (100, 120, 120, None));
+        assert_eq!(nav(100, 50), (50, 100, 100, None));
+        assert_eq!(nav(0, 0), (0, 0, 0, None));
+        assert_eq!(nav(120, -1), (0, 50, 50, None));
+        // Past the end: the last page, or nothing.
+        assert_eq!(nav(60, 500), (50, 60, 60, None));
+        let x = legacy_nav(60, 500, PastEnd::Empty);
+        assert_eq!((x.from, x.to, x.next), (60, 60, None));
+        let x = legacy_nav(60, i64::MAX, PastEnd::Empty);
+        assert_eq!((x.from, x.to, x.next), (60, 60, None));
+    }
+
+    fn dept(id: i64, parent: Option<i64>, sort: i64, name: &str, active: bool) -> Department {
+        Department {
+            id,
+            name: name.into(),
+            parent,
+            head: None,
+            sort,
+            active,
+        }
+    }
+
+    #[test]
+    fn department_tree_is_pre_order_and_globally_active() {
+        let depts = [
+            dept(5, Some(1), 500, "b", true),
+            dept(1, None, 500, "root", true),
+            dept(2, Some(1), 100, "z", true),
+            dept(3, Some(2), 500, "x", true),
+            dept(4, Some(1), 500, "A", true),
+            dept(6, Some(1), 500, "c", false),
+            dept(7, Some(6), 500, "d", true),
+            dept(8, None, 10, "second root", true),
+        ];
+        let order: Vec<i64> = department_tree(&depts).iter().map(|d| d.id).collect();
+        assert_eq!(order, [8, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn department_filter_keeps_exact_keys_and_casts() {
+        let p = |j: serde_json::Value| -> Params {
+            match Value::from_json(&j) {
+                Value::Arr(a) => a,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(
+            department_filter(&p(serde_json::json!({
+                "ID": "7", "PARENT": 0, "name": "x", ">ID": 1, "SORT": 5, "UF_HEAD": [1, "2"]
+            }))),
+            [
+                DeptCond::Id(vec![7]),
+                DeptCond::Top,
+                DeptCond::Head(vec![1, 2])
+            ]
+        );
+        assert_eq!(
+            department_filter(&p(
+                serde_json::json!({"PARENT": null, "ID": null, "NAME": "S%"})
+            )),
+            // `json!` sorts the keys: ID, NAME, PARENT.
+            [DeptCond::Name(vec!["S%".into()]), DeptCond::Top]
+        );
+        assert_eq!(
+            department_filter(&p(serde_json::json!({"PARENT": [0, "3"]}))),
+            [DeptCond::Parent(vec![0, 3])]
+        );
+    }
+
+    #[test]
+    fn active_is_normalised_like_php() {
+        let y = |v: Value| active_value(&v) == s("Y");
+        assert!(y(Value::Bool(true)) && y(s("Y")) && y(s("false")) && y(Value::Int(2)));
+        assert!(y(s("n")), "only an upper-case N is inactive");
+        for v in [
+            Value::Bool(false),
+            Value::Int(0),
+            s("0"),
+            s(""),
+            s("N"),
+            Value::Null,
+        ] {
+            assert!(!y(v.clone()), "{v:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Bitrix24 REST emulator: a stateful fake portal served over real HTTP, following
-//! `/work/shared/reference/bitrix24-api.md` (webhook routes, the envelope, the `sonet_group.*`
-//! and `user.*` methods, `batch`, the leaky bucket). It owns [`Sandbox`], its lifecycle and
+//! `/work/shared/reference/bitrix24-api.md` and `bitrix24-rules.md` (webhook routes, the
+//! envelope, the `sonet_group.*`, `user.*` and `department.*` methods, `batch`, the leaky
+//! bucket). It owns [`Sandbox`], its lifecycle and
 //! its errors; the submodules own one concern each:
 //!
 //! * [`state`] — the YAML state file (shape documented there), validation, atomic write-back;
@@ -136,8 +137,14 @@ pub enum SandboxError {
         column: Option<usize>,
         message: String,
     },
-    #[error("invalid state file {}: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
+    #[error("invalid state file {}{}: {message}", path.display(), position(*line, *column))]
+    Invalid {
+        path: PathBuf,
+        /// Where the offending value is, when validation knows it (departments do).
+        line: Option<usize>,
+        column: Option<usize>,
+        message: String,
+    },
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,

@@ -7,12 +7,13 @@
 //! portal:                                   # optional; every key below is optional
 //!   rate_limit: { burst: 50, per_second: 2 } # default (cloud); `null` disables; enterprise 250/5
 //!   setowner_error_code: ""                 # `error` of sonet_group.setowner failures: "" or "0"
-//!   sonet_group_get_past_end: last_page     # `start` past the end: last_page | empty
+//!   sonet_group_get_past_end: last_page     # `start` past the end (also department.get): last_page | empty
 //!   user_get_bare_email: like               # user.get FILTER {EMAIL: ..} without prefix: like | exact
 //!   setowner_admin: deny                    # sonet_group.setowner by a non-owner admin: deny | allow
 //!   workgroup_members_inactive: exclude     # socialnetwork.api.workgroup.get lists inactive users: exclude | include
 //!   oauth_rotation: invalidate              # a used refresh token: invalidate | keep
 //!   insufficient_scope_status: 401          # HTTP status of `insufficient_scope`: 401 | 403
+//!   user_no_department: absent              # UF_DEPARTMENT of users without one: absent | null | empty | false
 //!   latency_ms: 0                           # phase 2: added to every HTTP response
 //!   command_ms: 0                           # phase 2: processing time charged per command
 //!   operating_limit_s: 480                  # phase 2: per-method budget over 10 one-minute buckets
@@ -24,6 +25,11 @@
 //!   - { id: 1, email: admin@example.com, name: Ada, last_name: Admin, active: true, admin: true }
 //!   - { id: 10, email: bo@example.com, name: Bo, last_name: Berg }  # active: true, admin: false
 //!   - { id: 11, email: ex@example.com, name: Ex, last_name: Tern, active: true, extranet: true }
+//!   - { id: 12, email: cy@example.com, name: Cy, last_name: Cole, active: true, departments: [3, 7] }
+//! departments:                              # optional: the company structure (department.get)
+//!   - { id: 1, name: Acme, head: 1 }        # no parent: a top-level department
+//!   - { id: 3, name: Sales, parent: 1, sort: 100 }  # sort (default 500), head (default none)
+//!   - { id: 7, name: Old, parent: 1, active: false }  # hidden with everything below it
 //! groups:
 //!   - id: 15
 //!     name: Marketing
@@ -55,7 +61,16 @@
 //! `socialnetwork.api.*` needs `socialnetwork`; other names are accepted and grant nothing
 //! here. With `user_brief` but neither `user` nor `user_basic`, users come without `EMAIL` and
 //! a filter on it is ignored. A refresh token's `scopes` are those of its grant: the access
-//! and refresh tokens it is exchanged for carry them.
+//! and refresh tokens it is exchanged for carry them. `department.*` needs `department`.
+//!
+//! # Departments
+//!
+//! A user's `departments` is `UF_DEPARTMENT` (default none). `USER_TYPE` still comes from
+//! `extranet` alone, so older files behave as before: an employee may have no departments
+//! (on a portal that would make them extranet), while an extranet user must have none.
+//! Validation requires unique positive ids, a non-empty name, an existing `parent` (no cycles),
+//! an existing `head` user and existing departments in users' lists; its messages give the
+//! line. Groups' `departments` (`UF_SG_DEPT`) are not checked against the tree, as before.
 //!
 //! # Injected faults (`portal.faults`, all optional, default 0)
 //!
@@ -103,6 +118,9 @@ pub struct State {
     pub portal: Portal,
     #[serde(default)]
     pub users: Vec<User>,
+    /// The company structure, in file order (`department.get` orders it itself).
+    #[serde(default)]
+    pub departments: Vec<Department>,
     #[serde(default)]
     pub groups: Vec<Group>,
     #[serde(default)]
@@ -121,7 +139,8 @@ pub struct Portal {
     /// The `error` code of `sonet_group.setowner` failures (reference §0: `""` or `"0"`).
     #[serde(default)]
     pub setowner_error_code: String,
-    /// What `sonet_group.get` returns for a `start` past the last page.
+    /// What `sonet_group.get` (and `department.get`, the same legacy navigation) returns for
+    /// a `start` past the last page.
     #[serde(default)]
     pub sonet_group_get_past_end: PastEnd,
     /// How `user.get` matches a FILTER `EMAIL` key without prefix.
@@ -140,6 +159,10 @@ pub struct Portal {
     /// path: 401).
     #[serde(default = "default_scope_status")]
     pub insufficient_scope_status: u16,
+    /// What `user.get` sends as `UF_DEPARTMENT` for a user without departments (rules §1.5,
+    /// §8.1: UNCONFIRMED).
+    #[serde(default)]
+    pub user_no_department: NoDepartment,
     /// Milliseconds added to every HTTP response.
     #[serde(default)]
     pub latency_ms: u64,
@@ -168,6 +191,7 @@ impl Default for Portal {
             workgroup_members_inactive: InactiveMembers::default(),
             oauth_rotation: OAuthRotation::default(),
             insufficient_scope_status: default_scope_status(),
+            user_no_department: NoDepartment::default(),
             latency_ms: 0,
             command_ms: 0,
             operating_limit_s: default_operating_limit(),
@@ -247,6 +271,33 @@ pub enum OAuthRotation {
     Invalidate,
     /// The old refresh token keeps working after a refresh.
     Keep,
+}
+
+/// `portal.user_no_department` (rules §1.5 "Output", §8.1, UNCONFIRMED): both a NULL and a
+/// serialized empty array exist in Bitrix's own `USER_TYPE` expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoDepartment {
+    /// No `UF_DEPARTMENT` key (the NULL state; `isset` fails in `getUserData`).
+    #[default]
+    Absent,
+    /// `"UF_DEPARTMENT": null`.
+    Null,
+    /// `"UF_DEPARTMENT": []` (the serialized empty array).
+    Empty,
+    /// `"UF_DEPARTMENT": false`, which a defensive client should accept too.
+    False,
+}
+
+impl NoDepartment {
+    fn code(self) -> &'static str {
+        match self {
+            NoDepartment::Absent => "absent",
+            NoDepartment::Null => "null",
+            NoDepartment::Empty => "empty",
+            NoDepartment::False => "false",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -350,6 +401,9 @@ pub struct User {
     /// An extranet user (`USER_TYPE` `extranet`, no departments); else an employee.
     #[serde(default)]
     pub extranet: bool,
+    /// `UF_DEPARTMENT`: the departments the user belongs to, in the order given.
+    #[serde(default)]
+    pub departments: Vec<i64>,
 }
 
 impl User {
@@ -364,8 +418,33 @@ impl User {
             active: true,
             admin: id == 1,
             extranet: false,
+            departments: Vec::new(),
         }
     }
+}
+
+/// A department of the company structure (an iblock section on the portal).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Department {
+    pub id: i64,
+    pub name: String,
+    /// `IBLOCK_SECTION_ID`; `None` for a top-level department.
+    #[serde(default)]
+    pub parent: Option<i64>,
+    /// `UF_HEAD`: the head's user id.
+    #[serde(default)]
+    pub head: Option<i64>,
+    /// `SORT` (the iblock default is 500).
+    #[serde(default = "default_sort")]
+    pub sort: i64,
+    /// `ACTIVE`; an inactive department hides itself and everything below it.
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn default_sort() -> i64 {
+    500
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -576,6 +655,10 @@ impl State {
     pub fn group_mut(&mut self, id: i64) -> Option<&mut Group> {
         self.groups.iter_mut().find(|g| g.id == id)
     }
+
+    pub fn department(&self, id: i64) -> Option<&Department> {
+        self.departments.iter().find(|d| d.id == id)
+    }
 }
 
 impl Group {
@@ -619,9 +702,17 @@ pub fn parse(path: &Path, text: &str) -> Result<State, SandboxError> {
             message: scrub(&e.to_string(), text),
         }
     })?;
-    validate(&state).map_err(|message| SandboxError::Invalid {
-        path: path.to_owned(),
-        message: scrub(&message, text),
+    check(&state).map_err(|p| {
+        let at = p
+            .field
+            .as_deref()
+            .and_then(|f| crate::sandbox::docspace::positions::Index::build(text).find(f));
+        SandboxError::Invalid {
+            path: path.to_owned(),
+            line: at.map(|a| a.line),
+            column: at.map(|a| a.column),
+            message: scrub(&p.message, text),
+        }
     })?;
     Ok(state)
 }
@@ -685,6 +776,133 @@ fn scrub(message: &str, text: &str) -> String {
 
 /// Check the invariants the emulator relies on; the message names the offending item.
 pub fn validate(s: &State) -> Result<(), String> {
+    check(s).map_err(|p| p.message)
+}
+
+/// A validation failure: what is wrong, and (when known) the path of the offending value in
+/// the file (`departments[2].parent`), which [`parse`] turns into a line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Problem {
+    field: Option<String>,
+    message: String,
+}
+
+fn check(s: &State) -> Result<(), Problem> {
+    let plain = |message| Problem {
+        field: None,
+        message,
+    };
+    validate_core(s).map_err(plain)?;
+    validate_departments(s)
+}
+
+/// The `departments:` list and users' `departments`: unique positive ids, names, existing
+/// parents without cycles, existing heads; users' departments exist, extranet users have none.
+fn validate_departments(s: &State) -> Result<(), Problem> {
+    let at = |field: String, message: String| Problem {
+        field: Some(field),
+        message,
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, d) in s.departments.iter().enumerate() {
+        let here = format!("departments[{i}]");
+        if d.id <= 0 {
+            return Err(at(
+                format!("{here}.id"),
+                format!("department id {} must be positive", d.id),
+            ));
+        }
+        if !seen.insert(d.id) {
+            return Err(at(
+                format!("{here}.id"),
+                format!("duplicate department id {}", d.id),
+            ));
+        }
+        if d.name.trim().is_empty() {
+            return Err(at(
+                format!("{here}.name"),
+                format!("department {} has an empty name", d.id),
+            ));
+        }
+    }
+    for (i, d) in s.departments.iter().enumerate() {
+        let here = format!("departments[{i}]");
+        if let Some(p) = d.parent {
+            if s.department(p).is_none() {
+                return Err(at(
+                    format!("{here}.parent"),
+                    format!("department {}: parent department {p} does not exist", d.id),
+                ));
+            }
+            if let Some(cycle) = parent_cycle(s, d.id) {
+                let chain: Vec<String> = cycle.iter().map(i64::to_string).collect();
+                return Err(at(
+                    format!("{here}.parent"),
+                    format!(
+                        "department {}: its parents make a cycle ({})",
+                        d.id,
+                        chain.join(" → ")
+                    ),
+                ));
+            }
+        }
+        if let Some(h) = d.head
+            && s.user(h).is_none()
+        {
+            return Err(at(
+                format!("{here}.head"),
+                format!("department {}: head user {h} does not exist", d.id),
+            ));
+        }
+    }
+    for (i, u) in s.users.iter().enumerate() {
+        if u.extranet && !u.departments.is_empty() {
+            return Err(at(
+                format!("users[{i}].departments"),
+                format!("user {}: an extranet user has no departments", u.id),
+            ));
+        }
+        let mut mine = std::collections::BTreeSet::new();
+        for (j, d) in u.departments.iter().enumerate() {
+            let field = format!("users[{i}].departments[{j}]");
+            if s.department(*d).is_none() {
+                return Err(at(
+                    field,
+                    format!("user {}: department {d} does not exist", u.id),
+                ));
+            }
+            if !mine.insert(*d) {
+                return Err(at(
+                    field,
+                    format!("user {}: department {d} is listed twice", u.id),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cycle `id`'s parent chain runs into, from `id` back to `id`, if it is on one.
+/// Parents must exist (checked first); a chain into a cycle elsewhere is reported there.
+fn parent_cycle(s: &State, id: i64) -> Option<Vec<i64>> {
+    let mut chain = vec![id];
+    let mut cur = id;
+    while let Some(p) = s.department(cur).and_then(|d| d.parent) {
+        if p == id {
+            chain.push(p);
+            return Some(chain);
+        }
+        if chain.contains(&p) {
+            // A cycle that `id` only leads into: its own members report it.
+            return None;
+        }
+        chain.push(p);
+        cur = p;
+    }
+    None
+}
+
+fn validate_core(s: &State) -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
     for u in &s.users {
         if u.id <= 0 {
@@ -980,6 +1198,9 @@ pub fn render(s: &State) -> String {
             p.insufficient_scope_status
         );
     }
+    if p.user_no_department != d.user_no_department {
+        let _ = writeln!(o, "  user_no_department: {}", p.user_no_department.code());
+    }
     if p.latency_ms != 0 {
         let _ = writeln!(o, "  latency_ms: {}", p.latency_ms);
     }
@@ -1045,6 +1266,29 @@ pub fn render(s: &State) -> String {
         if u.extranet {
             o.push_str(", extranet: true");
         }
+        if !u.departments.is_empty() {
+            let _ = write!(o, ", departments: [{}]", ids(&u.departments));
+        }
+        o.push_str(" }\n");
+    }
+    // Only when there is a tree, so files without one round-trip byte for byte.
+    if !s.departments.is_empty() {
+        o.push_str("departments:\n");
+    }
+    for d in &s.departments {
+        let _ = write!(o, "  - {{ id: {}, name: {}", d.id, scalar(&d.name));
+        if let Some(p) = d.parent {
+            let _ = write!(o, ", parent: {p}");
+        }
+        if let Some(h) = d.head {
+            let _ = write!(o, ", head: {h}");
+        }
+        if d.sort != default_sort() {
+            let _ = write!(o, ", sort: {}", d.sort);
+        }
+        if !d.active {
+            o.push_str(", active: false");
+        }
         o.push_str(" }\n");
     }
     o.push_str(if s.groups.is_empty() {
@@ -1071,8 +1315,7 @@ pub fn render(s: &State) -> String {
             o.push_str("    active: false\n");
         }
         if !g.departments.is_empty() {
-            let ids: Vec<String> = g.departments.iter().map(i64::to_string).collect();
-            let _ = writeln!(o, "    departments: [{}]", ids.join(", "));
+            let _ = writeln!(o, "    departments: [{}]", ids(&g.departments));
         }
         if g.initiate_perms != InitiatePerms::default() {
             let _ = writeln!(o, "    initiate_perms: {}", g.initiate_perms.code());
@@ -1159,6 +1402,12 @@ fn render_scopes(o: &mut String, scopes: Option<&[String]>) {
         let names: Vec<String> = scopes.iter().map(|x| scalar(x)).collect();
         let _ = write!(o, ", scopes: [{}]", names.join(", "));
     }
+}
+
+/// `1, 2, 3`.
+fn ids(ids: &[i64]) -> String {
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    ids.join(", ")
 }
 
 fn num(f: f64) -> String {
@@ -1370,6 +1619,108 @@ oauth:
                 assert!(!e.contains(secret), "{secret} in {e}");
             }
         }
+    }
+
+    const TREE: &str = r#"portal:
+  rate_limit: null
+  user_no_department: empty
+users:
+  - { id: 1, email: a@example.com, name: A, last_name: B, active: true, admin: true, departments: [1] }
+  - { id: 2, email: c@example.com, name: C, last_name: D, active: true, departments: [3, 2] }
+  - { id: 3, email: e@example.com, name: E, last_name: F, active: true, extranet: true }
+departments:
+  - { id: 1, name: Acme, head: 1 }
+  - { id: 3, name: "Sales: EU", parent: 2, sort: 100 }
+  - { id: 2, name: Sales, parent: 1, head: 2, active: false }
+groups: []
+webhooks: []
+"#;
+
+    #[test]
+    fn departments_round_trip_byte_for_byte() {
+        let s = parse(Path::new("p.yaml"), TREE).unwrap();
+        assert_eq!(s.users[1].departments, [3, 2]);
+        assert_eq!(s.portal.user_no_department, NoDepartment::Empty);
+        assert_eq!(
+            s.departments[1],
+            Department {
+                id: 3,
+                name: "Sales: EU".into(),
+                parent: Some(2),
+                head: None,
+                sort: 100,
+                active: true,
+            }
+        );
+        assert_eq!(s.departments[0].sort, 500);
+        assert_eq!(render(&s), TREE);
+    }
+
+    #[test]
+    fn department_validation_names_the_value() {
+        let problem = |text: &str| check(&serde_norway::from_str(text).unwrap()).unwrap_err();
+        let p = problem(&TREE.replace("parent: 1, head: 2", "parent: 3, head: 2"));
+        assert_eq!(p.field.as_deref(), Some("departments[1].parent"));
+        assert_eq!(
+            p.message,
+            "department 3: its parents make a cycle (3 → 2 → 3)"
+        );
+        let p = problem(&TREE.replace("parent: 1, head: 2", "parent: 2, head: 2"));
+        assert_eq!(
+            (p.field.as_deref(), p.message.as_str()),
+            (
+                Some("departments[2].parent"),
+                "department 2: its parents make a cycle (2 → 2)"
+            )
+        );
+        let p = problem(&TREE.replace("head: 2", "head: 9"));
+        assert_eq!(
+            (p.field.as_deref(), p.message.as_str()),
+            (
+                Some("departments[2].head"),
+                "department 2: head user 9 does not exist"
+            )
+        );
+        let p = problem(&TREE.replace("departments: [3, 2]", "departments: [3, 3]"));
+        assert_eq!(p.field.as_deref(), Some("users[1].departments[1]"));
+        let p = problem(&TREE.replace("{ id: 3, name: \"Sales", "{ id: 0, name: \"Sales"));
+        assert_eq!(p.message, "department id 0 must be positive");
+        // Located through the text: line and column of the value.
+        let e = parse(Path::new("p.yaml"), &TREE.replace("head: 2", "head: 9")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid state file p.yaml:11:44: department 2: head user 9 does not exist"
+        );
+        // Older messages stay without a position.
+        let e = parse(Path::new("p.yaml"), "users: [{ id: 1 }, { id: 1 }]").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid state file p.yaml: duplicate user id 1"
+        );
+    }
+
+    #[test]
+    fn parent_cycles() {
+        let d = |id, parent| Department {
+            id,
+            name: "x".into(),
+            parent,
+            head: None,
+            sort: 500,
+            active: true,
+        };
+        let s = State {
+            portal: Portal::default(),
+            users: vec![],
+            departments: vec![d(1, None), d(2, Some(3)), d(3, Some(2)), d(4, Some(2))],
+            groups: vec![],
+            webhooks: vec![],
+            oauth: None,
+        };
+        assert_eq!(parent_cycle(&s, 1), None);
+        assert_eq!(parent_cycle(&s, 2), Some(vec![2, 3, 2]));
+        // 4 only leads into the cycle; 2 and 3 report it.
+        assert_eq!(parent_cycle(&s, 4), None);
     }
 
     #[test]

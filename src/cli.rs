@@ -51,8 +51,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), e.g. `roster man > roster.1 && man ./roster.1`.
-    Man,
+    /// Print the manual page (roff), e.g. `roster man > roster.1 && man ./roster.1`; with
+    /// `--out-dir`, write it and one page per command (roster-plan.1, …) there.
+    Man {
+        /// Write roster.1 and a page per command into this directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// The built-in emulators of Bitrix24 and ONLYOFFICE DocSpace.
     Sandbox {
         #[command(subcommand)]

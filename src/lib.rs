@@ -91,17 +91,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
                     .context("cannot write to standard output")?;
                 Ok(Exit::Success)
             }
-            Command::Man => {
-                let cmd = <Cli as clap::CommandFactory>::command();
-                let mut out = Vec::new();
-                clap_mangen::Man::new(cmd)
-                    .render(&mut out)
-                    .context("cannot render the manual page")?;
-                io::stdout()
-                    .write_all(&out)
-                    .context("cannot write to standard output")?;
-                Ok(Exit::Success)
-            }
+            Command::Man { out_dir } => man(out_dir.as_deref()),
             Command::Sandbox {
                 command: SandboxCommand::Serve { state, listen },
             } => serve(&state, listen).await,
@@ -119,6 +109,36 @@ pub fn run(cli: Cli) -> Result<Exit> {
             } => generate(&out, groups, members, churn, seed, force, system),
         }
     })
+}
+
+/// `roster man`: the page on stdout, or every page (roster.1 and roster-COMMAND.1 for each
+/// command, nested ones too) into a directory.
+fn man(out_dir: Option<&Path>) -> Result<Exit> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = out_dir else {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .render(&mut out)
+            .context("cannot render the manual page")?;
+        emit(&String::from_utf8_lossy(&out))?;
+        return Ok(Exit::Success);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(cmd, dir)
+        .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
+    let mut pages: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".1"))
+        .collect();
+    pages.sort();
+    eprintln!(
+        "roster: {} manual page(s) written to {}: {}",
+        pages.len(),
+        dir.display(),
+        pages.join(", ")
+    );
+    Ok(Exit::Success)
 }
 
 /// Colour for a stream: as asked, or with `auto` only on a terminal and without `NO_COLOR`.

@@ -340,6 +340,23 @@ fn completions_man_page_and_version_are_generated() {
     for word in ["plan", "apply", "import", "fmt", "completions"] {
         assert!(man.stdout.contains(word), "man lacks {word}");
     }
+    // Every page the main page refers to is written with --out-dir.
+    let dir = ws.roster(&["man", "--out-dir", "man"]);
+    assert_eq!(dir.code, 0, "{}", dir.transcript());
+    for page in [
+        "roster.1",
+        "roster-plan.1",
+        "roster-apply.1",
+        "roster-import.1",
+        "roster-fmt.1",
+        "roster-sandbox-serve.1",
+    ] {
+        let text = std::fs::read_to_string(ws.path("man").join(page))
+            .unwrap_or_else(|e| panic!("{page}: {e}; {}", dir.stderr));
+        assert!(text.contains(".TH "), "{page}");
+    }
+    let plan_page = std::fs::read_to_string(ws.path("man").join("roster-plan.1")).unwrap();
+    assert!(plan_page.contains("detailed\\-exitcode"), "{plan_page}");
     // A usage error exits 1, like every error (2 means "changes" only).
     let bad = ws.roster(&["completions", "tcsh"]);
     assert_eq!(bad.code, 1, "{}", bad.transcript());

@@ -23,6 +23,7 @@ pub mod saved;
 pub mod soak;
 pub mod soak_docspace;
 pub mod spec;
+pub mod structure;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::SocketAddr;

@@ -85,6 +85,18 @@ impl Provider {
         }
     }
 
+    /// The portal's company structure: every department and every user with the departments
+    /// they belong to (Bitrix24: see `bitrix24::structure` for the requests). ONLYOFFICE
+    /// DocSpace has no departments: an error saying so.
+    pub async fn structure(&self) -> Result<crate::structure::Structure, FetchError> {
+        match self {
+            Provider::Bitrix24(c) => c.structure().await,
+            Provider::DocSpace(_) => Err(FetchError::Lookup(vec![
+                "ONLYOFFICE DocSpace has no departments (no company structure to read); department rules need a Bitrix24 portal".to_owned(),
+            ])),
+        }
+    }
+
     /// The portal's users with these IDs (for showing people the file does not name).
     pub async fn people(&self, ids: &[UserId]) -> Result<Vec<Person>, FetchError> {
         match self {

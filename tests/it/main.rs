@@ -21,4 +21,5 @@ mod sandbox_people;
 mod schemas;
 mod secrets;
 mod soak;
+mod structure_client;
 mod support;

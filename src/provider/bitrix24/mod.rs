@@ -52,6 +52,7 @@ pub mod limits;
 pub mod list;
 pub mod lookup;
 pub mod oauth;
+pub mod structure;
 pub mod webhook;
 pub mod wire;
 

@@ -18,6 +18,7 @@ pub mod progress;
 pub mod provider;
 pub mod render;
 pub mod resolve;
+pub mod rules;
 pub mod sandbox;
 pub mod saved;
 pub mod soak;

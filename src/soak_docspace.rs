@@ -237,12 +237,12 @@ struct ScenarioResult {
 /// every run, DocSpace skipped them); guests are now shown as not added, like terminated users,
 /// and the soak expects exactly that.
 ///
-/// D2 (promise 4): when a user the plan adds is terminated, made a guest or deleted after the
-/// plan was made, apply reports the add not done with a stale reason — "DocSpace skips
+/// D2 (fixed; promise 4): when a user the plan adds is terminated, made a guest or deleted after the
+/// plan was made, apply reported the add not done with a stale reason — "DocSpace skips
 /// unknown, terminated and guest users silently; as far as roster can tell the user is none
-/// of these" — instead of saying which. `Client::who` (`provider/docspace/execute.rs`) takes
-/// the user as the run's lookups saw them, though DocSpace's skip just contradicted that; it
-/// looks a user up again only when the run never saw them. Counted here: each such reason in
+/// of these" — instead of saying which: `Client::who` (`provider/docspace/execute.rs`) took
+/// the user as the run's lookups saw them, though DocSpace's skip just contradicted that. It
+/// now asks the portal again for a user it saw as ordinary. Checked here: each such reason in
 /// an apply without faults.
 ///
 /// D3 (promise 2): a member who becomes the group's manager after the plan (made manager in
@@ -253,7 +253,7 @@ struct ScenarioResult {
 /// manager in it. DocSpace has no conditional DELETE, so the window cannot be closed, but
 /// reading the group just before the DELETE would shrink it from the whole run to one round
 /// trip. Counted here: each late manager removed (`late_manager_probe`).
-const KNOWN_DEFECTS: &[&str] = &["D2", "D3"];
+const KNOWN_DEFECTS: &[&str] = &["D3"];
 
 fn known(defect: &str) -> bool {
     KNOWN_DEFECTS.contains(&defect)

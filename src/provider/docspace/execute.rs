@@ -329,8 +329,9 @@ impl Client {
         }
     }
 
-    /// Who each of `users` is, for the reason of a miss: from what the run learned, else one
-    /// `GET people/{id}` each (none after an interrupt).
+    /// Who each of `users` is, for the reason of a miss: from what the run learned when that
+    /// explains the miss (unknown, terminated, a guest), else one `GET people/{id}` each (none
+    /// after an interrupt).
     async fn who(
         &self,
         users: &BTreeSet<UserId>,
@@ -344,9 +345,13 @@ impl Client {
                 let Some(id) = user.uuid() else { continue };
                 if known.missing.contains(&id) {
                     out.insert(user, Who::Unknown);
-                } else if let Some(e) = known.people.get(&id) {
+                } else if let Some(e) = known.people.get(&id)
+                    && Who::of(e) != Who::Ordinary
+                {
                     out.insert(user, Who::of(e));
                 } else {
+                    // Never seen, or seen as an ordinary user, which DocSpace's skip just
+                    // contradicted (terminated, made a guest or deleted since): asked again.
                     ask.push((user, id));
                 }
             }

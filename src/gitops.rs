@@ -330,7 +330,13 @@ pub(crate) async fn apply_saved(args: &ApplyArgs, bytes: &[u8], style: Style) ->
     else {
         return Ok(Exit::Failure);
     };
-    // Each portal of the plan is one of the file's, at the address the plan was made for.
+    // Each portal of the plan once, each one of the file's, at the address the plan was made
+    // for.
+    for (i, p) in saved_plan.portals.iter().enumerate() {
+        if saved_plan.portals[..i].iter().any(|q| q.name == p.name) {
+            bail!("the plan {name} lists a portal twice (a damaged plan file); nothing was sent");
+        }
+    }
     let mut targets = Vec::new();
     for (p, l) in saved_plan.portals.iter().zip(&loaded) {
         let found = all
@@ -430,6 +436,7 @@ async fn apply_loaded(
     // How each group moved, and whether the plan's changes are still what the file gives.
     let mut moved = Vec::new();
     let mut edited = Vec::new();
+    let mut foreign = Vec::new();
     for (s, l) in sections.iter().zip(loaded) {
         let dir = &s.prepared.resolved.directory;
         let describe = |u: &str| describe_user(dir, u);
@@ -439,9 +446,17 @@ async fn apply_loaded(
         };
         for saved_group in &l.plan.groups {
             let id = saved_group.id;
-            let title = render::text::group_title(id, dir.groups.get(&id).map(String::as_str));
+            let title = render::text::group_title(
+                id,
+                dir.groups
+                    .get(&id)
+                    .or(saved_group.name.as_ref())
+                    .map(String::as_str),
+            );
             if !s.prepared.resolved.desired.groups.contains_key(&id) {
-                // Unresolved or unreadable now: reported with the file's errors below.
+                // Not a group the file declares as it resolves now (a name now meaning another
+                // group, unreadable, or never in the file): nothing of it may be sent.
+                foreign.push(format!("{prefix}{title}"));
                 continue;
             }
             let now = saved::state_of(s.prepared.current.groups.get(&id));
@@ -480,13 +495,26 @@ async fn apply_loaded(
             spec::escape(&saved_plan.file)
         );
     }
-    if unresolved || access || refused || !moved.is_empty() || !edited.is_empty() {
+    if !foreign.is_empty() {
+        eprintln!(
+            "error: the plan changes {}, which {} does not declare as it resolves on the portal now (a name that now means another group, a group that cannot be read, or one the file never had)",
+            foreign.join(", "),
+            spec::escape(&saved_plan.file)
+        );
+    }
+    if unresolved
+        || access
+        || refused
+        || !moved.is_empty()
+        || !edited.is_empty()
+        || !foreign.is_empty()
+    {
         let why = if !moved.is_empty() {
             format!(
                 "{} group(s) of the plan {name} changed on the portal since it was made",
                 moved.len()
             )
-        } else if !edited.is_empty() {
+        } else if !edited.is_empty() || !foreign.is_empty() {
             format!("the plan {name} is not the plan of its file")
         } else {
             "the checks above failed".to_owned()
@@ -496,28 +524,48 @@ async fn apply_loaded(
         );
         return Ok(Exit::Failure);
     }
+    // What is sent is the fresh plan of the saved groups (equal to the saved one, checked
+    // above), shown with the portal's names as they are now, never the file's.
+    let fresh: Vec<crate::plan::Plan> = sections
+        .iter()
+        .zip(loaded)
+        .map(|(s, l)| crate::plan::Plan {
+            groups: s
+                .prepared
+                .plan
+                .groups
+                .iter()
+                .filter(|g| l.states.contains_key(&g.id))
+                .cloned()
+                .collect(),
+        })
+        .collect();
     let mut text = String::new();
-    for (i, (t, l)) in targets.iter().zip(loaded).enumerate() {
+    for (i, (s, plan)) in sections.iter().zip(&fresh).enumerate() {
         if i > 0 {
             text.push('\n');
         }
-        if let Some(h) = heading(t) {
+        if let Some(h) = heading(s.target) {
             text.push_str(&style.paint(render::text::BOLD, &h));
         }
-        text.push_str(&render::text::plan(&l.plan, &l.dir, style));
+        text.push_str(&render::text::plan(
+            plan,
+            &s.prepared.resolved.directory,
+            style,
+        ));
     }
     show_plan(
         &format!("Applying the saved plan {name}:\n\n{text}"),
         args.format,
     )?;
-    let runs: Vec<Run> = targets
+    let runs: Vec<Run> = sections
         .iter()
-        .zip(loaded)
+        .zip(&fresh)
         .zip(conns)
-        .map(|((target, l), conn)| Run {
-            target,
-            plan: &l.plan,
-            dir: &l.dir,
+        .map(|((s, plan), conn)| Run {
+            target: s.target,
+            plan,
+            dir: &s.prepared.resolved.directory,
             provider: &conn.provider,
         })
         .collect();

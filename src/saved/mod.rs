@@ -504,7 +504,12 @@ pub fn load(portal: &SavedPortal) -> Result<Loaded, Invalid> {
                 g.id
             )));
         }
-        states.insert(id, (g.state.clone(), g.state_sha256.clone()));
+        if states
+            .insert(id, (g.state.clone(), g.state_sha256.clone()))
+            .is_some()
+        {
+            return Err(Invalid(format!("group {} is listed twice", g.id)));
+        }
         let mut entries = Vec::new();
         for e in &g.entries {
             entries.push(match e {

@@ -570,3 +570,97 @@ fn the_markdown_comment_shows_problems_and_stays_under_the_cap() {
         &big.stdout[big.stdout.len() - 500..]
     );
 }
+
+/// A second review: nothing but a fresh plan of the file's own groups is ever sent — not a
+/// group the file's name now points away from, not a group `only_groups` was narrowed to
+/// leave out, not a group the file never declared (with a fingerprint recomputed for it) —
+/// and what apply shows and reports comes from the portal, not from the plan file's names.
+#[test]
+fn only_a_fresh_plan_of_the_files_groups_is_sent() {
+    let ws = Workspace::with_example_portal();
+    // A group 99 "Board" beside the example's.
+    let state = ws.read("portal.yaml").replacen(
+        "webhooks:\n",
+        "  - id: 99\n    name: Board\n    members:\n      - { user: 1, role: A }\n      - { user: 10, role: K }\nwebhooks:\n",
+        1,
+    );
+    ws.write("portal.yaml", &state);
+    let ok = ws.roster(&["plan", "groups.yaml", PORTAL, "--out", "plan.json"]);
+    assert_eq!(ok.code, 0, "{}", ok.transcript());
+    let plan = ws.read("plan.json");
+    // 1. On the portal, "Marketing" becomes group 99 and #15 is renamed.
+    let renamed = state
+        .replacen("name: Marketing", "name: Old Marketing", 1)
+        .replacen("name: Board", "name: Marketing", 1);
+    ws.write("portal.yaml", &renamed);
+    let run = ws.roster(&["apply", "plan.json", PORTAL]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert_eq!(ws.read("portal.yaml"), renamed, "nothing was sent");
+    ws.write("portal.yaml", &state);
+    // 2A. only_groups narrowed to Marketing, Engineering's entries replaced.
+    let mut v: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    v["only_groups"] = serde_json::json!(["Marketing"]);
+    let eng = v["portals"][0]["groups"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|g| g["id"] == "27")
+        .unwrap();
+    eng["entries"] = serde_json::json!([{"action": "remove", "user": "23", "role": "moderator"}]);
+    ws.write("narrowed.json", &v.to_string());
+    let run = ws.roster(&["apply", "narrowed.json", PORTAL]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("Engineering"), "{}", run.stderr);
+    // 2B. A group the file never declares, with its fingerprint recomputed.
+    let mut v: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let board_state = roster::saved::SavedState {
+        members: vec![
+            roster::saved::SavedMember {
+                user: "1".into(),
+                role: "owner".into(),
+            },
+            roster::saved::SavedMember {
+                user: "10".into(),
+                role: "member".into(),
+            },
+        ],
+        invited: vec![],
+        requested: vec![],
+    };
+    let print = roster::saved::fingerprint(roster::model::GroupId::Num(99), &board_state);
+    v["portals"][0]["groups"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": "99", "name": "Board", "state_sha256": print,
+            "state": serde_json::to_value(&board_state).unwrap(),
+            "invite_message": null, "departments": [], "prune_synced": false,
+            "current_non_owners": 1, "owner_mismatch": null,
+            "entries": [{"action": "remove", "user": "10", "role": "member"}],
+        }));
+    ws.write("forged.json", &v.to_string());
+    let run = ws.roster(&["apply", "forged.json", PORTAL]);
+    assert_eq!(run.code, 1, "{}", run.transcript());
+    assert!(run.stderr.contains("\"Board\" (#99)"), "{}", run.stderr);
+    assert_eq!(ws.read("portal.yaml"), state, "nothing was sent");
+    // 3. Names in the plan file are not what apply shows or reports.
+    let mut v: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    for p in v["portals"][0]["people"].as_array_mut().unwrap() {
+        if p["id"] == "30" {
+            p["email"] = "nobody@example.com".into();
+        }
+    }
+    for g in v["portals"][0]["groups"].as_array_mut().unwrap() {
+        g["name"] = "Fake".into();
+    }
+    ws.write("names.json", &v.to_string());
+    let run = ws.roster(&["apply", "names.json", PORTAL, "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.transcript());
+    assert!(
+        !run.stdout.contains("nobody@") && !run.stdout.contains("Fake"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("fay@example.com"), "{}", run.stdout);
+    assert!(!run.stderr.contains("nobody@"), "{}", run.stderr);
+}

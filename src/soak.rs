@@ -261,17 +261,17 @@ impl Wanted {
     }
 }
 
-/// A `limits:` mapping as generated: each field optional.
+/// A `limits:` mapping as generated: each field optional. Both soaks generate them.
 #[derive(Debug, Clone, Copy, Default)]
-struct SoakLimits {
+pub(crate) struct SoakLimits {
     /// `(value, is_percent)`
-    max_removals: Option<(u64, bool)>,
-    allow_empty: Option<bool>,
-    max_total_removals: Option<(u64, bool)>,
+    pub(crate) max_removals: Option<(u64, bool)>,
+    pub(crate) allow_empty: Option<bool>,
+    pub(crate) max_total_removals: Option<(u64, bool)>,
 }
 
 impl SoakLimits {
-    fn random(rng: &mut fastrand::Rng, top: bool) -> SoakLimits {
+    pub(crate) fn random(rng: &mut fastrand::Rng, top: bool) -> SoakLimits {
         let limit = |rng: &mut fastrand::Rng| {
             if rng.bool() {
                 (rng.u64(0..8), false)
@@ -287,7 +287,7 @@ impl SoakLimits {
     }
 
     /// The YAML flow mapping, or `None` when no field is set.
-    fn yaml(&self) -> Option<String> {
+    pub(crate) fn yaml(&self) -> Option<String> {
         let show = |(v, pct): (u64, bool)| if pct { format!("{v}%") } else { v.to_string() };
         let mut fields = Vec::new();
         if let Some(l) = self.max_removals {
@@ -306,7 +306,7 @@ impl SoakLimits {
 /// The most removals a limit allows out of `current` memberships, or `None` where it does not
 /// apply (a percent of fewer than 10). Written from the file format's documentation, not from
 /// `plan::check_limits`.
-fn allowed((value, percent): (u64, bool), current: usize) -> Option<u64> {
+pub(crate) fn allowed((value, percent): (u64, bool), current: usize) -> Option<u64> {
     match percent {
         false => Some(value),
         true if current >= 10 => Some(current as u64 * value / 100),

@@ -73,6 +73,7 @@
 //! Used by `cargo bench --bench soak -- --system docspace` and by a short CI test. Like
 //! `soak` (Bitrix24) and `loadtest`, it is a module that uses both the client and the sandbox.
 
+use crate::soak::{SoakLimits, allowed};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -310,59 +311,6 @@ struct Wanted {
     members: BTreeSet<u64>,
     /// Undeclared members are removed (`prune:`, default true).
     prunes: bool,
-}
-
-/// A `limits:` mapping as generated: each field optional.
-#[derive(Debug, Clone, Copy, Default)]
-struct SoakLimits {
-    /// `(value, is_percent)`
-    max_removals: Option<(u64, bool)>,
-    allow_empty: Option<bool>,
-    max_total_removals: Option<(u64, bool)>,
-}
-
-impl SoakLimits {
-    fn random(rng: &mut fastrand::Rng, top: bool) -> SoakLimits {
-        let limit = |rng: &mut fastrand::Rng| {
-            if rng.bool() {
-                (rng.u64(0..8), false)
-            } else {
-                (rng.u64(0..=100), true)
-            }
-        };
-        SoakLimits {
-            max_removals: rng.bool().then(|| limit(rng)),
-            allow_empty: rng.bool().then(|| rng.bool()),
-            max_total_removals: (top && rng.bool()).then(|| limit(rng)),
-        }
-    }
-
-    /// The YAML flow mapping, or `None` when no field is set.
-    fn yaml(&self) -> Option<String> {
-        let show = |(v, pct): (u64, bool)| if pct { format!("{v}%") } else { v.to_string() };
-        let mut fields = Vec::new();
-        if let Some(l) = self.max_removals {
-            fields.push(format!("max_removals: {}", show(l)));
-        }
-        if let Some(b) = self.allow_empty {
-            fields.push(format!("allow_empty: {b}"));
-        }
-        if let Some(l) = self.max_total_removals {
-            fields.push(format!("max_total_removals: {}", show(l)));
-        }
-        (!fields.is_empty()).then(|| format!("{{ {} }}", fields.join(", ")))
-    }
-}
-
-/// The most removals a limit allows out of `current` memberships, or `None` where it does not
-/// apply (a percent of fewer than 10). Written from the file format's documentation, not from
-/// `plan::check_limits`.
-fn allowed((value, percent): (u64, bool), current: usize) -> Option<u64> {
-    match percent {
-        false => Some(value),
-        true if current >= 10 => Some(current as u64 * value / 100),
-        true => None,
-    }
 }
 
 /// The generated file, before it is written out (with e-mails and names, and with IDs).

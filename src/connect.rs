@@ -47,6 +47,17 @@ pub(crate) fn targets(spec: spec::Spec) -> Vec<Target> {
         .collect()
 }
 
+/// `--portal NAME=ADDRESS` as (NAME, ADDRESS); `None` for a bare ADDRESS (a URL's `=` comes
+/// after a `:` or `/`, which a name never holds).
+pub(crate) fn named_address(given: &str) -> Option<(&str, &str)> {
+    given.split_once('=').filter(|(name, _)| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    })
+}
+
 /// Where each target is. A plain file: `--portal ADDRESS`, else `ROSTER_PORTAL`. A file with
 /// `portals:`: `--portal NAME=ADDRESS` for a declared portal, a bare `--portal ADDRESS` when
 /// the file has one portal only, else the portal's `url_env` variable (never `ROSTER_PORTAL`:
@@ -66,17 +77,9 @@ pub(crate) fn addresses(
     let mut named: Vec<(&str, &str)> = Vec::new();
     let mut bare: Vec<&str> = Vec::new();
     for given in &args.portal {
-        match given.split_once('=') {
-            Some((name, address))
-                if !name.is_empty()
-                    && !name.contains(['/', ':'])
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
-            {
-                named.push((name, address))
-            }
-            _ => bare.push(given),
+        match named_address(given) {
+            Some(pair) => named.push(pair),
+            None => bare.push(given),
         }
     }
     let names: Vec<&str> = targets

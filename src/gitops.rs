@@ -597,15 +597,9 @@ pub(crate) async fn import(args: &crate::cli::ImportArgs) -> Result<Exit> {
                 .filter(|v| !v.trim().is_empty())
                 .context("no portal: give --portal ADDRESS (or set ROSTER_PORTAL for Bitrix24)")?,
         ),
-        [one] => match one.split_once('=') {
-            Some((n, a))
-                if !n.is_empty()
-                    && n.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
-            {
-                (Some(n.to_owned()), a.to_owned())
-            }
-            _ => (None, one.clone()),
+        [one] => match connect::named_address(one) {
+            Some((n, a)) => (Some(n.to_owned()), a.to_owned()),
+            None => (None, one.clone()),
         },
         _ => bail!("import reads one portal: give --portal once"),
     };
